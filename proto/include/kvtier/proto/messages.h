@@ -1,0 +1,57 @@
+// Message bodies: the generated protobuf classes plus parsing and semantic checks.
+//
+// Parse*() turn untrusted bytes into a message and check everything the schema cannot say:
+// packed keys are a whole number of 32-byte keys, key counts and string sizes are within
+// Limits, per-key arrays have one entry per key, inline payload sizes add up to the frame's
+// payload_len. On failure they return kInvalidArgument (or kResourceExhausted for a limit)
+// with a message a client author can act on. Thread-safe.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvtier.pb.h"
+#include "kvtier/proto/frame.h"
+
+namespace kvtier::proto {
+
+// Serializes `msg` for a frame body; kInvalidArgument if it is larger than max_body_bytes.
+absl::StatusOr<std::string> SerializeBody(const google::protobuf::MessageLite& msg,
+                                          const Limits& limits);
+
+// Protobuf-level parse only (no semantic checks); kInvalidArgument on malformed bytes.
+absl::Status ParseBody(std::string_view body, google::protobuf::MessageLite* msg);
+
+// Parse + semantic checks for each request the daemon accepts. `payload_len` is the frame's.
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          HelloRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          OpenNamespaceRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          LookupRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          PutRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          PutCommitRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          GetRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          ReleaseRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          RemoveRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          StatsRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          HealthRequest* msg);
+
+// Checks a namespace descriptor: non-empty model_id and dtype, block_tokens >= 1,
+// block_bytes >= 1, tp/pp rank < size (size 0 is read as 1), strings within limits.
+absl::Status ValidateDescriptor(const NamespaceDescriptor& d, const Limits& limits);
+
+// Converts an error reply body to a Status (code clamped to a known absl::StatusCode).
+absl::Status StatusFromErrorReply(const ErrorReply& e);
+ErrorReply ErrorReplyFromStatus(const absl::Status& s);
+
+}  // namespace kvtier::proto

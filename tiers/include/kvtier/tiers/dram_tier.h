@@ -1,0 +1,146 @@
+// DramTier: the default tier. Block bytes live in one shared-memory arena (a memfd) that the
+// daemon maps and hands to local clients, so a local put or get copies straight between the
+// client's buffer and the arena; the daemon never touches those bytes.
+//
+// Layout of the arena (the fd's contents):
+//   [generation table: one uint64 per page, generation_table_bytes()]
+//   [data: capacity_bytes, carved into slabs, each slab into equal slots of one size class]
+// A slot is page-aligned; its generation lives at table index (slot offset / page_bytes).
+// Generations only grow: a slot's generation is bumped (release store) every time it is freed,
+// so a reader that copied under an expired lease detects it (seqlock-style, docs/protocol.md).
+//
+// Blocks move through: ReservePut -> (client copies) -> CommitPut -> visible to Lookup/Get ->
+// AcquireRead pins it under a read lease -> Release. Leases expire after
+// lease_timeout (ExpireLeases()), and ReleaseOwner() drops every lease of a disconnected
+// client, so a crashed client cannot pin memory forever. Pinned (leased) blocks are never
+// evicted; capacity is a hard bound: when nothing can be evicted, a put gets
+// kResourceExhausted for that block.
+//
+// Thread-safe: every method may be called from any thread (one internal mutex; short critical
+// sections, no I/O under it). Nothing here blocks on I/O.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvtier/common/block_key.h"
+#include "kvtier/common/clock.h"
+#include "kvtier/tiers/eviction_policy.h"
+#include "kvtier/tiers/tier_stats.h"
+
+namespace kvtier::tiers {
+
+using NamespaceId = uint32_t;
+using OwnerId = uint64_t;  // who holds a lease: the daemon uses the connection id
+using LeaseId = uint64_t;  // never 0
+
+struct DramTierOptions {
+  // Bytes of block data the tier may hold (the arena's data part). Hard bound. Default 1 GiB.
+  // Must be a multiple of page_bytes and at least one slab. Fixed at creation.
+  uint64_t capacity_bytes = 1ull << 30;
+  // Slot alignment and generation-table granularity. Default 4096. Power of two >= 4096.
+  uint32_t page_bytes = 4096;
+  // The arena is carved into slabs of this size; each slab serves one size class. A block
+  // larger than a slab gets a slab of its own (rounded up to pages). Default 16 MiB.
+  uint64_t slab_bytes = 16ull << 20;
+  // A lease not released within this time expires: read pins drop, unfinished puts are
+  // reclaimed. Default 10 s.
+  int64_t lease_timeout_ns = 10'000'000'000;
+  // Name shown in /proc/<pid>/fd for the memfd. Default "kvtier-dram".
+  std::string memfd_name = "kvtier-dram";
+
+  // kInvalidArgument naming the bad option and what would be accepted.
+  absl::Status Validate() const;
+};
+
+// Where one block sits in the arena. `offset` is from the start of the arena (fd offset 0).
+struct SlotRef {
+  uint64_t offset = 0;
+  uint64_t length = 0;      // stored bytes of the block
+  uint64_t generation = 0;  // the slot's generation while this ref is valid
+};
+
+// Result of ReservePut / AcquireRead: one code and one slot per key, in request order.
+struct LeaseGrant {
+  LeaseId lease_id = 0;  // 0 when no key was granted
+  std::vector<absl::StatusCode> codes;
+  std::vector<SlotRef> slots;  // valid where codes[i] == kOk
+};
+
+class DramTier {
+ public:
+  // Creates the memfd, sizes it, maps it. kInvalidArgument for bad options, kResourceExhausted
+  // / kInternal (with errno text) when the memory cannot be had. `clock` must outlive the tier.
+  // `policy` decides eviction order (NewLruPolicy() when null).
+  static absl::StatusOr<std::unique_ptr<DramTier>> Create(const DramTierOptions& options,
+                                                          const Clock* clock,
+                                                          std::unique_ptr<EvictionPolicy> policy);
+  ~DramTier();
+  DramTier(const DramTier&) = delete;
+  DramTier& operator=(const DramTier&) = delete;
+
+  // The arena: fd to pass to clients (owned by the tier), total mapped size, and the daemon's
+  // own mapping (for inline TCP puts/gets, which copy between socket buffers and slots).
+  int arena_fd() const;
+  uint64_t arena_bytes() const;
+  uint64_t generation_table_bytes() const;
+  uint32_t page_bytes() const;
+  std::byte* arena_base() const;
+
+  // Registers a namespace and its fixed block size. Idempotent for the same size;
+  // kInvalidArgument if block_bytes is 0 or larger than the capacity.
+  absl::Status AddNamespace(NamespaceId ns, uint64_t block_bytes);
+
+  // Number of leading keys that are committed in the tier (the longest cached prefix). Does
+  // not count as a use for eviction. Unknown namespace: 0.
+  size_t LookupPrefix(NamespaceId ns, std::span<const BlockKey> keys);
+
+  // Reserves a slot per key for `owner`, evicting unpinned blocks of the size class as needed.
+  // codes[i]: kOk (slot reserved), kAlreadyExists (committed or being written already),
+  // kInvalidArgument (length 0 or > block_bytes, duplicate key in the batch, unknown ns),
+  // kResourceExhausted (nothing evictable). Reserved slots are invisible until CommitPut.
+  LeaseGrant ReservePut(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys,
+                        std::span<const uint64_t> lengths);
+
+  // Publishes the blocks of a ReservePut lease. Per block: kOk, or kDeadlineExceeded when the
+  // lease expired first (the slots were reclaimed). kNotFound for an unknown lease, or one
+  // that belongs to another owner.
+  absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease);
+
+  // Pins the committed blocks among `keys` under a read lease and counts hits/misses.
+  // codes[i]: kOk or kNotFound. A get is a use for eviction.
+  LeaseGrant AcquireRead(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys);
+
+  // Ends a read or put lease. Returns true if it had expired already (for a read lease: any
+  // copy made under it is void). kNotFound for an unknown lease or another owner's.
+  // Releasing a put lease without committing abandons the put.
+  absl::StatusOr<bool> Release(OwnerId owner, LeaseId lease);
+
+  // Drops every lease of `owner` (its connection closed).
+  void ReleaseOwner(OwnerId owner);
+
+  // Expires leases older than lease_timeout; returns how many expired. Call periodically.
+  size_t ExpireLeases();
+
+  // Removes committed blocks. codes[i]: kOk or kNotFound. A pinned block disappears from the
+  // index at once; its slot is freed when its last lease ends.
+  std::vector<absl::StatusCode> Remove(NamespaceId ns, std::span<const BlockKey> keys);
+
+  // Accounts bytes served by a get (the daemon calls this once the bytes went out) -- the tier
+  // cannot see shared-arena copies itself, so the daemon reports them after a release.
+  void RecordBytesOut(NamespaceId ns, uint64_t bytes);
+
+  TierSnapshot Snapshot() const;
+
+ private:
+  class Impl;
+  explicit DramTier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvtier::tiers

@@ -1,0 +1,42 @@
+// Plain counters a tier reports. Counted under the tier's lock; read as a snapshot.
+// Invariants (tested): hits + misses == keys asked for by AcquireRead;
+// lookup_hit_keys <= lookup_keys; blocks and used_bytes never exceed the capacity.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace kvtier::tiers {
+
+struct TierCounters {
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+  uint64_t bytes_in = 0;   // bytes of committed puts
+  uint64_t bytes_out = 0;  // bytes reported by RecordBytesOut
+  uint64_t puts = 0;       // blocks committed
+  uint64_t removes = 0;
+  uint64_t lookups = 0;
+  uint64_t lookup_keys = 0;
+  uint64_t lookup_hit_keys = 0;
+};
+
+struct NamespaceSnapshot {
+  uint32_t namespace_id = 0;
+  uint64_t block_bytes = 0;
+  uint64_t blocks = 0;
+  uint64_t used_bytes = 0;  // sum of stored lengths
+  TierCounters counters;
+};
+
+struct TierSnapshot {
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;  // bytes of slots holding blocks (committed or being written)
+  uint64_t blocks = 0;      // committed blocks
+  uint64_t leases_active = 0;
+  uint64_t leases_expired = 0;  // total since start
+  TierCounters counters;
+  std::vector<NamespaceSnapshot> namespaces;
+};
+
+}  // namespace kvtier::tiers

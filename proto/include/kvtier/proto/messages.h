@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvtier.pb.h"
+#include "kvtier/common/namespace_descriptor.h"
 #include "kvtier/proto/frame.h"
 
 namespace kvtier::proto {
@@ -50,8 +51,21 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
 // block_bytes >= 1, tp/pp rank < size (size 0 is read as 1), strings within limits.
 absl::Status ValidateDescriptor(const NamespaceDescriptor& d, const Limits& limits);
 
-// Converts an error reply body to a Status (code clamped to a known absl::StatusCode).
+// Converts between the wire descriptor and kvtier's value type. No checks: call
+// ValidateDescriptor on untrusted input first. ToDescriptor reads tp_size/pp_size 0 (a field
+// the peer left unset) as 1.
+kvtier::NamespaceDescriptor ToDescriptor(const NamespaceDescriptor& d);
+NamespaceDescriptor ToProto(const kvtier::NamespaceDescriptor& d);
+
+// Converts an error reply body to a Status (code clamped to a known absl::StatusCode): a code
+// outside absl's range, or OK (an error reply that claims success), becomes kUnknown.
 absl::Status StatusFromErrorReply(const ErrorReply& e);
+
+// The body of an error reply for `s`. The message is cut to kMaxErrorMessageBytes and any
+// byte sequence that is not UTF-8 is replaced by '?', because the field is a proto3 string that
+// the peer's parser rejects unless it is valid UTF-8. An OK `s` (a caller bug) becomes
+// kInternal rather than a reply that claims success.
+inline constexpr size_t kMaxErrorMessageBytes = 4096;
 ErrorReply ErrorReplyFromStatus(const absl::Status& s);
 
 }  // namespace kvtier::proto

@@ -1,0 +1,15 @@
+#include "kvtier/compression/codec.h"
+
+namespace kvtier {
+
+std::string_view CodecName(CodecId id) {
+  switch (id) {
+    case CodecId::kStored:
+      return "stored";
+  }
+  return "unknown";
+}
+
+bool IsKnownCodec(CodecId id) { return CodecName(id) != "unknown"; }
+
+}  // namespace kvtier

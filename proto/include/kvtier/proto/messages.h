@@ -26,6 +26,20 @@ absl::StatusOr<std::string> SerializeBody(const google::protobuf::MessageLite& m
 absl::Status ParseBody(std::string_view body, google::protobuf::MessageLite* msg);
 
 // Parse + semantic checks for each request the daemon accepts. `payload_len` is the frame's.
+// On error `*msg` may be partly filled and must not be used. The rules, beyond ParseBody:
+// - every request except put: payload_len == 0.
+// - hello: protocol_version == kProtocolVersion (else kFailedPrecondition); auth_token and
+//   client_name <= max_string_bytes.
+// - open_namespace: namespace_descriptor present and ValidateDescriptor() accepts it.
+// - lookup, put, get, remove: keys.size() a multiple of 32, 1..max_keys_per_request keys (more
+//   is kResourceExhausted).
+// - put: one length per key, each >= 1 (the namespace's block_bytes bound is the daemon's to
+//   check, per block); mode a known DataMode; DATA_INLINE: sum(lengths) == payload_len;
+//   DATA_SHARED_ARENA: payload_len == 0.
+// - get: mode a known DataMode.
+// - put_commit, release: lease_id != 0 (the daemon never issues lease 0).
+// Limits (string sizes, key counts) give kResourceExhausted; every other violation
+// kInvalidArgument.
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           HelloRequest* msg);
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
@@ -48,7 +62,9 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
                           HealthRequest* msg);
 
 // Checks a namespace descriptor: non-empty model_id and dtype, block_tokens >= 1,
-// block_bytes >= 1, tp/pp rank < size (size 0 is read as 1), strings within limits.
+// block_bytes >= 1, tp/pp rank < size (size 0 is read as 1), strings within limits
+// (model_id, dtype, kv_layout <= max_string_bytes; tenant_salt <= max_tenant_salt_bytes;
+// kResourceExhausted when over). Other violations: kInvalidArgument.
 absl::Status ValidateDescriptor(const NamespaceDescriptor& d, const Limits& limits);
 
 // Converts between the wire descriptor and kvtier's value type. No checks: call

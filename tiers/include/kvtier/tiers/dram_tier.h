@@ -16,6 +16,18 @@
 // evicted; capacity is a hard bound: when nothing can be evicted, a put gets
 // kResourceExhausted for that block.
 //
+// Expired leases: a read lease that expires drops its pins at once (the block stays cached;
+// only a later eviction bumps the slot's generation). A put lease that expires leaves the index
+// at once, but its slots are only reused once its owner has answered (CommitPut, Release,
+// ReleaseOwner) or one more lease_timeout has passed: a slow writer may still be copying into
+// them, and its bytes must not land in another block's slot. An expired lease is remembered
+// for one lease_timeout after expiry, so Release says "expired" rather than "unknown"; after
+// that it is forgotten and Release returns kNotFound, which a client must treat as void too.
+//
+// Space: capacity is split into slabs per slot size (block_bytes rounded up to page_bytes);
+// see tiers/src/slab_allocator.h. Metadata lives in the daemon's heap, about 170 bytes per
+// cached block, plus 8 bytes per page of generation table in the arena.
+//
 // Thread-safe: every method may be called from any thread (one internal mutex; short critical
 // sections, no I/O under it). Nothing here blocks on I/O.
 #pragma once
@@ -24,6 +36,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -53,6 +66,10 @@ struct DramTierOptions {
   int64_t lease_timeout_ns = 10'000'000'000;
   // Name shown in /proc/<pid>/fd for the memfd. Default "kvtier-dram".
   std::string memfd_name = "kvtier-dram";
+  // Reserve the arena's memory at creation (fallocate on the memfd), so that a host without
+  // enough memory fails Create() with kResourceExhausted instead of a client or the daemon
+  // taking SIGBUS on first touch of a page later. Default true; tests may turn it off.
+  bool preallocate = true;
 
   // kInvalidArgument naming the bad option and what would be accepted.
   absl::Status Validate() const;
@@ -92,8 +109,14 @@ class DramTier {
   uint32_t page_bytes() const;
   std::byte* arena_base() const;
 
+  // The current generation of the slot at arena `offset` (acquire load; lock-free). The
+  // daemon's own copies (inline TCP gets) compare it with SlotRef::generation after copying,
+  // exactly as a client does through its mapping. REQUIRES: offset < arena_bytes().
+  uint64_t SlotGeneration(uint64_t offset) const;
+
   // Registers a namespace and its fixed block size. Idempotent for the same size;
-  // kInvalidArgument if block_bytes is 0 or larger than the capacity.
+  // kInvalidArgument if block_bytes is 0 or larger than the capacity; kAlreadyExists if `ns`
+  // is registered with another block size. Namespaces are never unregistered.
   absl::Status AddNamespace(NamespaceId ns, uint64_t block_bytes);
 
   // Number of leading keys that are committed in the tier (the longest cached prefix). Does
@@ -104,12 +127,19 @@ class DramTier {
   // codes[i]: kOk (slot reserved), kAlreadyExists (committed or being written already),
   // kInvalidArgument (length 0 or > block_bytes, duplicate key in the batch, unknown ns),
   // kResourceExhausted (nothing evictable). Reserved slots are invisible until CommitPut.
+  // For a key repeated in the batch, the first occurrence is reserved and the later ones get
+  // kInvalidArgument. Once one key gets kResourceExhausted, the later new keys of the batch get
+  // it too without another search. Leases past their deadline are expired first (as by
+  // ExpireLeases), so space held by crashed clients is reclaimed before anything is evicted.
+  // lengths.size() != keys.size() or an unknown ns: every code is kInvalidArgument.
   LeaseGrant ReservePut(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys,
                         std::span<const uint64_t> lengths);
 
-  // Publishes the blocks of a ReservePut lease. Per block: kOk, or kDeadlineExceeded when the
-  // lease expired first (the slots were reclaimed). kNotFound for an unknown lease, or one
-  // that belongs to another owner.
+  // Publishes the blocks of a ReservePut lease. One code per block granted by ReservePut, in
+  // the order of the keys whose ReservePut code was kOk: kOk, or kDeadlineExceeded when the
+  // lease expired first (the slots are reclaimed; all blocks of a lease share its fate). The
+  // lease ends either way. kNotFound for an unknown lease, or one that belongs to another
+  // owner; kInvalidArgument for a read lease.
   absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease);
 
   // Pins the committed blocks among `keys` under a read lease and counts hits/misses.
@@ -118,13 +148,16 @@ class DramTier {
 
   // Ends a read or put lease. Returns true if it had expired already (for a read lease: any
   // copy made under it is void). kNotFound for an unknown lease or another owner's.
-  // Releasing a put lease without committing abandons the put.
+  // Releasing a put lease without committing abandons the put. A lease whose deadline has
+  // passed counts as expired even if ExpireLeases has not run yet.
   absl::StatusOr<bool> Release(OwnerId owner, LeaseId lease);
 
-  // Drops every lease of `owner` (its connection closed).
+  // Drops every lease of `owner` (its connection closed): read pins drop, unfinished puts are
+  // abandoned and their slots freed at once.
   void ReleaseOwner(OwnerId owner);
 
-  // Expires leases older than lease_timeout; returns how many expired. Call periodically.
+  // Expires leases older than lease_timeout and forgets tombstones older than twice that;
+  // returns how many leases expired in this call. Call periodically (e.g. every second).
   size_t ExpireLeases();
 
   // Removes committed blocks. codes[i]: kOk or kNotFound. A pinned block disappears from the

@@ -38,6 +38,8 @@ class EvictionPolicy {
 
 // Least recently used first, per size class. O(1) insert/access/remove; PickVictim walks from
 // the cold end past pinned entries.
+// Its node table is indexed by EntryId (24 bytes per id up to the largest id seen), so ids
+// should be small dense integers, as DramTier's entry numbers are.
 std::unique_ptr<EvictionPolicy> NewLruPolicy();
 
 }  // namespace kvtier::tiers

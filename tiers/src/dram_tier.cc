@@ -1,0 +1,585 @@
+// DramTier: index, leases and eviction over the shared arena (shm_arena), its slots
+// (slab_allocator), the leases (lease_table) and an eviction policy.
+//
+// Entries. Every slot in use belongs to one entry in `entries_` (a vector reused through a
+// free list; the entry's index is its EntryId for the policy and its tag in the allocator).
+// An entry is kWriting from ReservePut until CommitPut, then kCommitted. The per-namespace
+// index maps key -> entry and carries the committed bit itself, so LookupPrefix touches only
+// the hash table. An entry leaves the index when it is evicted, removed or its put ends
+// unfinished; if something still holds it (read pins, or an expired put whose writer may still
+// be copying), it stays allocated with `removed` set and its slot is freed when the last
+// holder lets go.
+//
+// Slot lifetime and generations. A slot's generation is bumped exactly when the slot is freed
+// (FreeEntry), before it can be handed out again, so a reader whose generation check passes
+// copied bytes that no one could have overwritten: writes only go into slots reserved after
+// the bump.
+//
+// Expired puts. A put lease that expires leaves the index at once (the key can be put again),
+// but its slots are not reused until its owner acknowledges (CommitPut -> kDeadlineExceeded,
+// Release, ReleaseOwner) or the tombstone is purged one more lease_timeout later. A client
+// that is late, not dead, may still be copying into those slots; handing them to another
+// block at once would let its stale bytes land in a committed block behind the generation
+// check's back.
+//
+// Metadata per cached block, approximately: entry 80 B, index slot ~48 B (36 B key+value at
+// <= 7/8 load), LRU node 24 B, allocator 12 B, generation 8 B per page: ~170 B, i.e. 0.26% of
+// a 64 KiB block.
+#include "kvtier/tiers/dram_tier.h"
+
+#include <algorithm>
+#include <functional>
+#include <optional>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "kvtier/common/status_macros.h"
+#include "kvtier/common/strings.h"
+#include "kvtier/common/units.h"
+#include "tiers/src/lease_table.h"
+#include "tiers/src/shm_arena.h"
+#include "tiers/src/slab_allocator.h"
+
+namespace kvtier::tiers {
+
+using internal::ClassId;
+using internal::Lease;
+using internal::LeaseKind;
+using internal::LeaseTable;
+using internal::ShmArena;
+using internal::SlabAllocator;
+using internal::SlotHandle;
+
+absl::Status DramTierOptions::Validate() const {
+  if (page_bytes < 4096 || (page_bytes & (page_bytes - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DRAM tier page_bytes ", page_bytes, " must be a power of two >= 4096"));
+  }
+  if (slab_bytes == 0 || slab_bytes % page_bytes != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("DRAM tier slab_bytes ", slab_bytes,
+                                                   " must be a positive multiple of page_bytes (",
+                                                   page_bytes, ")"));
+  }
+  if (capacity_bytes % page_bytes != 0 || capacity_bytes < slab_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "DRAM tier capacity ", capacity_bytes, " bytes must be a multiple of page_bytes (",
+        page_bytes, ") and at least one slab (", FormatByteSize(slab_bytes), ")"));
+  }
+  // Keeps table + data (and every offset sum) far from uint64 overflow.
+  if (capacity_bytes > (uint64_t{1} << 50)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DRAM tier capacity ", FormatByteSize(capacity_bytes), " exceeds 1 PiB"));
+  }
+  if (lease_timeout_ns <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DRAM tier lease_timeout_ns ", lease_timeout_ns, " must be positive"));
+  }
+  if (memfd_name.empty() || memfd_name.size() > 249) {
+    return absl::InvalidArgumentError("DRAM tier memfd_name must be 1 to 249 bytes");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+enum class EntryState : uint8_t { kFree, kWriting, kCommitted };
+
+}  // namespace
+
+class DramTier::Impl {
+ public:
+  Impl(const DramTierOptions& options, const Clock* clock, std::unique_ptr<EvictionPolicy> policy,
+       std::unique_ptr<ShmArena> arena)
+      : options_(options),
+        clock_(clock),
+        policy_(std::move(policy)),
+        arena_(std::move(arena)),
+        allocator_(arena_->data_offset(), arena_->data_bytes(), options.page_bytes,
+                   options.slab_bytes),
+        leases_(options.lease_timeout_ns),
+        // Entries in the policy are committed and in the index; only pins keep them.
+        policy_evictable_([this](EntryId id) { return entries_[id].pins == 0; }),
+        slot_evictable_([this](uint64_t tag) {
+          const Entry& e = entries_[tag];
+          return e.state == EntryState::kCommitted && !e.removed && e.pins == 0;
+        }) {}
+
+  const ShmArena& arena() const { return *arena_; }
+
+  absl::Status AddNamespace(NamespaceId ns_id, uint64_t block_bytes) {
+    if (block_bytes == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("namespace ", ns_id, ": block_bytes must be at least 1"));
+    }
+    const uint64_t page = options_.page_bytes;
+    if (block_bytes > options_.capacity_bytes ||
+        (block_bytes + page - 1) / page * page > options_.capacity_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "namespace ", ns_id, ": block of ", FormatByteSize(block_bytes),
+          " does not fit the DRAM tier's capacity of ", FormatByteSize(options_.capacity_bytes)));
+    }
+    absl::MutexLock lock(&mu_);
+    auto it = namespaces_.find(ns_id);
+    if (it != namespaces_.end()) {
+      if (it->second->block_bytes == block_bytes) return absl::OkStatus();
+      return absl::AlreadyExistsError(absl::StrCat("namespace ", ns_id,
+                                                   " is registered with block_bytes ",
+                                                   it->second->block_bytes, ", not ", block_bytes));
+    }
+    auto ns = std::make_unique<Namespace>();
+    ns->id = ns_id;
+    ns->block_bytes = block_bytes;
+    ns->cls = allocator_.ClassFor(block_bytes);
+    namespaces_.emplace(ns_id, std::move(ns));
+    return absl::OkStatus();
+  }
+
+  size_t LookupPrefix(NamespaceId ns_id, std::span<const BlockKey> keys) {
+    absl::MutexLock lock(&mu_);
+    Namespace* ns = FindNamespace(ns_id);
+    size_t hit = 0;
+    if (ns != nullptr) {
+      for (; hit < keys.size(); ++hit) {
+        auto it = ns->index.find(keys[hit]);
+        if (it == ns->index.end() || !it->second.committed) break;
+      }
+    }
+    Count(ns, &TierCounters::lookups, 1);
+    Count(ns, &TierCounters::lookup_keys, keys.size());
+    Count(ns, &TierCounters::lookup_hit_keys, hit);
+    return hit;
+  }
+
+  LeaseGrant ReservePut(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys,
+                        std::span<const uint64_t> lengths) {
+    LeaseGrant grant;
+    grant.codes.assign(keys.size(), absl::StatusCode::kInvalidArgument);
+    grant.slots.resize(keys.size());
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowNanos();
+    // Space held by leases that have run out goes back before anything is evicted for it.
+    ExpireLocked(now);
+    Namespace* ns = FindNamespace(ns_id);
+    if (ns == nullptr || lengths.size() != keys.size()) return grant;
+
+    const LeaseId lease_id = leases_.NextId();
+    std::vector<uint32_t> granted = leases_.TakeVector();
+    bool exhausted = false;  // once nothing is evictable, the rest of the batch fails fast
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const uint64_t length = lengths[i];
+      if (length == 0 || length > ns->block_bytes) continue;  // kInvalidArgument
+      auto it = ns->index.find(keys[i]);
+      if (it != ns->index.end()) {
+        const bool same_batch =
+            !it->second.committed && entries_[it->second.entry].put_lease == lease_id;
+        grant.codes[i] =
+            same_batch ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kAlreadyExists;
+        continue;
+      }
+      std::optional<SlotHandle> slot;
+      const uint32_t id = NewEntry();
+      if (!exhausted) slot = AllocateSlot(ns->cls, id);
+      if (!slot) {
+        exhausted = true;
+        free_entries_.push_back(id);
+        grant.codes[i] = absl::StatusCode::kResourceExhausted;
+        continue;
+      }
+      Entry& e = entries_[id];
+      e.key = keys[i];
+      e.ns = ns;
+      e.slot = *slot;
+      e.offset = allocator_.Offset(*slot);
+      e.length = length;
+      e.put_lease = lease_id;
+      e.pins = 0;
+      e.state = EntryState::kWriting;
+      e.removed = false;
+      ns->index.emplace(keys[i], IndexValue{id, false});
+      grant.codes[i] = absl::StatusCode::kOk;
+      grant.slots[i] = SlotRef{e.offset, length, arena_->Generation(e.offset)};
+      granted.push_back(id);
+    }
+    if (!granted.empty()) {
+      leases_.Add(lease_id, owner, LeaseKind::kPut, now, std::move(granted));
+      grant.lease_id = lease_id;
+    }
+    return grant;
+  }
+
+  absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease_id) {
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowNanos();
+    Lease* lease = leases_.Find(lease_id);
+    if (lease == nullptr || lease->owner != owner) return LeaseNotFound(lease_id);
+    if (lease->kind != LeaseKind::kPut) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("lease ", lease_id, " is a read lease; only put leases are committed"));
+    }
+    std::vector<absl::StatusCode> codes(lease->entries.size(), absl::StatusCode::kOk);
+    if (IsExpired(*lease, now)) {
+      EndPutLease(*lease);
+      std::fill(codes.begin(), codes.end(), absl::StatusCode::kDeadlineExceeded);
+    } else {
+      for (uint32_t id : lease->entries) Commit(id);
+    }
+    leases_.Erase(lease_id);
+    return codes;
+  }
+
+  LeaseGrant AcquireRead(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys) {
+    LeaseGrant grant;
+    grant.codes.assign(keys.size(), absl::StatusCode::kNotFound);
+    grant.slots.resize(keys.size());
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowNanos();
+    Namespace* ns = FindNamespace(ns_id);
+    std::vector<uint32_t> granted = leases_.TakeVector();
+    if (ns != nullptr) {
+      for (size_t i = 0; i < keys.size(); ++i) {
+        auto it = ns->index.find(keys[i]);
+        if (it == ns->index.end() || !it->second.committed) continue;
+        const uint32_t id = it->second.entry;
+        Entry& e = entries_[id];
+        ++e.pins;
+        policy_->OnAccess(id);
+        grant.codes[i] = absl::StatusCode::kOk;
+        grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
+        granted.push_back(id);
+      }
+    }
+    Count(ns, &TierCounters::hits, granted.size());
+    Count(ns, &TierCounters::misses, keys.size() - granted.size());
+    if (!granted.empty()) {
+      grant.lease_id = leases_.NextId();
+      leases_.Add(grant.lease_id, owner, LeaseKind::kRead, now, std::move(granted));
+    }
+    return grant;
+  }
+
+  absl::StatusOr<bool> Release(OwnerId owner, LeaseId lease_id) {
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowNanos();
+    Lease* lease = leases_.Find(lease_id);
+    if (lease == nullptr || lease->owner != owner) return LeaseNotFound(lease_id);
+    const bool expired = IsExpired(*lease, now);
+    EndLease(*lease);
+    leases_.Erase(lease_id);
+    return expired;
+  }
+
+  void ReleaseOwner(OwnerId owner) {
+    absl::MutexLock lock(&mu_);
+    scratch_leases_.clear();
+    leases_.LeasesOf(owner, &scratch_leases_);
+    for (LeaseId id : scratch_leases_) {
+      EndLease(*leases_.Find(id));
+      leases_.Erase(id);
+    }
+  }
+
+  size_t ExpireLeases() {
+    absl::MutexLock lock(&mu_);
+    return ExpireLocked(clock_->NowNanos());
+  }
+
+  std::vector<absl::StatusCode> Remove(NamespaceId ns_id, std::span<const BlockKey> keys) {
+    std::vector<absl::StatusCode> codes(keys.size(), absl::StatusCode::kNotFound);
+    absl::MutexLock lock(&mu_);
+    Namespace* ns = FindNamespace(ns_id);
+    if (ns == nullptr) return codes;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = ns->index.find(keys[i]);
+      if (it == ns->index.end() || !it->second.committed) continue;
+      const uint32_t id = it->second.entry;
+      ns->index.erase(it);
+      Uncache(id);
+      Count(ns, &TierCounters::removes, 1);
+      Entry& e = entries_[id];
+      if (e.pins == 0) {
+        FreeEntry(id);
+      } else {
+        e.removed = true;  // freed by the last Unpin
+      }
+      codes[i] = absl::StatusCode::kOk;
+    }
+    return codes;
+  }
+
+  void RecordBytesOut(NamespaceId ns_id, uint64_t bytes) {
+    absl::MutexLock lock(&mu_);
+    Count(FindNamespace(ns_id), &TierCounters::bytes_out, bytes);
+  }
+
+  TierSnapshot Snapshot() const {
+    absl::MutexLock lock(&mu_);
+    TierSnapshot s;
+    s.capacity_bytes = options_.capacity_bytes;
+    s.used_bytes = allocator_.used_bytes();
+    s.blocks = committed_blocks_;
+    s.leases_active = leases_.live();
+    s.leases_expired = leases_expired_;
+    s.counters = counters_;
+    s.namespaces.reserve(namespaces_.size());
+    for (const auto& [id, ns] : namespaces_) {
+      s.namespaces.push_back(
+          NamespaceSnapshot{id, ns->block_bytes, ns->blocks, ns->used_bytes, ns->counters});
+    }
+    std::sort(s.namespaces.begin(), s.namespaces.end(),
+              [](const NamespaceSnapshot& a, const NamespaceSnapshot& b) {
+                return a.namespace_id < b.namespace_id;
+              });
+    return s;
+  }
+
+ private:
+  struct Namespace;
+
+  struct Entry {
+    BlockKey key;
+    Namespace* ns = nullptr;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+    LeaseId put_lease = 0;  // while kWriting: the lease that reserved it
+    SlotHandle slot;
+    uint32_t pins = 0;  // read leases holding it
+    EntryState state = EntryState::kFree;
+    bool removed = false;  // out of the index, slot still held
+  };
+
+  struct IndexValue {
+    uint32_t entry;
+    bool committed;
+  };
+
+  struct Namespace {
+    NamespaceId id = 0;
+    uint64_t block_bytes = 0;
+    ClassId cls = 0;
+    absl::flat_hash_map<BlockKey, IndexValue> index;
+    uint64_t blocks = 0;      // committed, in the index
+    uint64_t used_bytes = 0;  // their stored lengths
+    TierCounters counters;
+  };
+
+  static absl::Status LeaseNotFound(LeaseId id) {
+    return absl::NotFoundError(absl::StrCat("lease ", id, " not found for this owner"));
+  }
+
+  static bool IsExpired(const Lease& lease, int64_t now) {
+    return lease.expired || now >= lease.deadline_ns;
+  }
+
+  Namespace* FindNamespace(NamespaceId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = namespaces_.find(id);
+    return it == namespaces_.end() ? nullptr : it->second.get();
+  }
+
+  // Adds to the tier's counter and, for a known namespace, to the namespace's.
+  void Count(Namespace* ns, uint64_t TierCounters::*field, uint64_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    counters_.*field += n;
+    if (ns != nullptr) ns->counters.*field += n;
+  }
+
+  uint32_t NewEntry() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!free_entries_.empty()) {
+      const uint32_t id = free_entries_.back();
+      free_entries_.pop_back();
+      return id;
+    }
+    entries_.emplace_back();
+    return static_cast<uint32_t>(entries_.size() - 1);
+  }
+
+  // A slot of `cls` for entry `tag`: a free one; else the policy's victim within the class;
+  // else, room for a new slab made by emptying slabs of other classes; else nullopt.
+  std::optional<SlotHandle> AllocateSlot(ClassId cls, uint32_t tag)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (auto slot = allocator_.Allocate(cls, tag)) return slot;
+    if (allocator_.slab_count(cls) > 0) {
+      if (std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_)) {
+        Evict(static_cast<uint32_t>(*victim));
+        return allocator_.Allocate(cls, tag);
+      }
+    }
+    // The class has no slab to evict from (or all of its blocks are pinned): take whole slabs
+    // from other classes.
+    scratch_tags_.clear();
+    if (!allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_)) return std::nullopt;
+    for (uint64_t victim : scratch_tags_) Evict(static_cast<uint32_t>(victim));
+    return allocator_.Allocate(cls, tag);
+  }
+
+  // Takes a committed, unpinned block out of the tier to make room.
+  void Evict(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Entry& e = entries_[id];
+    e.ns->index.erase(e.key);
+    Uncache(id);
+    Count(e.ns, &TierCounters::evictions, 1);
+    FreeEntry(id);
+  }
+
+  // Bookkeeping for a committed block leaving the index.
+  void Uncache(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Entry& e = entries_[id];
+    policy_->OnRemove(id);
+    --e.ns->blocks;
+    e.ns->used_bytes -= e.length;
+    --committed_blocks_;
+  }
+
+  void Commit(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Entry& e = entries_[id];
+    Namespace* ns = e.ns;
+    e.state = EntryState::kCommitted;
+    e.put_lease = 0;
+    ns->index.find(e.key)->second.committed = true;
+    policy_->OnInsert(id, ns->cls);
+    ++ns->blocks;
+    ns->used_bytes += e.length;
+    ++committed_blocks_;
+    Count(ns, &TierCounters::puts, 1);
+    Count(ns, &TierCounters::bytes_in, e.length);
+  }
+
+  // Returns the slot to the allocator. The generation bump comes first: from here on the slot
+  // may be reserved and rewritten, and any copy of its old bytes must fail its check.
+  void FreeEntry(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Entry& e = entries_[id];
+    arena_->BumpGeneration(e.offset);
+    allocator_.Free(e.slot);
+    e.state = EntryState::kFree;
+    e.ns = nullptr;
+    e.pins = 0;
+    e.put_lease = 0;
+    e.removed = false;
+    free_entries_.push_back(id);
+  }
+
+  void Unpin(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Entry& e = entries_[id];
+    if (--e.pins == 0 && e.removed) FreeEntry(id);
+  }
+
+  // Frees the slots of an unfinished put (live or expired).
+  void EndPutLease(Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (uint32_t id : lease.entries) {
+      Entry& e = entries_[id];
+      if (!e.removed) e.ns->index.erase(e.key);
+      FreeEntry(id);
+    }
+    lease.entries.clear();
+  }
+
+  // Ends a lease early or on release: read pins drop, unfinished puts are abandoned. Counts a
+  // lease whose deadline passed before anyone expired it.
+  void EndLease(Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!lease.expired && clock_->NowNanos() >= lease.deadline_ns) ++leases_expired_;
+    if (lease.kind == LeaseKind::kRead) {
+      for (uint32_t id : lease.entries) Unpin(id);
+      lease.entries.clear();
+    } else {
+      EndPutLease(lease);
+    }
+  }
+
+  size_t ExpireLocked(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const size_t expired = leases_.ExpireDue(now, [this](LeaseId, Lease& lease) {
+      if (lease.kind == LeaseKind::kRead) {
+        for (uint32_t id : lease.entries) Unpin(id);
+        lease.entries.clear();
+        return;
+      }
+      // Out of the index now; slots held until the owner answers or the tombstone goes.
+      for (uint32_t id : lease.entries) {
+        Entry& e = entries_[id];
+        e.ns->index.erase(e.key);
+        e.removed = true;
+      }
+    });
+    leases_expired_ += expired;
+    leases_.PurgeDue(now, [this](LeaseId, Lease& lease) {
+      if (lease.kind == LeaseKind::kPut) EndPutLease(lease);
+    });
+    return expired;
+  }
+
+  const DramTierOptions options_;
+  const Clock* const clock_;
+  mutable absl::Mutex mu_;
+  const std::unique_ptr<EvictionPolicy> policy_ ABSL_PT_GUARDED_BY(mu_);
+  const std::unique_ptr<ShmArena> arena_;
+  SlabAllocator allocator_ ABSL_GUARDED_BY(mu_);
+  LeaseTable leases_ ABSL_GUARDED_BY(mu_);
+  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> free_entries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<NamespaceId, std::unique_ptr<Namespace>> namespaces_ ABSL_GUARDED_BY(mu_);
+  uint64_t committed_blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;
+  TierCounters counters_ ABSL_GUARDED_BY(mu_);
+  // Reused across calls so that the request path does not allocate for them.
+  std::vector<uint64_t> scratch_tags_ ABSL_GUARDED_BY(mu_);
+  std::vector<LeaseId> scratch_leases_ ABSL_GUARDED_BY(mu_);
+  // Built once: std::function from a lambda capturing only `this` does not allocate, but
+  // building it per call is still wasted work on the put path.
+  const std::function<bool(EntryId)> policy_evictable_;
+  const std::function<bool(uint64_t)> slot_evictable_;
+};
+
+absl::StatusOr<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions& options,
+                                                           const Clock* clock,
+                                                           std::unique_ptr<EvictionPolicy> policy) {
+  KVTIER_RETURN_IF_ERROR(options.Validate());
+  if (clock == nullptr) return absl::InvalidArgumentError("DramTier needs a clock");
+  if (policy == nullptr) policy = NewLruPolicy();
+  KVTIER_ASSIGN_OR_RETURN(
+      auto arena, ShmArena::Create(options.memfd_name, options.page_bytes, options.capacity_bytes,
+                                   options.preallocate));
+  return std::unique_ptr<DramTier>(
+      new DramTier(std::make_unique<Impl>(options, clock, std::move(policy), std::move(arena))));
+}
+
+DramTier::DramTier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DramTier::~DramTier() = default;
+
+int DramTier::arena_fd() const { return impl_->arena().fd(); }
+uint64_t DramTier::arena_bytes() const { return impl_->arena().size(); }
+uint64_t DramTier::generation_table_bytes() const { return impl_->arena().table_bytes(); }
+uint32_t DramTier::page_bytes() const { return impl_->arena().page_bytes(); }
+std::byte* DramTier::arena_base() const { return impl_->arena().base(); }
+uint64_t DramTier::SlotGeneration(uint64_t offset) const {
+  return impl_->arena().Generation(offset);
+}
+
+absl::Status DramTier::AddNamespace(NamespaceId ns, uint64_t block_bytes) {
+  return impl_->AddNamespace(ns, block_bytes);
+}
+size_t DramTier::LookupPrefix(NamespaceId ns, std::span<const BlockKey> keys) {
+  return impl_->LookupPrefix(ns, keys);
+}
+LeaseGrant DramTier::ReservePut(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys,
+                                std::span<const uint64_t> lengths) {
+  return impl_->ReservePut(owner, ns, keys, lengths);
+}
+absl::StatusOr<std::vector<absl::StatusCode>> DramTier::CommitPut(OwnerId owner, LeaseId lease) {
+  return impl_->CommitPut(owner, lease);
+}
+LeaseGrant DramTier::AcquireRead(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys) {
+  return impl_->AcquireRead(owner, ns, keys);
+}
+absl::StatusOr<bool> DramTier::Release(OwnerId owner, LeaseId lease) {
+  return impl_->Release(owner, lease);
+}
+void DramTier::ReleaseOwner(OwnerId owner) { impl_->ReleaseOwner(owner); }
+size_t DramTier::ExpireLeases() { return impl_->ExpireLeases(); }
+std::vector<absl::StatusCode> DramTier::Remove(NamespaceId ns, std::span<const BlockKey> keys) {
+  return impl_->Remove(ns, keys);
+}
+void DramTier::RecordBytesOut(NamespaceId ns, uint64_t bytes) { impl_->RecordBytesOut(ns, bytes); }
+TierSnapshot DramTier::Snapshot() const { return impl_->Snapshot(); }
+
+}  // namespace kvtier::tiers

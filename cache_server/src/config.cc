@@ -1,0 +1,237 @@
+#include "kvtier/server/config.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "kvtier/common/status_macros.h"
+#include "kvtier/common/strings.h"
+#include "kvtier/common/units.h"
+
+namespace kvtier::server {
+namespace {
+
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "off"};
+
+// One config key: how to read it from a TOML node into the config.
+using Setter = std::function<absl::Status(const toml::node&, ServerConfig*)>;
+
+absl::Status WrongType(std::string_view key, std::string_view want) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("key '", AbslView(key), "' must be ", AbslView(want)));
+}
+
+Setter String(std::string ServerConfig::*field, std::string key) {
+  return [field, key](const toml::node& n, ServerConfig* c) -> absl::Status {
+    auto v = n.value<std::string>();
+    if (!v) return WrongType(key, "a string");
+    c->*field = *v;
+    return absl::OkStatus();
+  };
+}
+
+template <typename T>
+Setter Integer(T ServerConfig::*field, std::string key) {
+  return [field, key](const toml::node& n, ServerConfig* c) -> absl::Status {
+    auto v = n.value<int64_t>();
+    if (!v || *v < 0) return WrongType(key, "a non-negative integer");
+    c->*field = static_cast<T>(*v);
+    return absl::OkStatus();
+  };
+}
+
+// Sizes may be integers (bytes) or strings with units ("8GiB").
+absl::StatusOr<uint64_t> ReadSize(const toml::node& n, std::string_view key) {
+  if (auto i = n.value<int64_t>()) {
+    if (*i < 0) return WrongType(key, "a size such as 8GiB");
+    return static_cast<uint64_t>(*i);
+  }
+  if (auto s = n.value<std::string>()) {
+    auto size = ParseByteSize(*s);
+    if (!size.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("key '", AbslView(key), "': ", size.status().message()));
+    }
+    return *size;
+  }
+  return WrongType(key, "a size such as 8GiB");
+}
+
+template <typename T>
+Setter Size(T* (*pick)(ServerConfig*), std::string key) {
+  return [pick, key](const toml::node& n, ServerConfig* c) -> absl::Status {
+    KVTIER_ASSIGN_OR_RETURN(uint64_t v, ReadSize(n, key));
+    if (v > std::numeric_limits<T>::max()) return WrongType(key, "a smaller size");
+    *pick(c) = static_cast<T>(v);
+    return absl::OkStatus();
+  };
+}
+
+const std::map<std::string, Setter>& Setters() {
+  static const auto* setters = new std::map<std::string, Setter>{
+      {"server.data_dir", String(&ServerConfig::data_dir, "server.data_dir")},
+      {"server.socket", String(&ServerConfig::socket_path, "server.socket")},
+      {"server.tcp_listen", String(&ServerConfig::tcp_listen, "server.tcp_listen")},
+      {"server.auth_token", String(&ServerConfig::auth_token, "server.auth_token")},
+      {"server.log_level", String(&ServerConfig::log_level, "server.log_level")},
+      {"server.io_threads", Integer(&ServerConfig::io_threads, "server.io_threads")},
+      {"server.max_connections", Integer(&ServerConfig::max_connections, "server.max_connections")},
+      {"dram.capacity",
+       Size<uint64_t>([](ServerConfig* c) { return &c->dram_capacity_bytes; }, "dram.capacity")},
+      {"dram.slab_size",
+       Size<uint64_t>([](ServerConfig* c) { return &c->dram_slab_bytes; }, "dram.slab_size")},
+      {"dram.lease_timeout_ms", Integer(&ServerConfig::lease_timeout_ms, "dram.lease_timeout_ms")},
+      {"limits.max_body_bytes",
+       Size<uint32_t>([](ServerConfig* c) { return &c->limits.max_body_bytes; },
+                      "limits.max_body_bytes")},
+      {"limits.max_payload_bytes",
+       Size<uint64_t>([](ServerConfig* c) { return &c->limits.max_payload_bytes; },
+                      "limits.max_payload_bytes")},
+      {"limits.max_keys_per_request",
+       Size<uint32_t>([](ServerConfig* c) { return &c->limits.max_keys_per_request; },
+                      "limits.max_keys_per_request")},
+  };
+  return *setters;
+}
+
+}  // namespace
+
+std::string ServerConfig::EffectiveSocketPath() const {
+  if (socket_path == "none") return "";
+  if (!socket_path.empty()) return socket_path;
+  return (std::filesystem::path(data_dir) / "kvtierd.sock").string();
+}
+
+absl::Status ServerConfig::Validate() const {
+  if (data_dir.empty()) {
+    return absl::InvalidArgumentError("data_dir is empty; give a directory, e.g. --data-dir ./var");
+  }
+  const std::string sock = EffectiveSocketPath();
+  // sockaddr_un::sun_path holds 108 bytes including the terminator.
+  if (sock.size() > 107) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("socket path '", sock, "' is ", sock.size(),
+                     " bytes; Unix sockets allow 107. Use a shorter --socket or --data-dir"));
+  }
+  if (sock.empty() && tcp_listen.empty()) {
+    return absl::InvalidArgumentError(
+        "no listener: the Unix socket is disabled and --tcp-listen is not set");
+  }
+  if (!tcp_listen.empty()) {
+    auto hp = ParseHostPort(tcp_listen);
+    if (!hp.ok()) return hp.status();
+  }
+  if (io_threads < 1 || io_threads > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("io_threads=", io_threads, " must be between 1 and 256"));
+  }
+  if (max_connections < 1) {
+    return absl::InvalidArgumentError("max_connections must be at least 1");
+  }
+  bool level_ok = false;
+  for (auto l : kLogLevels) level_ok |= (l == log_level);
+  if (!level_ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "log level '", log_level, "' is not one of trace, debug, info, warn, error, off"));
+  }
+  if (dram_capacity_bytes < dram_slab_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dram capacity ", FormatByteSize(dram_capacity_bytes), " is smaller than one slab (",
+        FormatByteSize(dram_slab_bytes), "); use e.g. --dram-capacity 256MiB"));
+  }
+  if (lease_timeout_ms < 10 || lease_timeout_ms > 3'600'000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lease timeout ", lease_timeout_ms, " ms must be between 10 ms and one hour"));
+  }
+  if (limits.max_body_bytes < 4096) {
+    return absl::InvalidArgumentError("limits.max_body_bytes must be at least 4096");
+  }
+  if (limits.max_keys_per_request < 1 ||
+      uint64_t{limits.max_keys_per_request} * 40 > limits.max_body_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "limits.max_keys_per_request=", limits.max_keys_per_request,
+        " does not fit max_body_bytes=", limits.max_body_bytes, " (about 40 bytes per key)"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ServerConfig::ToString() const {
+  const std::string sock = EffectiveSocketPath();
+  return absl::StrCat("data_dir=", data_dir, " socket=", sock.empty() ? "(off)" : sock,
+                      " tcp_listen=", tcp_listen.empty() ? "(off)" : tcp_listen,
+                      " auth=", auth_token.empty() ? "off" : "token", " io_threads=", io_threads,
+                      " max_connections=", max_connections, " log_level=", log_level,
+                      " dram.capacity=", FormatByteSize(dram_capacity_bytes),
+                      " dram.slab_size=", FormatByteSize(dram_slab_bytes),
+                      " dram.lease_timeout_ms=", lease_timeout_ms,
+                      " limits.max_body_bytes=", limits.max_body_bytes,
+                      " limits.max_payload_bytes=", limits.max_payload_bytes,
+                      " limits.max_keys_per_request=", limits.max_keys_per_request);
+}
+
+absl::Status LoadConfigFile(std::string_view path, ServerConfig* config) {
+  const std::string p(path);
+  if (!std::filesystem::exists(p)) {
+    return absl::NotFoundError(absl::StrCat("config file '", p, "' does not exist"));
+  }
+  toml::table root;
+  try {
+    root = toml::parse_file(p);
+  } catch (const toml::parse_error& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config file '", p, "' line ", e.source().begin.line, ": ", std::string(e.description())));
+  }
+  for (const auto& [section, node] : root) {
+    const toml::table* table = node.as_table();
+    if (table == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file '", p, "': '", std::string(section.str()),
+                       "' must be a table ([server], [dram] or [limits])"));
+    }
+    for (const auto& [key, value] : *table) {
+      const std::string full =
+          absl::StrCat(std::string(section.str()), ".", std::string(key.str()));
+      auto it = Setters().find(full);
+      if (it == Setters().end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("config file '", p, "' line ", value.source().begin.line,
+                         ": unknown key '", full, "'; deploy/kvtierd.toml lists every key"));
+      }
+      absl::Status s = it->second(value, config);
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "config file '", p, "' line ", value.source().begin.line, ": ", s.message()));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HostPort> ParseHostPort(std::string_view text) {
+  std::string_view host = "127.0.0.1";
+  std::string_view port = text;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot read '", AbslView(text), "' as [IPV6]:PORT, e.g. [::1]:7070"));
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else if (const size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+    if (colon > 0) host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  uint32_t p = 0;
+  if (!absl::SimpleAtoi(AbslView(port), &p) || p > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read '", AbslView(text),
+                                                   "' as HOST:PORT, e.g. 127.0.0.1:7070 or 7070"));
+  }
+  return HostPort{std::string(host), static_cast<uint16_t>(p)};
+}
+
+}  // namespace kvtier::server

@@ -1,0 +1,107 @@
+#include "kvtier/server/config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace kvtier::server {
+namespace {
+
+std::string WriteFile(const std::string& name, const std::string& text) {
+  const auto path =
+      std::filesystem::temp_directory_path() / (name + "." + std::to_string(::getpid()) + ".toml");
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+TEST(ServerConfig, DefaultsAreValidAndSocketFollowsDataDir) {
+  ServerConfig c;
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  EXPECT_EQ(c.EffectiveSocketPath(), "./var/kvtierd.sock");
+  c.data_dir = "/tmp/x";
+  EXPECT_EQ(c.EffectiveSocketPath(), "/tmp/x/kvtierd.sock");
+  c.socket_path = "none";
+  EXPECT_EQ(c.EffectiveSocketPath(), "");
+  EXPECT_FALSE(c.Validate().ok()) << "no listener at all must be rejected";
+  c.tcp_listen = "7070";
+  EXPECT_TRUE(c.Validate().ok());
+}
+
+TEST(ServerConfig, FileOverridesDefaultsAndAcceptsSizesWithUnits) {
+  const std::string path = WriteFile("good", R"(
+[server]
+data_dir = "/tmp/kv"
+tcp_listen = "127.0.0.1:7070"
+io_threads = 4
+log_level = "debug"
+[dram]
+capacity = "256MiB"
+lease_timeout_ms = 500
+[limits]
+max_payload_bytes = "64MiB"
+)");
+  ServerConfig c;
+  ASSERT_TRUE(LoadConfigFile(path, &c).ok());
+  EXPECT_EQ(c.data_dir, "/tmp/kv");
+  EXPECT_EQ(c.io_threads, 4u);
+  EXPECT_EQ(c.dram_capacity_bytes, 256ull << 20);
+  EXPECT_EQ(c.lease_timeout_ms, 500u);
+  EXPECT_EQ(c.limits.max_payload_bytes, 64ull << 20);
+  EXPECT_EQ(c.log_level, "debug");
+  EXPECT_TRUE(c.Validate().ok());
+  std::filesystem::remove(path);
+}
+
+TEST(ServerConfig, BadFilesGetMessagesNamingTheProblem) {
+  ServerConfig c;
+  auto s = LoadConfigFile("/nonexistent/kvtierd.toml", &c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+
+  const std::string unknown = WriteFile("unknown", "[dram]\ncapasity = \"1GiB\"\n");
+  s = LoadConfigFile(unknown, &c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("dram.capasity"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("line 2"), std::string::npos) << s;
+
+  const std::string badsize = WriteFile("badsize", "[dram]\ncapacity = \"lots\"\n");
+  s = LoadConfigFile(badsize, &c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("256MiB"), std::string::npos) << s;
+
+  const std::string syntax = WriteFile("syntax", "[server\n");
+  s = LoadConfigFile(syntax, &c);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+
+  const std::string type = WriteFile("type", "[server]\nio_threads = \"four\"\n");
+  s = LoadConfigFile(type, &c);
+  EXPECT_NE(s.message().find("server.io_threads"), std::string::npos) << s;
+  for (const auto& p : {unknown, badsize, syntax, type}) std::filesystem::remove(p);
+}
+
+TEST(ServerConfig, ValidateRejectsNonsenseWithAFix) {
+  ServerConfig c;
+  c.dram_capacity_bytes = 1 << 20;
+  EXPECT_NE(c.Validate().message().find("--dram-capacity"), std::string::npos);
+  c = ServerConfig();
+  c.log_level = "loud";
+  EXPECT_FALSE(c.Validate().ok());
+  c = ServerConfig();
+  c.socket_path = std::string(200, 'x');
+  EXPECT_NE(c.Validate().message().find("107"), std::string::npos);
+  c = ServerConfig();
+  c.tcp_listen = "localhost:http";
+  EXPECT_FALSE(c.Validate().ok());
+}
+
+TEST(ParseHostPort, Forms) {
+  EXPECT_EQ(ParseHostPort("7070")->host, "127.0.0.1");
+  EXPECT_EQ(ParseHostPort(":7070")->port, 7070);
+  EXPECT_EQ(ParseHostPort("0.0.0.0:80")->host, "0.0.0.0");
+  EXPECT_EQ(ParseHostPort("[::1]:9")->host, "::1");
+  EXPECT_FALSE(ParseHostPort("host:99999").ok());
+  EXPECT_FALSE(ParseHostPort("[::1]9").ok());
+}
+
+}  // namespace
+}  // namespace kvtier::server

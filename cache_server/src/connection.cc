@@ -1,0 +1,400 @@
+#include "connection.h"
+
+#include <sys/socket.h>
+
+#include <array>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kvtier/common/strings.h"
+#include "kvtier/proto/frame.h"
+#include "kvtier/proto/messages.h"
+#include "spdlog/spdlog.h"
+
+namespace kvtier::server {
+namespace {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using proto::FrameHeader;
+using proto::Opcode;
+
+// A rejected request whose payload is at most this long is drained and the connection kept;
+// a longer one closes the connection rather than reading that much for nothing.
+constexpr uint64_t kMaxDrainBytes = 4ull << 20;
+
+template <typename Socket>
+class Connection {
+ public:
+  Connection(Socket socket, Service* service, uint64_t id, bool unix_socket)
+      : socket_(std::move(socket)), svc_(service), id_(id), unix_(unix_socket) {}
+
+  awaitable<void> Run() {
+    try {
+      for (bool keep = true; keep;) {
+        co_await asio::async_read(socket_, asio::buffer(header_in_), use_awaitable);
+        absl::StatusOr<FrameHeader> h = proto::DecodeFrameHeader(header_in_, svc_->limits());
+        if (!h.ok()) {
+          svc_->counters().bad_frames.fetch_add(1, std::memory_order_relaxed);
+          spdlog::debug("connection {}: bad frame header: {}", id_, h.status().ToString());
+          // The stream cannot be resynchronised: answer once, then close.
+          FrameHeader any;
+          co_await SendError(any, h.status());
+          break;
+        }
+        body_.resize(h->body_len);
+        if (h->body_len > 0) {
+          co_await asio::async_read(socket_, asio::buffer(body_), use_awaitable);
+        }
+        svc_->counters().requests.fetch_add(1, std::memory_order_relaxed);
+        keep = co_await Handle(*h);
+      }
+    } catch (const boost::system::system_error& e) {
+      // The peer went away or the daemon is shutting down: nothing to answer.
+      spdlog::debug("connection {} closed: {}", id_, e.what());
+    } catch (const std::exception& e) {
+      spdlog::error("connection {} failed: {}", id_, e.what());
+    }
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    svc_->ConnectionClosed(id_);
+    svc_->counters().connections_active.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+ private:
+  // Returns false when the connection must close.
+  awaitable<bool> Handle(const FrameHeader& h) {
+    if (!hello_done_ && h.opcode != Opcode::kHello) {
+      co_return co_await Reject(h,
+                                absl::FailedPreconditionError(absl::StrCat(
+                                    "the first request on a connection must be hello, got ",
+                                    AbslView(proto::OpcodeName(h.opcode)))),
+                                /*close=*/true);
+    }
+    switch (h.opcode) {
+      case Opcode::kHello:
+        co_return co_await OnHello(h);
+      case Opcode::kOpenNamespace:
+        co_return co_await Simple<proto::OpenNamespaceRequest>(
+            h, [this](const auto& r) { return svc_->OpenNamespace(r); });
+      case Opcode::kLookup:
+        co_return co_await Simple<proto::LookupRequest>(
+            h, [this](const auto& r) { return svc_->Lookup(r); });
+      case Opcode::kPut:
+        co_return co_await OnPut(h);
+      case Opcode::kPutCommit:
+        co_return co_await Simple<proto::PutCommitRequest>(
+            h, [this](const auto& r) -> absl::StatusOr<proto::PutCommitReply> {
+              auto codes = svc_->CommitPut(id_, r.lease_id());
+              if (!codes.ok()) return codes.status();
+              proto::PutCommitReply reply;
+              for (absl::StatusCode c : *codes) reply.add_codes(static_cast<int32_t>(c));
+              return reply;
+            });
+      case Opcode::kGet:
+        co_return co_await OnGet(h);
+      case Opcode::kRelease:
+        co_return co_await Simple<proto::ReleaseRequest>(
+            h, [this](const auto& r) -> absl::StatusOr<proto::ReleaseReply> {
+              auto expired = svc_->Release(id_, r.lease_id());
+              if (!expired.ok()) return expired.status();
+              proto::ReleaseReply reply;
+              reply.set_expired(*expired);
+              return reply;
+            });
+      case Opcode::kRemove:
+        co_return co_await Simple<proto::RemoveRequest>(
+            h, [this](const auto& r) { return svc_->Remove(r); });
+      case Opcode::kStats:
+        co_return co_await Simple<proto::StatsRequest>(
+            h, [this](const auto&) -> absl::StatusOr<proto::StatsReply> { return svc_->Stats(); });
+      case Opcode::kHealth:
+        co_return co_await Simple<proto::HealthRequest>(
+            h,
+            [this](const auto&) -> absl::StatusOr<proto::HealthReply> { return svc_->Health(); });
+    }
+    // DecodeFrameHeader rejects unknown opcodes; this is unreachable for valid headers.
+    co_return co_await Reject(h, absl::UnimplementedError("unknown opcode"), true);
+  }
+
+  // Requests without payload: parse, call, reply.
+  template <typename Req, typename Fn>
+  awaitable<bool> Simple(const FrameHeader& h, Fn fn) {
+    Req req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s, false);
+    }
+    auto reply = fn(req);
+    if (!reply.ok()) co_return co_await Reject(h, reply.status(), false);
+    co_await SendReply(h, *reply);
+    co_return true;
+  }
+
+  awaitable<bool> OnHello(const FrameHeader& h) {
+    proto::HelloRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s, true);
+    }
+    auto reply = svc_->Hello(req, unix_);
+    if (!reply.ok()) co_return co_await Reject(h, reply.status(), true);
+    hello_done_ = true;
+    if (reply->has_arena()) {
+      co_await SendReplyWithFd(h, *reply, svc_->dram()->arena_fd());
+    } else {
+      co_await SendReply(h, *reply);
+    }
+    co_return true;
+  }
+
+  awaitable<bool> OnPut(const FrameHeader& h) {
+    proto::PutRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s, false);
+    }
+    const bool inline_data = req.mode() == proto::DATA_INLINE;
+    if (!inline_data && !unix_) {
+      co_return co_await Reject(
+          h,
+          absl::InvalidArgumentError("DATA_SHARED_ARENA needs the Unix socket; use DATA_INLINE "
+                                     "over TCP"),
+          false);
+    }
+    absl::StatusOr<tiers::LeaseGrant> grant = svc_->ReservePut(id_, req);
+    if (!grant.ok()) co_return co_await Reject(h, grant.status(), false);
+
+    proto::PutReply reply;
+    if (!inline_data) {
+      for (size_t i = 0; i < grant->codes.size(); ++i) {
+        reply.add_codes(static_cast<int32_t>(grant->codes[i]));
+        reply.add_offsets(grant->codes[i] == absl::StatusCode::kOk ? grant->slots[i].offset : 0);
+      }
+      reply.set_lease_id(grant->lease_id);
+      co_await SendReply(h, reply);
+      co_return true;
+    }
+
+    // Inline: read each block straight into its slot; skip the bytes of blocks not granted.
+    std::byte* base = svc_->dram()->arena_base();
+    for (size_t i = 0; i < grant->codes.size(); ++i) {
+      const uint64_t len = req.lengths(static_cast<int>(i));
+      if (grant->codes[i] == absl::StatusCode::kOk) {
+        co_await asio::async_read(socket_, asio::buffer(base + grant->slots[i].offset, len),
+                                  use_awaitable);
+      } else {
+        co_await Drain(len);
+      }
+    }
+    std::vector<absl::StatusCode> codes = grant->codes;
+    if (grant->lease_id != 0) {
+      absl::StatusOr<std::vector<absl::StatusCode>> committed =
+          svc_->CommitPut(id_, grant->lease_id);
+      if (!committed.ok()) {
+        // The payload is consumed already: answer without draining.
+        svc_->counters().error_replies.fetch_add(1, std::memory_order_relaxed);
+        co_await SendError(h, committed.status());
+        co_return true;
+      }
+      MergeCommitCodes(*committed, &codes);
+    }
+    for (absl::StatusCode c : codes) reply.add_codes(static_cast<int32_t>(c));
+    co_await SendReply(h, reply);
+    co_return true;
+  }
+
+  // CommitPut answers either per key of the put or per granted key; fold into per key.
+  static void MergeCommitCodes(const std::vector<absl::StatusCode>& committed,
+                               std::vector<absl::StatusCode>* codes) {
+    if (committed.size() == codes->size()) {
+      for (size_t i = 0; i < codes->size(); ++i) {
+        if ((*codes)[i] == absl::StatusCode::kOk) (*codes)[i] = committed[i];
+      }
+      return;
+    }
+    size_t j = 0;
+    for (absl::StatusCode& c : *codes) {
+      if (c == absl::StatusCode::kOk && j < committed.size()) c = committed[j++];
+    }
+  }
+
+  awaitable<bool> OnGet(const FrameHeader& h) {
+    proto::GetRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s, false);
+    }
+    const bool inline_data = req.mode() == proto::DATA_INLINE;
+    if (!inline_data && !unix_) {
+      co_return co_await Reject(
+          h,
+          absl::InvalidArgumentError("DATA_SHARED_ARENA needs the Unix socket; use DATA_INLINE "
+                                     "over TCP"),
+          false);
+    }
+    absl::StatusOr<tiers::LeaseGrant> grant = svc_->AcquireRead(id_, req);
+    if (!grant.ok()) co_return co_await Reject(h, grant.status(), false);
+
+    proto::GetReply reply;
+    std::string* tiers = reply.mutable_tiers();
+    tiers->reserve(grant->codes.size());
+    std::vector<asio::const_buffer> payload;
+    uint64_t payload_len = 0;
+    const std::byte* base = svc_->dram()->arena_base();
+    for (size_t i = 0; i < grant->codes.size(); ++i) {
+      const bool hit = grant->codes[i] == absl::StatusCode::kOk;
+      const tiers::SlotRef slot = hit ? grant->slots[i] : tiers::SlotRef{};
+      reply.add_codes(static_cast<int32_t>(grant->codes[i]));
+      reply.add_lengths(slot.length);
+      tiers->push_back(static_cast<char>(hit ? proto::TIER_DRAM : proto::TIER_NONE));
+      if (inline_data) {
+        if (hit) payload.emplace_back(base + slot.offset, slot.length);
+        payload_len += slot.length;
+      } else {
+        reply.add_offsets(slot.offset);
+        reply.add_generations(slot.generation);
+      }
+    }
+    if (!inline_data) {
+      reply.set_lease_id(grant->lease_id);
+      co_await SendReply(h, reply);
+      co_return true;
+    }
+    // Inline: the slots stay pinned while their bytes go out, then the lease ends here.
+    co_await SendReply(h, reply, std::move(payload), payload_len);
+    if (grant->lease_id != 0) (void)svc_->Release(id_, grant->lease_id);
+    co_return true;
+  }
+
+  // A body that failed to parse or check: counted as a bad frame, then rejected.
+  awaitable<bool> RejectMalformed(const FrameHeader& h, const absl::Status& status, bool close) {
+    svc_->counters().bad_frames.fetch_add(1, std::memory_order_relaxed);
+    co_return co_await Reject(h, status, close);
+  }
+
+  // Sends an error reply. Closes when asked, or when the rejected frame carries more payload
+  // than is worth draining.
+  awaitable<bool> Reject(const FrameHeader& h, const absl::Status& status, bool close) {
+    svc_->counters().error_replies.fetch_add(1, std::memory_order_relaxed);
+    bool keep = !close;
+    if (keep && h.payload_len > 0) {
+      if (h.payload_len <= kMaxDrainBytes) {
+        co_await Drain(h.payload_len);
+      } else {
+        keep = false;
+      }
+    }
+    co_await SendError(h, status);
+    co_return keep;
+  }
+
+  awaitable<void> Drain(uint64_t n) {
+    std::array<char, 16384> scratch;
+    while (n > 0) {
+      const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, scratch.size()));
+      co_await asio::async_read(socket_, asio::buffer(scratch.data(), chunk), use_awaitable);
+      n -= chunk;
+    }
+  }
+
+  void EncodeReplyHeader(const FrameHeader& req, uint32_t flags, size_t body_len,
+                         uint64_t payload_len) {
+    FrameHeader out;
+    out.opcode = req.opcode;
+    out.request_id = req.request_id;
+    out.flags = proto::kFlagReply | flags;
+    out.body_len = static_cast<uint32_t>(body_len);
+    out.payload_len = payload_len;
+    proto::EncodeFrameHeader(out, header_out_);
+  }
+
+  awaitable<void> SendReply(const FrameHeader& req, const google::protobuf::MessageLite& body,
+                            std::vector<asio::const_buffer> payload = {},
+                            uint64_t payload_len = 0) {
+    out_body_.clear();
+    body.AppendToString(&out_body_);
+    EncodeReplyHeader(req, 0, out_body_.size(), payload_len);
+    payload.insert(payload.begin(), {asio::buffer(header_out_), asio::buffer(out_body_)});
+    co_await asio::async_write(socket_, payload, use_awaitable);
+  }
+
+  awaitable<void> SendError(const FrameHeader& req, const absl::Status& status) {
+    proto::ErrorReply e = proto::ErrorReplyFromStatus(status);
+    out_body_.clear();
+    e.AppendToString(&out_body_);
+    EncodeReplyHeader(req, proto::kFlagError, out_body_.size(), 0);
+    std::array<asio::const_buffer, 2> bufs{asio::buffer(header_out_), asio::buffer(out_body_)};
+    co_await asio::async_write(socket_, bufs, use_awaitable);
+  }
+
+  // The arena fd travels as SCM_RIGHTS ancillary data on the first byte of the reply frame.
+  awaitable<void> SendReplyWithFd(const FrameHeader& req, const google::protobuf::MessageLite& body,
+                                  int fd) {
+    out_body_.clear();
+    body.AppendToString(&out_body_);
+    EncodeReplyHeader(req, proto::kFlagFdAttached, out_body_.size(), 0);
+    std::string frame(reinterpret_cast<const char*>(header_out_.data()), header_out_.size());
+    frame += out_body_;
+    size_t sent = 0;
+    bool fd_sent = false;
+    while (sent < frame.size()) {
+      iovec iov{frame.data() + sent, frame.size() - sent};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+      if (!fd_sent) {
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof(control);
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+      }
+      const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          co_await socket_.async_wait(Socket::wait_write, use_awaitable);
+          continue;
+        }
+        throw boost::system::system_error(errno, boost::system::system_category(), "sendmsg");
+      }
+      fd_sent = true;
+      sent += static_cast<size_t>(n);
+    }
+  }
+
+  Socket socket_;
+  Service* const svc_;
+  const uint64_t id_;
+  const bool unix_;
+  bool hello_done_ = false;
+  std::array<std::byte, proto::kFrameHeaderSize> header_in_;
+  std::array<std::byte, proto::kFrameHeaderSize> header_out_;
+  std::string body_;
+  std::string out_body_;
+};
+
+}  // namespace
+
+awaitable<void> ServeConnection(asio::local::stream_protocol::socket socket, Service* service,
+                                uint64_t conn_id) {
+  Connection<asio::local::stream_protocol::socket> c(std::move(socket), service, conn_id, true);
+  co_await c.Run();
+}
+
+awaitable<void> ServeConnection(asio::ip::tcp::socket socket, Service* service, uint64_t conn_id) {
+  boost::system::error_code ignored;
+  socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  socket.set_option(asio::socket_base::keep_alive(true), ignored);
+  Connection<asio::ip::tcp::socket> c(std::move(socket), service, conn_id, false);
+  co_await c.Run();
+}
+
+}  // namespace kvtier::server

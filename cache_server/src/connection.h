@@ -1,0 +1,28 @@
+// Serving one client connection: framing, payload bytes, replies.
+//
+// Reads a frame header, checks it against the limits before allocating anything, reads and
+// parses the body, hands the request to Service, and writes the reply. Block payloads travel
+// between the socket and the DRAM arena's slots directly (no intermediate buffer). Bad input is
+// answered with an ErrorReply; input after which the stream cannot be trusted (a bad header,
+// a rejected request that carries a large payload) also closes the connection. Either way the
+// connection's leases are dropped when it ends, and other clients are unaffected.
+#pragma once
+
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <cstdint>
+#include <utility>
+
+#include "service.h"
+
+namespace kvtier::server {
+
+// Each coroutine returns when the peer closes or misbehaves; it never throws.
+boost::asio::awaitable<void> ServeConnection(boost::asio::local::stream_protocol::socket socket,
+                                             Service* service, uint64_t conn_id);
+boost::asio::awaitable<void> ServeConnection(boost::asio::ip::tcp::socket socket, Service* service,
+                                             uint64_t conn_id);
+
+}  // namespace kvtier::server

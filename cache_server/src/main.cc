@@ -1,0 +1,87 @@
+// kvtierd: the kvtier cache daemon. `kvtierd --help` lists the flags; deploy/kvtierd.toml
+// documents the config file. Flags override the file; the file overrides built-in defaults.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "kvtier/common/units.h"
+#include "kvtier/server/config.h"
+#include "kvtier/server/server.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "kvtierd: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using kvtier::server::ServerConfig;
+  CLI::App app{"kvtierd: KV-cache daemon for LLM inference (DRAM tier, shared-memory and TCP)"};
+  std::string config_path, socket, data_dir, dram_capacity, tcp_listen, log_level, auth_token;
+  uint32_t io_threads = 0;
+  uint64_t lease_timeout_ms = 0;
+  bool version = false;
+  auto* o_config =
+      app.add_option("--config", config_path, "TOML config file (see deploy/kvtierd.toml)");
+  auto* o_socket = app.add_option(
+      "--socket", socket, "Unix socket path (default <data-dir>/kvtierd.sock; 'none' disables)");
+  auto* o_data =
+      app.add_option("--data-dir", data_dir, "directory for the daemon's files (default ./var)");
+  auto* o_dram = app.add_option("--dram-capacity", dram_capacity,
+                                "DRAM tier size, e.g. 256MiB, 8GiB (default 1GiB)");
+  auto* o_tcp =
+      app.add_option("--tcp-listen", tcp_listen,
+                     "also serve TCP on HOST:PORT (default off; PORT alone binds 127.0.0.1)");
+  auto* o_log =
+      app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default info)");
+  auto* o_auth =
+      app.add_option("--auth-token", auth_token, "require this token in every client's hello");
+  auto* o_threads = app.add_option("--io-threads", io_threads, "network threads (default 2)");
+  auto* o_lease = app.add_option("--lease-timeout", lease_timeout_ms,
+                                 "client lease timeout in ms (default 10000)");
+  app.add_flag("--version", version, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+  if (version) {
+    std::printf("kvtierd %s\n", KVTIER_VERSION);
+    return 0;
+  }
+
+  ServerConfig config;
+  if (o_config->count() > 0) {
+    if (absl::Status s = kvtier::server::LoadConfigFile(config_path, &config); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+  }
+  if (o_socket->count() > 0) config.socket_path = socket;
+  if (o_data->count() > 0) config.data_dir = data_dir;
+  if (o_dram->count() > 0) {
+    auto size = kvtier::ParseByteSize(dram_capacity);
+    if (!size.ok()) return Fail(absl::StrCat("--dram-capacity: ", size.status().message()));
+    config.dram_capacity_bytes = *size;
+  }
+  if (o_tcp->count() > 0) config.tcp_listen = tcp_listen;
+  if (o_log->count() > 0) config.log_level = log_level;
+  if (o_auth->count() > 0) config.auth_token = auth_token;
+  if (o_threads->count() > 0) config.io_threads = io_threads;
+  if (o_lease->count() > 0) config.lease_timeout_ms = lease_timeout_ms;
+  if (absl::Status s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
+
+  spdlog::set_default_logger(spdlog::stderr_color_mt("kvtierd"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  // Writes to a vanished client must fail with EPIPE, not kill the daemon.
+  ::signal(SIGPIPE, SIG_IGN);
+
+  spdlog::info("kvtierd {} starting: {}", KVTIER_VERSION, config.ToString());
+  auto server = kvtier::server::Server::Create(config);
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  if (absl::Status s = (*server)->Run(); !s.ok()) return Fail(std::string(s.message()));
+  return 0;
+}

@@ -1,0 +1,279 @@
+#include "kvtier/server/server.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "connection.h"
+#include "kvtier/common/status_macros.h"
+#include "kvtier/common/strings.h"
+#include "kvtier/common/units.h"
+#include "kvtier/tiers/dram_tier.h"
+#include "service.h"
+#include "spdlog/spdlog.h"
+
+namespace kvtier::server {
+namespace {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using UnixProtocol = asio::local::stream_protocol;
+
+absl::Status ErrnoStatus(std::string_view what, int err) {
+  return absl::UnavailableError(absl::StrCat(AbslView(what), ": ", std::strerror(err)));
+}
+
+// Refuses to start over a live daemon's socket, removes a stale one, and never deletes a file
+// that is not a socket.
+absl::Status ClaimSocketPath(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return ErrnoStatus(absl::StrCat("cannot inspect socket path ", path), errno);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("socket path ", path, " exists and is not a socket; choose another --socket"));
+  }
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus("socket(AF_UNIX)", errno);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  const bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  if (live) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "another kvtierd is serving ", path, "; stop it or start this one with another --socket"));
+  }
+  if (::unlink(path.c_str()) != 0) {
+    return ErrnoStatus(absl::StrCat("cannot remove stale socket ", path), errno);
+  }
+  spdlog::info("removed stale socket {}", path);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  explicit Impl(const ServerConfig& config) : config_(config) {}
+
+  ~Impl() {
+    // Acceptors and work guards refer to the contexts; connections' coroutine frames die with
+    // their contexts, which must go before the service and the tier they point to.
+    unix_acceptor_.reset();
+    tcp_acceptor_.reset();
+    guards_.clear();
+    contexts_.clear();
+    if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+  }
+
+  absl::Status Init() {
+    KVTIER_RETURN_IF_ERROR(config_.Validate());
+    std::error_code ec;
+    std::filesystem::create_directories(config_.data_dir, ec);
+    if (ec) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot create data dir ", config_.data_dir, ": ", ec.message()));
+    }
+    tiers::DramTierOptions dram_options;
+    dram_options.capacity_bytes = config_.dram_capacity_bytes;
+    dram_options.slab_bytes = config_.dram_slab_bytes;
+    dram_options.lease_timeout_ns = static_cast<int64_t>(config_.lease_timeout_ms) * 1'000'000;
+    KVTIER_ASSIGN_OR_RETURN(dram_, tiers::DramTier::Create(dram_options, &clock_, nullptr));
+    service_ = std::make_unique<Service>(config_, dram_.get(), &clock_);
+
+    for (uint32_t i = 0; i < config_.io_threads; ++i) {
+      contexts_.push_back(std::make_unique<asio::io_context>(1));
+      guards_.emplace_back(asio::make_work_guard(*contexts_.back()));
+    }
+    return OpenListeners();
+  }
+
+  absl::Status OpenListeners() {
+    asio::io_context& ctx = *contexts_.front();
+    const std::string sock = config_.EffectiveSocketPath();
+    if (!sock.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(sock).parent_path(), ec);
+      KVTIER_RETURN_IF_ERROR(ClaimSocketPath(sock));
+      boost::system::error_code bec;
+      unix_acceptor_ = std::make_unique<UnixProtocol::acceptor>(ctx);
+      unix_acceptor_->open(UnixProtocol(), bec);
+      if (!bec) unix_acceptor_->bind(UnixProtocol::endpoint(sock), bec);
+      if (!bec) unix_acceptor_->listen(asio::socket_base::max_listen_connections, bec);
+      if (bec) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot listen on unix socket ", sock, ": ", bec.message()));
+      }
+      socket_path_ = sock;
+      // Local clients map the arena read-write: only the owner and group may connect.
+      ::chmod(sock.c_str(), 0660);
+    }
+    if (!config_.tcp_listen.empty()) {
+      KVTIER_ASSIGN_OR_RETURN(HostPort hp, ParseHostPort(config_.tcp_listen));
+      boost::system::error_code bec;
+      const auto address = asio::ip::make_address(hp.host, bec);
+      if (bec) {
+        return absl::InvalidArgumentError(absl::StrCat("--tcp-listen host '", hp.host,
+                                                       "' is not an IP address: ", bec.message()));
+      }
+      const asio::ip::tcp::endpoint endpoint(address, hp.port);
+      tcp_acceptor_ = std::make_unique<asio::ip::tcp::acceptor>(ctx);
+      tcp_acceptor_->open(endpoint.protocol(), bec);
+      if (!bec) tcp_acceptor_->set_option(asio::socket_base::reuse_address(true), bec);
+      if (!bec) tcp_acceptor_->bind(endpoint, bec);
+      if (!bec) tcp_acceptor_->listen(asio::socket_base::max_listen_connections, bec);
+      if (bec) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot listen on tcp ", config_.tcp_listen, ": ", bec.message()));
+      }
+      if (!address.is_loopback() && config_.auth_token.empty()) {
+        spdlog::warn("TCP listener {} is reachable from other hosts and no --auth-token is set",
+                     config_.tcp_listen);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Run() {
+    asio::io_context& main = *contexts_.front();
+    asio::signal_set signals(main, SIGINT, SIGTERM);
+    signals.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      spdlog::info("received signal {}, shutting down", sig);
+      Shutdown();
+    });
+    if (unix_acceptor_) {
+      asio::co_spawn(main, AcceptLoop(*unix_acceptor_), asio::detached);
+      spdlog::info("serving on unix://{}", socket_path_);
+    }
+    if (tcp_acceptor_) {
+      asio::co_spawn(main, AcceptLoop(*tcp_acceptor_), asio::detached);
+      spdlog::info("serving on tcp://{}:{}", tcp_acceptor_->local_endpoint().address().to_string(),
+                   tcp_acceptor_->local_endpoint().port());
+    }
+    asio::co_spawn(main, LeaseReaper(), asio::detached);
+
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < contexts_.size(); ++i) {
+      threads.emplace_back([ctx = contexts_[i].get()] { ctx->run(); });
+    }
+    main.run();
+    for (auto& t : threads) t.join();
+    spdlog::info("kvtierd stopped");
+    return absl::OkStatus();
+  }
+
+  void Shutdown() {
+    // Runs on the main context so acceptors are only touched from their own thread.
+    asio::post(*contexts_.front(), [this] {
+      boost::system::error_code ignored;
+      if (unix_acceptor_) unix_acceptor_->close(ignored);
+      if (tcp_acceptor_) tcp_acceptor_->close(ignored);
+      for (auto& g : guards_) g.reset();
+      for (auto& ctx : contexts_) ctx->stop();
+    });
+  }
+
+  uint16_t tcp_port() const { return tcp_acceptor_ ? tcp_acceptor_->local_endpoint().port() : 0; }
+
+ private:
+  asio::io_context& NextContext() {
+    return *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+  }
+
+  template <typename Acceptor>
+  awaitable<void> AcceptLoop(Acceptor& acceptor) {
+    ServerCounters& counters = service_->counters();
+    while (acceptor.is_open()) {
+      bool backoff = false;
+      try {
+        auto socket = co_await acceptor.async_accept(NextContext(), use_awaitable);
+        counters.connections_total.fetch_add(1, std::memory_order_relaxed);
+        if (counters.connections_active.load(std::memory_order_relaxed) >=
+            config_.max_connections) {
+          counters.connections_refused.fetch_add(1, std::memory_order_relaxed);
+          spdlog::warn("refusing a connection: {} are open (max_connections)",
+                       config_.max_connections);
+          continue;  // the socket closes as it goes out of scope
+        }
+        counters.connections_active.fetch_add(1, std::memory_order_relaxed);
+        const uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
+        auto executor = socket.get_executor();
+        asio::co_spawn(executor, ServeConnection(std::move(socket), service_.get(), id),
+                       asio::detached);
+      } catch (const boost::system::system_error& e) {
+        if (!acceptor.is_open()) break;
+        // EMFILE and friends: log, back off briefly, keep serving existing clients.
+        spdlog::error("accept failed: {}", e.what());
+        backoff = true;
+      }
+      if (backoff) {
+        asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(50));
+        co_await t.async_wait(use_awaitable);
+      }
+    }
+  }
+
+  awaitable<void> LeaseReaper() {
+    // Check often enough that a lease never outlives its timeout by more than a quarter.
+    const auto period =
+        std::chrono::milliseconds(std::clamp<uint64_t>(config_.lease_timeout_ms / 4, 5, 1000));
+    asio::steady_timer timer(*contexts_.front());
+    for (;;) {
+      timer.expires_after(period);
+      try {
+        co_await timer.async_wait(use_awaitable);
+      } catch (const boost::system::system_error&) {
+        co_return;
+      }
+      if (size_t n = service_->ExpireLeases(); n > 0) {
+        spdlog::warn("{} client lease(s) expired; their slots were reclaimed", n);
+      }
+    }
+  }
+
+  const ServerConfig config_;
+  SteadyClock clock_;
+  std::unique_ptr<tiers::DramTier> dram_;
+  std::unique_ptr<Service> service_;
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::unique_ptr<UnixProtocol::acceptor> unix_acceptor_;
+  std::unique_ptr<asio::ip::tcp::acceptor> tcp_acceptor_;
+  std::string socket_path_;
+  std::atomic<uint64_t> next_connection_id_{1};
+  std::atomic<size_t> next_context_{0};
+};
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {
+  auto impl = std::make_unique<Impl>(config);
+  KVTIER_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+absl::Status Server::Run() { return impl_->Run(); }
+void Server::Shutdown() { impl_->Shutdown(); }
+uint16_t Server::tcp_port() const { return impl_->tcp_port(); }
+
+}  // namespace kvtier::server

@@ -1,0 +1,219 @@
+// kvtier::client::Client: the C++ API an inference engine links to use a kvtierd.
+//
+// What it is: one connection to one daemon (Unix socket or TCP), plus the daemon's shared DRAM
+// arena mapped into this process when the connection is a Unix socket and
+// ClientOptions::use_shared_arena is set. Puts and gets then move block bytes by memcpy through
+// the arena (the daemon never touches them); otherwise the bytes travel inline in the frames.
+// Which path a call took is invisible to the caller apart from speed.
+//
+// Ownership: the Client owns its socket, its arena mapping and the worker threads behind the
+// *Async calls; destroying it closes all of them. It never takes ownership of caller buffers:
+// every span passed in is only read (puts) or written (gets) during the call, or, for *Async
+// calls, until the returned future is ready.
+//
+// Thread safety: a Client is safe to share between threads. Synchronous calls are serialized by
+// an internal mutex because a connection carries one request at a time; threads that need
+// parallel round trips should use one Client each, or the *Async calls, which run on
+// ClientOptions::async_workers worker threads that each own a further connection to the same
+// daemon (opened on first use). HashTokens() takes no lock.
+//
+// Blocking: every call except HashTokens() and the *Async ones blocks until the daemon answers.
+// A call fails with DeadlineExceeded when the socket makes no progress for
+// ClientOptions::io_timeout; a call that keeps moving bytes may take longer than that.
+//
+// Errors (absl::Status, codes as in docs/architecture.md):
+//   Unavailable        the daemon cannot be reached, closed the connection, or a transport
+//                      error broke it. Retryable with a new Client: after a transport error the
+//                      connection is unusable (its framing is lost) and every later
+//                      synchronous call returns Unavailable naming the first error. The async
+//                      workers reconnect by themselves on their next task.
+//   DeadlineExceeded   io_timeout passed without progress; the connection is broken as above.
+//   InvalidArgument    bad input from the caller (mismatched spans, a block larger than the
+//                      namespace's block_bytes, ...), with a message saying what to fix.
+//   Internal           the daemon broke the protocol (e.g. an arena offset out of range); the
+//                      connection is broken.
+//   anything else      the daemon's own error reply for this request (e.g. PermissionDenied
+//                      for a wrong auth token); the connection stays usable.
+// Per-block outcomes are reported per block and never as the call's status (see Put/Get).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvtier.pb.h"
+#include "kvtier/client/endpoint.h"
+#include "kvtier/common/block_key.h"
+#include "kvtier/common/namespace_descriptor.h"
+
+namespace kvtier::client {
+
+class Session;
+class AsyncWorkers;
+
+// Options of Client::Connect. Fixed for the life of the Client.
+struct ClientOptions {
+  // Sent in Hello; must equal the daemon's --auth-token when it has one. Default: none.
+  std::string auth_token;
+  // Shows up in the daemon's logs. Default: "kvtier-client".
+  std::string client_name = "kvtier-client";
+  // Map the daemon's DRAM arena and move bytes through it (Unix sockets only; ignored for TCP).
+  // Default true. When the daemon does not offer the arena, the client silently uses inline
+  // frames; Client::shared_arena() tells which.
+  bool use_shared_arena = true;
+  // Longest time a socket operation may wait without any progress. Default 10 s; >= 1 ms.
+  std::chrono::milliseconds io_timeout{10'000};
+  // Time to establish the connection (TCP connect + Hello). Default 5 s; >= 1 ms.
+  std::chrono::milliseconds connect_timeout{5'000};
+  // Worker threads (each with its own connection) behind the *Async calls, started lazily by
+  // the first *Async call. Default 1; 0 is invalid.
+  int async_workers = 1;
+
+  // InvalidArgument naming the offending field.
+  absl::Status Validate() const;
+};
+
+// An open namespace. A plain value: copy it freely and use it with the Client (or another
+// Client of the same daemon) that opened it. Valid for the life of the daemon process.
+struct NamespaceHandle {
+  uint32_t id = 0;    // the daemon's namespace id
+  BlockKey key_seed;  // key[-1] of the chained block hash of this namespace
+  uint64_t block_bytes = 0;
+  uint32_t block_tokens = 0;
+  NamespaceDescriptor descriptor;  // lets another connection re-open the same namespace
+};
+
+struct LookupResult {
+  // Length m of the longest cached run keys[0..m-1].
+  uint32_t prefix_blocks = 0;
+  // One entry per block of that run: where the daemon holds it.
+  std::vector<proto::Tier> tiers;
+};
+
+// Per-block outcome of a Get.
+struct GetResult {
+  // OK: `length` bytes were written to the front of the block's output buffer.
+  // NotFound: not cached (a plain miss).
+  // Unavailable: the block was cached but got evicted or rewritten while this client copied it
+  //   out of the shared arena (its generation changed, or the lease expired before release);
+  //   the output buffer holds garbage. Count it as a miss; retrying may hit a newer copy.
+  // InvalidArgument: the output buffer is smaller than the stored block (`length` says how big
+  //   it is); nothing was written.
+  absl::Status status;
+  uint64_t length = 0;
+  proto::Tier tier = proto::TIER_NONE;  // where the daemon found it (TIER_NONE for misses)
+};
+
+// Put's per-block outcomes are absl::Status values: OK (stored now), AlreadyExists (the key was
+// cached already; nothing was sent, which is success), ResourceExhausted (no room even after
+// eviction), DeadlineExceeded (the arena lease expired before the commit; nothing stored).
+// Returns true for the two outcomes after which the key is cached.
+inline bool IsStored(const absl::Status& block_status) {
+  return block_status.ok() || absl::IsAlreadyExists(block_status);
+}
+
+class Client {
+ public:
+  // Connects to the daemon at `uri` (see endpoint.h), says Hello, and maps the shared arena if
+  // asked for and offered. Unavailable with a hint ("is kvtierd running?") when nothing
+  // listens; the daemon's status (e.g. PermissionDenied) when it refuses the Hello;
+  // InvalidArgument for a malformed uri or options. Blocks up to connect_timeout.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(std::string_view uri,
+                                                         const ClientOptions& options);
+
+  // Closes the connection and unmaps the arena. Blocks until the async workers have finished
+  // their current request; queued *Async requests complete with Cancelled.
+  ~Client();
+
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // The daemon's Hello reply: server version, limits, arena geometry, lease timeout.
+  const proto::HelloReply& server_info() const { return hello_; }
+  // True when block bytes move through the shared arena rather than inline frames.
+  bool shared_arena() const { return shared_arena_; }
+  // The canonical URI this client connected to.
+  const std::string& uri() const { return uri_; }
+
+  // Opens (or finds) the namespace `descriptor` names. InvalidArgument for a descriptor the
+  // protocol rejects (empty model_id, block_tokens 0, ...), checked before anything is sent.
+  absl::StatusOr<NamespaceHandle> OpenNamespace(const NamespaceDescriptor& descriptor);
+
+  // Block keys of a token sequence in this namespace: one key per full block of
+  // handle.block_tokens tokens (a trailing partial block has no key), chained from
+  // handle.key_seed as docs/keys.md defines. Pure CPU work; takes no lock, never blocks.
+  std::vector<BlockKey> HashTokens(const NamespaceHandle& handle,
+                                   std::span<const uint32_t> tokens) const;
+
+  // The longest cached prefix of `keys` (in prefix order) and the tier of each of its blocks.
+  // Does not count as a use for eviction. Any number of keys; large batches are split into
+  // requests of at most the daemon's max_keys_per_request.
+  absl::StatusOr<LookupResult> Lookup(const NamespaceHandle& handle,
+                                      std::span<const BlockKey> keys);
+
+  // Stores blocks[i] under keys[i]. REQUIRES keys.size() == blocks.size() and every block at
+  // most handle.block_bytes long (else InvalidArgument, nothing sent). Returns one status per
+  // block (see IsStored above); the call's own status is an error only when the request as a
+  // whole failed. Large batches are split into several requests; blocks of a failed request
+  // are not retried.
+  absl::StatusOr<std::vector<absl::Status>> Put(const NamespaceHandle& handle,
+                                                std::span<const BlockKey> keys,
+                                                std::span<const std::span<const std::byte>> blocks);
+
+  // Fetches keys[i] into out[i]. REQUIRES keys.size() == out.size(); each out[i] should be
+  // handle.block_bytes long. Returns one GetResult per key (see GetResult for the codes).
+  // Each hit counts as a use for eviction.
+  absl::StatusOr<std::vector<GetResult>> Get(const NamespaceHandle& handle,
+                                             std::span<const BlockKey> keys,
+                                             std::span<const std::span<std::byte>> out);
+
+  // Drops keys from every tier. One status per key: OK (removed) or NotFound.
+  absl::StatusOr<std::vector<absl::Status>> Remove(const NamespaceHandle& handle,
+                                                   std::span<const BlockKey> keys);
+
+  // Counters of the daemon: per tier, per namespace and for the server.
+  absl::StatusOr<proto::StatsReply> Stats();
+
+  // Whether the daemon is serving. A reply with serving == false is returned as a value.
+  absl::StatusOr<proto::HealthReply> Health();
+
+  // Asynchronous forms of Put, Get and Lookup: the request runs on a worker thread with its
+  // own connection and the future carries exactly what the synchronous call would return
+  // (plus Cancelled if the Client is destroyed while the request still waits in the queue).
+  // Keys are copied; the byte spans are not: the caller keeps `blocks` / `out` alive and
+  // untouched until the future is ready. Never block (apart from a brief queue lock).
+  std::future<absl::StatusOr<std::vector<absl::Status>>> PutAsync(
+      const NamespaceHandle& handle, std::vector<BlockKey> keys,
+      std::vector<std::span<const std::byte>> blocks);
+  std::future<absl::StatusOr<std::vector<GetResult>>> GetAsync(
+      const NamespaceHandle& handle, std::vector<BlockKey> keys,
+      std::vector<std::span<std::byte>> out);
+  std::future<absl::StatusOr<LookupResult>> LookupAsync(const NamespaceHandle& handle,
+                                                        std::vector<BlockKey> keys);
+
+ private:
+  Client(std::string uri, ClientOptions options, std::unique_ptr<Session> session);
+  AsyncWorkers& workers();  // starts them on first use
+
+  const std::string uri_;
+  const ClientOptions options_;
+  proto::HelloReply hello_;
+  bool shared_arena_ = false;
+
+  std::mutex mu_;  // serializes synchronous calls on session_
+  std::unique_ptr<Session> session_;
+
+  std::once_flag workers_once_;
+  std::unique_ptr<AsyncWorkers> workers_;
+};
+
+}  // namespace kvtier::client

@@ -1,0 +1,470 @@
+#include "session.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kvtier/common/strings.h"
+#include "kvtier/proto/messages.h"
+
+namespace kvtier::client {
+namespace {
+
+// Worst-case body bytes per key of any request or reply (packed key 32 bytes plus varint
+// lengths, offsets, generations and codes), used to keep batches under max_body_bytes.
+constexpr uint64_t kBodyBytesPerKey = 64;
+
+std::string PackKeys(std::span<const BlockKey> keys) { return std::string(PackedFromKeys(keys)); }
+
+std::string_view BlockCodeMessage(int32_t code) {
+  switch (static_cast<absl::StatusCode>(code)) {
+    case absl::StatusCode::kAlreadyExists:
+      return "already cached";
+    case absl::StatusCode::kNotFound:
+      return "not cached";
+    case absl::StatusCode::kResourceExhausted:
+      return "no room in any tier even after eviction";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "the arena lease expired before the commit; nothing was stored";
+    case absl::StatusCode::kInvalidArgument:
+      return "the daemon rejected the block's length";
+    default:
+      return "block failed";
+  }
+}
+
+absl::Status CodeToStatus(int32_t code) { return BlockStatus(code, BlockCodeMessage(code)); }
+
+proto::Tier TierAt(const std::string& tiers, size_t i) {
+  if (i >= tiers.size()) return proto::TIER_NONE;
+  const auto t = static_cast<uint8_t>(tiers[i]);
+  return proto::Tier_IsValid(t) ? static_cast<proto::Tier>(t) : proto::TIER_NONE;
+}
+
+absl::Status BufferTooSmall(uint64_t stored, size_t buffer) {
+  return absl::InvalidArgumentError(absl::StrCat("output buffer holds ", buffer,
+                                                 " bytes but the stored block is ", stored,
+                                                 " bytes; pass buffers of block_bytes"));
+}
+
+absl::Status VoidedCopy(std::string_view why) {
+  return absl::UnavailableError(
+      absl::StrCat("block ", AbslView(why), " while it was copied out; count it as a miss"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Open(const Endpoint& endpoint,
+                                                       const ClientOptions& options) {
+  auto socket = Socket::Connect(endpoint, options.connect_timeout);
+  if (!socket.ok()) return socket.status();
+  const bool want_arena = options.use_shared_arena && endpoint.kind == Endpoint::Kind::kUnix;
+  return Handshake(*std::move(socket), want_arena, options);
+}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Handshake(Socket socket, bool want_arena,
+                                                            const ClientOptions& options) {
+  // Hello shares the connect deadline: a peer that accepts but never answers (not a kvtierd)
+  // must fail Connect within connect_timeout.
+  std::unique_ptr<Session> session(
+      new Session(FrameChannel(std::move(socket), options.connect_timeout)));
+  proto::HelloRequest hello;
+  hello.set_protocol_version(proto::kProtocolVersion);
+  hello.set_auth_token(options.auth_token);
+  hello.set_client_name(options.client_name);
+  hello.set_want_shared_arena(want_arena);
+  int fd = -1;
+  if (auto s = session->channel_.Call(proto::Opcode::kHello, hello, &session->hello_, &fd);
+      !s.ok()) {
+    return s;
+  }
+  const proto::HelloReply& reply = session->hello_;
+  if (reply.protocol_version() != proto::kProtocolVersion) {
+    if (fd >= 0) close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("kvtierd at ", session->channel_.peer(), " speaks protocol version ",
+                     reply.protocol_version(), ", this client speaks ", proto::kProtocolVersion,
+                     "; use a client built from the same kvtier release"));
+  }
+  proto::Limits limits;
+  if (reply.max_body_bytes() != 0) limits.max_body_bytes = reply.max_body_bytes();
+  if (reply.max_payload_bytes() != 0) limits.max_payload_bytes = reply.max_payload_bytes();
+  if (reply.max_keys_per_request() != 0) {
+    limits.max_keys_per_request = reply.max_keys_per_request();
+  }
+  session->channel_.set_limits(limits);
+  if (fd >= 0) {
+    if (!reply.has_arena()) {
+      close(fd);
+    } else {
+      // A mapping failure (e.g. a container without enough address space) degrades to inline
+      // transfers, which work on every socket; Client::shared_arena() reports the outcome.
+      auto arena = SharedArena::Map(fd, reply.arena());
+      if (arena.ok()) session->arena_ = *std::move(arena);
+    }
+  }
+  session->channel_.set_io_timeout(options.io_timeout);
+  return session;
+}
+
+size_t Session::BatchSize(uint64_t bytes_per_key) const {
+  const proto::Limits& l = channel_.limits();
+  uint64_t n = std::max<uint32_t>(l.max_keys_per_request, 1);
+  n = std::min<uint64_t>(n, std::max<uint64_t>(l.max_body_bytes / kBodyBytesPerKey, 1));
+  if (bytes_per_key > 0) {
+    n = std::min<uint64_t>(n, std::max<uint64_t>(l.max_payload_bytes / bytes_per_key, 1));
+  }
+  return static_cast<size_t>(n);
+}
+
+absl::StatusOr<NamespaceHandle> Session::OpenNamespace(const NamespaceDescriptor& descriptor) {
+  proto::OpenNamespaceRequest request;
+  *request.mutable_namespace_descriptor() = proto::ToProto(descriptor);
+  if (auto s = proto::ValidateDescriptor(request.namespace_descriptor(), channel_.limits());
+      !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("bad namespace descriptor: ", s.message()));
+  }
+  proto::OpenNamespaceReply reply;
+  if (auto s = channel_.Call(proto::Opcode::kOpenNamespace, request, &reply); !s.ok()) return s;
+  if (reply.key_seed().size() != BlockKey::kSize) {
+    return channel_.Break(absl::StrCat("open_namespace returned a ", reply.key_seed().size(),
+                                       "-byte key seed, expected ", BlockKey::kSize));
+  }
+  NamespaceHandle handle;
+  handle.id = reply.namespace_id();
+  handle.key_seed = BlockKey::FromBytes(reply.key_seed().data());
+  handle.block_bytes = descriptor.block_bytes;
+  handle.block_tokens = descriptor.block_tokens;
+  handle.descriptor = descriptor;
+  namespace_ids_[handle.id] = handle.id;
+  return handle;
+}
+
+absl::StatusOr<uint32_t> Session::NamespaceId(const NamespaceHandle& ns) {
+  if (auto it = namespace_ids_.find(ns.id); it != namespace_ids_.end()) return it->second;
+  auto here = OpenNamespace(ns.descriptor);
+  if (!here.ok()) return here.status();
+  if (here->key_seed != ns.key_seed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("namespace handle ", ns.id,
+                     " does not match this daemon's namespace for its "
+                     "descriptor (different key seed): was it opened on another kvtierd?"));
+  }
+  namespace_ids_[ns.id] = here->id;
+  return here->id;
+}
+
+absl::StatusOr<LookupResult> Session::Lookup(const NamespaceHandle& ns,
+                                             std::span<const BlockKey> keys) {
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  LookupResult result;
+  const size_t batch = BatchSize(0);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const auto chunk = keys.subspan(start, std::min(batch, keys.size() - start));
+    proto::LookupRequest request;
+    request.set_namespace_id(*id);
+    request.set_keys(PackKeys(chunk));
+    proto::LookupReply reply;
+    if (auto s = channel_.Call(proto::Opcode::kLookup, request, &reply); !s.ok()) return s;
+    if (reply.prefix_blocks() > chunk.size() || reply.tiers().size() != reply.prefix_blocks()) {
+      return channel_.Break(absl::StrCat("lookup of ", chunk.size(), " keys returned a prefix of ",
+                                         reply.prefix_blocks(), " blocks with ",
+                                         reply.tiers().size(), " tiers"));
+    }
+    result.prefix_blocks += reply.prefix_blocks();
+    for (size_t i = 0; i < reply.prefix_blocks(); ++i) {
+      result.tiers.push_back(TierAt(reply.tiers(), i));
+    }
+    if (reply.prefix_blocks() < chunk.size()) break;  // the run ended inside this chunk
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Session::Put(
+    const NamespaceHandle& ns, std::span<const BlockKey> keys,
+    std::span<const std::span<const std::byte>> blocks) {
+  if (keys.size() != blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("put got ", keys.size(), " keys but ",
+                                                   blocks.size(), " blocks; pass one per key"));
+  }
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", i, " is empty; blocks hold >= 1 byte"));
+    }
+    if (blocks[i].size() > ns.block_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", i, " is ", blocks[i].size(),
+                       " bytes, larger than the namespace's block_bytes ", ns.block_bytes));
+    }
+  }
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  std::vector<absl::Status> results(keys.size());
+  const size_t batch = BatchSize(arena_ ? 0 : ns.block_bytes);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const size_t n = std::min(batch, keys.size() - start);
+    const auto s = arena_ ? PutArena(*id, keys.subspan(start, n), blocks.subspan(start, n),
+                                     std::span(results).subspan(start, n))
+                          : PutInline(*id, keys.subspan(start, n), blocks.subspan(start, n),
+                                      std::span(results).subspan(start, n));
+    if (!s.ok()) return s;
+  }
+  return results;
+}
+
+absl::Status Session::PutInline(uint32_t ns_id, std::span<const BlockKey> keys,
+                                std::span<const std::span<const std::byte>> blocks,
+                                std::span<absl::Status> results) {
+  proto::PutRequest request;
+  request.set_namespace_id(ns_id);
+  request.set_keys(PackKeys(keys));
+  request.set_mode(proto::DATA_INLINE);
+  for (const auto& b : blocks) request.add_lengths(b.size());
+  if (auto s = channel_.Send(proto::Opcode::kPut, request, blocks); !s.ok()) return s;
+  proto::PutReply reply;
+  auto payload = channel_.ReceiveHead(&reply);
+  if (!payload.ok()) return payload.status();
+  if (auto s = channel_.DiscardPayload(*payload); !s.ok()) return s;
+  if (static_cast<size_t>(reply.codes_size()) != keys.size()) {
+    return channel_.Break(
+        absl::StrCat("put of ", keys.size(), " blocks returned ", reply.codes_size(), " codes"));
+  }
+  for (size_t i = 0; i < keys.size(); ++i) results[i] = CodeToStatus(reply.codes(i));
+  return absl::OkStatus();
+}
+
+absl::Status Session::PutArena(uint32_t ns_id, std::span<const BlockKey> keys,
+                               std::span<const std::span<const std::byte>> blocks,
+                               std::span<absl::Status> results) {
+  proto::PutRequest request;
+  request.set_namespace_id(ns_id);
+  request.set_keys(PackKeys(keys));
+  request.set_mode(proto::DATA_SHARED_ARENA);
+  for (const auto& b : blocks) request.add_lengths(b.size());
+  proto::PutReply reserved;
+  if (auto s = channel_.Call(proto::Opcode::kPut, request, &reserved); !s.ok()) return s;
+  if (static_cast<size_t>(reserved.codes_size()) != keys.size() ||
+      static_cast<size_t>(reserved.offsets_size()) != keys.size()) {
+    return channel_.Break(absl::StrCat("shared-arena put of ", keys.size(), " blocks returned ",
+                                       reserved.codes_size(), " codes and ",
+                                       reserved.offsets_size(), " offsets"));
+  }
+  // Check every slot before writing any: a bad offset must not corrupt our own memory.
+  bool any_reserved = false;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (reserved.codes(i) != 0) continue;
+    any_reserved = true;
+    if (auto s = arena_->CheckSlot(reserved.offsets(i), blocks[i].size()); !s.ok()) {
+      return channel_.Break(absl::StrCat("put reply for block ", i, ": ", s.message()));
+    }
+  }
+  if (!any_reserved) {
+    for (size_t i = 0; i < keys.size(); ++i) results[i] = CodeToStatus(reserved.codes(i));
+    if (reserved.lease_id() == 0) return absl::OkStatus();
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (reserved.codes(i) == 0) arena_->CopyIn(reserved.offsets(i), blocks[i]);
+  }
+  // Make our stores visible before the daemon, told by the commit, publishes the slots.
+  std::atomic_thread_fence(std::memory_order_release);
+  proto::PutCommitRequest commit;
+  commit.set_lease_id(reserved.lease_id());
+  proto::PutCommitReply committed;
+  if (auto s = channel_.Call(proto::Opcode::kPutCommit, commit, &committed); !s.ok()) return s;
+  if (static_cast<size_t>(committed.codes_size()) != keys.size()) {
+    return channel_.Break(absl::StrCat("put_commit of ", keys.size(), " blocks returned ",
+                                       committed.codes_size(), " codes"));
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    results[i] = CodeToStatus(reserved.codes(i) == 0 ? committed.codes(i) : reserved.codes(i));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<GetResult>> Session::Get(const NamespaceHandle& ns,
+                                                    std::span<const BlockKey> keys,
+                                                    std::span<const std::span<std::byte>> out) {
+  if (keys.size() != out.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "get got ", keys.size(), " keys but ", out.size(), " output buffers; pass one per key"));
+  }
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  std::vector<GetResult> results(keys.size());
+  const size_t batch = BatchSize(arena_ ? 0 : ns.block_bytes);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const size_t n = std::min(batch, keys.size() - start);
+    const auto s = arena_ ? GetArena(*id, keys.subspan(start, n), out.subspan(start, n),
+                                     std::span(results).subspan(start, n))
+                          : GetInline(*id, keys.subspan(start, n), out.subspan(start, n),
+                                      std::span(results).subspan(start, n));
+    if (!s.ok()) return s;
+  }
+  return results;
+}
+
+absl::Status Session::GetInline(uint32_t ns_id, std::span<const BlockKey> keys,
+                                std::span<const std::span<std::byte>> out,
+                                std::span<GetResult> results) {
+  proto::GetRequest request;
+  request.set_namespace_id(ns_id);
+  request.set_keys(PackKeys(keys));
+  request.set_mode(proto::DATA_INLINE);
+  if (auto s = channel_.Send(proto::Opcode::kGet, request); !s.ok()) return s;
+  proto::GetReply reply;
+  auto payload_len = channel_.ReceiveHead(&reply);
+  if (!payload_len.ok()) return payload_len.status();
+  const size_t n = keys.size();
+  if (static_cast<size_t>(reply.codes_size()) != n ||
+      static_cast<size_t>(reply.lengths_size()) != n) {
+    return channel_.Break(absl::StrCat("get of ", n, " keys returned ", reply.codes_size(),
+                                       " codes and ", reply.lengths_size(), " lengths"));
+  }
+  uint64_t total = 0;
+  uint64_t largest_misfit = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (reply.codes(i) != 0) continue;
+    total += reply.lengths(i);
+    if (reply.lengths(i) > out[i].size()) {
+      largest_misfit = std::max<uint64_t>(largest_misfit, reply.lengths(i));
+    }
+  }
+  if (total != *payload_len) {
+    return channel_.Break(absl::StrCat("get reply lengths add up to ", total,
+                                       " bytes but its payload is ", *payload_len, " bytes"));
+  }
+  // Read every hit straight into its buffer; blocks that do not fit land in one shared scratch
+  // buffer (their bytes are dropped) so the stream stays in step.
+  std::vector<std::byte> scratch(largest_misfit);
+  std::vector<std::span<std::byte>> dst;
+  dst.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    GetResult& r = results[i];
+    r.tier = TierAt(reply.tiers(), i);
+    if (reply.codes(i) != 0) {
+      r.status = CodeToStatus(reply.codes(i));
+      r.tier = proto::TIER_NONE;
+      continue;
+    }
+    r.length = reply.lengths(i);
+    if (r.length <= out[i].size()) {
+      dst.push_back(out[i].first(r.length));
+    } else {
+      r.status = BufferTooSmall(r.length, out[i].size());
+      dst.push_back(std::span(scratch).first(r.length));
+    }
+  }
+  return channel_.ReceivePayload(dst);
+}
+
+absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
+                               std::span<const std::span<std::byte>> out,
+                               std::span<GetResult> results) {
+  proto::GetRequest request;
+  request.set_namespace_id(ns_id);
+  request.set_keys(PackKeys(keys));
+  request.set_mode(proto::DATA_SHARED_ARENA);
+  proto::GetReply reply;
+  if (auto s = channel_.Call(proto::Opcode::kGet, request, &reply); !s.ok()) return s;
+  const size_t n = keys.size();
+  if (static_cast<size_t>(reply.codes_size()) != n ||
+      static_cast<size_t>(reply.lengths_size()) != n ||
+      static_cast<size_t>(reply.offsets_size()) != n ||
+      static_cast<size_t>(reply.generations_size()) != n) {
+    return channel_.Break(absl::StrCat("shared-arena get of ", n, " keys returned ",
+                                       reply.codes_size(), " codes, ", reply.lengths_size(),
+                                       " lengths, ", reply.offsets_size(), " offsets, ",
+                                       reply.generations_size(), " generations"));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (reply.codes(i) != 0) continue;
+    if (auto s = arena_->CheckSlot(reply.offsets(i), reply.lengths(i)); !s.ok()) {
+      return channel_.Break(absl::StrCat("get reply for key ", i, ": ", s.message()));
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    GetResult& r = results[i];
+    if (reply.codes(i) != 0) {
+      r.status = CodeToStatus(reply.codes(i));
+      continue;
+    }
+    r.length = reply.lengths(i);
+    r.tier = TierAt(reply.tiers(), i);
+    const uint64_t offset = reply.offsets(i);
+    if (r.length > out[i].size()) {
+      r.status = BufferTooSmall(r.length, out[i].size());
+      continue;
+    }
+    // Seqlock read: the copy counts only if the slot's generation is the quoted one both
+    // before and after it. The check before saves copying a slot already reused.
+    if (arena_->Generation(offset) != reply.generations(i)) {
+      r.status = VoidedCopy("was evicted");
+      continue;
+    }
+    arena_->CopyOut(offset, out[i].first(r.length));
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (arena_->Generation(offset) != reply.generations(i)) {
+      r.status = VoidedCopy("was evicted");
+    }
+  }
+  if (reply.lease_id() == 0) return absl::OkStatus();
+  proto::ReleaseRequest release;
+  release.set_lease_id(reply.lease_id());
+  proto::ReleaseReply released;
+  if (auto s = channel_.Call(proto::Opcode::kRelease, release, &released); !s.ok()) return s;
+  if (released.expired()) {
+    // The daemon may have reused the slots after the lease ran out, while we copied.
+    for (size_t i = 0; i < n; ++i) {
+      if (results[i].status.ok() && reply.codes(i) == 0) {
+        results[i].status = VoidedCopy("lease expired");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<absl::Status>> Session::Remove(const NamespaceHandle& ns,
+                                                          std::span<const BlockKey> keys) {
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  std::vector<absl::Status> results;
+  results.reserve(keys.size());
+  const size_t batch = BatchSize(0);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const auto chunk = keys.subspan(start, std::min(batch, keys.size() - start));
+    proto::RemoveRequest request;
+    request.set_namespace_id(*id);
+    request.set_keys(PackKeys(chunk));
+    proto::RemoveReply reply;
+    if (auto s = channel_.Call(proto::Opcode::kRemove, request, &reply); !s.ok()) return s;
+    if (static_cast<size_t>(reply.codes_size()) != chunk.size()) {
+      return channel_.Break(absl::StrCat("remove of ", chunk.size(), " keys returned ",
+                                         reply.codes_size(), " codes"));
+    }
+    for (int32_t code : reply.codes()) results.push_back(CodeToStatus(code));
+  }
+  return results;
+}
+
+absl::StatusOr<proto::StatsReply> Session::Stats() {
+  proto::StatsReply reply;
+  if (auto s = channel_.Call(proto::Opcode::kStats, proto::StatsRequest(), &reply); !s.ok()) {
+    return s;
+  }
+  return reply;
+}
+
+absl::StatusOr<proto::HealthReply> Session::Health() {
+  proto::HealthReply reply;
+  if (auto s = channel_.Call(proto::Opcode::kHealth, proto::HealthRequest(), &reply); !s.ok()) {
+    return s;
+  }
+  return reply;
+}
+
+}  // namespace kvtier::client

@@ -1,0 +1,84 @@
+// Session: one Hello'd connection to kvtierd and, when granted, its shared arena mapping; it
+// implements every request of the Client API for a single caller at a time.
+//
+// The Client wraps one Session behind a mutex for its synchronous calls; each async worker owns
+// another. A Session remembers which namespaces it has opened so that a NamespaceHandle made
+// by a different connection can be used here: the first use re-opens the namespace from the
+// handle's descriptor (ids are per daemon, so this normally maps an id to itself; the map
+// keeps the client correct even if a daemon chose per-connection ids).
+//
+// Batching: each call accepts any number of keys and splits them into requests that respect
+// the daemon's max_keys_per_request and max_payload_bytes. Not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "frame_channel.h"
+#include "kvtier/client/client.h"
+#include "shared_arena.h"
+
+namespace kvtier::client {
+
+class Session {
+ public:
+  // Connects, says Hello and maps the arena when options.use_shared_arena and the endpoint is
+  // a Unix socket.
+  static absl::StatusOr<std::unique_ptr<Session>> Open(const Endpoint& endpoint,
+                                                       const ClientOptions& options);
+
+  // Runs Hello over an already connected socket (used by Open, and by tests with a fake peer).
+  static absl::StatusOr<std::unique_ptr<Session>> Handshake(Socket socket, bool want_arena,
+                                                            const ClientOptions& options);
+
+  const proto::HelloReply& hello() const { return hello_; }
+  bool has_arena() const { return arena_ != nullptr; }
+  bool broken() const { return channel_.broken(); }
+
+  absl::StatusOr<NamespaceHandle> OpenNamespace(const NamespaceDescriptor& descriptor);
+  absl::StatusOr<LookupResult> Lookup(const NamespaceHandle& ns, std::span<const BlockKey> keys);
+  absl::StatusOr<std::vector<absl::Status>> Put(const NamespaceHandle& ns,
+                                                std::span<const BlockKey> keys,
+                                                std::span<const std::span<const std::byte>> blocks);
+  absl::StatusOr<std::vector<GetResult>> Get(const NamespaceHandle& ns,
+                                             std::span<const BlockKey> keys,
+                                             std::span<const std::span<std::byte>> out);
+  absl::StatusOr<std::vector<absl::Status>> Remove(const NamespaceHandle& ns,
+                                                   std::span<const BlockKey> keys);
+  absl::StatusOr<proto::StatsReply> Stats();
+  absl::StatusOr<proto::HealthReply> Health();
+
+ private:
+  explicit Session(FrameChannel channel) : channel_(std::move(channel)) {}
+
+  // This connection's id for the handle's namespace, opening it here on first use.
+  absl::StatusOr<uint32_t> NamespaceId(const NamespaceHandle& ns);
+  // Largest number of keys per request for this call (keys limit, and payload limit when each
+  // key carries up to `bytes_per_key` payload bytes).
+  size_t BatchSize(uint64_t bytes_per_key) const;
+
+  absl::Status PutInline(uint32_t ns_id, std::span<const BlockKey> keys,
+                         std::span<const std::span<const std::byte>> blocks,
+                         std::span<absl::Status> results);
+  absl::Status PutArena(uint32_t ns_id, std::span<const BlockKey> keys,
+                        std::span<const std::span<const std::byte>> blocks,
+                        std::span<absl::Status> results);
+  absl::Status GetInline(uint32_t ns_id, std::span<const BlockKey> keys,
+                         std::span<const std::span<std::byte>> out, std::span<GetResult> results);
+  absl::Status GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
+                        std::span<const std::span<std::byte>> out, std::span<GetResult> results);
+
+  FrameChannel channel_;
+  proto::HelloReply hello_;
+  std::unique_ptr<SharedArena> arena_;
+  absl::flat_hash_map<uint32_t, uint32_t> namespace_ids_;  // handle id -> id on this connection
+};
+
+}  // namespace kvtier::client

@@ -1,0 +1,69 @@
+#include "shared_arena.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvtier::client {
+
+// The table is little-endian on the wire; reading it as native uint64 is only right here.
+static_assert(std::endian::native == std::endian::little, "kvtier's shared arena needs LE");
+
+absl::StatusOr<std::unique_ptr<SharedArena>> SharedArena::Map(int fd,
+                                                              const proto::ArenaInfo& info) {
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  if (info.size_bytes() == 0 || info.page_bytes() == 0 ||
+      info.generation_table_bytes() > info.size_bytes() ||
+      info.generation_table_bytes() % sizeof(uint64_t) != 0) {
+    return absl::InternalError(absl::StrCat("kvtierd announced an inconsistent shared arena: size ",
+                                            info.size_bytes(), " bytes, generation table ",
+                                            info.generation_table_bytes(), " bytes, page ",
+                                            info.page_bytes(), " bytes"));
+  }
+  void* base = mmap(nullptr, info.size_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    return absl::UnavailableError(absl::StrCat("cannot map kvtierd's shared arena (",
+                                               info.size_bytes(),
+                                               " bytes): ", std::strerror(errno)));
+  }
+  return std::unique_ptr<SharedArena>(
+      new SharedArena(static_cast<std::byte*>(base), info.size_bytes(),
+                      info.generation_table_bytes(), info.page_bytes()));
+}
+
+SharedArena::~SharedArena() { munmap(base_, size_); }
+
+absl::Status SharedArena::CheckSlot(uint64_t offset, uint64_t length) const {
+  const uint64_t page = offset / page_bytes_;
+  if (offset < table_bytes_ || offset > size_ || length > size_ - offset ||
+      page >= table_bytes_ / sizeof(uint64_t)) {
+    return absl::InternalError(
+        absl::StrCat("arena slot [", offset, ", +", length, ") is outside the ", size_,
+                     "-byte arena's slot area (table ", table_bytes_, " bytes)"));
+  }
+  return absl::OkStatus();
+}
+
+void SharedArena::CopyIn(uint64_t offset, std::span<const std::byte> bytes) {
+  std::memcpy(base_ + offset, bytes.data(), bytes.size());
+}
+
+void SharedArena::CopyOut(uint64_t offset, std::span<std::byte> out) const {
+  std::memcpy(out.data(), base_ + offset, out.size());
+}
+
+uint64_t SharedArena::Generation(uint64_t offset) const {
+  auto* table = reinterpret_cast<uint64_t*>(base_);
+  return std::atomic_ref<uint64_t>(table[offset / page_bytes_]).load(std::memory_order_acquire);
+}
+
+}  // namespace kvtier::client

@@ -220,7 +220,7 @@ class DramTier::Impl {
           absl::StrCat("lease ", lease_id, " is a read lease; only put leases are committed"));
     }
     std::vector<absl::StatusCode> codes(lease->entries.size(), absl::StatusCode::kOk);
-    if (IsExpired(*lease, now)) {
+    if (CheckExpired(*lease, now)) {
       EndPutLease(*lease);
       std::fill(codes.begin(), codes.end(), absl::StatusCode::kDeadlineExceeded);
     } else {
@@ -265,7 +265,7 @@ class DramTier::Impl {
     const int64_t now = clock_->NowNanos();
     Lease* lease = leases_.Find(lease_id);
     if (lease == nullptr || lease->owner != owner) return LeaseNotFound(lease_id);
-    const bool expired = IsExpired(*lease, now);
+    const bool expired = CheckExpired(*lease, now);
     EndLease(*lease);
     leases_.Erase(lease_id);
     return expired;
@@ -275,8 +275,11 @@ class DramTier::Impl {
     absl::MutexLock lock(&mu_);
     scratch_leases_.clear();
     leases_.LeasesOf(owner, &scratch_leases_);
+    const int64_t now = clock_->NowNanos();
     for (LeaseId id : scratch_leases_) {
-      EndLease(*leases_.Find(id));
+      Lease& lease = *leases_.Find(id);
+      CheckExpired(lease, now);
+      EndLease(lease);
       leases_.Erase(id);
     }
   }
@@ -369,8 +372,13 @@ class DramTier::Impl {
     return absl::NotFoundError(absl::StrCat("lease ", id, " not found for this owner"));
   }
 
-  static bool IsExpired(const Lease& lease, int64_t now) {
-    return lease.expired || now >= lease.deadline_ns;
+  // Whether the lease has expired, by ExpireLeases or because its deadline has passed since;
+  // the latter is counted here, as ExpireLeases would have.
+  bool CheckExpired(const Lease& lease, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (lease.expired) return true;
+    if (now < lease.deadline_ns) return false;
+    ++leases_expired_;
+    return true;
   }
 
   Namespace* FindNamespace(NamespaceId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -475,10 +483,8 @@ class DramTier::Impl {
     lease.entries.clear();
   }
 
-  // Ends a lease early or on release: read pins drop, unfinished puts are abandoned. Counts a
-  // lease whose deadline passed before anyone expired it.
+  // Ends a lease on release: read pins drop, unfinished puts are abandoned.
   void EndLease(Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!lease.expired && clock_->NowNanos() >= lease.deadline_ns) ++leases_expired_;
     if (lease.kind == LeaseKind::kRead) {
       for (uint32_t id : lease.entries) Unpin(id);
       lease.entries.clear();

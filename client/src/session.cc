@@ -275,13 +275,31 @@ absl::Status Session::PutArena(uint32_t ns_id, std::span<const BlockKey> keys,
   proto::PutCommitRequest commit;
   commit.set_lease_id(reserved.lease_id());
   proto::PutCommitReply committed;
-  if (auto s = channel_.Call(proto::Opcode::kPutCommit, commit, &committed); !s.ok()) return s;
-  if (static_cast<size_t>(committed.codes_size()) != keys.size()) {
-    return channel_.Break(absl::StrCat("put_commit of ", keys.size(), " blocks returned ",
-                                       committed.codes_size(), " codes"));
+  if (auto s = channel_.Call(proto::Opcode::kPutCommit, commit, &committed); !s.ok()) {
+    // NotFound: the lease expired and the daemon has forgotten it; nothing was stored.
+    if (!absl::IsNotFound(s) || channel_.broken()) return s;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      results[i] = CodeToStatus(reserved.codes(i) == 0
+                                    ? static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded)
+                                    : reserved.codes(i));
+    }
+    return absl::OkStatus();
   }
-  for (size_t i = 0; i < keys.size(); ++i) {
-    results[i] = CodeToStatus(reserved.codes(i) == 0 ? committed.codes(i) : reserved.codes(i));
+  // kvtier.proto asks for one code per block of the put; a daemon may also answer with one code
+  // per reserved block (in key order), which carries the same information. Accept both.
+  size_t reserved_count = 0;
+  for (size_t i = 0; i < keys.size(); ++i) reserved_count += reserved.codes(i) == 0;
+  const size_t got = static_cast<size_t>(committed.codes_size());
+  if (got != keys.size() && got != reserved_count) {
+    return channel_.Break(absl::StrCat("put_commit of ", reserved_count, " reserved blocks (",
+                                       keys.size(), " in the put) returned ", got, " codes"));
+  }
+  for (size_t i = 0, j = 0; i < keys.size(); ++i) {
+    if (reserved.codes(i) != 0) {
+      results[i] = CodeToStatus(reserved.codes(i));
+    } else {
+      results[i] = CodeToStatus(committed.codes(got == keys.size() ? i : j++));
+    }
   }
   return absl::OkStatus();
 }
@@ -416,8 +434,13 @@ absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
   proto::ReleaseRequest release;
   release.set_lease_id(reply.lease_id());
   proto::ReleaseReply released;
-  if (auto s = channel_.Call(proto::Opcode::kRelease, release, &released); !s.ok()) return s;
-  if (released.expired()) {
+  bool void_all = false;
+  if (auto s = channel_.Call(proto::Opcode::kRelease, release, &released); !s.ok()) {
+    // NotFound: the daemon expired the lease and has forgotten it since; same as expired.
+    if (!absl::IsNotFound(s) || channel_.broken()) return s;
+    void_all = true;
+  }
+  if (void_all || released.expired()) {
     // The daemon may have reused the slots after the lease ran out, while we copied.
     for (size_t i = 0; i < n; ++i) {
       if (results[i].status.ok() && reply.codes(i) == 0) {

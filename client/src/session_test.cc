@@ -305,6 +305,15 @@ TEST_F(SessionTest, ArenaPutCopiesThenCommits) {
         cr.add_codes(0);
         cr.add_codes(0);
         p.Reply(r, cr);
+
+        // Second put: the commit answers one code per reserved block only.
+        r = p.Read();
+        p.Reply(r, pr);
+        r = p.Read();
+        p.Parse<proto::PutCommitRequest>(r, proto::Opcode::kPutCommit);
+        proto::PutCommitReply expired;
+        expired.add_codes(static_cast<int>(absl::StatusCode::kDeadlineExceeded));
+        p.Reply(r, expired);
       },
       /*want_arena=*/true);
   ASSERT_NE(session, nullptr);
@@ -316,6 +325,12 @@ TEST_F(SessionTest, ArenaPutCopiesThenCommits) {
   auto put = session->Put(*ns, keys, blocks);
   ASSERT_TRUE(put.ok()) << put.status();
   EXPECT_TRUE((*put)[0].ok());
+  EXPECT_TRUE(absl::IsAlreadyExists((*put)[1]));
+
+  put = session->Put(*ns, keys, blocks);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_TRUE(absl::IsDeadlineExceeded((*put)[0])) << (*put)[0];
+  EXPECT_FALSE(IsStored((*put)[0]));
   EXPECT_TRUE(absl::IsAlreadyExists((*put)[1]));
 }
 

@@ -3,8 +3,11 @@
 // (which are this kernel's reference; see docs/keys.md).
 //
 // The chain is sequential within a sequence (key[i] needs key[i-1]), so the kernel runs one
-// thread per sequence and parallelism comes from the batch: it pays off for many sequences at
-// once (thousands), not for one long prompt, where the CPU path (~3-10 ns/token) is faster.
+// thread per sequence and parallelism comes only from the batch. Measured on an H100: 8e10
+// tokens/s for 131072 sequences of 1024 tokens (16 per block), 1.4e11 at 256 tokens per block,
+// but a single chain advances at only ~280 ns/token (one warp's instruction issue), against
+// 3-20 ns/token for one CPU core. Use it for thousands of sequences already on the device; hash
+// one long prompt on the CPU.
 //
 // Thread safety: the functions are thread-safe; concurrent launches on different streams are
 // independent. The caller owns all memory and keeps it alive until the work is complete (the

@@ -26,10 +26,6 @@ using asio::use_awaitable;
 using proto::FrameHeader;
 using proto::Opcode;
 
-// A rejected request whose payload is at most this long is drained and the connection kept;
-// a longer one closes the connection rather than reading that much for nothing.
-constexpr uint64_t kMaxDrainBytes = 4ull << 20;
-
 template <typename Socket>
 class Connection {
  public:
@@ -44,8 +40,10 @@ class Connection {
         if (!h.ok()) {
           svc_->counters().bad_frames.fetch_add(1, std::memory_order_relaxed);
           spdlog::debug("connection {}: bad frame header: {}", id_, h.status().ToString());
-          // The stream cannot be resynchronised: answer once, then close.
+          // The stream cannot be resynchronised: answer once, then close. The header's own
+          // fields are untrusted, so the reply says request 0, opcode hello (protocol.md 6.1).
           FrameHeader any;
+          any.opcode = Opcode::kHello;
           co_await SendError(any, h.status());
           break;
         }
@@ -69,14 +67,15 @@ class Connection {
   }
 
  private:
-  // Returns false when the connection must close.
+  // Returns false when the connection must close (today every well-framed request keeps it
+  // open; the bool leaves room for requests that end a session).
   awaitable<bool> Handle(const FrameHeader& h) {
     if (!hello_done_ && h.opcode != Opcode::kHello) {
-      co_return co_await Reject(h,
-                                absl::FailedPreconditionError(absl::StrCat(
-                                    "the first request on a connection must be hello, got ",
-                                    AbslView(proto::OpcodeName(h.opcode)))),
-                                /*close=*/true);
+      co_return co_await Reject(
+          h, absl::FailedPreconditionError(
+                 absl::StrCat("send hello first: the first request on a connection must be "
+                              "hello, got ",
+                              AbslView(proto::OpcodeName(h.opcode)))));
     }
     switch (h.opcode) {
       case Opcode::kHello:
@@ -121,7 +120,7 @@ class Connection {
             [this](const auto&) -> absl::StatusOr<proto::HealthReply> { return svc_->Health(); });
     }
     // DecodeFrameHeader rejects unknown opcodes; this is unreachable for valid headers.
-    co_return co_await Reject(h, absl::UnimplementedError("unknown opcode"), true);
+    co_return co_await Reject(h, absl::UnimplementedError("unknown opcode"));
   }
 
   // Requests without payload: parse, call, reply.
@@ -129,10 +128,10 @@ class Connection {
   awaitable<bool> Simple(const FrameHeader& h, Fn fn) {
     Req req;
     if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
-      co_return co_await RejectMalformed(h, s, false);
+      co_return co_await RejectMalformed(h, s);
     }
     auto reply = fn(req);
-    if (!reply.ok()) co_return co_await Reject(h, reply.status(), false);
+    if (!reply.ok()) co_return co_await Reject(h, reply.status());
     co_await SendReply(h, *reply);
     co_return true;
   }
@@ -140,12 +139,18 @@ class Connection {
   awaitable<bool> OnHello(const FrameHeader& h) {
     proto::HelloRequest req;
     if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
-      co_return co_await RejectMalformed(h, s, true);
+      co_return co_await RejectMalformed(h, s);
     }
+    if (hello_done_) {
+      co_return co_await Reject(
+          h, absl::FailedPreconditionError("hello was sent twice on one connection"));
+    }
+    // A wrong token leaves the connection open for another hello (protocol.md 3).
     auto reply = svc_->Hello(req, unix_);
-    if (!reply.ok()) co_return co_await Reject(h, reply.status(), true);
+    if (!reply.ok()) co_return co_await Reject(h, reply.status());
     hello_done_ = true;
-    if (reply->has_arena()) {
+    arena_attached_ = reply->has_arena();
+    if (arena_attached_) {
       co_await SendReplyWithFd(h, *reply, svc_->dram()->arena_fd());
     } else {
       co_await SendReply(h, *reply);
@@ -156,18 +161,12 @@ class Connection {
   awaitable<bool> OnPut(const FrameHeader& h) {
     proto::PutRequest req;
     if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
-      co_return co_await RejectMalformed(h, s, false);
+      co_return co_await RejectMalformed(h, s);
     }
     const bool inline_data = req.mode() == proto::DATA_INLINE;
-    if (!inline_data && !unix_) {
-      co_return co_await Reject(
-          h,
-          absl::InvalidArgumentError("DATA_SHARED_ARENA needs the Unix socket; use DATA_INLINE "
-                                     "over TCP"),
-          false);
-    }
+    if (!inline_data && !arena_attached_) co_return co_await Reject(h, NoArena());
     absl::StatusOr<tiers::LeaseGrant> grant = svc_->ReservePut(id_, req);
-    if (!grant.ok()) co_return co_await Reject(h, grant.status(), false);
+    if (!grant.ok()) co_return co_await Reject(h, grant.status());
 
     proto::PutReply reply;
     if (!inline_data) {
@@ -226,18 +225,12 @@ class Connection {
   awaitable<bool> OnGet(const FrameHeader& h) {
     proto::GetRequest req;
     if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
-      co_return co_await RejectMalformed(h, s, false);
+      co_return co_await RejectMalformed(h, s);
     }
     const bool inline_data = req.mode() == proto::DATA_INLINE;
-    if (!inline_data && !unix_) {
-      co_return co_await Reject(
-          h,
-          absl::InvalidArgumentError("DATA_SHARED_ARENA needs the Unix socket; use DATA_INLINE "
-                                     "over TCP"),
-          false);
-    }
+    if (!inline_data && !arena_attached_) co_return co_await Reject(h, NoArena());
     absl::StatusOr<tiers::LeaseGrant> grant = svc_->AcquireRead(id_, req);
-    if (!grant.ok()) co_return co_await Reject(h, grant.status(), false);
+    if (!grant.ok()) co_return co_await Reject(h, grant.status());
 
     proto::GetReply reply;
     std::string* tiers = reply.mutable_tiers();
@@ -264,36 +257,43 @@ class Connection {
       co_await SendReply(h, reply);
       co_return true;
     }
+    if (payload_len > svc_->limits().max_payload_bytes) {
+      if (grant->lease_id != 0) (void)svc_->Release(id_, grant->lease_id);
+      co_return co_await Reject(
+          h, absl::ResourceExhaustedError(absl::StrCat(
+                 "the found blocks hold ", payload_len, " bytes, more than max_payload_bytes=",
+                 svc_->limits().max_payload_bytes, "; get fewer keys per request")));
+    }
     // Inline: the slots stay pinned while their bytes go out, then the lease ends here.
     co_await SendReply(h, reply, std::move(payload), payload_len);
     if (grant->lease_id != 0) (void)svc_->Release(id_, grant->lease_id);
     co_return true;
   }
 
-  // A body that failed to parse or check: counted as a bad frame, then rejected.
-  awaitable<bool> RejectMalformed(const FrameHeader& h, const absl::Status& status, bool close) {
-    svc_->counters().bad_frames.fetch_add(1, std::memory_order_relaxed);
-    co_return co_await Reject(h, status, close);
+  static absl::Status NoArena() {
+    return absl::FailedPreconditionError(
+        "DATA_SHARED_ARENA needs the arena: connect over the Unix socket with "
+        "want_shared_arena in hello, or use DATA_INLINE");
   }
 
-  // Sends an error reply. Closes when asked, or when the rejected frame carries more payload
-  // than is worth draining.
-  awaitable<bool> Reject(const FrameHeader& h, const absl::Status& status, bool close) {
+  // A body that failed to parse or check: counted as a bad frame, then rejected.
+  awaitable<bool> RejectMalformed(const FrameHeader& h, const absl::Status& status) {
+    svc_->counters().bad_frames.fetch_add(1, std::memory_order_relaxed);
+    co_return co_await Reject(h, status);
+  }
+
+  // Sends an error reply for a well-framed request. Its payload (bounded by the header check
+  // against max_payload_bytes) is read and discarded first, so the stream stays in sync and the
+  // connection stays open (protocol.md 6.2).
+  awaitable<bool> Reject(const FrameHeader& h, const absl::Status& status) {
     svc_->counters().error_replies.fetch_add(1, std::memory_order_relaxed);
-    bool keep = !close;
-    if (keep && h.payload_len > 0) {
-      if (h.payload_len <= kMaxDrainBytes) {
-        co_await Drain(h.payload_len);
-      } else {
-        keep = false;
-      }
-    }
+    if (h.payload_len > 0) co_await Drain(h.payload_len);
     co_await SendError(h, status);
-    co_return keep;
+    co_return true;
   }
 
   awaitable<void> Drain(uint64_t n) {
-    std::array<char, 16384> scratch;
+    std::array<char, 65536> scratch;
     while (n > 0) {
       const size_t chunk = static_cast<size_t>(std::min<uint64_t>(n, scratch.size()));
       co_await asio::async_read(socket_, asio::buffer(scratch.data(), chunk), use_awaitable);
@@ -375,6 +375,7 @@ class Connection {
   const uint64_t id_;
   const bool unix_;
   bool hello_done_ = false;
+  bool arena_attached_ = false;
   std::array<std::byte, proto::kFrameHeaderSize> header_in_;
   std::array<std::byte, proto::kFrameHeaderSize> header_out_;
   std::string body_;

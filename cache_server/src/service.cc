@@ -42,7 +42,7 @@ absl::StatusOr<proto::HelloReply> Service::Hello(const proto::HelloRequest& req,
         proto::kProtocolVersion, "; upgrade the older side"));
   }
   if (!config_.auth_token.empty() && req.auth_token() != config_.auth_token) {
-    return absl::PermissionDeniedError(
+    return absl::UnauthenticatedError(
         "wrong or missing auth token; pass the token kvtierd was started with (--auth-token)");
   }
   proto::HelloReply reply;

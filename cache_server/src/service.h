@@ -39,7 +39,7 @@ class Service {
   tiers::DramTier* dram() const { return dram_; }
   ServerCounters& counters() { return counters_; }
 
-  // kPermissionDenied for a wrong token; kFailedPrecondition for another protocol version.
+  // kUnauthenticated for a wrong token; kFailedPrecondition for another protocol version.
   // `unix_socket` says whether the arena may be offered (it is attached by the connection).
   absl::StatusOr<proto::HelloReply> Hello(const proto::HelloRequest& req, bool unix_socket) const;
   absl::StatusOr<proto::OpenNamespaceReply> OpenNamespace(const proto::OpenNamespaceRequest& req);
@@ -66,7 +66,7 @@ class Service {
   size_t ExpireLeases();
 
  private:
-  // kInvalidArgument when the namespace id was never opened in this process.
+  // kFailedPrecondition when the namespace id was never opened in this process.
   absl::Status CheckNamespace(uint32_t id) const;
 
   const ServerConfig config_;

@@ -1,0 +1,134 @@
+#include "daemon_process.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvtier::testing {
+namespace {
+
+bool CanConnect(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+bool CanConnectTcp(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+std::string DaemonProcess::BinaryPath() { return KVTIERD_PATH; }
+
+absl::StatusOr<uint16_t> PickFreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot pick a port: ", std::strerror(errno)));
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const DaemonOptions& options) {
+  if (!std::filesystem::exists(BinaryPath())) {
+    return absl::NotFoundError(absl::StrCat(BinaryPath(), " is not built"));
+  }
+  std::unique_ptr<DaemonProcess> d(new DaemonProcess());
+  char tmpl[] = "/tmp/kvtier-test-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    return absl::UnavailableError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
+  }
+  d->data_dir_ = tmpl;
+  d->socket_path_ = d->data_dir_ + "/kvtierd.sock";
+  std::vector<std::string> args = {
+      BinaryPath(),      "--data-dir",          d->data_dir_,  "--socket", d->socket_path_,
+      "--dram-capacity", options.dram_capacity, "--log-level", "warn"};
+  if (options.tcp) {
+    auto port = PickFreePort();
+    if (!port.ok()) return port.status();
+    d->tcp_port_ = *port;
+    args.push_back("--tcp-listen");
+    args.push_back(absl::StrCat("127.0.0.1:", *port));
+  }
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+
+  const pid_t pid = ::fork();
+  if (pid < 0) return absl::UnavailableError(absl::StrCat("fork: ", std::strerror(errno)));
+  if (pid == 0) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  d->pid_ = pid;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      d->pid_ = -1;
+      return absl::InternalError(absl::StrCat("kvtierd exited at startup with status ", status));
+    }
+    if (CanConnect(d->socket_path_) && (!options.tcp || CanConnectTcp(d->tcp_port_))) {
+      return d;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return absl::DeadlineExceededError("kvtierd did not start listening within 15 s");
+}
+
+absl::StatusOr<int> DaemonProcess::Stop(int signal) {
+  if (pid_ <= 0) return absl::FailedPreconditionError("daemon is not running");
+  ::kill(pid_, signal);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return absl::DeadlineExceededError("kvtierd did not exit within 10 s");
+}
+
+DaemonProcess::~DaemonProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  std::error_code ec;
+  if (!data_dir_.empty()) std::filesystem::remove_all(data_dir_, ec);
+}
+
+}  // namespace kvtier::testing

@@ -1,0 +1,56 @@
+// DaemonProcess: starts the real kvtierd binary for a test and stops it again.
+//
+// Each instance gets a fresh temporary data directory (removed afterwards) and its own Unix
+// socket; Start() returns once the daemon accepts connections. Tests that need a TCP listener
+// pass tcp=true and read tcp_port(). Not thread-safe; one per test.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kvtier::testing {
+
+struct DaemonOptions {
+  std::string dram_capacity = "64MiB";
+  bool tcp = false;
+  std::vector<std::string> extra_args;  // e.g. {"--auth-token", "s3cret"}
+};
+
+class DaemonProcess {
+ public:
+  // kNotFound when the kvtierd binary has not been built (tests then skip).
+  static absl::StatusOr<std::unique_ptr<DaemonProcess>> Start(const DaemonOptions& options);
+  ~DaemonProcess();  // SIGKILLs a daemon that is still running, removes the data directory
+
+  const std::string& socket_path() const { return socket_path_; }
+  const std::string& data_dir() const { return data_dir_; }
+  uint16_t tcp_port() const { return tcp_port_; }
+  std::string unix_uri() const { return "unix://" + socket_path_; }
+  std::string tcp_uri() const { return "tcp://127.0.0.1:" + std::to_string(tcp_port_); }
+  pid_t pid() const { return pid_; }
+
+  // Sends `signal` and waits up to 10 s for the exit; returns the wait status.
+  absl::StatusOr<int> Stop(int signal);
+  bool running() const { return pid_ > 0; }
+
+  // Path of the kvtierd binary the tests use.
+  static std::string BinaryPath();
+
+ private:
+  DaemonProcess() = default;
+  std::string data_dir_;
+  std::string socket_path_;
+  uint16_t tcp_port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+absl::StatusOr<uint16_t> PickFreePort();
+
+}  // namespace kvtier::testing

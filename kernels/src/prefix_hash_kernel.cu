@@ -142,10 +142,10 @@ cudaError_t LaunchPrefixHashKernel(const uint32_t* tokens, const uint64_t* token
                                    uint8_t* keys_out, uint32_t block_tokens, size_t num_sequences,
                                    cudaStream_t stream) {
   // One thread per sequence. A batch finishes no sooner than its longest chain, so a small batch
-  // is spread over as many SMs as possible (blocks shrink down to one warp while the grid would
-  // leave SMs idle), presumably because fewer chains then share each SM's L1 and load pipeline.
-  // Measured on an H100 with the prefetch: -9% and -12% time for 8192 and 1024 sequences of
-  // 16K-32K tokens; large batches keep 128-thread blocks and are unaffected.
+  // is spread over as many SMs as possible: blocks shrink down to one warp while the grid would
+  // leave SMs idle. Measured on an H100 with the prefetch: -9% and -12% time for 8192 and 1024
+  // sequences of 16K-32K tokens (presumably fewer chains then share each SM's L1 and load
+  // pipeline); large batches keep 128-thread blocks and are unaffected.
   int device = 0;
   int sms = 0;
   if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;

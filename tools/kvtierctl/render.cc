@@ -1,0 +1,223 @@
+#include "render.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "kvtier/common/units.h"
+#include "table.h"
+
+namespace kvtier::ctl {
+namespace {
+
+using nlohmann::json;
+using Align = Table::Align;
+
+json HitRate(uint64_t hits, uint64_t misses) {
+  if (hits + misses == 0) return nullptr;
+  return static_cast<double>(hits) / static_cast<double>(hits + misses);
+}
+
+json CountersJson(const proto::Counters& c) {
+  return json{{"hits", c.hits()},
+              {"misses", c.misses()},
+              {"hit_rate", HitRate(c.hits(), c.misses())},
+              {"evictions", c.evictions()},
+              {"bytes_in", c.bytes_in()},
+              {"bytes_out", c.bytes_out()},
+              {"puts", c.puts()},
+              {"removes", c.removes()},
+              {"lookups", c.lookups()},
+              {"lookup_keys", c.lookup_keys()},
+              {"lookup_hit_keys", c.lookup_hit_keys()}};
+}
+
+json DescriptorJson(const proto::NamespaceDescriptor& d) {
+  return json{{"model_id", d.model_id()},
+              {"dtype", d.dtype()},
+              {"kv_layout", d.kv_layout()},
+              {"block_tokens", d.block_tokens()},
+              {"block_bytes", d.block_bytes()},
+              {"tp_rank", d.tp_rank()},
+              {"tp_size", std::max<uint32_t>(d.tp_size(), 1)},
+              {"pp_rank", d.pp_rank()},
+              {"pp_size", std::max<uint32_t>(d.pp_size(), 1)},
+              // The salt separates tenants; its bytes are a secret of theirs, so only its
+              // presence and length are shown.
+              {"tenant_salt_bytes", d.tenant_salt().size()}};
+}
+
+// Merges the entries of `extra` into `base` (flat objects).
+json Merge(json base, const json& extra) {
+  for (auto it = extra.begin(); it != extra.end(); ++it) base[it.key()] = it.value();
+  return base;
+}
+
+std::string Num(uint64_t v) { return absl::StrCat(v); }
+std::string Bytes(uint64_t v) { return FormatByteSize(v); }
+
+std::string Percent(uint64_t part, uint64_t whole) {
+  if (whole == 0) return "-";
+  return absl::StrFormat("%.1f%%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+}
+
+std::string Parallel(const proto::NamespaceDescriptor& d) {
+  return absl::StrCat("tp", d.tp_rank(), "/", std::max<uint32_t>(d.tp_size(), 1), " pp",
+                      d.pp_rank(), "/", std::max<uint32_t>(d.pp_size(), 1));
+}
+
+}  // namespace
+
+std::string TierName(proto::Tier tier) {
+  switch (tier) {
+    case proto::TIER_HBM:
+      return "hbm";
+    case proto::TIER_DRAM:
+      return "dram";
+    case proto::TIER_NVME:
+      return "nvme";
+    default:
+      return "none";
+  }
+}
+
+std::string FormatDuration(uint64_t ms) {
+  const uint64_t s = ms / 1000, m = s / 60, h = m / 60, d = h / 24;
+  if (d > 0) return absl::StrFormat("%dd %02dh", d, h % 24);
+  if (h > 0) return absl::StrFormat("%dh %02dm", h, m % 60);
+  if (m > 0) return absl::StrFormat("%dm %02ds", m, s % 60);
+  return absl::StrFormat("%.1fs", static_cast<double>(ms) / 1000.0);
+}
+
+std::string FormatHitRate(uint64_t hits, uint64_t misses) { return Percent(hits, hits + misses); }
+
+json HealthJson(const proto::HealthReply& health, std::string_view uri) {
+  return json{{"uri", uri},
+              {"serving", health.serving()},
+              {"server_version", health.server_version()},
+              {"uptime_ms", health.uptime_ms()}};
+}
+
+json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
+               std::string_view uri) {
+  const proto::ServerStats& s = stats.server();
+  json out;
+  out["server"] = json{{"uri", uri},
+                       {"server_version", health.server_version()},
+                       {"uptime_ms", s.uptime_ms()},
+                       {"connections_total", s.connections_total()},
+                       {"connections_active", s.connections_active()},
+                       {"requests", s.requests()},
+                       {"bad_frames", s.bad_frames()},
+                       {"error_replies", s.error_replies()},
+                       {"leases_active", s.leases_active()},
+                       {"leases_expired", s.leases_expired()}};
+  out["tiers"] = json::array();
+  for (const proto::TierStats& t : stats.tiers()) {
+    out["tiers"].push_back(Merge(json{{"tier", TierName(t.tier())},
+                                      {"capacity_bytes", t.capacity_bytes()},
+                                      {"used_bytes", t.used_bytes()},
+                                      {"blocks", t.blocks()}},
+                                 CountersJson(t.counters())));
+  }
+  out["namespaces"] = NamespacesJson(stats);
+  return out;
+}
+
+json NamespacesJson(const proto::StatsReply& stats) {
+  json list = json::array();
+  for (const proto::NamespaceStats& n : stats.namespaces()) {
+    json entry = Merge(json{{"namespace_id", n.namespace_id()},
+                            {"blocks", n.blocks()},
+                            {"used_bytes", n.used_bytes()}},
+                       DescriptorJson(n.namespace_descriptor()));
+    list.push_back(Merge(std::move(entry), CountersJson(n.counters())));
+  }
+  return list;
+}
+
+void PrintHealth(const proto::HealthReply& health, std::string_view uri, std::ostream& out) {
+  out << "kvtierd " << health.server_version() << " at " << uri << " is "
+      << (health.serving() ? "serving" : "NOT serving") << " (up "
+      << FormatDuration(health.uptime_ms()) << ")\n";
+}
+
+void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health,
+                std::string_view uri, std::ostream& out) {
+  const proto::ServerStats& s = stats.server();
+  out << "kvtierd " << health.server_version() << " at " << uri << ", up "
+      << FormatDuration(s.uptime_ms()) << "\n"
+      << "  connections " << s.connections_active() << " active / " << s.connections_total()
+      << " total, requests " << s.requests() << ", error replies " << s.error_replies()
+      << ", bad frames " << s.bad_frames() << ", leases " << s.leases_active() << " active / "
+      << s.leases_expired() << " expired\n\n";
+
+  Table tiers({{"TIER", Align::kLeft},
+               {"CAPACITY"},
+               {"USED"},
+               {"USED%"},
+               {"BLOCKS"},
+               {"HITS"},
+               {"MISSES"},
+               {"HIT RATE"},
+               {"EVICTIONS"},
+               {"BYTES IN"},
+               {"BYTES OUT"}});
+  for (const proto::TierStats& t : stats.tiers()) {
+    const proto::Counters& c = t.counters();
+    tiers.AddRow({TierName(t.tier()), Bytes(t.capacity_bytes()), Bytes(t.used_bytes()),
+                  Percent(t.used_bytes(), t.capacity_bytes()), Num(t.blocks()), Num(c.hits()),
+                  Num(c.misses()), FormatHitRate(c.hits(), c.misses()), Num(c.evictions()),
+                  Bytes(c.bytes_in()), Bytes(c.bytes_out())});
+  }
+  tiers.Print(out);
+  out << "\n";
+  if (stats.namespaces().empty()) {
+    out << "no namespaces open\n";
+    return;
+  }
+  Table spaces({{"NS"},
+                {"MODEL", Align::kLeft},
+                {"BLOCKS"},
+                {"USED"},
+                {"HITS"},
+                {"MISSES"},
+                {"HIT RATE"},
+                {"EVICTIONS"},
+                {"BYTES IN"},
+                {"BYTES OUT"}});
+  for (const proto::NamespaceStats& n : stats.namespaces()) {
+    const proto::Counters& c = n.counters();
+    spaces.AddRow({Num(n.namespace_id()), n.namespace_descriptor().model_id(), Num(n.blocks()),
+                   Bytes(n.used_bytes()), Num(c.hits()), Num(c.misses()),
+                   FormatHitRate(c.hits(), c.misses()), Num(c.evictions()), Bytes(c.bytes_in()),
+                   Bytes(c.bytes_out())});
+  }
+  spaces.Print(out);
+}
+
+void PrintNamespaces(const proto::StatsReply& stats, std::ostream& out) {
+  if (stats.namespaces().empty()) {
+    out << "no namespaces open\n";
+    return;
+  }
+  Table table({{"NS"},
+               {"MODEL", Align::kLeft},
+               {"DTYPE", Align::kLeft},
+               {"LAYOUT", Align::kLeft},
+               {"PARALLEL", Align::kLeft},
+               {"TOKENS"},
+               {"BLOCK"},
+               {"SALT"},
+               {"BLOCKS"},
+               {"USED"}});
+  for (const proto::NamespaceStats& n : stats.namespaces()) {
+    const proto::NamespaceDescriptor& d = n.namespace_descriptor();
+    table.AddRow({Num(n.namespace_id()), d.model_id(), d.dtype(),
+                  d.kv_layout().empty() ? "-" : d.kv_layout(), Parallel(d), Num(d.block_tokens()),
+                  Bytes(d.block_bytes()),
+                  d.tenant_salt().empty() ? "-" : absl::StrCat(d.tenant_salt().size(), " B"),
+                  Num(n.blocks()), Bytes(n.used_bytes())});
+  }
+  table.Print(out);
+}
+
+}  // namespace kvtier::ctl

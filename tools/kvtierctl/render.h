@@ -1,0 +1,37 @@
+// Rendering of kvtierd's replies for kvtierctl: aligned tables for people, JSON for scripts.
+//
+// JSON field names follow kvtier.proto (snake_case, bytes in bytes, times in ms) so that
+// scripts can rely on them; derived figures (hit_rate) are added next to the counters they
+// come from and are null when undefined (no hits and no misses yet). Pure functions of their
+// arguments; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <string_view>
+
+#include "kvtier.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace kvtier::ctl {
+
+// "hbm", "dram", "nvme", "none".
+std::string TierName(proto::Tier tier);
+// "3d 04h", "2h 05m", "4m 09s", "12.3s".
+std::string FormatDuration(uint64_t ms);
+// "97.5%", or "-" with no requests.
+std::string FormatHitRate(uint64_t hits, uint64_t misses);
+
+nlohmann::json HealthJson(const proto::HealthReply& health, std::string_view uri);
+nlohmann::json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
+                         std::string_view uri);
+nlohmann::json NamespacesJson(const proto::StatsReply& stats);
+
+void PrintHealth(const proto::HealthReply& health, std::string_view uri, std::ostream& out);
+// A server summary line, then a table per tier and a table per namespace.
+void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health,
+                std::string_view uri, std::ostream& out);
+void PrintNamespaces(const proto::StatsReply& stats, std::ostream& out);
+
+}  // namespace kvtier::ctl

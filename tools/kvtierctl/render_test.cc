@@ -1,0 +1,80 @@
+#include "render.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+namespace kvtier::ctl {
+namespace {
+
+proto::StatsReply SampleStats() {
+  proto::StatsReply r;
+  r.mutable_server()->set_uptime_ms(3'723'000);
+  r.mutable_server()->set_connections_active(2);
+  proto::TierStats* t = r.add_tiers();
+  t->set_tier(proto::TIER_DRAM);
+  t->set_capacity_bytes(64ull << 20);
+  t->set_used_bytes(16ull << 20);
+  t->set_blocks(256);
+  t->mutable_counters()->set_hits(3);
+  t->mutable_counters()->set_misses(1);
+  proto::NamespaceStats* n = r.add_namespaces();
+  n->set_namespace_id(1);
+  n->mutable_namespace_descriptor()->set_model_id("llama");
+  n->mutable_namespace_descriptor()->set_dtype("bf16");
+  n->mutable_namespace_descriptor()->set_block_tokens(16);
+  n->mutable_namespace_descriptor()->set_block_bytes(65536);
+  n->mutable_namespace_descriptor()->set_tenant_salt("secret");
+  n->set_blocks(256);
+  return r;
+}
+
+TEST(Render, Durations) {
+  EXPECT_EQ(FormatDuration(12'345), "12.3s");
+  EXPECT_EQ(FormatDuration(249'000), "4m 09s");
+  EXPECT_EQ(FormatDuration(3'723'000), "1h 02m");
+  EXPECT_EQ(FormatDuration(3 * 86'400'000ull + 4 * 3'600'000ull), "3d 04h");
+}
+
+TEST(Render, HitRateIsUndefinedWithoutRequests) {
+  EXPECT_EQ(FormatHitRate(0, 0), "-");
+  EXPECT_EQ(FormatHitRate(3, 1), "75.0%");
+}
+
+TEST(Render, StatsJsonHasEveryFieldScriptsUse) {
+  proto::HealthReply h;
+  h.set_server_version("0.1.0");
+  const auto j = StatsJson(SampleStats(), h, "unix:///x.sock");
+  EXPECT_EQ(j["server"]["uptime_ms"], 3'723'000);
+  EXPECT_EQ(j["server"]["server_version"], "0.1.0");
+  ASSERT_EQ(j["tiers"].size(), 1u);
+  const auto& t = j["tiers"][0];
+  EXPECT_EQ(t["tier"], "dram");
+  for (const char* field : {"capacity_bytes", "used_bytes", "blocks", "hits", "misses", "hit_rate",
+                            "evictions", "bytes_in", "bytes_out"}) {
+    EXPECT_TRUE(t.contains(field)) << field;
+  }
+  EXPECT_DOUBLE_EQ(t["hit_rate"].get<double>(), 0.75);
+  const auto& n = j["namespaces"][0];
+  EXPECT_EQ(n["model_id"], "llama");
+  EXPECT_EQ(n["tp_size"], 1);            // unset on the wire means 1
+  EXPECT_EQ(n["tenant_salt_bytes"], 6);  // the salt itself is never shown
+  EXPECT_TRUE(n["hit_rate"].is_null());  // no requests yet
+  EXPECT_EQ(j.dump().find("secret"), std::string::npos);
+}
+
+TEST(Render, StatsTableShowsTiersAndNamespaces) {
+  proto::HealthReply h;
+  h.set_server_version("0.1.0");
+  std::ostringstream out;
+  PrintStats(SampleStats(), h, "unix:///x.sock", out);
+  const std::string text = out.str();
+  EXPECT_NE(text.find("up 1h 02m"), std::string::npos) << text;
+  EXPECT_NE(text.find("64.00 MiB"), std::string::npos) << text;
+  EXPECT_NE(text.find("25.0%"), std::string::npos) << text;
+  EXPECT_NE(text.find("75.0%"), std::string::npos) << text;
+  EXPECT_NE(text.find("llama"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace kvtier::ctl

@@ -3,10 +3,17 @@
 // under test is the tier's promise: a copy whose generation check passes holds exactly the
 // bytes that were put under that key -- whatever evictions, removals and lease expiries
 // happened meanwhile. One thread also moves the clock so that leases expire mid-copy.
+//
+// Writers keep the protocol's rule (docs/protocol.md 7.2): no writes into a granted slot more
+// than lease_timeout after the grant. With a manual clock that jumps while a writer is
+// descheduled, the test enforces the rule with a gate: the clock does not move between a
+// reservation and the end of its writes. Readers are not gated, so their leases do expire
+// mid-copy.
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -43,8 +50,9 @@ struct ThreadResult {
   uint64_t mismatches = 0;
 };
 
-void Worker(DramTier* tier, testing::ManualClock* clock, const std::vector<Namespace>& spaces,
-            uint64_t seed, bool moves_clock, int ops, ThreadResult* out) {
+void Worker(DramTier* tier, testing::ManualClock* clock, std::shared_mutex* clock_gate,
+            const std::vector<Namespace>& spaces, uint64_t seed, bool moves_clock, int ops,
+            ThreadResult* out) {
   std::mt19937_64 rng(seed);
   const OwnerId owner = seed;
   std::vector<BlockKey> keys;
@@ -62,11 +70,15 @@ void Worker(DramTier* tier, testing::ManualClock* clock, const std::vector<Names
     if (dice < 40) {
       lengths.clear();
       for (size_t i = 0; i < keys.size(); ++i) lengths.push_back(1 + rng() % ns.block_bytes);
-      LeaseGrant g = tier->ReservePut(owner, ns.id, keys, lengths);
-      for (size_t i = 0; i < keys.size(); ++i) {
-        if (g.codes[i] != absl::StatusCode::kOk) continue;
-        std::byte* p = tier->arena_base() + g.slots[i].offset;
-        for (uint64_t b = 0; b < g.slots[i].length; ++b) p[b] = Pattern(ids[i], b);
+      LeaseGrant g;
+      {
+        std::shared_lock writing(*clock_gate);
+        g = tier->ReservePut(owner, ns.id, keys, lengths);
+        for (size_t i = 0; i < keys.size(); ++i) {
+          if (g.codes[i] != absl::StatusCode::kOk) continue;
+          std::byte* p = tier->arena_base() + g.slots[i].offset;
+          for (uint64_t b = 0; b < g.slots[i].length; ++b) p[b] = Pattern(ids[i], b);
+        }
       }
       if (g.lease_id == 0) continue;
       if (rng() % 10 == 0) {
@@ -100,7 +112,10 @@ void Worker(DramTier* tier, testing::ManualClock* clock, const std::vector<Names
     } else if (dice < 95) {
       tier->Remove(ns.id, keys);
     } else if (moves_clock) {
-      clock->Advance(kTimeout / 2);
+      {
+        std::unique_lock moving(*clock_gate);
+        clock->Advance(kTimeout / 2);
+      }
       tier->ExpireLeases();
     } else {
       tier->LookupPrefix(ns.id, keys);
@@ -126,9 +141,10 @@ TEST(DramTierStressTest, GenerationCheckedCopiesAreExact) {
   constexpr int kOps = 20000;
   std::vector<ThreadResult> results(kThreads);
   std::vector<std::thread> threads;
+  std::shared_mutex clock_gate;
   for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back(Worker, tier->get(), &clock, std::cref(spaces), 1000 + t, t == 0, kOps,
-                         &results[t]);
+    threads.emplace_back(Worker, tier->get(), &clock, &clock_gate, std::cref(spaces), 1000 + t,
+                         t == 0, kOps, &results[t]);
   }
   for (std::thread& t : threads) t.join();
 

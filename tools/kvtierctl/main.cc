@@ -28,6 +28,7 @@ int Fail(const absl::Status& s) {
 int main(int argc, char** argv) {
   CLI::App app{"kvtierctl: inspect a running kvtierd (health, hit rates, tier usage)"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the subcommand
   std::string socket = kDefaultSocket;
   std::string tcp;
   std::string auth_token;

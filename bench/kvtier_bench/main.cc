@@ -1,0 +1,114 @@
+// kvtier-bench: correctness and performance checks against a running kvtierd (and, for
+// comparison, Redis and memcached).
+//
+//   kvtier-bench [--socket PATH | --tcp HOST:PORT] [--json] [--no-progress] MODE ...
+//     putget     --blocks N --block-bytes B --seed S [--batch K] [--verify]
+//     verify     --blocks N --block-bytes B --seed S [--batch K]
+//     lookup     --clients C --keys 64 --seconds T [--block-bytes B]
+//     throughput --clients C --block-bytes B --blocks-per-batch K --seconds T
+//                [--op put|get|both] [--backend kvtier|redis|memcached] [--working-set SIZE]
+//
+// Sizes accept units (64KiB, 4MiB). Exit codes: 0 ok; 1 target unreachable or a request
+// failed; 2 bad command line; 3 verification found wrong bytes. workload.h says how keys and
+// bytes derive from the seed.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "kvtier/common/units.h"
+#include "modes.h"
+
+namespace {
+
+constexpr char kDefaultSocket[] = "./var/kvtierd.sock";
+
+// Adds a byte-size option that accepts units; the parsed value lands in *out.
+CLI::Option* AddSize(CLI::App* app, const std::string& name, uint64_t* out,
+                     const std::string& help) {
+  return app
+      ->add_option_function<std::string>(
+          name,
+          [out, name](const std::string& text) {
+            auto v = kvtier::ParseByteSize(text);
+            if (!v.ok() || *v == 0) {
+              throw CLI::ValidationError(
+                  name, v.ok() ? "must be > 0" : std::string(v.status().message()));
+            }
+            *out = *v;
+          },
+          help)
+      ->default_str(kvtier::FormatByteSize(*out));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvtier-bench: put/get correctness, lookup latency and throughput of kvtierd"};
+  app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow the subcommand
+  kvtier::bench::CommonOptions common;
+  std::string socket = kDefaultSocket, tcp;
+  bool no_progress = false;
+  auto* socket_opt =
+      app.add_option("--socket", socket, "kvtierd's Unix socket")->capture_default_str();
+  app.add_option("--tcp", tcp, "use TCP HOST:PORT (kvtierd --tcp-listen, or redis/memcached)")
+      ->excludes(socket_opt);
+  app.add_option("--auth-token", common.auth_token, "kvtierd's --auth-token, if it has one")
+      ->envname("KVTIER_AUTH_TOKEN");
+  app.add_flag("--json", common.json, "print one JSON object instead of text");
+  app.add_flag("--no-progress", no_progress, "no progress line on stderr");
+
+  kvtier::bench::PutGetOptions putget;
+  auto add_putget = [&](CLI::App* sub) {
+    sub->add_option("--blocks", putget.blocks, "number of blocks")->capture_default_str();
+    AddSize(sub, "--block-bytes", &putget.block_bytes, "bytes per block (namespace block size)");
+    sub->add_option("--seed", putget.seed, "derives keys and contents")->capture_default_str();
+    sub->add_option("--batch", putget.batch, "blocks per request")->capture_default_str();
+  };
+  auto* putget_cmd = app.add_subcommand("putget", "write N deterministic blocks (and verify)");
+  add_putget(putget_cmd);
+  putget_cmd->add_flag("--verify", putget.verify, "read the blocks back and compare bytes");
+  auto* verify_cmd =
+      app.add_subcommand("verify", "read the blocks putget wrote; count hits/misses/mismatches");
+  add_putget(verify_cmd);
+
+  kvtier::bench::LookupOptions lookup;
+  auto* lookup_cmd = app.add_subcommand("lookup", "prefix-lookup latency, C parallel clients");
+  lookup_cmd->add_option("--clients", lookup.clients)->capture_default_str();
+  lookup_cmd->add_option("--keys", lookup.keys, "keys per lookup")->capture_default_str();
+  lookup_cmd->add_option("--seconds", lookup.seconds)->capture_default_str();
+  AddSize(lookup_cmd, "--block-bytes", &lookup.block_bytes, "block size of the stored prefix");
+  lookup_cmd->add_option("--seed", lookup.seed)->capture_default_str();
+
+  kvtier::bench::ThroughputOptions tp;
+  auto* tp_cmd = app.add_subcommand("throughput", "put/get bandwidth vs memcpy");
+  tp_cmd->add_option("--clients", tp.clients)->capture_default_str();
+  AddSize(tp_cmd, "--block-bytes", &tp.block_bytes, "bytes per block");
+  tp_cmd->add_option("--blocks-per-batch", tp.blocks_per_batch)->capture_default_str();
+  tp_cmd->add_option("--seconds", tp.seconds, "per phase")->capture_default_str();
+  tp_cmd->add_option("--op", tp.op)
+      ->check(CLI::IsMember({"put", "get", "both"}))
+      ->capture_default_str();
+  tp_cmd->add_option("--backend", tp.backend)
+      ->check(CLI::IsMember({"kvtier", "redis", "memcached"}))
+      ->capture_default_str();
+  AddSize(tp_cmd, "--working-set", &tp.working_set_bytes,
+          "bytes the get phase cycles through (all clients); must fit the store");
+  tp_cmd->add_option("--seed", tp.seed)->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  common.uri = tcp.empty() ? socket : "tcp://" + tcp;
+  common.progress = !no_progress;
+  if (putget_cmd->parsed()) return kvtier::bench::RunPutGet(common, putget);
+  if (verify_cmd->parsed()) return kvtier::bench::RunVerify(common, putget);
+  if (lookup_cmd->parsed()) return kvtier::bench::RunLookup(common, lookup);
+  if (tp.backend != "kvtier" && tcp.empty()) {
+    std::fprintf(stderr, "kvtier-bench: --backend %s needs --tcp HOST:PORT\n", tp.backend.c_str());
+    return 2;
+  }
+  return kvtier::bench::RunThroughput(common, tp);
+}

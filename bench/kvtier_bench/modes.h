@@ -1,0 +1,55 @@
+// The bench's modes. Each returns the process exit code: 0 on success, 1 when the target could
+// not be used (unreachable, refused), 3 when verification found wrong bytes. Results go to
+// stdout (a short report, or one JSON object with --json); progress and errors to stderr.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kvtier::bench {
+
+struct CommonOptions {
+  std::string uri;         // kvtier: unix path or tcp://host:port; baselines: tcp://host:port
+  std::string auth_token;  // kvtier only
+  bool json = false;
+  bool progress = true;
+};
+
+struct PutGetOptions {
+  uint64_t blocks = 1024;
+  uint64_t block_bytes = 64 << 10;
+  uint64_t seed = 1;
+  uint32_t batch = 64;  // blocks per request
+  bool verify = false;
+};
+
+struct LookupOptions {
+  int clients = 1;
+  uint32_t keys = 64;
+  double seconds = 5;
+  uint64_t block_bytes = 4096;
+  uint64_t seed = 1;
+};
+
+struct ThroughputOptions {
+  std::string backend = "kvtier";  // kvtier | redis | memcached
+  int clients = 1;
+  uint64_t block_bytes = 256 << 10;
+  uint32_t blocks_per_batch = 16;
+  double seconds = 5;
+  std::string op = "both";                    // put | get | both
+  uint64_t working_set_bytes = 512ull << 20;  // blocks cycled by the get phase, all clients
+  uint64_t seed = 1;
+};
+
+// Writes blocks 0..n-1 of the seed's chained sequence; with verify, reads them back.
+int RunPutGet(const CommonOptions& common, const PutGetOptions& options);
+// Reads blocks 0..n-1 of the seed's sequence and compares them with what putget wrote.
+// JSON: exactly {"hits", "misses", "mismatches"}. Exit 3 when mismatches > 0.
+int RunVerify(const CommonOptions& common, const PutGetOptions& options);
+// Latency of Lookup round trips over a cached 64-key prefix, C clients in parallel.
+int RunLookup(const CommonOptions& common, const LookupOptions& options);
+// Put and/or get bandwidth of a backend, and the ratio to a plain memcpy of the same bytes.
+int RunThroughput(const CommonOptions& common, const ThroughputOptions& options);
+
+}  // namespace kvtier::bench

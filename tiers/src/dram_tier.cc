@@ -17,7 +17,8 @@
 //
 // Expired puts. A put lease that expires leaves the index at once (the key can be put again),
 // but its slots are not reused until its owner acknowledges (CommitPut -> kDeadlineExceeded,
-// Release, ReleaseOwner) or the tombstone is purged one more lease_timeout later. A client
+// Release) or the tombstone is purged one more lease_timeout later. ReleaseOwner (connection
+// closed) retires a live put the same way rather than freeing its slots at once. A client
 // that is late, not dead, may still be copying into those slots; handing them to another
 // block at once would let its stale bytes land in a committed block behind the generation
 // check's back.
@@ -278,6 +279,15 @@ class DramTier::Impl {
     const int64_t now = clock_->NowNanos();
     for (LeaseId id : scratch_leases_) {
       Lease& lease = *leases_.Find(id);
+      if (lease.kind == LeaseKind::kPut) {
+        // A closed connection does not mean a dead process: a client whose connection the
+        // daemon closed (a bad frame, say) may still be copying into these slots. So an
+        // unfinished put is retired as if it had expired now -- out of the index at once,
+        // slots reused only when its tombstone is purged one lease_timeout later. A put that
+        // had expired already keeps its tombstone's schedule.
+        leases_.ExpireNow(id, now, [this](LeaseId, Lease& l) { RetirePutEntries(l); });
+        continue;
+      }
       CheckExpired(lease, now);
       EndLease(lease);
       leases_.Erase(id);
@@ -483,6 +493,16 @@ class DramTier::Impl {
     lease.entries.clear();
   }
 
+  // Takes an unfinished put's blocks out of the index (the keys can be put again) but keeps
+  // their slots allocated until the lease's tombstone is purged.
+  void RetirePutEntries(Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (uint32_t id : lease.entries) {
+      Entry& e = entries_[id];
+      if (!e.removed) e.ns->index.erase(e.key);
+      e.removed = true;
+    }
+  }
+
   // Ends a lease on release: read pins drop, unfinished puts are abandoned.
   void EndLease(Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (lease.kind == LeaseKind::kRead) {
@@ -500,12 +520,7 @@ class DramTier::Impl {
         lease.entries.clear();
         return;
       }
-      // Out of the index now; slots held until the owner answers or the tombstone goes.
-      for (uint32_t id : lease.entries) {
-        Entry& e = entries_[id];
-        e.ns->index.erase(e.key);
-        e.removed = true;
-      }
+      RetirePutEntries(lease);
     });
     leases_expired_ += expired;
     leases_.PurgeDue(now, [this](LeaseId, Lease& lease) {

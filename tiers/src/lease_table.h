@@ -66,6 +66,12 @@ class LeaseTable {
   template <typename F>
   size_t ExpireDue(int64_t now_ns, F&& on_expire);
 
+  // Expires the live lease `id` at once, as ExpireDue would at its deadline: calls
+  // on_expire(id, lease) and turns it into a tombstone purged at now_ns + timeout. Returns
+  // false (and does nothing) for an unknown lease or a tombstone.
+  template <typename F>
+  bool ExpireNow(LeaseId id, int64_t now_ns, F&& on_expire);
+
   // Purges every tombstone whose time is <= now_ns: calls on_purge(id, lease), then erases it.
   template <typename F>
   void PurgeDue(int64_t now_ns, F&& on_purge);
@@ -108,6 +114,20 @@ size_t LeaseTable::ExpireDue(int64_t now_ns, F&& on_expire) {
     ++expired;
   }
   return expired;
+}
+
+template <typename F>
+bool LeaseTable::ExpireNow(LeaseId id, int64_t now_ns, F&& on_expire) {
+  auto it = leases_.find(id);
+  if (it == leases_.end() || it->second.expired) return false;
+  // Its entry in live_queue_ stays behind and is skipped as "ended early" when reached.
+  Lease& lease = it->second;
+  on_expire(id, lease);
+  lease.expired = true;
+  lease.deadline_ns = now_ns + timeout_ns_;
+  tombstone_queue_.emplace_back(lease.deadline_ns, id);
+  --live_;
+  return true;
 }
 
 template <typename F>

@@ -68,6 +68,25 @@ TEST(LeaseTableTest, PurgeForgetsTombstonesAfterAnotherTimeout) {
   EXPECT_EQ(t.tombstones(), 0u);
 }
 
+TEST(LeaseTableTest, ExpireNowMakesATombstoneOnceAndItsDeadlineIsSkipped) {
+  LeaseTable t(kTimeout);
+  const LeaseId a = AddLease(t, 1, LeaseKind::kPut, 0, {1});
+  int calls = 0;
+  EXPECT_TRUE(t.ExpireNow(a, 30, [&](LeaseId, Lease&) { ++calls; }));
+  EXPECT_FALSE(t.ExpireNow(a, 40, [&](LeaseId, Lease&) { ++calls; }));  // a tombstone already
+  EXPECT_FALSE(t.ExpireNow(999, 40, [&](LeaseId, Lease&) { ++calls; }));
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(t.live(), 0u);
+  EXPECT_EQ(t.Find(a)->deadline_ns, 130);
+  // Its original deadline passes without a second expiry.
+  EXPECT_EQ(t.ExpireDue(100, [&](LeaseId, Lease&) { ++calls; }), 0u);
+  std::vector<LeaseId> purged;
+  t.PurgeDue(129, [&](LeaseId id, Lease&) { purged.push_back(id); });
+  EXPECT_TRUE(purged.empty());
+  t.PurgeDue(130, [&](LeaseId id, Lease&) { purged.push_back(id); });
+  EXPECT_THAT(purged, ElementsAre(a));
+}
+
 TEST(LeaseTableTest, ReleasedLeasesNeverExpireOrPurge) {
   LeaseTable t(kTimeout);
   const LeaseId a = AddLease(t, 1, LeaseKind::kRead, 0, {1});

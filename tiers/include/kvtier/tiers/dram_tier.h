@@ -18,8 +18,8 @@
 //
 // Expired leases: a read lease that expires drops its pins at once (the block stays cached;
 // only a later eviction bumps the slot's generation). A put lease that expires leaves the index
-// at once, but its slots are only reused once its owner has answered (CommitPut, Release,
-// ReleaseOwner) or one more lease_timeout has passed: a slow writer may still be copying into
+// at once, but its slots are only reused once its owner has answered (CommitPut, Release)
+// or one more lease_timeout has passed: a slow writer may still be copying into
 // them, and its bytes must not land in another block's slot. An expired lease is remembered
 // for one lease_timeout after expiry, so Release says "expired" rather than "unknown"; after
 // that it is forgotten and Release returns kNotFound, which a client must treat as void too.
@@ -152,8 +152,10 @@ class DramTier {
   // passed counts as expired even if ExpireLeases has not run yet.
   absl::StatusOr<bool> Release(OwnerId owner, LeaseId lease);
 
-  // Drops every lease of `owner` (its connection closed): read pins drop, unfinished puts are
-  // abandoned and their slots freed at once.
+  // Drops every lease of `owner` (its connection closed): read pins drop at once; unfinished
+  // puts are abandoned (their keys leave the index at once) but their slots are reused only
+  // one lease_timeout later, because a closed connection does not prove that the client
+  // process stopped writing into them.
   void ReleaseOwner(OwnerId owner);
 
   // Expires leases older than lease_timeout and forgets tombstones older than twice that;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "google/protobuf/stubs/logging.h"
 #include "kvtier/common/units.h"
 #include "kvtier/server/config.h"
 #include "kvtier/server/server.h"
@@ -76,6 +77,12 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("kvtierd"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(config.log_level));
+  // protobuf logs a line for every string field that is not UTF-8: a hostile client could
+  // flood the log that way. Parse errors reach clients as error replies and counters instead.
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel level, const char* file, int line, const std::string& message) {
+        spdlog::debug("protobuf {}:{}: {}", file, line, message);
+      });
   // Writes to a vanished client must fail with EPIPE, not kill the daemon.
   ::signal(SIGPIPE, SIG_IGN);
 

@@ -40,11 +40,13 @@ struct ClientState {
   std::vector<std::span<std::byte>> get_out;
   std::vector<BlockKey> working_set;  // get phase keys
   uint64_t blocks = 0, accepted = 0, hits = 0, misses = 0, batches = 0;
+  uint64_t prefill_rejected = 0;  // working-set blocks the store did not take
 };
 
 struct PhaseResult {
   double seconds = 0;
   uint64_t blocks = 0, accepted = 0, hits = 0, misses = 0, batches = 0, bytes = 0;
+  uint64_t prefill_rejected = 0;
 };
 
 uint64_t BlocksPerClient(const ThroughputOptions& o) {
@@ -94,6 +96,7 @@ json PhaseJson(const PhaseResult& r, double memcpy_gbps) {
               {"accepted", r.accepted},
               {"hits", r.hits},
               {"misses", r.misses},
+              {"prefill_rejected", r.prefill_rejected},
               {"vs_memcpy", memcpy_gbps > 0 ? gbps / memcpy_gbps : 0.0}};
 }
 
@@ -153,6 +156,7 @@ int RunThroughput(const CommonOptions& common, const ThroughputOptions& o) {
       result->hits += s.hits;
       result->misses += s.misses;
       result->batches += s.batches;
+      result->prefill_rejected += s.prefill_rejected;
     }
     return status;
   };
@@ -192,8 +196,9 @@ int RunThroughput(const CommonOptions& common, const ThroughputOptions& o) {
       for (uint64_t i = 0; i < n; ++i)
         s.working_set[i] = IndependentKey(key_seed, o.seed, stream, i);
       for (uint64_t start = 0; start < n; start += k) {
-        auto st = s.backend->Put(std::span(s.working_set).subspan(start, k), s.put_blocks);
-        if (!st.ok()) return st.status();
+        auto accepted = s.backend->Put(std::span(s.working_set).subspan(start, k), s.put_blocks);
+        if (!accepted.ok()) return accepted.status();
+        s.prefill_rejected += k - *accepted;
       }
       return absl::OkStatus();
     };
@@ -218,6 +223,13 @@ int RunThroughput(const CommonOptions& common, const ThroughputOptions& o) {
       return 1;
     }
     get.bytes = get.hits * o.block_bytes;
+    if (get.prefill_rejected > 0) {
+      std::fprintf(stderr,
+                   "kvtier-bench: warning: the store refused %llu of the %llu working-set blocks; "
+                   "gets of them miss (is --working-set larger than the store?)\n",
+                   static_cast<unsigned long long>(get.prefill_rejected),
+                   static_cast<unsigned long long>(BlocksPerClient(o) * o.clients));
+    }
   }
   const std::string transport = states[0].backend ? states[0].backend->transport() : "";
   states.clear();  // disconnect before the yardstick so it runs on an idle machine

@@ -6,6 +6,8 @@ std::string_view CodecName(CodecId id) {
   switch (id) {
     case CodecId::kStored:
       return "stored";
+    case CodecId::kKvz:
+      return "kvz";
   }
   return "unknown";
 }

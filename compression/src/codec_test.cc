@@ -12,8 +12,14 @@ TEST(CodecTest, StoredIsZeroOnTheWire) {
   EXPECT_TRUE(IsKnownCodec(CodecId::kStored));
 }
 
+TEST(CodecTest, KvzIsOneOnTheWire) {
+  EXPECT_EQ(static_cast<uint8_t>(CodecId::kKvz), 1);
+  EXPECT_EQ(CodecName(CodecId::kKvz), "kvz");
+  EXPECT_TRUE(IsKnownCodec(CodecId::kKvz));
+}
+
 TEST(CodecTest, UnknownValuesAreNamedAndRejected) {
-  for (int v = 1; v < 256; ++v) {
+  for (int v = 2; v < 256; ++v) {
     const auto id = static_cast<CodecId>(v);
     EXPECT_EQ(CodecName(id), "unknown") << v;
     EXPECT_FALSE(IsKnownCodec(id)) << v;

@@ -1,0 +1,122 @@
+// Canonical, length-limited Huffman codes as docs/format.md ("Encoder rules") prescribes them.
+// The CPU encoder and the CUDA kernels both call these functions, which is what makes their
+// tables, and therefore their bytes, identical. Device-compatible (KVTIER_HD), no allocation.
+#pragma once
+
+#include <cstdint>
+
+#include "format.h"
+
+namespace kvtier::kvz {
+
+// A symbol's sort key: count in the high bits, symbol in the low 8, so that ascending keys are
+// ascending (count, symbol) and all keys are distinct. Counts are at most 2^16 (one chunk).
+KVTIER_HD constexpr uint32_t SortKey(uint32_t count, int symbol) {
+  return (count << 8) | static_cast<uint32_t>(symbol);
+}
+
+// Code lengths for `n` >= 2 present symbols given their sort keys in ascending order: Huffman
+// lengths by Moffat-Katajainen, limited to kMaxCodeLength by JPEG's Adjust_BITS, handed out so
+// that the least frequent symbols get the longest codes. Sets lengths[symbol] for the n symbols
+// (other entries are left alone) and returns the longest length. `work` holds n values.
+// REQUIRES: 2 <= n <= 256, keys strictly ascending, counts summing to at most 2^16.
+KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uint8_t* lengths) {
+  uint32_t* a = work;
+  for (int i = 0; i < n; ++i) a[i] = keys[i] >> 8;
+  // Moffat & Katajainen, phase 1: combine, leaving parent pointers in a[0..n-2].
+  a[0] += a[1];
+  int root = 0;
+  int leaf = 2;
+  for (int next = 1; next < n - 1; ++next) {
+    if (leaf >= n || a[root] < a[leaf]) {
+      a[next] = a[root];
+      a[root++] = static_cast<uint32_t>(next);
+    } else {
+      a[next] = a[leaf++];
+    }
+    if (leaf >= n || (root < next && a[root] < a[leaf])) {
+      a[next] += a[root];
+      a[root++] = static_cast<uint32_t>(next);
+    } else {
+      a[next] += a[leaf++];
+    }
+  }
+  // Phase 2: internal node depths.
+  a[n - 2] = 0;
+  for (int next = n - 3; next >= 0; --next) a[next] = a[a[next]] + 1;
+  // Phase 3: leaf depths, a[0] deepest.
+  int avbl = 1;
+  int used = 0;
+  uint32_t depth = 0;
+  root = n - 2;
+  int next = n - 1;
+  while (avbl > 0) {
+    while (root >= 0 && a[root] == depth) {
+      ++used;
+      --root;
+    }
+    while (avbl > used) {
+      a[next--] = depth;
+      --avbl;
+    }
+    avbl = 2 * used;
+    ++depth;
+    used = 0;
+  }
+  // Code counts per length. With at most 2^16 occurrences a Huffman code is at most 23 deep
+  // (a deeper one needs Fibonacci(26) > 2^16 occurrences), so 32 slots suffice.
+  uint16_t bl_count[32] = {};
+  int max_depth = 0;
+  for (int i = 0; i < n; ++i) {
+    const int d = static_cast<int>(a[i]) < 31 ? static_cast<int>(a[i]) : 31;
+    ++bl_count[d];
+    if (d > max_depth) max_depth = d;
+  }
+  // JPEG Annex K.3 Adjust_BITS: move the deepest pairs up until nothing is longer than the
+  // limit, keeping the code complete. A shallower leaf to split always exists because n <= 256
+  // < 2^kMaxCodeLength.
+  for (int i = max_depth; i > kMaxCodeLength; --i) {
+    while (bl_count[i] > 0) {
+      int j = i - 2;
+      while (j > 0 && bl_count[j] == 0) --j;
+      bl_count[i] -= 2;
+      bl_count[i - 1] += 1;
+      bl_count[j + 1] += 2;
+      bl_count[j] -= 1;
+    }
+  }
+  if (max_depth > kMaxCodeLength) max_depth = kMaxCodeLength;
+  int pos = 0;
+  for (int len = max_depth; len >= 1; --len) {
+    for (int k = 0; k < bl_count[len]; ++k) lengths[keys[pos++] & 0xFF] = static_cast<uint8_t>(len);
+  }
+  return max_depth;
+}
+
+// Reverses the low `len` bits of `code`: canonical codes are defined most significant bit
+// first, and lanes are written least significant bit first.
+KVTIER_HD uint32_t ReverseBits(uint32_t code, int len) {
+  uint32_t r = 0;
+  for (int i = 0; i < len; ++i) r |= ((code >> i) & 1u) << (len - 1 - i);
+  return r;
+}
+
+// Canonical codes (RFC 1951 3.2.2) for lengths[256] (0 = absent), already bit-reversed for
+// LSB-first emission: codes[s] holds lengths[s] bits. REQUIRES: lengths <= kMaxCodeLength.
+KVTIER_HD void CanonicalCodes(const uint8_t* lengths, uint16_t* codes) {
+  uint32_t bl_count[kMaxCodeLength + 1] = {};
+  for (int s = 0; s < 256; ++s) ++bl_count[lengths[s]];
+  bl_count[0] = 0;
+  uint32_t next_code[kMaxCodeLength + 1] = {};
+  uint32_t code = 0;
+  for (int len = 1; len <= kMaxCodeLength; ++len) {
+    code = (code + bl_count[len - 1]) << 1;
+    next_code[len] = code;
+  }
+  for (int s = 0; s < 256; ++s) {
+    const int len = lengths[s];
+    codes[s] = len == 0 ? 0 : static_cast<uint16_t>(ReverseBits(next_code[len]++, len));
+  }
+}
+
+}  // namespace kvtier::kvz

@@ -37,7 +37,7 @@ int RunLookup(const CommonOptions& common, const LookupOptions& o) {
     return 2;
   }
   std::vector<ClientState> states(o.clients);
-  Progress progress("lookup", common.progress);
+  Progress progress("lookup", common.progress, "lookups");
   auto setup = [&](int c) -> absl::Status {
     ClientState& s = states[c];
     client::ClientOptions options;

@@ -6,9 +6,12 @@
 #include <cmath>
 #include <cstdio>
 
+#include "absl/strings/str_format.h"
+
 namespace kvtier::bench {
 
-Progress::Progress(std::string label, bool enabled) : label_(std::move(label)) {
+Progress::Progress(std::string label, bool enabled, std::string unit)
+    : label_(std::move(label)), unit_(std::move(unit)) {
   if (!enabled) return;
   tty_ = isatty(STDERR_FILENO) == 1;
   thread_ = std::thread([this] { Run(); });
@@ -35,9 +38,10 @@ void Progress::Run() {
     const double dt = std::chrono::duration<double>(now - last).count();
     const uint64_t blocks = blocks_.load(std::memory_order_relaxed);
     const uint64_t bytes = bytes_.load(std::memory_order_relaxed);
-    std::fprintf(stderr, "%s%s %5.0fs  %10.0f blocks/s  %7.3f GB/s%s", tty_ ? "\r" : "",
-                 label_.c_str(), std::chrono::duration<double>(now - start).count(),
-                 PerSecond(blocks - last_blocks, dt), Gbps(bytes - last_bytes, dt),
+    std::string rate = absl::StrFormat("%10.0f %s/s", PerSecond(blocks - last_blocks, dt), unit_);
+    if (bytes > 0) absl::StrAppendFormat(&rate, "  %7.3f GB/s", Gbps(bytes - last_bytes, dt));
+    std::fprintf(stderr, "%s%s %5.0fs  %s%s", tty_ ? "\r" : "", label_.c_str(),
+                 std::chrono::duration<double>(now - start).count(), rate.c_str(),
                  tty_ ? "   " : "\n");
     std::fflush(stderr);
     last_blocks = blocks;

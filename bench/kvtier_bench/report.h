@@ -18,8 +18,9 @@ namespace kvtier::bench {
 
 class Progress {
  public:
-  // Starts the reporting thread when `enabled`. Thread-safe Add().
-  Progress(std::string label, bool enabled);
+  // Starts the reporting thread when `enabled`. `unit` names what Add() counts ("blocks",
+  // "lookups"); the GB/s column is left out when nothing counts bytes. Thread-safe Add().
+  Progress(std::string label, bool enabled, std::string unit = "blocks");
   ~Progress();  // stops and ends the line
 
   void Add(uint64_t blocks, uint64_t bytes) {
@@ -31,6 +32,7 @@ class Progress {
   void Run();
 
   const std::string label_;
+  const std::string unit_;
   std::atomic<uint64_t> blocks_{0};
   std::atomic<uint64_t> bytes_{0};
   std::mutex mu_;

@@ -25,8 +25,7 @@ uint32_t ChunkCheck(const uint8_t* data, size_t bytes, size_t slice_bytes, uint6
 
 // Per-thread buffers, reused across chunks so that encoding allocates nothing in steady state.
 struct ChunkScratch {
-  std::vector<uint8_t> symbols;  // coded bytes of the chunk
-  std::vector<uint8_t> raw;      // raw plane of the chunk
+  std::vector<uint8_t> symbols;  // coded bytes of the chunk (16-bit dtypes)
   std::vector<uint8_t> body;     // a coded body being built, with slack for 8-byte stores
 };
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "chunk_codec.h"
+#include "cpu_clones.h"
 #include "format.h"
 #include "huffman.h"
 #include "kvtier/common/strings.h"
@@ -31,79 +32,71 @@ bool AllZero(const uint8_t* p, size_t n) {
   return true;
 }
 
-// One lane's bit reader (LSB-first, refilled to at least 56 bits; see format.md "Lanes").
-struct LaneReader {
-  const uint8_t* start;
-  const uint8_t* p;
-  uint64_t buf = 0;
-  uint32_t count = 0;  // valid bits in buf
-
-  explicit LaneReader(const uint8_t* s) : start(s), p(s) {}
-  void Refill() {
-    buf |= Load64(p) << count;
-    p += (63 - count) >> 3;
-    count |= 56;
+// Decodes the 32 lanes into `sym` in chunk order (lane l's k-th symbol at k * 32 + l). Lane l
+// starts at bit start_bits[l] of `lanes`; consumed[l] receives the bits it used. Lanes
+// 4g..4g+3 advance together for instruction-level parallelism; each reload of a lane's 64-bit
+// window yields at least 57 bits, enough for five 11-bit codes.
+KVTIER_CODEC_CLONES void DecodeLanes(const uint8_t* lanes, const uint64_t* start_bits, uint32_t n,
+                                     const uint16_t* table, uint8_t* sym, uint64_t* consumed) {
+  constexpr uint64_t kMask = (1u << kMaxCodeLength) - 1;
+  for (int g = 0; g < kLanes / 4; ++g) {
+    const int l0 = 4 * g;
+    uint64_t p0 = start_bits[l0], p1 = start_bits[l0 + 1], p2 = start_bits[l0 + 2],
+             p3 = start_bits[l0 + 3];
+    const uint32_t common = LaneSymbols(n, l0 + 3);  // the fewest of the four
+    uint8_t* o = sym + l0;
+    uint32_t k = 0;
+    for (; k + 5 <= common; k += 5, o += 5 * kLanes) {
+      uint64_t b0 = Load64(lanes + (p0 >> 3)) >> (p0 & 7);
+      uint64_t b1 = Load64(lanes + (p1 >> 3)) >> (p1 & 7);
+      uint64_t b2 = Load64(lanes + (p2 >> 3)) >> (p2 & 7);
+      uint64_t b3 = Load64(lanes + (p3 >> 3)) >> (p3 & 7);
+#define KVTIER_DECODE_STEP(t)                     \
+  {                                               \
+    const uint16_t e0 = table[b0 & kMask];        \
+    const uint16_t e1 = table[b1 & kMask];        \
+    const uint16_t e2 = table[b2 & kMask];        \
+    const uint16_t e3 = table[b3 & kMask];        \
+    b0 >>= e0 >> 8;                               \
+    b1 >>= e1 >> 8;                               \
+    b2 >>= e2 >> 8;                               \
+    b3 >>= e3 >> 8;                               \
+    p0 += e0 >> 8;                                \
+    p1 += e1 >> 8;                                \
+    p2 += e2 >> 8;                                \
+    p3 += e3 >> 8;                                \
+    o[(t)*kLanes] = static_cast<uint8_t>(e0);     \
+    o[(t)*kLanes + 1] = static_cast<uint8_t>(e1); \
+    o[(t)*kLanes + 2] = static_cast<uint8_t>(e2); \
+    o[(t)*kLanes + 3] = static_cast<uint8_t>(e3); \
   }
-  uint8_t Decode(const uint16_t* table, uint64_t mask) {
-    const uint16_t e = table[buf & mask];
-    const uint32_t len = e >> 8;
-    buf >>= len;
-    count -= len;
-    return static_cast<uint8_t>(e);
-  }
-  uint64_t consumed_bits() const { return static_cast<uint64_t>(p - start) * 8 - count; }
-};
-
-// Writes element `i` of the chunk from its coded byte.
-template <int kElementBytes>
-inline void Put(uint8_t* out, const uint8_t* raw, uint32_t i, uint8_t coded) {
-  if constexpr (kElementBytes == 2) {
-    const uint16_t x = Join16(coded, raw[i]);
-    std::memcpy(out + 2 * i, &x, 2);
-  } else {
-    out[i] = coded;
+      KVTIER_DECODE_STEP(0)
+      KVTIER_DECODE_STEP(1)
+      KVTIER_DECODE_STEP(2)
+      KVTIER_DECODE_STEP(3)
+      KVTIER_DECODE_STEP(4)
+#undef KVTIER_DECODE_STEP
+    }
+    uint64_t* const pos[4] = {&p0, &p1, &p2, &p3};
+    for (int j = 0; j < 4; ++j) {
+      uint64_t& p = *pos[j];
+      const uint32_t count = LaneSymbols(n, l0 + j);
+      for (uint32_t kk = k; kk < count; ++kk) {
+        const uint16_t e = table[(Load64(lanes + (p >> 3)) >> (p & 7)) & kMask];
+        p += e >> 8;
+        sym[kk * kLanes + l0 + j] = static_cast<uint8_t>(e);
+      }
+      consumed[l0 + j] = p - start_bits[l0 + j];
+    }
   }
 }
 
-// Decodes all 32 lanes into `out`; consumed[l] receives the bits lane l used. Lanes 4g..4g+3
-// advance together, five symbols per refill (5 x 11 bits <= 56).
-template <int kElementBytes>
-void DecodeLanes(const uint8_t* const* lane_start, uint32_t n, const uint16_t* table, int max_len,
-                 const uint8_t* raw, uint8_t* out, uint64_t* consumed) {
-  const uint64_t mask = (uint64_t{1} << max_len) - 1;
-  for (int g = 0; g < kLanes / 4; ++g) {
-    const int l0 = 4 * g;
-    LaneReader r0(lane_start[l0]), r1(lane_start[l0 + 1]), r2(lane_start[l0 + 2]),
-        r3(lane_start[l0 + 3]);
-    const uint32_t common = LaneSymbols(n, l0 + 3);  // the fewest of the four
-    uint32_t k = 0;
-    for (; k + 5 <= common; k += 5) {
-      r0.Refill();
-      r1.Refill();
-      r2.Refill();
-      r3.Refill();
-      for (uint32_t t = 0; t < 5; ++t) {
-        const uint32_t i = (k + t) * kLanes + l0;
-        const uint8_t s0 = r0.Decode(table, mask);
-        const uint8_t s1 = r1.Decode(table, mask);
-        const uint8_t s2 = r2.Decode(table, mask);
-        const uint8_t s3 = r3.Decode(table, mask);
-        Put<kElementBytes>(out, raw, i, s0);
-        Put<kElementBytes>(out, raw, i + 1, s1);
-        Put<kElementBytes>(out, raw, i + 2, s2);
-        Put<kElementBytes>(out, raw, i + 3, s3);
-      }
-    }
-    LaneReader* readers[4] = {&r0, &r1, &r2, &r3};
-    for (int j = 0; j < 4; ++j) {
-      LaneReader& r = *readers[j];
-      const uint32_t count = LaneSymbols(n, l0 + j);
-      for (uint32_t kk = k; kk < count; ++kk) {
-        r.Refill();
-        Put<kElementBytes>(out, raw, kk * kLanes + l0 + j, r.Decode(table, mask));
-      }
-      consumed[l0 + j] = r.consumed_bits();
-    }
+// Rebuilds 16-bit elements from the coded and raw planes (vectorises).
+KVTIER_CODEC_CLONES void Join16Planes(const uint8_t* sym, const uint8_t* raw, size_t n,
+                                      uint8_t* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint16_t x = Join16(sym[i], raw[i]);
+    std::memcpy(out + 2 * i, &x, 2);
   }
 }
 
@@ -113,22 +106,27 @@ struct ParsedHuffman {
   int max_len = 0;
   int symbols = 0;
   uint8_t lengths[256] = {};
-  size_t table_bytes = 0;
+  size_t lanes_offset = 0;  // where lane 0 starts in the body
 };
 
-// Parses and validates kind, range, nibbles and completeness of a Huffman body's table.
-absl::Status ParseTable(uint64_t index, const uint8_t* body, size_t body_bytes, ParsedHuffman* t) {
-  if (body_bytes < kHuffmanPrefixBytes) return Corrupt(index, "Huffman body too short");
+// Parses and validates a Huffman body's prefix, range, nibbles and code completeness; the
+// nibbles follow the raw plane of `raw_bytes`.
+absl::Status ParseTable(uint64_t index, const uint8_t* body, size_t body_bytes, size_t raw_bytes,
+                        ParsedHuffman* t) {
+  if (body_bytes < kHuffmanRawOffset) return Corrupt(index, "Huffman body too short");
   t->min_symbol = body[1];
   t->max_symbol = body[2];
   if (body[3] != 0) return Corrupt(index, "reserved byte 3 of the Huffman body is not zero");
   if (t->max_symbol <= t->min_symbol) return Corrupt(index, "Huffman table has under 2 symbols");
-  t->table_bytes = HuffmanTableBytes(t->min_symbol, t->max_symbol);
-  if (body_bytes < t->table_bytes + kLaneTableBytes) return Corrupt(index, "table truncated");
+  const size_t nibbles_offset = kHuffmanRawOffset + RoundUp4(raw_bytes);
+  const size_t nibble_bytes = NibbleBytes(t->min_symbol, t->max_symbol);
+  t->lanes_offset = nibbles_offset + nibble_bytes;
+  if (body_bytes < t->lanes_offset) return Corrupt(index, "Huffman table truncated");
+  const uint8_t* nibbles = body + nibbles_offset;
   const int range = t->max_symbol - t->min_symbol + 1;
   uint32_t kraft = 0;  // in units of 2^-kMaxCodeLength
   for (int k = 0; k < range; ++k) {
-    const int len = (body[kHuffmanPrefixBytes + k / 2] >> (4 * (k & 1))) & 0xF;
+    const int len = (nibbles[k / 2] >> (4 * (k & 1))) & 0xF;
     if (len > kMaxCodeLength) return Corrupt(index, "code length above 11");
     if (len == 0) continue;
     t->lengths[t->min_symbol + k] = static_cast<uint8_t>(len);
@@ -140,12 +138,16 @@ absl::Status ParseTable(uint64_t index, const uint8_t* body, size_t body_bytes, 
     return Corrupt(index, "min or max symbol of the table is absent");
   }
   if (kraft != (1u << kMaxCodeLength)) return Corrupt(index, "code is not complete");
-  if ((range & 1) && (body[kHuffmanPrefixBytes + range / 2] >> 4) != 0) {
+  if ((range & 1) && (nibbles[range / 2] >> 4) != 0) {
     return Corrupt(index, "padding nibble is not zero");
   }
-  const size_t nibble_end = kHuffmanPrefixBytes + (range + 1) / 2;
-  if (!AllZero(body + nibble_end, t->table_bytes - nibble_end)) {
+  const size_t nibble_end = static_cast<size_t>(range + 1) / 2;
+  if (!AllZero(nibbles + nibble_end, nibble_bytes - nibble_end)) {
     return Corrupt(index, "table padding is not zero");
+  }
+  const uint8_t* raw = body + kHuffmanRawOffset;
+  if (!AllZero(raw + raw_bytes, RoundUp4(raw_bytes) - raw_bytes)) {
+    return Corrupt(index, "raw plane padding is not zero");
   }
   return absl::OkStatus();
 }
@@ -153,24 +155,20 @@ absl::Status ParseTable(uint64_t index, const uint8_t* body, size_t body_bytes, 
 absl::Status DecodeHuffman(const ChunkLayout& layout, uint64_t index, const uint8_t* body,
                            size_t body_bytes, const uint8_t* readable_end, uint32_t n,
                            uint8_t* out) {
-  ParsedHuffman t;
-  if (absl::Status s = ParseTable(index, body, body_bytes, &t); !s.ok()) return s;
-  const uint8_t* lane_table = body + t.table_bytes;
   const size_t raw_bytes = size_t{n} * RawBytesPerElement(layout.dtype);
+  ParsedHuffman t;
+  if (absl::Status s = ParseTable(index, body, body_bytes, raw_bytes, &t); !s.ok()) return s;
   size_t lane_bytes[kLanes];
   size_t lanes_total = 0;
   for (int l = 0; l < kLanes; ++l) {
-    lane_bytes[l] = 4 * size_t{uint16_t(lane_table[2 * l] | lane_table[2 * l + 1] << 8)};
+    lane_bytes[l] = 4 * size_t{LoadLe16(body + kHuffmanPrefixBytes + 2 * l)};
     lanes_total += lane_bytes[l];
   }
-  const size_t lanes_offset = t.table_bytes + kLaneTableBytes;
-  if (lanes_offset + lanes_total + RoundUp4(raw_bytes) != body_bytes) {
+  if (t.lanes_offset + lanes_total != body_bytes) {
     return Corrupt(index, "lane sizes do not add up to the body size");
   }
-  const uint8_t* raw = body + lanes_offset + lanes_total;
-  if (!AllZero(raw + raw_bytes, RoundUp4(raw_bytes) - raw_bytes)) {
-    return Corrupt(index, "raw plane padding is not zero");
-  }
+  const uint8_t* raw = body + kHuffmanRawOffset;
+  const size_t lanes_offset = t.lanes_offset;
 
   // The fast reader may run ahead of a damaged lane by up to its symbols' worth of maximal
   // codes, plus one 8-byte load. Where the frame does not extend that far, decode from a
@@ -183,29 +181,35 @@ absl::Status DecodeHuffman(const ChunkLayout& layout, uint64_t index, const uint
     std::memcpy(padded.data(), lanes, lanes_total);
     lanes = padded.data();
   }
+  uint64_t start_bits[kLanes];
   const uint8_t* lane_start[kLanes];
   size_t offset = 0;
   for (int l = 0; l < kLanes; ++l) {
+    start_bits[l] = 8 * offset;
     lane_start[l] = lanes + offset;
     offset += lane_bytes[l];
   }
 
+  // A full 11-bit table whatever the longest code: 2048 entries cost less than the 16384
+  // symbols of a chunk they serve, and a constant mask saves a register in the hot loop.
   uint16_t codes[256];
   CanonicalCodes(t.lengths, codes);
   uint16_t table[1 << kMaxCodeLength];
-  const uint32_t table_size = 1u << t.max_len;
   for (int v = t.min_symbol; v <= t.max_symbol; ++v) {
     const int len = t.lengths[v];
     if (len == 0) continue;
     const uint16_t e = static_cast<uint16_t>(v | len << 8);
-    for (uint32_t i = codes[v]; i < table_size; i += 1u << len) table[i] = e;
+    for (uint32_t i = codes[v]; i < (1u << kMaxCodeLength); i += 1u << len) table[i] = e;
   }
 
   uint64_t consumed[kLanes];
   if (layout.element_bytes() == 2) {
-    DecodeLanes<2>(lane_start, n, table, t.max_len, raw, out, consumed);
+    thread_local std::vector<uint8_t> plane;
+    if (plane.size() < n) plane.resize(size_t{1} << kMaxChunkLog2);
+    DecodeLanes(lanes, start_bits, n, table, plane.data(), consumed);
+    Join16Planes(plane.data(), raw, n, out);
   } else {
-    DecodeLanes<1>(lane_start, n, table, t.max_len, raw, out, consumed);
+    DecodeLanes(lanes, start_bits, n, table, out, consumed);
   }
   for (int l = 0; l < kLanes; ++l) {
     if ((consumed[l] + 31) / 32 * 4 != lane_bytes[l]) {
@@ -242,7 +246,10 @@ absl::Status DecodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_
     }
     const uint8_t coded = body[1];
     if (layout.element_bytes() == 2) {
-      for (uint32_t i = 0; i < n; ++i) Put<2>(out, body + 4, i, coded);
+      for (uint32_t i = 0; i < n; ++i) {
+        const uint16_t x = Join16(coded, body[kConstantRawOffset + i]);
+        std::memcpy(out + 2 * i, &x, 2);
+      }
     } else {
       std::memset(out, coded, n);
     }
@@ -269,7 +276,7 @@ ChunkSummary SummarizeChunk(const ChunkLayout& layout, const uint8_t* body, size
     s.symbols = 1;
   } else if (s.kind == kKindHuffman) {
     ParsedHuffman t;
-    if (ParseTable(0, body, body_bytes, &t).ok()) {
+    if (ParseTable(0, body, body_bytes, size_t{n} * RawBytesPerElement(layout.dtype), &t).ok()) {
       s.symbols = t.symbols;
       s.max_length = t.max_len;
     }

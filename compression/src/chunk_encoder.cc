@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "chunk_codec.h"
+#include "cpu_clones.h"
 #include "format.h"
 #include "huffman.h"
 #include "xxh64.h"
@@ -14,25 +15,20 @@ namespace {
 
 inline void Store64(uint8_t* p, uint64_t v) { std::memcpy(p, &v, 8); }
 
-// Fills symbols/raw planes and the histogram. Four partial histograms break the store-to-load
-// dependency when neighbouring elements share an exponent (they mostly do).
-void SplitAndCount(const ChunkLayout& layout, const uint8_t* in, uint32_t n, ChunkScratch& s,
-                   const uint8_t** symbols, uint32_t* hist) {
-  uint32_t part[4][256] = {};
-  if (layout.element_bytes() == 2) {
-    uint8_t* sym = s.symbols.data();
-    uint8_t* raw = s.raw.data();
-    for (uint32_t i = 0; i < n; ++i) {
-      uint16_t x;
-      std::memcpy(&x, in + 2 * i, 2);
-      sym[i] = CodedByte16(x);
-      raw[i] = RawByte16(x);
-    }
-    *symbols = sym;
-  } else {
-    *symbols = in;
+// Splits 16-bit elements into the coded plane `sym` and the raw plane `raw` (vectorises).
+KVTIER_CODEC_CLONES void Split16(const uint8_t* in, size_t n, uint8_t* sym, uint8_t* raw) {
+  for (size_t i = 0; i < n; ++i) {  // size_t: a 32-bit index would block vectorisation
+    uint16_t x;
+    std::memcpy(&x, in + 2 * i, 2);
+    sym[i] = CodedByte16(x);
+    raw[i] = RawByte16(x);
   }
-  const uint8_t* sym = *symbols;
+}
+
+// Histogram of the coded plane. Four partial histograms break the store-to-load dependency
+// when neighbouring elements share an exponent (they mostly do).
+void Count(const uint8_t* sym, uint32_t n, uint32_t* hist) {
+  uint32_t part[4][256] = {};  // size_t: a 32-bit index would block vectorisation
   uint32_t i = 0;
   for (; i + 4 <= n; i += 4) {
     ++part[0][sym[i]];
@@ -47,8 +43,8 @@ void SplitAndCount(const ChunkLayout& layout, const uint8_t* in, uint32_t n, Chu
 // Writes lane `lane`'s codes at `p` and returns its size in words. Flushes every four symbols
 // (at most 44 bits plus 7 pending fit the 64-bit accumulator); stores past the lane's end
 // write only zero bits, which the next lane then overwrites.
-uint32_t EncodeLane(const uint8_t* sym, uint32_t count, int lane, const uint32_t* entry,
-                    uint8_t* p) {
+KVTIER_CODEC_CLONES uint32_t EncodeLane(const uint8_t* sym, uint32_t count, int lane,
+                                        const uint32_t* entry, uint8_t* p) {
   uint8_t* const start = p;
   uint64_t acc = 0;
   uint32_t bits = 0;
@@ -114,8 +110,8 @@ size_t MaxCodedAttemptBytes(const ChunkLayout& layout, uint32_t n) {
   for (int l = 0; l < kLanes; ++l) {
     lanes += RoundUp4((size_t{LaneSymbols(n, l)} * kMaxCodeLength + 7) / 8);
   }
-  return HuffmanTableBytes(0, 255) + kLaneTableBytes + lanes +
-         RoundUp4(size_t{n} * RawBytesPerElement(layout.dtype)) + 8;
+  return kHuffmanRawOffset + RoundUp4(size_t{n} * RawBytesPerElement(layout.dtype)) +
+         NibbleBytes(0, 255) + lanes + 8;
 }
 
 size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in, uint32_t n,
@@ -126,14 +122,23 @@ size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in,
   const size_t raw_bytes = size_t{n} * raw_per_element;
   *check = ChunkCheck(in, bytes, layout.slice_bytes(), index);
 
+  // The body is built in place when the output has room for the largest attempt (always,
+  // except near the end of a frame), else in the scratch buffer and copied.
   const size_t attempt_room = MaxCodedAttemptBytes(layout, n);
-  if (scratch.symbols.size() < n) {
-    scratch.symbols.resize(n);
-    scratch.raw.resize(n);
+  uint8_t* body = out;
+  if (out_room < attempt_room) {
+    if (scratch.body.size() < attempt_room) scratch.body.resize(attempt_room);
+    body = scratch.body.data();
+  }
+  // Split straight into the body: the raw plane's place does not depend on the table.
+  const uint8_t* sym = in;
+  if (raw_per_element == 1) {
+    if (scratch.symbols.size() < n) scratch.symbols.resize(size_t{1} << kMaxChunkLog2);
+    Split16(in, n, scratch.symbols.data(), body + kHuffmanRawOffset);
+    sym = scratch.symbols.data();
   }
   uint32_t hist[256];
-  const uint8_t* sym = nullptr;
-  SplitAndCount(layout, in, n, scratch, &sym, hist);
+  Count(sym, n, hist);
 
   int present = 0;
   int min_symbol = -1;
@@ -147,61 +152,55 @@ size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in,
   }
 
   if (present == 1) {
-    const size_t size = RoundUp4(4 + raw_bytes);
+    const size_t size = RoundUp4(kConstantRawOffset + raw_bytes);
     if (size >= stored_size) return WriteStored(in, bytes, out);
-    out[0] = kKindConstant;
-    out[1] = static_cast<uint8_t>(min_symbol);
-    out[2] = 0;
-    out[3] = 0;
-    if (raw_bytes > 0) std::memcpy(out + 4, scratch.raw.data(), raw_bytes);
-    std::memset(out + 4 + raw_bytes, 0, size - 4 - raw_bytes);
+    std::memmove(body + kConstantRawOffset, body + kHuffmanRawOffset, raw_bytes);
+    body[0] = kKindConstant;
+    body[1] = static_cast<uint8_t>(min_symbol);
+    body[2] = 0;
+    body[3] = 0;
+    std::memset(body + kConstantRawOffset + raw_bytes, 0, size - kConstantRawOffset - raw_bytes);
+    if (body != out) std::memcpy(out, body, size);
     return size;
   }
 
   std::sort(keys, keys + present);
   uint8_t lengths[256] = {};
-  uint32_t work[256];
+  uint32_t work[256] = {};
   LengthsFromSorted(keys, present, work, lengths);
 
-  const size_t table_bytes = HuffmanTableBytes(min_symbol, max_symbol);
-  const size_t lanes_offset = table_bytes + kLaneTableBytes;
+  const size_t nibbles_offset = kHuffmanRawOffset + RoundUp4(raw_bytes);
+  const size_t nibble_bytes = NibbleBytes(min_symbol, max_symbol);
+  const size_t lanes_offset = nibbles_offset + nibble_bytes;
   uint64_t total_bits = 0;
   for (int v = min_symbol; v <= max_symbol; ++v) total_bits += uint64_t{hist[v]} * lengths[v];
   // Lanes cannot be smaller than their bits; skip the encoding when even that does not pay.
-  if (lanes_offset + total_bits / 8 + RoundUp4(raw_bytes) >= stored_size) {
-    return WriteStored(in, bytes, out);
-  }
+  if (lanes_offset + total_bits / 8 >= stored_size) return WriteStored(in, bytes, out);
 
   uint16_t codes[256];
   CanonicalCodes(lengths, codes);
   uint32_t entry[256];
   for (int v = 0; v < 256; ++v) entry[v] = codes[v] | uint32_t{lengths[v]} << 16;
 
-  uint8_t* body = out;
-  if (out_room < attempt_room) {
-    if (scratch.body.size() < attempt_room) scratch.body.resize(attempt_room);
-    body = scratch.body.data();
-  }
   body[0] = kKindHuffman;
   body[1] = static_cast<uint8_t>(min_symbol);
   body[2] = static_cast<uint8_t>(max_symbol);
   body[3] = 0;
-  std::memset(body + kHuffmanPrefixBytes, 0, table_bytes - kHuffmanPrefixBytes);
+  std::memset(body + kHuffmanRawOffset + raw_bytes, 0, RoundUp4(raw_bytes) - raw_bytes);
+  uint8_t* nibbles = body + nibbles_offset;
+  std::memset(nibbles, 0, nibble_bytes);
   for (int v = min_symbol; v <= max_symbol; ++v) {
     const int k = v - min_symbol;
-    body[kHuffmanPrefixBytes + k / 2] |= static_cast<uint8_t>(lengths[v] << (4 * (k & 1)));
+    nibbles[k / 2] |= static_cast<uint8_t>(lengths[v] << (4 * (k & 1)));
   }
   uint8_t* p = body + lanes_offset;
   for (int l = 0; l < kLanes; ++l) {
     const uint32_t words = EncodeLane(sym, LaneSymbols(n, l), l, entry, p);
-    body[table_bytes + 2 * l] = static_cast<uint8_t>(words);
-    body[table_bytes + 2 * l + 1] = static_cast<uint8_t>(words >> 8);
+    StoreLe16(body + kHuffmanPrefixBytes + 2 * l, static_cast<uint16_t>(words));
     p += 4 * words;
   }
-  const size_t size = static_cast<size_t>(p - body) + RoundUp4(raw_bytes);
+  const size_t size = static_cast<size_t>(p - body);
   if (size >= stored_size) return WriteStored(in, bytes, out);
-  if (raw_bytes > 0) std::memcpy(p, scratch.raw.data(), raw_bytes);
-  std::memset(p + raw_bytes, 0, RoundUp4(raw_bytes) - raw_bytes);
   if (body != out) std::memcpy(out, body, size);
   return size;
 }

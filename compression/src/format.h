@@ -31,9 +31,13 @@ inline constexpr uint64_t kMaxFrameInputBytes = uint64_t{1} << 31;
 inline constexpr uint8_t kKindHuffman = 1;
 inline constexpr uint8_t kKindConstant = 2;
 
-// Fixed part of a Huffman body before the nibbles, and the lane-size table after them.
+// A Huffman body: 4-byte prefix, lane-size table, raw plane, nibbles, lanes. The raw plane sits
+// at a fixed offset so that an encoder can write it while splitting, before it knows the table.
 inline constexpr size_t kHuffmanPrefixBytes = 4;
 inline constexpr size_t kLaneTableBytes = 2 * kLanes;
+inline constexpr size_t kHuffmanRawOffset = kHuffmanPrefixBytes + kLaneTableBytes;
+// A constant body: 4-byte prefix, raw plane.
+inline constexpr size_t kConstantRawOffset = 4;
 
 // Values of the header's dtype byte; the public KvDtype enum uses the same numbers.
 inline constexpr uint8_t kDtypeRaw = 0;
@@ -67,9 +71,9 @@ KVTIER_HD constexpr uint32_t LaneSymbols(uint32_t n, int lane) {
   return (n + kLanes - 1 - lane) / kLanes;
 }
 
-// Bytes of a Huffman body before the lane-size table: prefix + nibbles, padded to 4.
-KVTIER_HD constexpr size_t HuffmanTableBytes(int min_symbol, int max_symbol) {
-  return RoundUp4(kHuffmanPrefixBytes + (static_cast<size_t>(max_symbol - min_symbol) + 2) / 2);
+// Bytes of the code-length nibbles for symbols min..max, padded to 4.
+KVTIER_HD constexpr size_t NibbleBytes(int min_symbol, int max_symbol) {
+  return RoundUp4((static_cast<size_t>(max_symbol - min_symbol) + 2) / 2);
 }
 
 // Little-endian stores and loads, byte by byte so they work at any alignment on any target.
@@ -79,10 +83,15 @@ KVTIER_HD void StoreLe32(uint8_t* p, uint32_t v) {
   p[2] = static_cast<uint8_t>(v >> 16);
   p[3] = static_cast<uint8_t>(v >> 24);
 }
+KVTIER_HD void StoreLe16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
 KVTIER_HD void StoreLe64(uint8_t* p, uint64_t v) {
   StoreLe32(p, static_cast<uint32_t>(v));
   StoreLe32(p + 4, static_cast<uint32_t>(v >> 32));
 }
+KVTIER_HD uint16_t LoadLe16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
 KVTIER_HD uint32_t LoadLe32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }

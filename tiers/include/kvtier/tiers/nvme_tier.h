@@ -1,0 +1,248 @@
+// NvmeTier: the durable warm tier. Blocks live in log-structured regions on an NvmeDevice (a
+// file or raw block device, io_uring + O_DIRECT), and a RocksDB index says where each block is,
+// so that the tier survives a restart or a kill -9 and serves its blocks again.
+//
+// Layout on the device: a superblock (format version, capacity, region size, alignment, an
+// instance id shared with the index), then equal regions of 16-64 MiB filled append-only with
+// records (header unit + payload; docs/nvme.md). When the log needs room, the oldest region is
+// evicted whole; the blocks the reinsertion policy calls hot (and pinned blocks) are written
+// again at the head of the log.
+//
+// Promise, as for every trusted cache: a block may be lost, wrong bytes are never returned.
+// Every record carries its key, namespace, lengths, its region's generation, a header checksum
+// and a payload checksum seeded with (namespace, key, generation, length); a read whose bytes
+// fail the check is a miss, counted in checksum_failures, never served.
+//
+// Crash ordering. A Write returns OK for a block only after (1) its record is durable on the
+// device (fdatasync) and then (2) its index entry is durable (RocksDB WAL, synced). Before a
+// region is overwritten, the index entries of its blocks are deleted and its new generation is
+// recorded, synced. The generation in both places catches whatever slips through (a damaged
+// index, a lost log tail). A kill -9 loses at most the blocks of the batch in flight.
+//
+// Startup (Create): reads the superblock (formats a new device; refuses one that holds foreign
+// data or another layout), opens the index (an index RocksDB cannot open is discarded, with a
+// log line, and rebuilt from a scan of the device's records when rebuild_from_device is set),
+// checks it against the device (instance id, layout, and each region's generation: the first
+// record header of every region is read, one alignment unit per region) and loads a
+// compact DRAM table of the blocks: about 40 bytes per block (Snapshot().dram_index_bytes),
+// everything else stays in RocksDB on disk.
+//
+// Thread-safe: every method may be called from any thread. Reads run concurrently with each
+// other and with a write; writes, removes and pin changes are serialized among themselves.
+// Methods that touch the device or the index block on that I/O (stated per method); call them
+// off a latency-critical thread. Contains, LookupPrefix and Snapshot never do I/O.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "kvtier/common/block_key.h"
+#include "kvtier/common/clock.h"
+#include "kvtier/tiers/nvme_admission.h"
+#include "kvtier/tiers/nvme_device.h"
+#include "kvtier/tiers/tier_stats.h"
+
+namespace kvtier::tiers {
+
+// Wall-clock nanoseconds since the Unix epoch. The NVMe tier stores TTL deadlines as Unix time
+// because they must mean the same after a restart; unlike a monotonic Clock this one can step
+// when the system clock is set, which TTLs tolerate.
+class UnixClock final : public Clock {
+ public:
+  int64_t NowNanos() const override { return absl::GetCurrentTimeNanos(); }
+};
+
+// What the reinsertion policy sees of a block in a region about to be evicted.
+struct ReinsertionCandidate {
+  uint32_t namespace_id = 0;
+  BlockKey key;
+  uint64_t length = 0;
+  uint32_t hits = 0;  // reads served from NVMe since the block was written (saturates at 65535)
+};
+// True to write the block again at the head of the log instead of dropping it. Called under the
+// tier's writer lock; must not call back into the tier.
+using ReinsertionPolicy = std::function<bool(const ReinsertionCandidate&)>;
+
+struct NvmeTierOptions {
+  // Directory of the RocksDB index. Required; created if missing. Fixed for the tier's life.
+  std::string index_path;
+  // Size of a log region: a multiple of the device alignment, 1 MiB .. 128 MiB (16-64 MiB is
+  // the intended range; smaller only for tests). Default 16 MiB. Fixed when the device is
+  // formatted: reopening with another value is an error unless reformat_on_mismatch.
+  uint64_t region_bytes = 16ull << 20;
+  // When the device's superblock describes another layout (region size, capacity, alignment,
+  // format version): true reformats it (every cached block is dropped, with a log line); false
+  // (default) fails Create with kFailedPrecondition saying what differs.
+  bool reformat_on_mismatch = false;
+  // When the index cannot be opened, belongs to another device, or is found damaged at startup:
+  // true (default) rebuilds it from a scan of the records on the device; false starts empty.
+  // Blocks removed since they were written may reappear after a rebuild (their records are
+  // still on the device); their bytes are still the ones written for their key.
+  bool rebuild_from_device = true;
+  // Decides which blocks of an evicted region are written again. Default (null): blocks read
+  // at least once since they were written. Pinned blocks are always reinserted.
+  ReinsertionPolicy reinsertion;
+  // Reinserted bytes per evicted region, pinned blocks excepted, as a fraction of the region.
+  // Default 0.5; 0 disables reinsertion of unpinned blocks.
+  double max_reinsert_fraction = 0.5;
+  // RocksDB block cache for the index. Default 32 MiB.
+  uint64_t index_block_cache_bytes = 32ull << 20;
+
+  // kInvalidArgument naming the bad option.
+  absl::Status Validate() const;
+};
+
+struct NvmeWriteOptions {
+  enum class Source {
+    kDemotion,      // a block evicted from DRAM: subject to the admission policy
+    kWriteThrough,  // a put written before it is acknowledged: always admitted
+    kShutdown,      // DRAM contents saved at a clean shutdown: always admitted
+  };
+  Source source = Source::kDemotion;
+  // Opaque to the tier: how the payload is encoded (compression codec id); returned by Read.
+  uint8_t codec = 0;
+  // Pinned blocks survive region eviction (they are always reinserted).
+  bool pinned = false;
+  // 0: no expiry. Otherwise the block becomes a miss this many seconds after the write.
+  uint32_t ttl_seconds = 0;
+  // Empty, or one entry per key: the block's hits in the tier above, for the admission policy.
+  std::span<const uint32_t> upper_tier_hits;
+};
+
+struct NvmeReadResult {
+  uint64_t length = 0;  // payload bytes written into dst
+  uint8_t codec = 0;
+};
+
+// NVMe-specific counters, totals since the tier was created. Invariant (tested):
+// checksum_failures <= tier.counters.misses.
+struct NvmeCounters {
+  uint64_t checksum_failures = 0;     // records that failed a check on read (also misses)
+  uint64_t io_errors = 0;             // device errors on read or write
+  uint64_t index_errors = 0;          // index reads or writes that failed
+  uint64_t region_evictions = 0;      // regions reclaimed
+  uint64_t evicted_blocks = 0;        // blocks dropped with their region (not reinserted)
+  uint64_t reinserted_blocks = 0;     // blocks written again at the head of the log
+  uint64_t admission_rejections = 0;  // demoted blocks the admission policy refused
+  uint64_t expired = 0;               // reads or lookups that found a block past its TTL
+  uint64_t flash_bytes_written = 0;   // device bytes written: records, padding, reinsertions
+  uint64_t flash_bytes_read = 0;      // device bytes read
+  uint64_t write_batches = 0;         // device write batches (each one fdatasync)
+};
+
+// What Create found and did, for the startup log line and for stats.
+struct NvmeRecoveryInfo {
+  bool formatted = false;            // the device was new (or reformatted)
+  bool index_rebuilt = false;        // the index was discarded or did not match the device
+  bool rebuilt_from_device = false;  // ... and refilled from a device scan
+  uint64_t blocks_recovered = 0;     // blocks served again after the restart
+  uint64_t blocks_dropped = 0;       // index entries that failed the checks against the device
+  uint64_t regions_dropped = 0;      // regions whose device generation was newer than the index
+  int64_t startup_nanos = 0;         // time Create took
+  std::string reason;                // why the index was rebuilt, if it was
+};
+
+struct NvmeTierSnapshot {
+  // Figures shared with the DRAM tier: capacity (region bytes x regions), used (bytes of live
+  // records), blocks, hits/misses/puts/removes/lookups, per namespace. hits + misses == keys
+  // asked for by Read. Lease fields are 0.
+  TierSnapshot tier;
+  NvmeCounters nvme;
+  uint64_t region_bytes = 0;
+  uint32_t regions = 0;
+  uint32_t regions_in_use = 0;
+  uint32_t alignment = 0;
+  std::string engine;  // "io_uring", "thread_pool" or "memory"
+  std::string admission_policy;
+  // DRAM metadata: the tier's block table (per block) and RocksDB's memory (mostly fixed:
+  // memtable, block cache, index and filter blocks).
+  uint64_t dram_index_bytes = 0;
+  uint64_t rocksdb_memory_bytes = 0;
+  NvmeRecoveryInfo recovery;
+};
+
+class NvmeTier {
+ public:
+  // Opens the tier on `device`, formatting it if it is new, and recovers the blocks its index
+  // describes (see the file comment). Blocks on I/O: one superblock read, the index open and
+  // scan, one read per region; a device scan when the index is rebuilt. Errors: kInvalidArgument
+  // (options), kFailedPrecondition (foreign data on the device, layout mismatch without
+  // reformat_on_mismatch, fewer than 2 regions fit), kUnavailable (device or index I/O, index
+  // locked by another process). `unix_clock` (for TTLs; see UnixClock) must outlive the tier.
+  // `admission` null: admit everything.
+  static absl::StatusOr<std::unique_ptr<NvmeTier>> Create(
+      const NvmeTierOptions& options, std::unique_ptr<NvmeDevice> device, const Clock* unix_clock,
+      std::unique_ptr<NvmeAdmissionPolicy> admission);
+  // Flushes the index's memtable (so the next start replays no log) and closes everything.
+  ~NvmeTier();
+  NvmeTier(const NvmeTier&) = delete;
+  NvmeTier& operator=(const NvmeTier&) = delete;
+
+  // Registers a namespace and its fixed block size (persisted). Idempotent for the same size;
+  // kAlreadyExists for another size; kInvalidArgument if a block of that size cannot fit a
+  // region. Blocks on a synced index write.
+  absl::Status AddNamespace(uint32_t ns, uint64_t block_bytes);
+
+  // Device alignment: a Read into `dst` is zero-copy when dst is aligned to it and at least
+  // DirectReadBytes(length) long; otherwise the tier reads into its own buffer and copies.
+  uint32_t alignment() const;
+  uint64_t DirectReadBytes(uint64_t length) const;
+
+  // Forwards to NvmeDevice::RegisterMemory: the daemon registers its DRAM arena so reads into
+  // it use io_uring fixed buffers.
+  absl::Status RegisterMemory(std::span<std::byte> memory);
+
+  // Whether the block is cached and not expired. No I/O; not a use.
+  bool Contains(uint32_t ns, const BlockKey& key) const;
+  // Number of leading keys that are cached (the longest cached prefix). No I/O.
+  size_t LookupPrefix(uint32_t ns, std::span<const BlockKey> keys);
+
+  // Writes blocks; blocks[i] is the payload of keys[i]. A key already cached is replaced.
+  // Returns one status per key: OK once the block is durable on the device and in the index;
+  // kInvalidArgument (unknown namespace, empty or longer than the namespace's block size,
+  // duplicate in the batch, upper_tier_hits of the wrong size); kResourceExhausted (refused by
+  // the admission policy, or the device is full: ENOSPC, or every region holds pinned blocks);
+  // kUnavailable (device or index I/O failed; nothing of the failed blocks is indexed).
+  // Blocks on device writes, an fdatasync and a synced index write per batch, plus a region
+  // eviction when the log needs room. Run it off the request path (demotion thread); readers
+  // are not blocked while it runs.
+  std::vector<absl::Status> Write(uint32_t ns, std::span<const BlockKey> keys,
+                                  std::span<const std::span<const std::byte>> blocks,
+                                  const NvmeWriteOptions& options = {});
+
+  // Reads a block into `dst` and verifies it. kNotFound: not cached, expired, or its record
+  // failed a check (then also counted in checksum_failures) — never wrong bytes;
+  // kInvalidArgument: dst shorter than the block; kUnavailable: device I/O error (a miss too).
+  // dst's contents are unspecified unless OK. A hit counts as a use for reinsertion. Blocks on
+  // one index lookup and one device read.
+  absl::StatusOr<NvmeReadResult> Read(uint32_t ns, const BlockKey& key, std::span<std::byte> dst);
+  // Reads several blocks with their device reads in flight together (up to the queue depth).
+  // Result i is as Read's for keys[i] into dsts[i].
+  std::vector<absl::StatusOr<NvmeReadResult>> ReadBatch(uint32_t ns, std::span<const BlockKey> keys,
+                                                        std::span<const std::span<std::byte>> dsts);
+
+  // Removes blocks: OK or kNotFound per key; kUnavailable if the index write failed (then none
+  // of the batch is removed). Blocks on a synced index write.
+  std::vector<absl::Status> Remove(uint32_t ns, std::span<const BlockKey> keys);
+
+  // Pins or unpins cached blocks: OK, kNotFound, or kUnavailable (index). Blocks on a synced
+  // index write.
+  std::vector<absl::Status> SetPinned(uint32_t ns, std::span<const BlockKey> keys, bool pinned);
+
+  NvmeTierSnapshot Snapshot() const;
+
+ private:
+  class Impl;
+  explicit NvmeTier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvtier::tiers

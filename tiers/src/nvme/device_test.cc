@@ -1,0 +1,267 @@
+// File devices on both engines (io_uring and the pread/pwrite pool), their error messages, and
+// the in-memory test device's fault injection.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "kvtier/tiers/nvme_device.h"
+#include "kvtier/tiers/testing/nvme_memory_device.h"
+#include "tiers/src/nvme/test_util.h"
+
+namespace kvtier::tiers {
+namespace {
+
+using nvme::testing::AlignedBuffer;
+using nvme::testing::TempDir;
+using nvme::testing::TestPayload;
+using Engine = NvmeDeviceOptions::Engine;
+
+constexpr uint64_t kCapacity = 8 << 20;
+
+class FileDeviceTest : public ::testing::TestWithParam<Engine> {
+ protected:
+  std::unique_ptr<NvmeDevice> Open(NvmeDeviceOptions o = {}) {
+    if (o.path.empty()) o.path = dir_ / "dev";
+    if (o.capacity_bytes == 0) o.capacity_bytes = kCapacity;
+    o.engine = GetParam();
+    o.queue_depth = 4;
+    o.rings = 2;
+    absl::StatusOr<std::unique_ptr<NvmeDevice>> dev = OpenFileDevice(o);
+    if (!dev.ok() && GetParam() == Engine::kIoUring && absl::IsUnavailable(dev.status())) {
+      return nullptr;  // io_uring not allowed here (seccomp, gVisor): the pool covers it
+    }
+    EXPECT_TRUE(dev.ok()) << dev.status();
+    return dev.ok() ? std::move(*dev) : nullptr;
+  }
+
+  TempDir dir_;
+};
+
+#define OPEN_OR_SKIP(var, ...)                              \
+  auto var = Open(__VA_ARGS__);                             \
+  if (var == nullptr && GetParam() == Engine::kIoUring) {   \
+    GTEST_SKIP() << "io_uring is unavailable on this host"; \
+  }                                                         \
+  ASSERT_NE(var, nullptr)
+
+TEST_P(FileDeviceTest, ReportsEngineSizeAndAlignment) {
+  OPEN_OR_SKIP(dev);
+  EXPECT_EQ(dev->engine(), GetParam() == Engine::kIoUring ? "io_uring" : "thread_pool");
+  EXPECT_EQ(dev->size_bytes(), kCapacity);
+  EXPECT_GE(dev->alignment(), 4096u);
+  EXPECT_EQ(dev->alignment() & (dev->alignment() - 1), 0u);
+}
+
+TEST_P(FileDeviceTest, WritesAndReadsBackManyOpsAndSegments) {
+  OPEN_OR_SKIP(dev);
+  const uint32_t a = dev->alignment();
+  // 40 ops (10x the queue depth), each of two segments, then read back as one segment each.
+  constexpr int kOps = 40;
+  std::vector<AlignedBuffer> heads, bodies, back;
+  std::vector<std::array<IoSegment, 2>> segs(kOps);
+  std::vector<IoSegment> read_segs(kOps);
+  std::vector<IoOp> writes(kOps), reads(kOps);
+  for (int i = 0; i < kOps; ++i) {
+    heads.emplace_back(a, a);
+    bodies.emplace_back(3 * a, a);
+    back.emplace_back(4 * a, a);
+  }
+  for (int i = 0; i < kOps; ++i) {
+    auto head = TestPayload(i, 1, a), body = TestPayload(i, 2, 3 * a);
+    std::memcpy(heads[i].data.get(), head.data(), a);
+    std::memcpy(bodies[i].data.get(), body.data(), 3 * a);
+    segs[i] = {IoSegment{heads[i].data.get(), a}, IoSegment{bodies[i].data.get(), 3 * a}};
+    writes[i].type = IoOp::Type::kWrite;
+    writes[i].offset = uint64_t(i) * 4 * a;
+    writes[i].segments = segs[i];
+    read_segs[i] = {back[i].data.get(), 4 * a};
+    reads[i].type = IoOp::Type::kRead;
+    reads[i].offset = writes[i].offset;
+    reads[i].segments = {&read_segs[i], 1};
+  }
+  ASSERT_TRUE(dev->Submit(writes).ok());
+  ASSERT_TRUE(dev->Sync().ok());
+  ASSERT_TRUE(dev->Submit(reads).ok());
+  for (int i = 0; i < kOps; ++i) {
+    ASSERT_EQ(std::memcmp(back[i].data.get(), heads[i].data.get(), a), 0) << i;
+    ASSERT_EQ(std::memcmp(back[i].data.get() + a, bodies[i].data.get(), 3 * a), 0) << i;
+  }
+}
+
+TEST_P(FileDeviceTest, RegisteredMemoryReadsAndWrites) {
+  OPEN_OR_SKIP(dev);
+  const uint32_t a = dev->alignment();
+  AlignedBuffer arena(64 * a, a);
+  ASSERT_TRUE(dev->RegisterMemory(arena.span()).ok());
+  auto bytes = TestPayload(5, 5, 8 * a);
+  std::memcpy(arena.data.get(), bytes.data(), bytes.size());
+  IoSegment w{arena.data.get(), 8 * a};
+  IoOp write;
+  write.type = IoOp::Type::kWrite;
+  write.offset = 16 * a;
+  write.segments = {&w, 1};
+  ASSERT_TRUE(dev->Submit({&write, 1}).ok());
+  IoSegment r{arena.data.get() + 32 * a, 8 * a};
+  IoOp read;
+  read.offset = 16 * a;
+  read.segments = {&r, 1};
+  ASSERT_TRUE(dev->Submit({&read, 1}).ok());
+  EXPECT_EQ(std::memcmp(arena.data.get() + 32 * a, bytes.data(), bytes.size()), 0);
+}
+
+TEST_P(FileDeviceTest, RejectsMisalignedAndOutOfRangeOps) {
+  OPEN_OR_SKIP(dev);
+  const uint32_t a = dev->alignment();
+  AlignedBuffer buf(2 * a, a);
+  IoSegment odd_length{buf.data.get(), a + 512};
+  IoSegment odd_address{buf.data.get() + 512, a};
+  IoSegment fine{buf.data.get(), a};
+  std::vector<IoOp> ops(4);
+  ops[0].segments = {&odd_length, 1};
+  ops[1].segments = {&odd_address, 1};
+  ops[2].segments = {&fine, 1};
+  ops[2].offset = 100;
+  ops[3].segments = {&fine, 1};
+  ops[3].offset = dev->size_bytes();
+  EXPECT_TRUE(absl::IsInvalidArgument(dev->Submit(ops)));
+  for (const IoOp& op : ops) EXPECT_TRUE(absl::IsInvalidArgument(op.status)) << op.status;
+}
+
+TEST_P(FileDeviceTest, KeepsAnExistingFileAndItsBytes) {
+  {
+    OPEN_OR_SKIP(dev);
+    AlignedBuffer buf(4096);
+    std::memset(buf.data.get(), 0x5a, 4096);
+    IoSegment s{buf.data.get(), 4096};
+    IoOp op;
+    op.type = IoOp::Type::kWrite;
+    op.offset = 4096;
+    op.segments = {&s, 1};
+    ASSERT_TRUE(dev->Submit({&op, 1}).ok());
+  }
+  NvmeDeviceOptions o;
+  o.capacity_bytes = kCapacity;  // same size: fine
+  OPEN_OR_SKIP(dev, o);
+  AlignedBuffer buf(4096);
+  IoSegment s{buf.data.get(), 4096};
+  IoOp op;
+  op.offset = 4096;
+  op.segments = {&s, 1};
+  ASSERT_TRUE(dev->Submit({&op, 1}).ok());
+  EXPECT_EQ(buf.data[100], std::byte{0x5a});
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, FileDeviceTest,
+                         ::testing::Values(Engine::kIoUring, Engine::kThreadPool),
+                         [](const auto& info) {
+                           return info.param == Engine::kIoUring ? "IoUring" : "ThreadPool";
+                         });
+
+// --- errors that name the problem ---
+
+absl::Status OpenStatus(NvmeDeviceOptions o) {
+  o.engine = Engine::kThreadPool;
+  return OpenFileDevice(o).status();
+}
+
+TEST(FileDeviceErrorsTest, MissingDirectory) {
+  TempDir dir;
+  NvmeDeviceOptions o;
+  o.path = dir / "no/such/dir/dev";
+  o.capacity_bytes = kCapacity;
+  absl::Status s = OpenStatus(o);
+  EXPECT_TRUE(absl::IsNotFound(s)) << s;
+  EXPECT_NE(s.message().find("does not exist"), std::string::npos) << s;
+}
+
+TEST(FileDeviceErrorsTest, MissingFileWithoutCreate) {
+  TempDir dir;
+  NvmeDeviceOptions o;
+  o.path = dir / "dev";
+  o.capacity_bytes = kCapacity;
+  o.create_if_missing = false;
+  EXPECT_TRUE(absl::IsNotFound(OpenStatus(o)));
+}
+
+TEST(FileDeviceErrorsTest, NewFileNeedsACapacity) {
+  TempDir dir;
+  NvmeDeviceOptions o;
+  o.path = dir / "dev";
+  absl::Status s = OpenStatus(o);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_NE(s.message().find("--nvme-capacity"), std::string::npos) << s;
+  EXPECT_FALSE(std::filesystem::exists(o.path));
+}
+
+TEST(FileDeviceErrorsTest, WrongSizeFileIsRefusedAndKept) {
+  TempDir dir;
+  const std::string path = dir / "dev";
+  { std::ofstream(path) << std::string(12345, 'x'); }
+  NvmeDeviceOptions o;
+  o.path = path;
+  o.capacity_bytes = kCapacity;
+  absl::Status s = OpenStatus(o);
+  EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
+  EXPECT_NE(s.message().find("12345"), std::string::npos) << s;
+  EXPECT_EQ(std::filesystem::file_size(path), 12345u);
+}
+
+TEST(FileDeviceErrorsTest, DirectoryIsNotADevice) {
+  TempDir dir;
+  NvmeDeviceOptions o;
+  o.path = dir.path();
+  o.capacity_bytes = kCapacity;
+  EXPECT_TRUE(absl::IsFailedPrecondition(OpenStatus(o)));
+}
+
+TEST(FileDeviceErrorsTest, SecondOpenerIsTurnedAway) {
+  TempDir dir;
+  NvmeDeviceOptions o;
+  o.path = dir / "dev";
+  o.capacity_bytes = kCapacity;
+  o.engine = Engine::kThreadPool;
+  auto first = OpenFileDevice(o);
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::Status s = OpenFileDevice(o).status();
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_NE(s.message().find("in use"), std::string::npos) << s;
+}
+
+TEST(FileDeviceErrorsTest, BadOptions) {
+  NvmeDeviceOptions o;
+  EXPECT_TRUE(absl::IsInvalidArgument(o.Validate()));
+  o.path = "/tmp/x";
+  o.queue_depth = 0;
+  EXPECT_TRUE(absl::IsInvalidArgument(o.Validate()));
+}
+
+// --- the in-memory test device ---
+
+TEST(MemoryDeviceTest, InjectsFaults) {
+  auto medium = std::make_shared<testing::MemoryMedium>(1 << 20);
+  auto dev = testing::NewMemoryDevice(medium);
+  AlignedBuffer buf(8192);
+  IoSegment s{buf.data.get(), 8192};
+  IoOp op;
+  op.type = IoOp::Type::kWrite;
+  op.segments = {&s, 1};
+  medium->FailWritesAfter(8192, ENOSPC);
+  EXPECT_TRUE(dev->Submit({&op, 1}).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(dev->Submit({&op, 1})));
+  medium->FailReads(EIO);
+  op.type = IoOp::Type::kRead;
+  EXPECT_TRUE(absl::IsUnavailable(dev->Submit({&op, 1})));
+  medium->FailSyncs(EIO);
+  EXPECT_TRUE(absl::IsUnavailable(dev->Sync()));
+  medium->ClearFaults();
+  EXPECT_TRUE(dev->Submit({&op, 1}).ok());
+  EXPECT_TRUE(dev->Sync().ok());
+  medium->FlipByte(10);
+  EXPECT_EQ(medium->Read(10, 1)[0], std::byte{0xff});
+}
+
+}  // namespace
+}  // namespace kvtier::tiers

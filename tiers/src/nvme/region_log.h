@@ -1,0 +1,74 @@
+// RegionLog: which region of the NVMe device is being filled, and which is evicted next.
+//
+// The device's data area is cut into equal regions (16-64 MiB) used as a log, in the manner of
+// CacheLib's BlockCache: records are appended to one active region; when it is full another
+// region is opened, a free one if there is one, else the oldest (smallest generation), whose
+// blocks are evicted all at once. Whole-region eviction keeps writes large and sequential, which
+// is what flash wants, and needs no per-block free-space map.
+//
+// Every opening gives the region a new generation, which is stored in each record header and
+// index entry written into it, so that anything left from the region's previous life is
+// recognisable as stale.
+//
+// Pure bookkeeping, no I/O; not thread-safe (the tier guards it).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace kvtier::tiers::nvme {
+
+class RegionLog {
+ public:
+  RegionLog(uint32_t region_count, uint64_t region_bytes);
+
+  uint32_t region_count() const { return static_cast<uint32_t>(regions_.size()); }
+  uint64_t region_bytes() const { return region_bytes_; }
+
+  // At startup: `region` holds indexed records of `generation`. It is sealed (appends go to a
+  // newly opened region, since the old write position is not known exactly after a crash).
+  void Restore(uint32_t region, uint64_t generation);
+
+  // Offset within the active region for a record of `bytes`, advancing the write position;
+  // nullopt when no region is active or the active one has no room.
+  std::optional<uint32_t> Allocate(uint64_t bytes);
+
+  // The region to open next, never the active one: an empty region if there is one, else the
+  // one with the smallest generation (oldest first). Regions more than half full of pinned
+  // blocks are skipped: reclaiming them would rewrite the pinned blocks and free little, so a
+  // tier full of pins reports itself full instead of wearing the flash. nullopt when no region
+  // qualifies.
+  std::optional<uint32_t> NextToOpen() const;
+
+  // Makes `region` the active one, with `generation` and write position 0; the previously
+  // active region is sealed. REQUIRES: generation is larger than every generation before.
+  void Open(uint32_t region, uint64_t generation);
+
+  std::optional<uint32_t> active() const;
+  // 0 for a region never opened since format.
+  uint64_t generation(uint32_t region) const { return regions_[region].generation; }
+
+  // Bytes of live (indexed) records per region, for "used" figures and for preferring empty
+  // regions; `pinned` records are also counted apart.
+  void AddLive(uint32_t region, uint64_t bytes, bool pinned);
+  void RemoveLive(uint32_t region, uint64_t bytes, bool pinned);
+  uint64_t live_bytes(uint32_t region) const { return regions_[region].live_bytes; }
+  uint64_t live_bytes() const { return live_total_; }
+  // Regions holding live records, plus the active one.
+  uint32_t regions_in_use() const;
+
+ private:
+  struct Region {
+    uint64_t generation = 0;
+    uint64_t live_bytes = 0;
+    uint64_t pinned_bytes = 0;
+  };
+  const uint64_t region_bytes_;
+  std::vector<Region> regions_;
+  std::optional<uint32_t> active_;
+  uint64_t write_offset_ = 0;
+  uint64_t live_total_ = 0;
+};
+
+}  // namespace kvtier::tiers::nvme

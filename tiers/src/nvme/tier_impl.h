@@ -1,0 +1,177 @@
+// NvmeTier::Impl, shared by the files that implement it: nvme_tier.cc (reads, lookups, stats),
+// tier_write.cc (writes, region eviction, removes, pins) and tier_recovery.cc (format, startup
+// checks, index rebuild).
+//
+// DRAM block table. One flat_hash_map entry per cached block, keyed by a 64-bit hash of
+// (namespace, key), holding what lookups, eviction and reinsertion need without touching RocksDB:
+// region, offset and size in alignment units, TTL deadline, hit count, flags. 8 + 16 bytes per
+// slot plus one control byte, at 44-87% load: about 30-55 bytes per block (measured figure in
+// docs/nvme.md). The full key and the rest of the location (length, generation, checksum,
+// codec) stay in RocksDB and are fetched per read. Two blocks whose hashes collide (odds
+// about n^2 / 2^65) share a slot; the read path still verifies the full key (index lookup by
+// full key, checksum seeded with it), so a collision can lose a block, never serve a wrong one.
+//
+// Locks. write_mu_ serializes the writers (Write, Remove, SetPinned, AddNamespace, eviction);
+// mu_ guards the table, the region log and the counters, and is held only for short sections
+// with no I/O. Order: write_mu_, then mu_. Readers take only mu_, so a write batch in flight
+// never blocks a read.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "kvtier/tiers/nvme_tier.h"
+#include "tiers/src/nvme/index.h"
+#include "tiers/src/nvme/io_util.h"
+#include "tiers/src/nvme/region_log.h"
+#include "tiers/src/nvme/superblock.h"
+
+namespace kvtier::tiers {
+
+class NvmeTier::Impl {
+ public:
+  Impl(const NvmeTierOptions& options, std::unique_ptr<NvmeDevice> device, const Clock* clock,
+       std::unique_ptr<NvmeAdmissionPolicy> admission);
+  ~Impl();
+
+  // Startup: superblock, index, checks, table (tier_recovery.cc).
+  absl::Status Open();
+
+  absl::Status AddNamespace(uint32_t ns, uint64_t block_bytes);
+  uint32_t alignment() const { return alignment_; }
+  absl::Status RegisterMemory(std::span<std::byte> memory) {
+    return device_->RegisterMemory(memory);
+  }
+  bool Contains(uint32_t ns, const BlockKey& key) const;
+  size_t LookupPrefix(uint32_t ns, std::span<const BlockKey> keys);
+  std::vector<absl::Status> Write(uint32_t ns, std::span<const BlockKey> keys,
+                                  std::span<const std::span<const std::byte>> blocks,
+                                  const NvmeWriteOptions& options);
+  std::vector<absl::StatusOr<NvmeReadResult>> ReadBatch(uint32_t ns, std::span<const BlockKey> keys,
+                                                        std::span<const std::span<std::byte>> dsts);
+  std::vector<absl::Status> Remove(uint32_t ns, std::span<const BlockKey> keys);
+  std::vector<absl::Status> SetPinned(uint32_t ns, std::span<const BlockKey> keys, bool pinned);
+  NvmeTierSnapshot Snapshot() const;
+
+ private:
+  // One cached block in the DRAM table (see the file comment).
+  struct Entry {
+    uint32_t region = 0;
+    uint16_t offset_units = 0;  // record offset within the region / alignment
+    uint16_t record_units = 0;  // record size / alignment
+    uint32_t expiry_unix_s = 0;
+    uint16_t hits = 0;
+    uint8_t flags = 0;
+    uint8_t reserved = 0;
+  };
+  static_assert(sizeof(Entry) == 16);
+
+  struct Namespace {
+    uint64_t block_bytes = 0;  // 0: seen only in recovered records, not registered yet
+    uint64_t blocks = 0;
+    uint64_t used_bytes = 0;  // record bytes on the device
+    TierCounters counters;
+  };
+
+  // A block on its way to the device (a Write's or a reinsertion's).
+  struct PendingBlock {
+    uint32_t ns = 0;
+    BlockKey key;
+    std::span<const std::byte> payload;
+    uint8_t codec = 0;
+    uint8_t flags = 0;
+    uint32_t expiry_unix_s = 0;
+    absl::Status* status = nullptr;  // where the outcome goes
+  };
+
+  // A block placed in the active region, about to be written.
+  struct Placed {
+    const PendingBlock* block;
+    uint32_t region;
+    uint32_t offset;
+    uint64_t generation;
+  };
+
+  // Blocks of an evicted region worth keeping, read back before the region is reused.
+  struct Reinsert {
+    uint32_t ns = 0;
+    BlockKey key;
+    nvme::BlockLocation loc;
+    nvme::AlignedBytes data;
+    absl::Status status;
+  };
+
+  static uint64_t TableKey(uint32_t ns, const BlockKey& key);
+  uint64_t RegionOffset(uint32_t region) const {
+    return sb_.data_offset + uint64_t{region} * sb_.region_bytes;
+  }
+  uint32_t NowUnixSeconds() const;
+  bool Expired(const Entry& e, uint32_t now_s) const {
+    return e.expiry_unix_s != 0 && now_s >= e.expiry_unix_s;
+  }
+  Namespace& NamespaceLocked(uint32_t ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ns_[ns]; }
+  // The namespace's counters, or null for a namespace the tier does not know (so that lookups
+  // of made-up namespaces do not grow the map).
+  TierCounters* NamespaceCounters(uint32_t ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = ns_.find(ns);
+    return it == ns_.end() ? nullptr : &it->second.counters;
+  }
+  // Removes a table entry and its accounting.
+  void EraseLocked(uint32_t ns, uint64_t table_key, const Entry& e)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void InsertLocked(uint32_t ns, uint64_t table_key, const Entry& e)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // --- write path (tier_write.cc) ---
+  // Places, writes and indexes `blocks`, opening (and evicting) regions as needed; sets each
+  // block's status. `evictions_left` bounds the regions one call may reclaim.
+  void WriteBlocks(std::span<const PendingBlock> blocks, int& evictions_left)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Writes one batch that fits the active region: device, fdatasync, then index.
+  void FlushPlaced(std::span<const Placed> placed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Reclaims the next region and makes it the active one, reinserting its hot blocks.
+  absl::Status OpenNextRegion(int& evictions_left) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Reads back the blocks of `region` chosen for reinsertion and fills `batch` with the
+  // deletions of all its index entries; `members` gets the (ns, table key) pairs to erase.
+  void CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batch,
+                     std::vector<std::pair<uint32_t, uint64_t>>& members,
+                     std::vector<Reinsert>& reinserts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+
+  // --- startup (tier_recovery.cc) ---
+  absl::Status CheckSuperblock();
+  absl::Status Format();
+  nvme::IndexIdentity Identity() const;
+  // Empties the index and, if enabled, refills it from the device's records.
+  absl::Status RebuildIndex(const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status ScanDevice(nvme::NvmeIndex::Batch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status LoadTable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  absl::Status VerifyRegions() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Reads the first alignment unit of every region; generation 0 where no valid header.
+  absl::StatusOr<std::vector<uint64_t>> FirstHeaderGenerations();
+
+  const NvmeTierOptions options_;
+  std::unique_ptr<NvmeDevice> device_;
+  const Clock* const clock_;
+  std::unique_ptr<NvmeAdmissionPolicy> admission_;
+  const uint32_t alignment_;
+  nvme::Superblock sb_;
+  std::unique_ptr<nvme::NvmeIndex> index_;
+
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  uint64_t next_generation_ ABSL_GUARDED_BY(write_mu_) = 1;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<uint64_t, Entry> table_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint32_t, Namespace> ns_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<nvme::RegionLog> log_ ABSL_GUARDED_BY(mu_);
+  TierCounters counters_ ABSL_GUARDED_BY(mu_);
+  NvmeCounters nvme_ ABSL_GUARDED_BY(mu_);
+  NvmeRecoveryInfo recovery_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvtier::tiers

@@ -1,0 +1,259 @@
+// The io_uring engine. A few rings, each guarded by its own mutex, so that several threads
+// (the demotion writer, request readers) submit at once without sharing a submission queue.
+// A batch runs on one ring: up to queue_depth ops in flight, refilled as completions arrive.
+//
+// Every ring has the device's fd registered (IOSQE_FIXED_FILE saves the per-op fd lookup) and
+// the memory given to RegisterMemory registered as fixed buffers: a single-segment op whose
+// bytes lie inside one of them goes out as READ_FIXED / WRITE_FIXED, which skips pinning the
+// pages on every op. Multi-segment ops (a record's header and payload) use READV / WRITEV.
+#include <liburing.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "spdlog/spdlog.h"
+#include "tiers/src/nvme/io_engine.h"
+#include "tiers/src/nvme/io_util.h"
+
+namespace kvtier::tiers::nvme {
+namespace {
+
+// The kernel refuses fixed buffers larger than 1 GiB; larger memory is registered in pieces.
+constexpr size_t kMaxFixedBuffer = size_t{1} << 30;
+
+struct Ring {
+  absl::Mutex mu;
+  io_uring ring ABSL_GUARDED_BY(mu);
+  // What is registered on this ring, in table order; empty when registration failed.
+  std::vector<iovec> fixed ABSL_GUARDED_BY(mu);
+};
+
+// Progress of one op across short transfers and retries.
+struct Pending {
+  IoOp* op = nullptr;
+  iovec iov[IoOp::kMaxSegments];
+  int first = 0;
+  int count = 0;
+  uint64_t offset = 0;
+  int fixed_index = -1;  // fixed-buffer table index for single-segment ops, or -1
+};
+
+class UringEngine final : public IoEngine {
+ public:
+  UringEngine(uint32_t queue_depth, std::vector<std::unique_ptr<Ring>> rings)
+      : queue_depth_(queue_depth), rings_(std::move(rings)) {}
+
+  ~UringEngine() override {
+    for (auto& r : rings_) {
+      absl::MutexLock lock(&r->mu);
+      // Dropped before the ring so that the file and the pinned pages are let go at once rather
+      // than when the kernel gets round to the ring's deferred teardown.
+      if (!r->fixed.empty()) io_uring_unregister_buffers(&r->ring);
+      io_uring_unregister_files(&r->ring);
+      io_uring_queue_exit(&r->ring);
+    }
+  }
+
+  std::string_view name() const override { return "io_uring"; }
+
+  absl::Status RegisterMemory(std::span<std::byte> memory) override {
+    absl::MutexLock reg_lock(&register_mu_);
+    for (size_t done = 0; done < memory.size(); done += kMaxFixedBuffer) {
+      registered_.push_back(
+          {memory.data() + done, std::min(kMaxFixedBuffer, memory.size() - done)});
+    }
+    for (auto& r : rings_) {
+      absl::MutexLock lock(&r->mu);
+      if (!r->fixed.empty()) io_uring_unregister_buffers(&r->ring);
+      r->fixed.clear();
+      const int rc = io_uring_register_buffers(&r->ring, registered_.data(),
+                                               static_cast<unsigned>(registered_.size()));
+      if (rc < 0) {
+        static std::atomic<bool> logged{false};
+        if (!logged.exchange(true)) {
+          spdlog::warn(
+              "io_uring: cannot register {} bytes of I/O buffers ({}); NVMe I/O goes on without "
+              "fixed buffers (raise RLIMIT_MEMLOCK, e.g. LimitMEMLOCK=infinity, to enable them)",
+              memory.size(), std::strerror(-rc));
+        }
+        continue;
+      }
+      r->fixed = registered_;
+    }
+    return absl::OkStatus();
+  }
+
+  void Run(std::span<IoOp* const> ops) override {
+    if (ops.empty()) return;
+    Ring& r = AcquireRing();
+    RunOnRing(r, ops);
+    r.mu.Unlock();
+  }
+
+ private:
+  // Any idle ring, else waits for one picked round-robin. Returns it locked.
+  Ring& AcquireRing() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (auto& r : rings_) {
+      if (r->mu.TryLock()) return *r;
+    }
+    Ring& r = *rings_[next_ring_.fetch_add(1, std::memory_order_relaxed) % rings_.size()];
+    r.mu.Lock();
+    return r;
+  }
+
+  void RunOnRing(Ring& r, std::span<IoOp* const> ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
+    std::vector<Pending> pending(ops.size());
+    std::deque<Pending*> ready;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      Pending& p = pending[i];
+      p.op = ops[i];
+      p.offset = p.op->offset;
+      p.count = static_cast<int>(p.op->segments.size());
+      for (int s = 0; s < p.count; ++s) {
+        p.iov[s] = {p.op->segments[s].data, p.op->segments[s].length};
+      }
+      if (p.count == 1) p.fixed_index = FixedIndex(r, p.iov[0]);
+      ready.push_back(&p);
+    }
+    size_t in_flight = 0;
+    while (!ready.empty() || in_flight > 0) {
+      while (!ready.empty() && in_flight < queue_depth_) {
+        io_uring_sqe* sqe = io_uring_get_sqe(&r.ring);
+        if (sqe == nullptr) break;
+        Prepare(sqe, *ready.front());
+        ready.pop_front();
+        ++in_flight;
+      }
+      int rc = io_uring_submit_and_wait(&r.ring, 1);
+      if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+        // The ring itself failed: fail what has not completed. The kernel still owns the
+        // submitted ops' buffers, so wait for their completions before returning.
+        const absl::Status status = ErrnoStatus(-rc, "io_uring_submit");
+        for (Pending* p : ready) p->op->status = status;
+        ready.clear();
+      }
+      io_uring_cqe* cqe;
+      while (in_flight > 0 && io_uring_peek_cqe(&r.ring, &cqe) == 0) {
+        Pending* p = static_cast<Pending*>(io_uring_cqe_get_data(cqe));
+        const int res = cqe->res;
+        io_uring_cqe_seen(&r.ring, cqe);
+        --in_flight;
+        Complete(*p, res, ready);
+      }
+      if (rc < 0 && ready.empty() && in_flight > 0) {
+        if (io_uring_wait_cqe(&r.ring, &cqe) == 0) continue;
+      }
+    }
+  }
+
+  void Prepare(io_uring_sqe* sqe, Pending& p) {
+    const bool write = p.op->type == IoOp::Type::kWrite;
+    const int remaining = p.count - p.first;
+    if (p.fixed_index >= 0) {
+      const iovec& v = p.iov[p.first];
+      if (write) {
+        io_uring_prep_write_fixed(sqe, 0, v.iov_base, static_cast<unsigned>(v.iov_len), p.offset,
+                                  p.fixed_index);
+      } else {
+        io_uring_prep_read_fixed(sqe, 0, v.iov_base, static_cast<unsigned>(v.iov_len), p.offset,
+                                 p.fixed_index);
+      }
+    } else if (remaining == 1) {
+      const iovec& v = p.iov[p.first];
+      if (write) {
+        io_uring_prep_write(sqe, 0, v.iov_base, static_cast<unsigned>(v.iov_len), p.offset);
+      } else {
+        io_uring_prep_read(sqe, 0, v.iov_base, static_cast<unsigned>(v.iov_len), p.offset);
+      }
+    } else if (write) {
+      io_uring_prep_writev(sqe, 0, p.iov + p.first, static_cast<unsigned>(remaining), p.offset);
+    } else {
+      io_uring_prep_readv(sqe, 0, p.iov + p.first, static_cast<unsigned>(remaining), p.offset);
+    }
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data(sqe, &p);
+  }
+
+  static void Complete(Pending& p, int res, std::deque<Pending*>& ready) {
+    const bool write = p.op->type == IoOp::Type::kWrite;
+    if (res == -EINTR || res == -EAGAIN) {
+      ready.push_back(&p);
+      return;
+    }
+    if (res < 0) {
+      p.op->status = ErrnoStatus(
+          -res, absl::StrCat("io_uring ", write ? "write" : "read", " at offset ", p.offset));
+      return;
+    }
+    if (res == 0) {
+      p.op->status = absl::UnavailableError(absl::StrCat(
+          "short ", write ? "write" : "read", " at offset ", p.offset, ": end of device"));
+      return;
+    }
+    // Short transfers are rare with O_DIRECT but legal: continue from where it stopped.
+    p.offset += static_cast<uint64_t>(res);
+    size_t left = static_cast<size_t>(res);
+    while (p.first < p.count && left >= p.iov[p.first].iov_len) left -= p.iov[p.first++].iov_len;
+    if (p.first == p.count) {
+      p.op->status = absl::OkStatus();
+      return;
+    }
+    p.iov[p.first].iov_base = static_cast<std::byte*>(p.iov[p.first].iov_base) + left;
+    p.iov[p.first].iov_len -= left;
+    ready.push_back(&p);
+  }
+
+  static int FixedIndex(const Ring& r, const iovec& v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
+    const auto* begin = static_cast<const std::byte*>(v.iov_base);
+    for (size_t i = 0; i < r.fixed.size(); ++i) {
+      const auto* base = static_cast<const std::byte*>(r.fixed[i].iov_base);
+      if (begin >= base && begin + v.iov_len <= base + r.fixed[i].iov_len) {
+        return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+
+  const uint32_t queue_depth_;
+  std::vector<std::unique_ptr<Ring>> rings_;
+  std::atomic<size_t> next_ring_{0};
+  absl::Mutex register_mu_;
+  std::vector<iovec> registered_ ABSL_GUARDED_BY(register_mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<IoEngine>> NewUringEngine(int fd, uint32_t queue_depth,
+                                                         uint32_t ring_count) {
+  std::vector<std::unique_ptr<Ring>> rings;
+  for (uint32_t i = 0; i < ring_count; ++i) {
+    auto r = std::make_unique<Ring>();
+    absl::MutexLock lock(&r->mu);
+    int rc = io_uring_queue_init(queue_depth, &r->ring, 0);
+    if (rc < 0) {
+      for (auto& done : rings) {
+        absl::MutexLock done_lock(&done->mu);
+        io_uring_queue_exit(&done->ring);
+      }
+      return ErrnoStatus(-rc, "io_uring_queue_init");
+    }
+    rc = io_uring_register_files(&r->ring, &fd, 1);
+    if (rc < 0) {
+      io_uring_queue_exit(&r->ring);
+      for (auto& done : rings) {
+        absl::MutexLock done_lock(&done->mu);
+        io_uring_queue_exit(&done->ring);
+      }
+      return ErrnoStatus(-rc, "io_uring_register_files");
+    }
+    rings.push_back(std::move(r));
+  }
+  return std::unique_ptr<IoEngine>(new UringEngine(queue_depth, std::move(rings)));
+}
+
+}  // namespace kvtier::tiers::nvme

@@ -2,8 +2,14 @@
 //
 // The tier owns the blocks and their pins; the policy only orders them. The tier tells the
 // policy about every insert, use and removal, and asks it for victims within one size class
-// (slots of one class are interchangeable, slots of different classes are not). The memory-
-// policy work (prefix-aware, frequency-aware policies) plugs in here.
+// (slots of one class are interchangeable, slots of different classes are not).
+//
+// Beyond the size class, a tier may tell the policy what it knows about a block (BlockInfo): a
+// stable fingerprint of its key, so a policy can recognise a block that comes back after it was
+// evicted (ghost history, frequency sketches), and the cached block it extends (its prefix
+// parent), so a policy can keep children from outliving their parents: a KV block is worthless
+// without its prefix. A tier that knows neither calls the two-argument OnInsert. The policies
+// are listed in kvtier/tiers/policies.h; docs/policy.md says how they compare on traces.
 //
 // Not thread-safe: the tier calls it under its own lock.
 #pragma once
@@ -19,13 +25,31 @@ namespace kvtier::tiers {
 // Identifies a block inside a tier (the tier's own entry number); stable while it is cached.
 using EntryId = uint64_t;
 
+// What a tier knows about a block as it enters the policy. Only size_class is required.
+struct BlockInfo {
+  // Groups interchangeable slots; victims are asked for per class.
+  uint32_t size_class = 0;
+  // A stable 64-bit digest of the block's key (kvtier's keys are hashes already, so any 8 of
+  // their bytes do); 0 means unknown. Unlike an EntryId, which the tier reuses, it names the
+  // same block across evictions.
+  uint64_t fingerprint = 0;
+  // The cached block whose content this block extends (the block before it in its sequence),
+  // when the tier knows it and it is cached in the same tier.
+  std::optional<EntryId> parent;
+};
+
 class EvictionPolicy {
  public:
   virtual ~EvictionPolicy() = default;
   virtual std::string_view Name() const = 0;
 
   // `size_class` groups interchangeable slots; victims are asked for per class.
+  // REQUIRES: `id` is not in the policy (a tier re-inserting an id removes it first, or the
+  // policy treats it as a fresh insert).
   virtual void OnInsert(EntryId id, uint32_t size_class) = 0;
+  // OnInsert with hints. Policies that use fingerprints or prefix parents override it; the
+  // default drops the hints. REQUIRES: `info.parent`, when set, is in the policy.
+  virtual void OnInsertBlock(EntryId id, const BlockInfo& info) { OnInsert(id, info.size_class); }
   virtual void OnAccess(EntryId id) = 0;
   virtual void OnRemove(EntryId id) = 0;
 

@@ -1,0 +1,111 @@
+// The pieces the policies are built from: EntryList, GhostFilter, GhostList, FrequencySketch.
+#include <cstdint>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tiers/src/policy/entry_list.h"
+#include "tiers/src/policy/frequency_sketch.h"
+#include "tiers/src/policy/ghost_filter.h"
+#include "tiers/src/policy/ghost_list.h"
+
+namespace kvtier::tiers::policy {
+namespace {
+
+std::vector<uint32_t> ColdToHot(const EntryList& list) {
+  std::vector<uint32_t> out;
+  for (uint32_t id = list.cold(); id != kNoEntry; id = list.Hotter(id)) out.push_back(id);
+  return out;
+}
+
+TEST(EntryListTest, PushUnlinkAndInsertColderThan) {
+  std::vector<Links> links(10);
+  EntryList list(&links);
+  EXPECT_TRUE(list.empty());
+  list.PushHot(1);
+  list.PushHot(2);
+  list.PushCold(0);
+  list.InsertColderThan(5, 2);
+  EXPECT_EQ(ColdToHot(list), (std::vector<uint32_t>{0, 1, 5, 2}));
+  list.Unlink(0);
+  list.Unlink(2);
+  EXPECT_EQ(ColdToHot(list), (std::vector<uint32_t>{1, 5}));
+  EXPECT_EQ(list.cold(), 1u);
+  EXPECT_EQ(list.hot(), 5u);
+  list.InsertColderThan(7, 1);
+  EXPECT_EQ(ColdToHot(list), (std::vector<uint32_t>{7, 1, 5}));
+  EXPECT_EQ(list.size(), 3u);
+}
+
+TEST(EntryListTest, ListsShareOneLinkTable) {
+  std::vector<Links> links(4);
+  EntryList a(&links), b(&links);
+  a.PushHot(0);
+  b.PushHot(1);
+  a.PushHot(2);
+  a.Unlink(0);
+  b.PushHot(0);
+  EXPECT_EQ(ColdToHot(a), (std::vector<uint32_t>{2}));
+  EXPECT_EQ(ColdToHot(b), (std::vector<uint32_t>{1, 0}));
+}
+
+TEST(GhostFilterTest, RemembersRecentFingerprintsAndForgetsOldOnes) {
+  GhostFilter ghost(1000);
+  for (uint64_t fp = 1; fp <= 500; ++fp) ghost.Insert(fp);
+  for (uint64_t fp = 1; fp <= 500; ++fp) ASSERT_TRUE(ghost.Contains(fp)) << fp;
+  // Two more generations later the first 500 are gone (bar false positives).
+  for (uint64_t fp = 501; fp <= 1500; ++fp) ghost.Insert(fp);
+  int still = 0;
+  for (uint64_t fp = 1; fp <= 500; ++fp) still += ghost.Contains(fp) ? 1 : 0;
+  EXPECT_LT(still, 25);
+  for (uint64_t fp = 1001; fp <= 1500; ++fp) ASSERT_TRUE(ghost.Contains(fp)) << fp;
+}
+
+TEST(GhostFilterTest, FalsePositivesStayNearTwoPercent) {
+  GhostFilter ghost(100000);
+  for (uint64_t fp = 1; fp <= 100000; ++fp) ghost.Insert(fp);
+  int false_positives = 0;
+  for (uint64_t fp = 1'000'000; fp < 1'100'000; ++fp) false_positives += ghost.Contains(fp);
+  EXPECT_LT(false_positives, 3000);  // 3 % of 100,000 probes
+}
+
+TEST(GhostListTest, FifoSetSemantics) {
+  GhostList g;
+  g.Push(1);
+  g.Push(2);
+  g.Push(3);
+  EXPECT_TRUE(g.Erase(2));
+  EXPECT_FALSE(g.Erase(2));
+  g.Push(1);  // moves to newest
+  EXPECT_EQ(g.size(), 2u);
+  g.PopOldest();
+  EXPECT_FALSE(g.Contains(3));
+  EXPECT_TRUE(g.Contains(1));
+  g.PopOldest();
+  EXPECT_EQ(g.size(), 0u);
+}
+
+TEST(GhostListTest, ChurnDoesNotGrowWithoutBound) {
+  GhostList g;
+  for (uint64_t i = 0; i < 100000; ++i) {
+    g.Push(i);
+    if (i >= 10) g.Erase(i - 10);
+  }
+  EXPECT_EQ(g.size(), 10u);
+  for (uint64_t i = 99990; i < 100000; ++i) EXPECT_TRUE(g.Contains(i));
+}
+
+TEST(FrequencySketchTest, EstimatesAreUpperBoundsThatAge) {
+  FrequencySketch sketch(1024);
+  for (int i = 0; i < 5; ++i) sketch.Increment(42);
+  EXPECT_GE(sketch.Estimate(42), 5u);
+  EXPECT_LE(sketch.Estimate(42), 6u);
+  EXPECT_LE(sketch.Estimate(7), 1u);
+  for (int i = 0; i < 100; ++i) sketch.Increment(43);
+  EXPECT_EQ(sketch.Estimate(43), 15u);  // 4-bit counters saturate
+  // 10 x width increments halve every counter.
+  for (uint64_t k = 1000; k < 1000 + 10 * 1024; ++k) sketch.Increment(k);
+  EXPECT_LE(sketch.Estimate(43), 8u);
+}
+
+}  // namespace
+}  // namespace kvtier::tiers::policy

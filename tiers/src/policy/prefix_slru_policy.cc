@@ -1,0 +1,203 @@
+// prefix-slru, the default policy (kvtier/tiers/policies.h): a segmented LRU with a ghost
+// filter, made prefix-aware. Per size class:
+//
+//  * Probation holds blocks on their first stay; a use moves a block to protected. Under
+//    pressure protected keeps at most kProtectedPercent of the class; beyond that its coldest
+//    blocks go back to probation's hot end. Victims come from probation first. So a wave of one-off
+//    prompts cycles through probation and cannot flush the blocks that were reused (measured: on
+//    the Mooncake trace most blocks are used once; those used twice are mostly used again).
+//  * Every removed block's fingerprint goes to a ghost filter remembering about 4x the capacity;
+//    a block inserted while the ghost remembers it was evicted too early and starts in
+//    protected. Reuse distances in LLM serving (the next turn of a conversation, the next
+//    request on a document) are often longer than what a cache holds; the ghost is what lets
+//    the second use of such a block count.
+//  * Leaf-first: a block with cached children is never the victim (its children would be
+//    unreachable, since lookups walk prefixes from the root), so chains shrink from their tips.
+//    To keep that cheap, a block placed right after its parent in the same segment goes just
+//    colder than the parent, not at the hot end: a request's chain then lies leaf-coldest, and
+//    the victim scan rarely steps over a parent.
+//  * A block whose parent is removed (by the tier: expiry, deletion) can no longer be reached
+//    by a prefix lookup; it moves to probation's cold end and is the next victim.
+//
+// Costs: O(1) per insert and use; O(k) to remove a block with k cached children; PickVictim
+// steps over unevictable blocks and parents, O(1) when chains are placed as above.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "kvtier/tiers/policies.h"
+#include "tiers/src/policy/entry_list.h"
+#include "tiers/src/policy/ghost_filter.h"
+
+namespace kvtier::tiers {
+namespace {
+
+using policy::EntryList;
+using policy::kNoEntry;
+using policy::Links;
+
+constexpr size_t kProtectedPercent = 80;
+constexpr uint64_t kGhostPerCapacity = 4;
+
+enum Segment : uint8_t { kProbation = 0, kProtected = 1, kNone = 2 };
+
+class PrefixSlruPolicy final : public EvictionPolicy {
+ public:
+  explicit PrefixSlruPolicy(const PolicyOptions& options)
+      : ghost_(options.capacity_blocks * kGhostPerCapacity) {}
+
+  std::string_view Name() const override { return "prefix-slru"; }
+
+  void OnInsert(EntryId id, uint32_t size_class) override {
+    OnInsertBlock(id, BlockInfo{.size_class = size_class});
+  }
+
+  void OnInsertBlock(EntryId id, const BlockInfo& info) override {
+    const auto i = static_cast<uint32_t>(id);
+    if (i >= nodes_.size()) {
+      nodes_.resize(i + 1);
+      links_.resize(i + 1);
+    }
+    if (nodes_[i].segment != kNone) OnRemove(id);
+    while (classes_.size() <= info.size_class) classes_.emplace_back(&links_);
+    Node& n = nodes_[i];
+    n = Node{};
+    n.fingerprint = info.fingerprint;
+    n.size_class = info.size_class;
+    if (info.parent && *info.parent < nodes_.size() && *info.parent != id &&
+        nodes_[*info.parent].segment != kNone) {
+      AttachToParent(i, static_cast<uint32_t>(*info.parent));
+    }
+    const bool returning = info.fingerprint != 0 && ghost_.Contains(info.fingerprint);
+    Place(i, returning ? kProtected : kProbation);
+  }
+
+  void OnAccess(EntryId id) override {
+    if (id >= nodes_.size() || nodes_[id].segment == kNone) return;
+    const auto i = static_cast<uint32_t>(id);
+    Class& c = classes_[nodes_[i].size_class];
+    c.segments[nodes_[i].segment].Unlink(i);
+    Place(i, kProtected);
+  }
+
+  void OnRemove(EntryId id) override {
+    if (id >= nodes_.size() || nodes_[id].segment == kNone) return;
+    const auto i = static_cast<uint32_t>(id);
+    Node& n = nodes_[i];
+    Class& c = classes_[n.size_class];
+    c.segments[n.segment].Unlink(i);
+    n.segment = kNone;
+    if (n.fingerprint != 0) ghost_.Insert(n.fingerprint);
+    DetachFromParent(i);
+    // Orphans: unreachable by prefix lookups from now on, so they are the next victims.
+    while (n.first_child != kNoEntry) {
+      const uint32_t child = n.first_child;
+      DetachFromParent(child);
+      Node& ch = nodes_[child];
+      Class& cc = classes_[ch.size_class];
+      cc.segments[ch.segment].Unlink(child);
+      ch.segment = kProbation;
+      cc.segments[kProbation].PushCold(child);
+    }
+  }
+
+  std::optional<EntryId> PickVictim(uint32_t size_class,
+                                    const std::function<bool(EntryId)>& evictable) override {
+    if (size_class >= classes_.size()) return std::nullopt;
+    Balance(classes_[size_class]);
+    for (const EntryList& segment : classes_[size_class].segments) {
+      for (uint32_t id = segment.cold(); id != kNoEntry; id = segment.Hotter(id)) {
+        if (nodes_[id].children == 0 && evictable(id)) return id;
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  struct Node {
+    uint64_t fingerprint = 0;
+    uint32_t size_class = 0;
+    uint32_t parent = kNoEntry;
+    uint32_t first_child = kNoEntry;
+    uint32_t next_sibling = kNoEntry;
+    uint32_t prev_sibling = kNoEntry;
+    uint32_t children = 0;
+    Segment segment = kNone;
+  };
+  struct Class {
+    explicit Class(std::vector<Links>* links) : segments{EntryList(links), EntryList(links)} {}
+    std::array<EntryList, 2> segments;  // indexed by Segment: probation, protected
+    // The block placed last in each segment: a block whose parent it is goes right behind it.
+    std::array<uint32_t, 2> last_placed = {kNoEntry, kNoEntry};
+  };
+
+  void Place(uint32_t id, Segment segment) {
+    Node& n = nodes_[id];
+    Class& c = classes_[n.size_class];
+    EntryList& list = c.segments[segment];
+    n.segment = segment;
+    const uint32_t parent = n.parent;
+    if (parent != kNoEntry && c.last_placed[segment] == parent &&
+        nodes_[parent].segment == segment && nodes_[parent].size_class == n.size_class) {
+      list.InsertColderThan(id, parent);
+    } else {
+      list.PushHot(id);
+    }
+    c.last_placed[segment] = id;
+  }
+
+  // Keeps protected within its share by moving its coldest blocks to probation's hot end. Done
+  // when a victim is wanted, not on every use: the share is of a full class, and a class that
+  // is still filling up has no reason to demote anything.
+  void Balance(Class& c) {
+    EntryList& prot = c.segments[kProtected];
+    EntryList& prob = c.segments[kProbation];
+    while (prot.size() * 100 > (prot.size() + prob.size()) * kProtectedPercent) {
+      const uint32_t demoted = prot.cold();
+      prot.Unlink(demoted);
+      nodes_[demoted].segment = kProbation;
+      prob.PushHot(demoted);
+    }
+  }
+
+  void AttachToParent(uint32_t id, uint32_t parent) {
+    Node& n = nodes_[id];
+    Node& p = nodes_[parent];
+    n.parent = parent;
+    n.prev_sibling = kNoEntry;
+    n.next_sibling = p.first_child;
+    if (p.first_child != kNoEntry) nodes_[p.first_child].prev_sibling = id;
+    p.first_child = id;
+    ++p.children;
+  }
+
+  void DetachFromParent(uint32_t id) {
+    Node& n = nodes_[id];
+    if (n.parent == kNoEntry) return;
+    Node& p = nodes_[n.parent];
+    if (n.prev_sibling != kNoEntry) {
+      nodes_[n.prev_sibling].next_sibling = n.next_sibling;
+    } else {
+      p.first_child = n.next_sibling;
+    }
+    if (n.next_sibling != kNoEntry) nodes_[n.next_sibling].prev_sibling = n.prev_sibling;
+    --p.children;
+    n.parent = n.next_sibling = n.prev_sibling = kNoEntry;
+  }
+
+  std::vector<Node> nodes_;
+  std::vector<Links> links_;
+  std::vector<Class> classes_;
+  policy::GhostFilter ghost_;
+};
+
+}  // namespace
+
+std::unique_ptr<EvictionPolicy> NewPrefixSlruPolicy(const PolicyOptions& options) {
+  return std::make_unique<PrefixSlruPolicy>(options);
+}
+
+}  // namespace kvtier::tiers

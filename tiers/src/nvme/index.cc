@@ -10,7 +10,6 @@
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
-#include "spdlog/spdlog.h"
 #include "tiers/src/nvme/le.h"
 
 namespace kvtier::tiers::nvme {
@@ -180,10 +179,7 @@ absl::StatusOr<std::unique_ptr<NvmeIndex>> NvmeIndex::Open(const std::string& pa
           "NVMe index ", path,
           " is in use by another process (is another kvtierd running?): ", s.ToString()));
     }
-    spdlog::error(
-        "NVMe index {} cannot be opened ({}); discarding it and starting a new one. Blocks on "
-        "the NVMe device are recovered by a device scan where enabled, otherwise forgotten",
-        path, s.ToString());
+    // The caller logs what it does about it (the tier: rebuild from the device or start empty).
     report->recreated = true;
     report->reason = s.ToString();
     if (!rocksdb::DestroyDB(path, options).ok()) {

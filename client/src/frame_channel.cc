@@ -14,19 +14,19 @@ namespace kvtier::client {
 
 absl::Status FrameChannel::CheckUsable() const {
   if (broken_.ok()) return absl::OkStatus();
-  return absl::UnavailableError(
-      absl::StrCat("connection to ", socket_.peer(),
-                   " is unusable after an earlier error: ", broken_.message()));
+  return absl::UnavailableError(absl::StrCat(
+      "connection to ", peer_, " is unusable after an earlier error: ", broken_.message()));
 }
 
 absl::Status FrameChannel::Fail(absl::Status s) {
   if (broken_.ok()) broken_ = s;
+  socket_ = Socket();  // close: nothing more can be read in step
   return s;
 }
 
 absl::Status FrameChannel::Break(std::string_view cause) {
-  return Fail(absl::InternalError(
-      absl::StrCat("protocol error from ", socket_.peer(), ": ", AbslView(cause))));
+  return Fail(
+      absl::InternalError(absl::StrCat("protocol error from ", peer_, ": ", AbslView(cause))));
 }
 
 absl::Status FrameChannel::Send(proto::Opcode op, const google::protobuf::MessageLite& body,
@@ -82,6 +82,20 @@ absl::StatusOr<uint64_t> FrameChannel::ReceiveHead(google::protobuf::MessageLite
   auto header = proto::DecodeFrameHeader(raw, limits_);
   if (!header.ok()) return Break(absl::StrCat("bad reply header: ", header.status().message()));
   const std::string_view op_name = proto::OpcodeName(pending_op_);
+  if (header->request_id == 0 && (header->flags & proto::kFlagError)) {
+    // The daemon could not parse a frame of ours and is closing the connection (protocol.md
+    // 6.1): report its reason, which beats "connection closed".
+    std::string body_bytes(header->body_len, '\0');
+    proto::ErrorReply error;
+    if (socket_.ReadAll(std::as_writable_bytes(std::span(body_bytes)), io_timeout_).ok() &&
+        proto::ParseBody(body_bytes, &error).ok()) {
+      const absl::Status remote = proto::StatusFromErrorReply(error);
+      return Fail(absl::Status(
+          remote.code(), absl::StrCat("kvtierd at ", peer_, " rejected a frame and closed the ",
+                                      "connection: ", remote.message())));
+    }
+    return Break("unparseable error reply to a rejected frame");
+  }
   if (!(header->flags & proto::kFlagReply) || header->request_id != pending_request_id_ ||
       header->opcode != pending_op_) {
     return Break(absl::StrCat(
@@ -101,7 +115,7 @@ absl::StatusOr<uint64_t> FrameChannel::ReceiveHead(google::protobuf::MessageLite
     }
     if (auto s = DiscardPayload(header->payload_len); !s.ok()) return s;
     const absl::Status remote = proto::StatusFromErrorReply(error);
-    return absl::Status(remote.code(), absl::StrCat("kvtierd at ", socket_.peer(), " rejected ",
+    return absl::Status(remote.code(), absl::StrCat("kvtierd at ", peer_, " rejected ",
                                                     AbslView(op_name), ": ", remote.message()));
   }
   if (auto s = proto::ParseBody(body_bytes, body); !s.ok()) {

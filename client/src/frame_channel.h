@@ -8,9 +8,13 @@
 //
 // Failure model: a transport error or a protocol violation by the peer (wrong request id,
 // opcode, unparseable body) leaves the byte stream at an unknown position, so the channel
-// marks itself broken and every later call returns Unavailable naming that first error. An
-// error reply (kFlagError) is a complete frame: it is returned as the daemon's status and the
-// channel stays usable. Not thread-safe: one request in flight, one caller at a time.
+// marks itself broken, closes the socket (the daemon then ends this connection's leases at
+// once instead of at their timeout) and every later call returns Unavailable naming that first
+// error. An error reply (kFlagError) to the request is a complete frame: it is returned as the
+// daemon's status and the channel stays usable. An error reply with request id 0 is the
+// daemon's answer to a frame it could not parse (protocol.md 6.1); it closes the connection,
+// so it breaks the channel, with the daemon's status. Not thread-safe: one request in flight, one
+// caller at a time.
 #pragma once
 
 #include <chrono>
@@ -31,13 +35,13 @@ namespace kvtier::client {
 class FrameChannel {
  public:
   FrameChannel(Socket socket, std::chrono::milliseconds io_timeout)
-      : socket_(std::move(socket)), io_timeout_(io_timeout) {}
+      : socket_(std::move(socket)), peer_(socket_.peer()), io_timeout_(io_timeout) {}
 
   // Limits used to vet reply headers and size requests; the daemon announces its own at Hello.
   void set_limits(const proto::Limits& limits) { limits_ = limits; }
   void set_io_timeout(std::chrono::milliseconds t) { io_timeout_ = t; }
   const proto::Limits& limits() const { return limits_; }
-  const std::string& peer() const { return socket_.peer(); }
+  const std::string& peer() const { return peer_; }
   bool broken() const { return !broken_.ok(); }
 
   // Sends one request frame: header, `body`, then `payload` spans back to back.
@@ -71,6 +75,7 @@ class FrameChannel {
   absl::Status CheckUsable() const;
 
   Socket socket_;
+  const std::string peer_;
   std::chrono::milliseconds io_timeout_;
   proto::Limits limits_;
   absl::Status broken_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -108,6 +109,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Handshake(Socket socket, bool 
   }
   session->channel_.set_io_timeout(options.io_timeout);
   return session;
+}
+
+std::chrono::milliseconds Session::LeaseTimeout() const {
+  // protocol.md: 10 s unless the daemon says otherwise.
+  return std::chrono::milliseconds(hello_.lease_timeout_ms() != 0 ? hello_.lease_timeout_ms()
+                                                                  : 10'000);
 }
 
 size_t Session::BatchSize(uint64_t bytes_per_key) const {
@@ -267,8 +274,33 @@ absl::Status Session::PutArena(uint32_t ns_id, std::span<const BlockKey> keys,
     for (size_t i = 0; i < keys.size(); ++i) results[i] = CodeToStatus(reserved.codes(i));
     if (reserved.lease_id() == 0) return absl::OkStatus();
   }
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (reserved.codes(i) == 0) arena_->CopyIn(reserved.offsets(i), blocks[i]);
+  // The protocol forbids writing into a granted slot later than lease_timeout_ms after the
+  // reply (the daemon may reuse it then). Stop with a tenth of the lease to spare, since the
+  // daemon's clock started before ours; then give the lease back and report the blocks as
+  // DeadlineExceeded, as a late commit would.
+  const auto write_deadline = std::chrono::steady_clock::now() + LeaseTimeout() * 9 / 10;
+  bool late = false;
+  for (size_t i = 0; i < keys.size() && !late; ++i) {
+    if (reserved.codes(i) != 0) continue;
+    late = std::chrono::steady_clock::now() > write_deadline;
+    if (!late) arena_->CopyIn(reserved.offsets(i), blocks[i]);
+  }
+  if (late) {
+    proto::ReleaseRequest release;
+    release.set_lease_id(reserved.lease_id());
+    proto::ReleaseReply released;
+    if (auto s = channel_.Call(proto::Opcode::kRelease, release, &released);
+        !s.ok() && (!absl::IsNotFound(s) || channel_.broken())) {
+      return s;
+    }
+    for (size_t i = 0; i < keys.size(); ++i) {
+      results[i] = reserved.codes(i) != 0
+                       ? CodeToStatus(reserved.codes(i))
+                       : absl::DeadlineExceededError(
+                             "copying the batch into the arena outlasted the put lease; nothing "
+                             "was stored (use smaller batches)");
+    }
+    return absl::OkStatus();
   }
   // Make our stores visible before the daemon, told by the commit, publishes the slots.
   std::atomic_thread_fence(std::memory_order_release);

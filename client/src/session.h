@@ -63,6 +63,8 @@ class Session {
   // Largest number of keys per request for this call (keys limit, and payload limit when each
   // key carries up to `bytes_per_key` payload bytes).
   size_t BatchSize(uint64_t bytes_per_key) const;
+  // The daemon's lease timeout (HelloReply), 10 s when it names none.
+  std::chrono::milliseconds LeaseTimeout() const;
 
   absl::Status PutInline(uint32_t ns_id, std::span<const BlockKey> keys,
                          std::span<const std::span<const std::byte>> blocks,

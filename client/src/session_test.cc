@@ -12,6 +12,7 @@
 #include <array>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "kvtier/proto/messages.h"
@@ -62,14 +63,14 @@ class FakePeer {
 
   void Reply(const Request& to, const google::protobuf::MessageLite& body,
              std::string_view payload = {}, int attach_fd = -1, uint32_t extra_flags = 0,
-             uint64_t request_id_override = 0) {
+             std::optional<uint64_t> request_id = std::nullopt) {
     std::string encoded = *proto::SerializeBody(body, proto::Limits());
     proto::FrameHeader h;
     h.opcode = to.header.opcode;
     h.flags =
         proto::kFlagReply | extra_flags | (attach_fd >= 0 ? uint32_t{proto::kFlagFdAttached} : 0u);
     h.body_len = encoded.size();
-    h.request_id = request_id_override ? request_id_override : to.header.request_id;
+    h.request_id = request_id.value_or(to.header.request_id);
     h.payload_len = payload.size();
     std::array<std::byte, proto::kFrameHeaderSize> raw;
     proto::EncodeFrameHeader(h, raw);
@@ -434,6 +435,25 @@ TEST_F(SessionTest, ErrorReplyKeepsConnectionAndWrongRequestIdBreaksIt) {
   EXPECT_TRUE(session->Health().ok());
   EXPECT_EQ(session->Health().status().code(), absl::StatusCode::kInternal);
   EXPECT_TRUE(session->broken());
+}
+
+TEST_F(SessionTest, RejectedFrameReplyReportsTheDaemonsReason) {
+  auto session = Start(
+      [&](FakePeer& p) {
+        p.ServeHello(-1);
+        auto r = p.Read();
+        // protocol.md 6.1: request id 0, opcode hello, then the daemon closes.
+        r.header.opcode = proto::Opcode::kHello;
+        p.Reply(r, proto::ErrorReplyFromStatus(absl::InvalidArgumentError("bad magic")), {}, -1,
+                proto::kFlagError, /*request_id=*/0);
+      },
+      /*want_arena=*/false);
+  ASSERT_NE(session, nullptr);
+  auto health = session->Health();
+  EXPECT_EQ(health.status().code(), absl::StatusCode::kInvalidArgument) << health.status();
+  EXPECT_NE(std::string(health.status().message()).find("bad magic"), std::string::npos);
+  EXPECT_TRUE(session->broken());
+  EXPECT_EQ(session->Health().status().code(), absl::StatusCode::kUnavailable);
 }
 
 TEST_F(SessionTest, LookupSplitsBatchesAndStopsAtTheFirstGap) {

@@ -29,7 +29,7 @@ Service::Service(const ServerConfig& config, tiers::DramTier* dram, const Clock*
 
 absl::Status Service::CheckNamespace(uint32_t id) const {
   if (namespaces_.Get(id).has_value()) return absl::OkStatus();
-  return absl::InvalidArgumentError(
+  return absl::FailedPreconditionError(
       absl::StrCat("namespace id ", id,
                    " is not open; call OpenNamespace first (ids do not survive a daemon restart)"));
 }

@@ -11,6 +11,12 @@
 #else
 #define KVTIER_HD inline
 #endif
+// Lets the GPU keep several iterations' loads in flight; the CPU compilers decide themselves.
+#if defined(__CUDA_ARCH__)
+#define KVTIER_UNROLL4 _Pragma("unroll 4")
+#else
+#define KVTIER_UNROLL4
+#endif
 
 namespace kvtier::kvz {
 

@@ -4,21 +4,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "format.h"
+#include "header_bytes.h"
 #include "xxh64.h"
 
 namespace kvtier::kvz {
 
 void WriteFrameHeader(uint8_t dtype, int chunk_log2, uint64_t element_count, uint64_t frame_bytes,
                       uint8_t* out) {
-  std::memcpy(out, kMagic, 4);
-  out[4] = kVersion;
-  out[5] = dtype;
-  out[6] = static_cast<uint8_t>(chunk_log2);
-  out[7] = kLanesLog2;
-  StoreLe64(out + 8, element_count);
-  StoreLe64(out + 16, frame_bytes);
-  StoreLe32(out + 24, 0);
-  StoreLe32(out + 28, static_cast<uint32_t>(Xxh64(out, 28, 0)));
+  WriteHeaderBytes<HostLoads>(dtype, chunk_log2, element_count, frame_bytes, out);
 }
 
 absl::StatusOr<FrameHeader> ParseFrameHeader(const uint8_t* p, size_t available) {

@@ -96,9 +96,13 @@ KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uin
 // Reverses the low `len` bits of `code`: canonical codes are defined most significant bit
 // first, and lanes are written least significant bit first.
 KVTIER_HD uint32_t ReverseBits(uint32_t code, int len) {
+#if defined(__CUDA_ARCH__)
+  return __brev(code) >> (32 - len);
+#else
   uint32_t r = 0;
   for (int i = 0; i < len; ++i) r |= ((code >> i) & 1u) << (len - 1 - i);
   return r;
+#endif
 }
 
 // Canonical codes (RFC 1951 3.2.2) for lengths[256] (0 = absent), already bit-reversed for

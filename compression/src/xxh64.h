@@ -40,6 +40,7 @@ KVTIER_HD uint64_t Xxh64With(const uint8_t* p, size_t len, uint64_t seed) {
     uint64_t v3 = seed;
     uint64_t v4 = seed - kXxPrime1;
     const uint8_t* const limit = end - 32;
+    KVTIER_UNROLL4
     do {
       v1 = XxRound(v1, Loads::Load64(p));
       v2 = XxRound(v2, Loads::Load64(p + 8));
@@ -79,6 +80,7 @@ KVTIER_HD uint64_t Xxh64With(const uint8_t* p, size_t len, uint64_t seed) {
   return h;
 }
 
+#if !defined(__CUDACC__)  // CPU only: nvcc sees the device loads of the CUDA codec instead
 // Unaligned little-endian loads for the CPU (kvtier builds only for little-endian hosts).
 struct HostLoads {
   static uint64_t Load64(const uint8_t* p) {
@@ -97,5 +99,6 @@ struct HostLoads {
 inline uint64_t Xxh64(const void* data, size_t len, uint64_t seed) {
   return Xxh64With<HostLoads>(static_cast<const uint8_t*>(data), len, seed);
 }
+#endif
 
 }  // namespace kvtier::kvz

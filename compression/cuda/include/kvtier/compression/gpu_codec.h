@@ -1,0 +1,88 @@
+// The kvz codec on a CUDA GPU: the client's path before bytes leave the GPU (compress, then
+// copy fewer bytes to the host) and after they arrive (copy, then decompress). It writes the
+// same bytes as the CPU codec (kv_codec.h) for the same input and options, whatever the batch
+// and launch configuration, and each decodes the other's frames (docs/format.md).
+//
+// A batch is many independent frames (one per KV block), compressed or decompressed by a few
+// kernel launches with one warp per chunk. Sizes and errors come back to host memory.
+//
+// Ownership: the caller owns every input and output buffer (device memory, 16-byte aligned)
+// and keeps them alive until the stream has passed the work. The GpuCodec owns its device
+// workspace (about 340 bytes per chunk of the largest batch so far, grown on demand) and a
+// little pinned host memory.
+// Thread safety: a GpuCodec is not thread-safe; use one per thread/stream. Calls on the same
+// stream are ordered; calls on different streams need different GpuCodec objects.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvtier/compression/kv_codec.h"
+
+namespace kvtier {
+
+struct GpuCompressItem {
+  const void* input = nullptr;  // device, 16-byte aligned
+  size_t input_bytes = 0;       // a multiple of the element size, at most 2 GiB
+  void* output = nullptr;       // device, 16-byte aligned
+  size_t output_capacity = 0;   // >= MaxCompressedSize(input_bytes, options)
+};
+
+struct GpuDecompressItem {
+  const void* frame = nullptr;  // device, 16-byte aligned
+  size_t frame_bytes = 0;       // exactly the frame's size
+  void* output = nullptr;       // device, 16-byte aligned
+  size_t output_bytes = 0;      // exactly the frame's decompressed size
+};
+
+class GpuCodec {
+ public:
+  // A codec for frames with `options` on the current device. InvalidArgument for bad options;
+  // Unavailable when there is no usable CUDA device; other CUDA errors as CudaErrorToStatus.
+  static absl::StatusOr<std::unique_ptr<GpuCodec>> Create(const CodecOptions& options);
+  ~GpuCodec();
+  GpuCodec(const GpuCodec&) = delete;
+  GpuCodec& operator=(const GpuCodec&) = delete;
+
+  const CodecOptions& options() const { return options_; }
+
+  // Queues compression of every item on `stream` and returns without waiting (it may block
+  // briefly to grow the workspace or reuse its staging buffer). compressed_sizes[i] (host
+  // memory, items.size() entries; pinned memory keeps the copy asynchronous) holds item i's
+  // frame size once the stream has passed this point. InvalidArgument for a bad item (its
+  // index is in the message), before anything is queued; launch errors as CudaErrorToStatus.
+  absl::Status CompressAsync(std::span<const GpuCompressItem> items, uint64_t* compressed_sizes,
+                             cudaStream_t stream);
+  // Same, then waits for `stream`; returns the frame sizes.
+  absl::StatusOr<std::vector<uint64_t>> Compress(std::span<const GpuCompressItem> items,
+                                                 cudaStream_t stream);
+
+  // Queues decompression of every item on `stream`. errors[i] (host memory, items.size()
+  // entries) holds 0 or an error code for item i once the stream has passed this point;
+  // GpuDecodeErrorToStatus explains it. Argument errors as for CompressAsync.
+  absl::Status DecompressAsync(std::span<const GpuDecompressItem> items, int32_t* errors,
+                               cudaStream_t stream);
+  // Same, then waits: OK, or the first failing item's error (DataLoss for a damaged frame,
+  // InvalidArgument for a frame that is not a kvz frame with this codec's options and sizes).
+  absl::Status Decompress(std::span<const GpuDecompressItem> items, cudaStream_t stream);
+
+ private:
+  struct Workspace;
+  GpuCodec(const CodecOptions& options, std::unique_ptr<Workspace> workspace);
+
+  CodecOptions options_;
+  std::unique_ptr<Workspace> ws_;
+};
+
+// OK for 0; DataLoss or InvalidArgument naming item `index` for the codes DecompressAsync
+// reports.
+absl::Status GpuDecodeErrorToStatus(int32_t code, size_t index);
+
+}  // namespace kvtier

@@ -1,0 +1,269 @@
+// GpuCodec: argument checks, workspace, descriptor upload and the launches of kvz_kernels.h.
+#include "kvtier/compression/gpu_codec.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "format.h"
+#include "kvtier/common/status_macros.h"
+#include "kvtier/common/strings.h"
+#include "kvtier/kernels/cuda_status.h"
+#include "kvz_kernels.h"
+
+namespace kvtier {
+namespace {
+
+using kvz::gpu::BatchView;
+using kvz::gpu::ChunkPlan;
+using kvz::gpu::ItemDesc;
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+uint64_t NumChunks(uint64_t elements, int chunk_log2) {
+  return (elements + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
+}
+
+// A device allocation that grows to the largest size asked for.
+class DeviceBuffer {
+ public:
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  absl::Status Reserve(size_t bytes) {
+    if (bytes <= size_) return absl::OkStatus();
+    // cudaFree waits for the device, so work still using the old buffer is complete.
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaFree(ptr_));
+    ptr_ = nullptr;
+    size_ = 0;
+    const size_t grown = std::max(bytes, size_ + size_ / 2);
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr_, grown));
+    size_ = grown;
+    return absl::OkStatus();
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace
+
+struct GpuCodec::Workspace {
+  DeviceBuffer items;
+  DeviceBuffer plans;
+  DeviceBuffer results;  // frame sizes or error codes
+  // Pinned staging for the item descriptors. `uploaded` is recorded after each upload so that
+  // the next call does not overwrite the staging buffer while a copy may still read it.
+  ItemDesc* staging = nullptr;
+  size_t staging_items = 0;
+  cudaEvent_t uploaded = nullptr;
+  // Pinned results of the synchronous forms.
+  void* host_results = nullptr;
+  size_t host_results_bytes = 0;
+
+  ~Workspace() {
+    cudaFreeHost(staging);
+    cudaFreeHost(host_results);
+    if (uploaded != nullptr) cudaEventDestroy(uploaded);
+  }
+
+  absl::Status ReserveStaging(size_t n) {
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(uploaded));
+    if (n <= staging_items) return absl::OkStatus();
+    const size_t grown = std::max(n, staging_items * 3 / 2);
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaFreeHost(staging));
+    staging = nullptr;
+    staging_items = 0;
+    void* p = nullptr;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, grown * sizeof(ItemDesc)));
+    staging = static_cast<ItemDesc*>(p);
+    staging_items = grown;
+    return absl::OkStatus();
+  }
+
+  absl::Status ReserveHostResults(size_t bytes) {
+    if (bytes <= host_results_bytes) return absl::OkStatus();
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaFreeHost(host_results));
+    host_results = nullptr;
+    host_results_bytes = 0;
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&host_results, bytes));
+    host_results_bytes = bytes;
+    return absl::OkStatus();
+  }
+
+  // Copies `n` staged descriptors to the device on `stream`.
+  absl::Status Upload(size_t n, cudaStream_t stream) {
+    KVTIER_RETURN_IF_ERROR(items.Reserve(n * sizeof(ItemDesc)));
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(items.as<void>(), staging, n * sizeof(ItemDesc),
+                                                cudaMemcpyHostToDevice, stream));
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(uploaded, stream));
+    return absl::OkStatus();
+  }
+};
+
+GpuCodec::GpuCodec(const CodecOptions& options, std::unique_ptr<Workspace> workspace)
+    : options_(options), ws_(std::move(workspace)) {}
+
+GpuCodec::~GpuCodec() = default;
+
+absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& options) {
+  KVTIER_RETURN_IF_ERROR(options.Validate());
+  KVTIER_ASSIGN_OR_RETURN(const int devices, CudaDeviceCount());
+  if (devices == 0) return absl::UnavailableError("no CUDA device for the GPU codec");
+  auto ws = std::make_unique<Workspace>();
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ws->uploaded, cudaEventDisableTiming));
+  return std::unique_ptr<GpuCodec>(new GpuCodec(options, std::move(ws)));
+}
+
+absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
+                                     uint64_t* compressed_sizes, cudaStream_t stream) {
+  if (items.empty()) return absl::OkStatus();
+  if (compressed_sizes == nullptr) {
+    return absl::InvalidArgumentError("compressed_sizes must point to items.size() entries");
+  }
+  const size_t element_bytes = KvDtypeBytes(options_.dtype);
+  KVTIER_RETURN_IF_ERROR(ws_->ReserveStaging(items.size()));
+  uint64_t units = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const GpuCompressItem& item = items[i];
+    if (item.input_bytes % element_bytes != 0 || item.input_bytes > kvz::kMaxFrameInputBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("item ", i, ": input_bytes ", item.input_bytes, " is not a whole number of ",
+                       AbslView(KvDtypeName(options_.dtype)), " elements up to 2 GiB"));
+    }
+    if (item.output_capacity < MaxCompressedSize(item.input_bytes, options_)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "item ", i, ": output_capacity ", item.output_capacity,
+          " is below MaxCompressedSize = ", MaxCompressedSize(item.input_bytes, options_)));
+    }
+    if ((item.input_bytes > 0 && (item.input == nullptr || !Aligned16(item.input))) ||
+        item.output == nullptr || !Aligned16(item.output)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("item ", i, ": input and output must be 16-byte aligned device pointers"));
+    }
+    ItemDesc& d = ws_->staging[i];
+    d = ItemDesc{};
+    d.in = static_cast<const uint8_t*>(item.input);
+    d.out = static_cast<uint8_t*>(item.output);
+    d.in_bytes = item.input_bytes;
+    d.out_bytes = item.output_capacity;
+    d.elements = item.input_bytes / element_bytes;
+    d.num_chunks = NumChunks(d.elements, options_.chunk_log2);
+    d.first_unit = units;
+    units += d.num_chunks;
+  }
+  if (units > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a batch has at most 2^31 chunks, this one ", units, "; split it"));
+  }
+  KVTIER_RETURN_IF_ERROR(ws_->Upload(items.size(), stream));
+  KVTIER_RETURN_IF_ERROR(ws_->plans.Reserve(std::max<uint64_t>(units, 1) * sizeof(ChunkPlan)));
+  KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(uint64_t)));
+  BatchView b;
+  b.items = ws_->items.as<ItemDesc>();
+  b.num_items = static_cast<uint32_t>(items.size());
+  b.num_units = units;
+  b.dtype = static_cast<uint8_t>(options_.dtype);
+  b.chunk_log2 = options_.chunk_log2;
+  b.plans = ws_->plans.as<ChunkPlan>();
+  b.frame_sizes = ws_->results.as<uint64_t>();
+  KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchEncode(b, stream));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(compressed_sizes, b.frame_sizes,
+                                              items.size() * sizeof(uint64_t),
+                                              cudaMemcpyDeviceToHost, stream));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint64_t>> GpuCodec::Compress(std::span<const GpuCompressItem> items,
+                                                         cudaStream_t stream) {
+  KVTIER_RETURN_IF_ERROR(ws_->ReserveHostResults(items.size() * sizeof(uint64_t)));
+  auto* sizes = static_cast<uint64_t*>(ws_->host_results);
+  KVTIER_RETURN_IF_ERROR(CompressAsync(items, sizes, stream));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  return std::vector<uint64_t>(sizes, sizes + items.size());
+}
+
+absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items, int32_t* errors,
+                                       cudaStream_t stream) {
+  if (items.empty()) return absl::OkStatus();
+  if (errors == nullptr) {
+    return absl::InvalidArgumentError("errors must point to items.size() entries");
+  }
+  const size_t element_bytes = KvDtypeBytes(options_.dtype);
+  KVTIER_RETURN_IF_ERROR(ws_->ReserveStaging(items.size()));
+  uint64_t units = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const GpuDecompressItem& item = items[i];
+    if (item.output_bytes % element_bytes != 0 || item.output_bytes > kvz::kMaxFrameInputBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "item ", i, ": output_bytes ", item.output_bytes, " is not a whole number of ",
+          AbslView(KvDtypeName(options_.dtype)), " elements up to 2 GiB"));
+    }
+    if (item.frame == nullptr || !Aligned16(item.frame) ||
+        (item.output_bytes > 0 && (item.output == nullptr || !Aligned16(item.output)))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("item ", i, ": frame and output must be 16-byte aligned device pointers"));
+    }
+    ItemDesc& d = ws_->staging[i];
+    d = ItemDesc{};
+    d.in = static_cast<const uint8_t*>(item.frame);
+    d.out = static_cast<uint8_t*>(item.output);
+    d.in_bytes = item.frame_bytes;
+    d.out_bytes = item.output_bytes;
+    d.elements = item.output_bytes / element_bytes;
+    d.num_chunks = NumChunks(d.elements, options_.chunk_log2);
+    d.first_unit = units;
+    units += std::max<uint64_t>(d.num_chunks, 1);  // an empty frame still has its header checked
+  }
+  if (units > INT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a batch has at most 2^31 chunks, this one ", units, "; split it"));
+  }
+  KVTIER_RETURN_IF_ERROR(ws_->Upload(items.size(), stream));
+  KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(int32_t)));
+  BatchView b;
+  b.items = ws_->items.as<ItemDesc>();
+  b.num_items = static_cast<uint32_t>(items.size());
+  b.num_units = units;
+  b.dtype = static_cast<uint8_t>(options_.dtype);
+  b.chunk_log2 = options_.chunk_log2;
+  b.errors = ws_->results.as<int32_t>();
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b.errors, 0, items.size() * sizeof(int32_t), stream));
+  KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(errors, b.errors, items.size() * sizeof(int32_t),
+                                              cudaMemcpyDeviceToHost, stream));
+  return absl::OkStatus();
+}
+
+absl::Status GpuCodec::Decompress(std::span<const GpuDecompressItem> items, cudaStream_t stream) {
+  KVTIER_RETURN_IF_ERROR(ws_->ReserveHostResults(items.size() * sizeof(int32_t)));
+  auto* errors = static_cast<int32_t*>(ws_->host_results);
+  KVTIER_RETURN_IF_ERROR(DecompressAsync(items, errors, stream));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+  for (size_t i = 0; i < items.size(); ++i) {
+    KVTIER_RETURN_IF_ERROR(GpuDecodeErrorToStatus(errors[i], i));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GpuDecodeErrorToStatus(int32_t code, size_t index) {
+  switch (code) {
+    case 0:
+      return absl::OkStatus();
+    case kvz::gpu::kErrorDataLoss:
+      return absl::DataLossError(
+          absl::StrCat("item ", index, ": kvz frame is damaged (structure or checksum)"));
+    case kvz::gpu::kErrorInvalidArgument:
+      return absl::InvalidArgumentError(
+          absl::StrCat("item ", index,
+                       ": not a kvz frame with this codec's dtype and chunk size, or its sizes "
+                       "differ from frame_bytes/output_bytes"));
+    default:
+      return absl::InternalError(absl::StrCat("item ", index, ": unknown GPU error code ", code));
+  }
+}
+
+}  // namespace kvtier

@@ -1,0 +1,303 @@
+// The CUDA codec against the CPU codec (its reference), byte for byte, in both directions: GPU
+// frames must equal CPU frames, and the GPU must decode CPU frames back to the input. Inputs
+// of awkward sizes, every dtype, random bits, constants and special values; damaged frames
+// must be reported, never crash, and never write outside their output. On a mismatch the input
+// is written to $KVTIER_DUMP_DIR (default: the current directory) to reproduce it.
+// Exits 77 (ctest SKIP) when the machine has no usable CUDA device.
+#include "kvtier/compression/gpu_codec.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kv_like_data.h"
+#include "kvtier/compression/kv_codec.h"
+#include "kvtier/kernels/cuda_status.h"
+
+namespace kvtier {
+namespace {
+
+using Bytes = std::vector<std::byte>;
+
+constexpr KvDtype kAllDtypes[] = {KvDtype::kRaw, KvDtype::kBf16, KvDtype::kFp16, KvDtype::kFp8E4M3,
+                                  KvDtype::kFp8E5M2};
+
+struct DeviceMemory {
+  explicit DeviceMemory(size_t bytes) {
+    const absl::Status s =
+        CudaErrorToStatus(cudaMalloc(&ptr, std::max<size_t>(bytes, 16)), "cudaMalloc");
+    EXPECT_TRUE(s.ok()) << s;
+  }
+  ~DeviceMemory() { cudaFree(ptr); }
+  uint8_t* get() const { return static_cast<uint8_t*>(ptr); }
+  void* ptr = nullptr;
+};
+
+size_t Align(size_t x) { return (x + 255) & ~size_t{255}; }
+
+// Writes the first few mismatching inputs (a broken kernel would otherwise dump them all).
+void Dump(const std::string& name, const Bytes& data) {
+  static int dumped = 0;
+  if (++dumped > 4) return;
+  const char* dir = std::getenv("KVTIER_DUMP_DIR");
+  const std::string path = std::string(dir != nullptr ? dir : ".") + "/" + name;
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  std::printf("  input written to %s\n", path.c_str());
+}
+
+// Inputs of one dtype: sizes around chunk boundaries, and contents that exercise every body form.
+std::vector<Bytes> AwkwardInputs(KvDtype dtype, int chunk_log2, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const size_t eb = KvDtypeBytes(dtype);
+  const size_t chunk = size_t{1} << chunk_log2;
+  std::vector<Bytes> inputs;
+  for (size_t n : {size_t{0}, size_t{1}, size_t{31}, size_t{33}, chunk - 1, chunk, chunk + 1,
+                   3 * chunk + 7, size_t{rng() % 300000}}) {
+    for (int content = 0; content < 5; ++content) {
+      Bytes b(n * eb);
+      if (content == 0) {  // KV-like, cut to size
+        testing::KvLikeOptions o;
+        o.dtype = dtype;
+        o.keys = rng() % 2 == 0;
+        o.tokens = static_cast<int>(n / 1024 + 1);
+        o.seed = rng();
+        const Bytes kv = testing::GenerateKvLike(o);
+        std::memcpy(b.data(), kv.data(), b.size());
+      } else if (content == 1) {  // random bits: stored
+        for (std::byte& x : b) x = static_cast<std::byte>(rng());
+      } else if (content == 2) {  // constant
+        std::fill(b.begin(), b.end(), std::byte{0x3C});
+      } else if (content == 3) {  // two coded values, random raw bytes
+        for (size_t i = 0; i < b.size(); ++i) {
+          b[i] = static_cast<std::byte>((i % eb == eb - 1) ? 0x3F + (rng() % 8 == 0) : rng());
+        }
+      } else {  // special values and every byte value
+        const uint16_t specials[] = {0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC1, 0x0001,
+                                     0x7C00, 0x7E01, 0x03FF, 0x3F80, 0xFFFF, 0x1234};
+        for (size_t i = 0; i < n; ++i) {
+          const uint16_t v = rng() % 3 == 0 ? specials[rng() % 12] : static_cast<uint16_t>(i);
+          std::memcpy(&b[i * eb], &v, eb);
+        }
+      }
+      inputs.push_back(std::move(b));
+    }
+  }
+  return inputs;
+}
+
+// Compresses `inputs` as one GPU batch and checks every frame against the CPU's; then decodes
+// the CPU frames on the GPU and checks the elements. Returns the CPU frames.
+std::vector<Bytes> CheckBatch(const std::vector<Bytes>& inputs, const CodecOptions& options,
+                              GpuCodec& codec, const std::string& label) {
+  std::vector<size_t> in_off, out_off;
+  size_t in_total = 0, out_total = 0;
+  for (const Bytes& in : inputs) {
+    in_off.push_back(in_total);
+    out_off.push_back(out_total);
+    in_total += Align(in.size());
+    out_total += Align(MaxCompressedSize(in.size(), options));
+  }
+  DeviceMemory d_in(in_total), d_out(out_total);
+  std::vector<GpuCompressItem> items;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    EXPECT_EQ(cudaMemcpy(d_in.get() + in_off[i], inputs[i].data(), inputs[i].size(),
+                         cudaMemcpyHostToDevice),
+              cudaSuccess);
+    items.push_back({d_in.get() + in_off[i], inputs[i].size(), d_out.get() + out_off[i],
+                     MaxCompressedSize(inputs[i].size(), options)});
+  }
+  absl::StatusOr<std::vector<uint64_t>> sizes = codec.Compress(items, nullptr);
+  EXPECT_TRUE(sizes.ok()) << sizes.status();
+  if (!sizes.ok()) return {};
+  std::vector<Bytes> cpu_frames;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    absl::StatusOr<Bytes> cpu = Compress(inputs[i], options);
+    EXPECT_TRUE(cpu.ok());
+    Bytes gpu((*sizes)[i]);
+    EXPECT_EQ(cudaMemcpy(gpu.data(), d_out.get() + out_off[i], gpu.size(), cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    if (gpu != *cpu) {
+      size_t first = 0;
+      while (first < std::min(gpu.size(), cpu->size()) && gpu[first] == (*cpu)[first]) ++first;
+      ADD_FAILURE() << label << " item " << i << " (" << inputs[i].size()
+                    << " bytes): GPU frame differs from the CPU frame; sizes " << gpu.size()
+                    << " vs " << cpu->size() << ", first difference at byte " << first;
+      Dump(label + "_item" + std::to_string(i) + ".bin", inputs[i]);
+    }
+    cpu_frames.push_back(*cpu);
+  }
+
+  // GPU decode of the CPU frames.
+  std::vector<size_t> f_off;
+  size_t f_total = 0;
+  for (const Bytes& f : cpu_frames) {
+    f_off.push_back(f_total);
+    f_total += Align(f.size());
+  }
+  DeviceMemory d_frames(f_total), d_dec(in_total);
+  std::vector<GpuDecompressItem> ditems;
+  for (size_t i = 0; i < cpu_frames.size(); ++i) {
+    EXPECT_EQ(cudaMemcpy(d_frames.get() + f_off[i], cpu_frames[i].data(), cpu_frames[i].size(),
+                         cudaMemcpyHostToDevice),
+              cudaSuccess);
+    ditems.push_back({d_frames.get() + f_off[i], cpu_frames[i].size(), d_dec.get() + in_off[i],
+                      inputs[i].size()});
+  }
+  const absl::Status s = codec.Decompress(ditems, nullptr);
+  EXPECT_TRUE(s.ok()) << label << ": " << s;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    Bytes dec(inputs[i].size());
+    EXPECT_EQ(cudaMemcpy(dec.data(), d_dec.get() + in_off[i], dec.size(), cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    if (dec != inputs[i]) {
+      ADD_FAILURE() << label << " item " << i << ": GPU decode of the CPU frame differs";
+      Dump(label + "_decode_item" + std::to_string(i) + ".bin", inputs[i]);
+    }
+  }
+  return cpu_frames;
+}
+
+TEST(GpuCodecTest, ByteIdenticalToCpuOnAwkwardInputs) {
+  for (KvDtype dtype : kAllDtypes) {
+    for (int chunk_log2 : {10, 14, 16}) {
+      const CodecOptions options{.dtype = dtype, .chunk_log2 = chunk_log2};
+      absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+      ASSERT_TRUE(codec.ok()) << codec.status();
+      const std::string label =
+          std::string(KvDtypeName(dtype)) + "_chunk" + std::to_string(chunk_log2);
+      CheckBatch(AwkwardInputs(dtype, chunk_log2, chunk_log2 * 31 + static_cast<int>(dtype)),
+                 options, **codec, label);
+    }
+  }
+}
+
+TEST(GpuCodecTest, ByteIdenticalOnLargeKvBatches) {
+  for (KvDtype dtype : {KvDtype::kBf16, KvDtype::kFp16, KvDtype::kFp8E4M3}) {
+    const CodecOptions options{.dtype = dtype};
+    absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+    ASSERT_TRUE(codec.ok());
+    std::vector<Bytes> blocks;
+    for (int b = 0; b < 24; ++b) {
+      blocks.push_back(testing::GenerateKvBlock(dtype, 4, 32 + b, 8, 128, b));
+    }
+    CheckBatch(blocks, options, **codec, std::string(KvDtypeName(dtype)) + "_blocks");
+  }
+}
+
+TEST(GpuCodecTest, DamagedFramesAreReportedAndNothingOutsideIsWritten) {
+  const CodecOptions options{.dtype = KvDtype::kBf16, .chunk_log2 = 10};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  testing::KvLikeOptions o;
+  o.tokens = 40;
+  o.heads = 2;
+  o.head_dim = 64;
+  Bytes input = testing::GenerateKvLike(o);  // 5120 elements: 5 chunks
+  input.resize(input.size() + 3000, std::byte{0});
+  absl::StatusOr<Bytes> frame = Compress(input, options);
+  ASSERT_TRUE(frame.ok());
+  std::mt19937_64 rng(5);
+  constexpr int kTrials = 400;
+  // Each trial's output sits between canaries; any write outside shows up there.
+  const size_t slot = Align(input.size()) + 512;
+  DeviceMemory d_frames(kTrials * Align(frame->size())), d_out(kTrials * slot);
+  ASSERT_EQ(cudaMemset(d_out.get(), 0xA5, kTrials * slot), cudaSuccess);
+  std::vector<GpuDecompressItem> items;
+  std::vector<Bytes> damaged;
+  for (int t = 0; t < kTrials; ++t) {
+    Bytes bad = *frame;
+    const int flips = 1 + static_cast<int>(rng() % 4);
+    for (int k = 0; k < flips; ++k) {
+      bad[rng() % bad.size()] ^= static_cast<std::byte>(1 + rng() % 255);
+    }
+    size_t bytes = bad.size();
+    if (t % 10 == 0) bytes = rng() % bad.size();  // truncated
+    ASSERT_EQ(cudaMemcpy(d_frames.get() + t * Align(frame->size()), bad.data(), bytes,
+                         cudaMemcpyHostToDevice),
+              cudaSuccess);
+    items.push_back({d_frames.get() + t * Align(frame->size()), bytes, d_out.get() + t * slot + 256,
+                     input.size()});
+    damaged.push_back(bad);
+  }
+  std::vector<int32_t> errors(kTrials);
+  ASSERT_TRUE((*codec)->DecompressAsync(items, errors.data(), nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (int t = 0; t < kTrials; ++t) {
+    const absl::Status s = GpuDecodeErrorToStatus(errors[t], t);
+    // The CPU decoder is the judge of whether the damage is detectable.
+    std::vector<std::byte> out(input.size());
+    const absl::Status cpu = Decompress(std::span(damaged[t]).first(items[t].frame_bytes), out);
+    EXPECT_EQ(s.ok(), cpu.ok()) << "trial " << t << ": GPU " << s << ", CPU " << cpu;
+    if (!s.ok()) {
+      EXPECT_TRUE(s.code() == absl::StatusCode::kDataLoss ||
+                  s.code() == absl::StatusCode::kInvalidArgument);
+    }
+  }
+  Bytes host(kTrials * slot);
+  ASSERT_EQ(cudaMemcpy(host.data(), d_out.get(), host.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+  for (int t = 0; t < kTrials; ++t) {
+    for (size_t i = 0; i < 256; ++i) ASSERT_EQ(host[t * slot + i], std::byte{0xA5}) << t;
+    for (size_t i = 256 + input.size(); i < slot; ++i) {
+      ASSERT_EQ(host[t * slot + i], std::byte{0xA5}) << "trial " << t << " wrote past its output";
+    }
+  }
+}
+
+TEST(GpuCodecTest, BadArgumentsAndMismatchedFrames) {
+  const CodecOptions options{.dtype = KvDtype::kBf16};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  DeviceMemory d(1 << 20);
+  std::vector<uint64_t> sizes(1);
+  GpuCompressItem odd{d.get(), 7, d.get() + 4096, 4096};
+  EXPECT_EQ((*codec)->CompressAsync({&odd, 1}, sizes.data(), nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  GpuCompressItem misaligned{d.get() + 2, 64, d.get() + 4096, 4096};
+  EXPECT_EQ((*codec)->CompressAsync({&misaligned, 1}, sizes.data(), nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  GpuCompressItem small{d.get(), 4096, d.get() + 8192, 100};
+  EXPECT_EQ((*codec)->CompressAsync({&small, 1}, sizes.data(), nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(GpuCodec::Create({.chunk_log2 = 30}).ok());
+
+  // A frame written with other options is InvalidArgument, as is a wrong output size.
+  Bytes input(8192, std::byte{1});
+  absl::StatusOr<Bytes> fp16 = Compress(input, {.dtype = KvDtype::kFp16});
+  ASSERT_TRUE(fp16.ok());
+  ASSERT_EQ(cudaMemcpy(d.get(), fp16->data(), fp16->size(), cudaMemcpyHostToDevice), cudaSuccess);
+  GpuDecompressItem other{d.get(), fp16->size(), d.get() + 65536, input.size()};
+  EXPECT_EQ((*codec)->Decompress({&other, 1}, nullptr).code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<Bytes> bf16 = Compress(input, options);
+  ASSERT_TRUE(bf16.ok());
+  ASSERT_EQ(cudaMemcpy(d.get(), bf16->data(), bf16->size(), cudaMemcpyHostToDevice), cudaSuccess);
+  GpuDecompressItem wrong_size{d.get(), bf16->size(), d.get() + 65536, input.size() - 2};
+  EXPECT_EQ((*codec)->Decompress({&wrong_size, 1}, nullptr).code(),
+            absl::StatusCode::kInvalidArgument);
+  GpuDecompressItem right{d.get(), bf16->size(), d.get() + 65536, input.size()};
+  EXPECT_TRUE((*codec)->Decompress({&right, 1}, nullptr).ok());
+}
+
+}  // namespace
+}  // namespace kvtier
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  const absl::StatusOr<int> devices = kvtier::CudaDeviceCount();
+  if (!devices.ok()) {
+    std::fprintf(stderr, "compression_gpu_codec_test: cannot query CUDA devices: %s\n",
+                 devices.status().ToString().c_str());
+    return 1;
+  }
+  if (*devices == 0) {
+    std::printf("SKIPPED: no CUDA device or driver on this machine; run on a GPU host\n");
+    return 77;
+  }
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,59 @@
+// Internal: the raw CUDA launchers behind GpuCodec (gpu_codec.cc), kept free of Abseil so that
+// nvcc compiles only the kernels' own translation units. Arguments are validated by the caller.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kvtier::kvz::gpu {
+
+// One frame of a batch, in device memory (uploaded by the host for each batch).
+struct ItemDesc {
+  const uint8_t* in = nullptr;  // encode: elements; decode: the frame
+  uint8_t* out = nullptr;       // encode: the frame; decode: elements
+  uint64_t in_bytes = 0;        // encode: input bytes; decode: frame bytes
+  uint64_t out_bytes = 0;       // encode: capacity; decode: decompressed bytes
+  uint64_t elements = 0;
+  uint64_t num_chunks = 0;
+  uint64_t first_unit = 0;  // index of the item's first work unit in the batch
+  uint64_t reserved = 0;
+};
+
+// What the encoder's planning kernel decides for one chunk.
+struct ChunkPlan {
+  uint32_t body_bytes = 0;
+  uint32_t check = 0;
+  uint32_t offset = 0;  // of the body in the payload, set by the scan
+  uint8_t kind = 0;     // 0 stored, kKindHuffman, kKindConstant
+  uint8_t min_symbol = 0;
+  uint8_t max_symbol = 0;
+  uint8_t reserved = 0;
+  uint16_t lane_words[32] = {};
+  uint8_t lengths[256] = {};
+};
+
+// Error codes a decode reports per item (0 = OK). The highest code seen wins.
+inline constexpr int32_t kErrorDataLoss = 1;         // damaged frame or checksum mismatch
+inline constexpr int32_t kErrorInvalidArgument = 2;  // not a kvz frame, or not the expected one
+
+struct BatchView {
+  const ItemDesc* items = nullptr;  // device
+  uint32_t num_items = 0;
+  uint64_t num_units = 0;  // encode: chunks; decode: chunks + 1 per empty item
+  uint8_t dtype = 0;
+  int chunk_log2 = 0;
+  ChunkPlan* plans = nullptr;       // encode: num_units entries (device)
+  uint64_t* frame_sizes = nullptr;  // encode: num_items entries (device)
+  int32_t* errors = nullptr;        // decode: num_items entries (device), zeroed by the caller
+};
+
+// Queues the encoder's three kernels (plan, scan, write) on `stream`; returns the first launch
+// error. REQUIRES: num_items >= 1; inputs and outputs 16-byte aligned; capacities checked.
+cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream);
+
+// Queues the decoder on `stream`. REQUIRES: num_units >= 1; pointers 16-byte aligned.
+cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream);
+
+}  // namespace kvtier::kvz::gpu

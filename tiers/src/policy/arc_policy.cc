@@ -20,7 +20,6 @@
 namespace kvtier::tiers {
 namespace {
 
-using policy::EntryList;
 using policy::GhostList;
 using policy::kNoEntry;
 using policy::Links;
@@ -37,10 +36,9 @@ class ArcPolicy final : public EvictionPolicy {
     const auto i = static_cast<uint32_t>(id);
     if (i >= nodes_.size()) {
       nodes_.resize(i + 1);
-      links_.resize(i + 1);
     }
-    if (nodes_[i].list != List::kNone) OnRemove(id);
-    while (classes_.size() <= info.size_class) classes_.emplace_back(&links_);
+    if (nodes_[i].list != Where::kNone) OnRemove(id);
+    while (classes_.size() <= info.size_class) classes_.emplace_back(&nodes_);
     Class& c = classes_[info.size_class];
     Node& n = nodes_[i];
     n.fingerprint = info.fingerprint;
@@ -50,35 +48,35 @@ class ArcPolicy final : public EvictionPolicy {
       const double step = std::max(1.0, static_cast<double>(c.b2.size()) / c.b1.size());
       c.p = std::min(size, c.p + step);
       c.b1.Erase(info.fingerprint);
-      n.list = List::kT2;
+      n.list = Where::kT2;
     } else if (info.fingerprint != 0 && c.b2.Contains(info.fingerprint)) {
       const double step = std::max(1.0, static_cast<double>(c.b1.size()) / c.b2.size());
       c.p = std::max(0.0, c.p - step);
       c.b2.Erase(info.fingerprint);
-      n.list = List::kT2;
+      n.list = Where::kT2;
     } else {
-      n.list = List::kT1;
+      n.list = Where::kT1;
     }
     ListOf(i).PushHot(i);
     TrimGhosts(c);
   }
 
   void OnAccess(EntryId id) override {
-    if (id >= nodes_.size() || nodes_[id].list == List::kNone) return;
+    if (id >= nodes_.size() || nodes_[id].list == Where::kNone) return;
     const auto i = static_cast<uint32_t>(id);
     ListOf(i).Unlink(i);
-    nodes_[i].list = List::kT2;
+    nodes_[i].list = Where::kT2;
     ListOf(i).PushHot(i);
   }
 
   void OnRemove(EntryId id) override {
-    if (id >= nodes_.size() || nodes_[id].list == List::kNone) return;
+    if (id >= nodes_.size() || nodes_[id].list == Where::kNone) return;
     const auto i = static_cast<uint32_t>(id);
     Node& n = nodes_[i];
     Class& c = classes_[n.size_class];
     ListOf(i).Unlink(i);
-    if (n.fingerprint != 0) (n.list == List::kT1 ? c.b1 : c.b2).Push(n.fingerprint);
-    n.list = List::kNone;
+    if (n.fingerprint != 0) (n.list == Where::kT1 ? c.b1 : c.b2).Push(n.fingerprint);
+    n.list = Where::kNone;
     TrimGhosts(c);
   }
 
@@ -87,34 +85,36 @@ class ArcPolicy final : public EvictionPolicy {
     if (size_class >= classes_.size()) return std::nullopt;
     Class& c = classes_[size_class];
     const bool t1_first = !c.t1.empty() && (static_cast<double>(c.t1.size()) > c.p || c.t2.empty());
-    EntryList& first = t1_first ? c.t1 : c.t2;
-    EntryList& second = t1_first ? c.t2 : c.t1;
+    List& first = t1_first ? c.t1 : c.t2;
+    List& second = t1_first ? c.t2 : c.t1;
     if (auto v = FirstEvictable(first, evictable)) return v;
     return FirstEvictable(second, evictable);
   }
 
  private:
-  enum class List : uint8_t { kNone, kT1, kT2 };
+  enum class Where : uint8_t { kNone, kT1, kT2 };
   struct Node {
+    Links links;
     uint64_t fingerprint = 0;
     uint32_t size_class = 0;
-    List list = List::kNone;
+    Where list = Where::kNone;
   };
+  using List = policy::EntryList<Node>;
   struct Class {
-    explicit Class(std::vector<Links>* links) : t1(links), t2(links) {}
-    EntryList t1;
-    EntryList t2;
+    explicit Class(std::vector<Node>* nodes) : t1(nodes), t2(nodes) {}
+    List t1;
+    List t2;
     GhostList b1;
     GhostList b2;
     double p = 0;  // target size of t1
   };
 
-  EntryList& ListOf(uint32_t id) {
+  List& ListOf(uint32_t id) {
     Class& c = classes_[nodes_[id].size_class];
-    return nodes_[id].list == List::kT1 ? c.t1 : c.t2;
+    return nodes_[id].list == Where::kT1 ? c.t1 : c.t2;
   }
 
-  static std::optional<EntryId> FirstEvictable(const EntryList& list,
+  static std::optional<EntryId> FirstEvictable(const List& list,
                                                const std::function<bool(EntryId)>& evictable) {
     for (uint32_t id = list.cold(); id != kNoEntry; id = list.Hotter(id)) {
       if (evictable(id)) return id;
@@ -131,7 +131,6 @@ class ArcPolicy final : public EvictionPolicy {
   }
 
   std::vector<Node> nodes_;
-  std::vector<Links> links_;
   std::vector<Class> classes_;
 };
 

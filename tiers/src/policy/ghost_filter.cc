@@ -23,40 +23,37 @@ void ForEachBit(uint64_t hash, Fn&& fn) {
 
 }  // namespace
 
-GhostFilter::GhostFilter(uint64_t capacity) : per_generation_(std::max<uint64_t>(capacity / 2, 1)) {
-  const uint64_t blocks = std::max<uint64_t>(per_generation_ * kFilterBitsPerKey / 512, 1);
-  current_.assign(blocks, Block{});
-  previous_.assign(blocks, Block{});
-}
+GhostFilter::GhostFilter(uint64_t capacity)
+    : per_generation_(std::max<uint64_t>(capacity / 2, 1)),
+      pairs_(std::max<uint64_t>(per_generation_ * kFilterBitsPerKey / 512, 1)) {}
 
-uint64_t GhostFilter::BlockOf(uint64_t hash) const {
-  // Multiply-shift maps the hash onto [0, blocks) without a division.
-  return static_cast<uint64_t>((static_cast<unsigned __int128>(hash) * current_.size()) >> 64);
+uint64_t GhostFilter::PairOf(uint64_t hash) const {
+  // Multiply-shift maps the hash onto [0, pairs) without a division.
+  return static_cast<uint64_t>((static_cast<unsigned __int128>(hash) * pairs_.size()) >> 64);
 }
 
 void GhostFilter::Insert(uint64_t fingerprint) {
   if (inserted_ == per_generation_) {
-    previous_.swap(current_);
-    std::fill(current_.begin(), current_.end(), Block{});
+    current_ ^= 1;
+    for (Pair& p : pairs_) p[current_] = Block{};
     inserted_ = 0;
   }
   const uint64_t hash = Mix64(fingerprint);
-  Block& block = current_[BlockOf(hash)];
-  ForEachBit(hash, [&](uint32_t word, uint64_t mask) { block[word] |= mask; });
+  Block& block = pairs_[PairOf(hash)][current_];
+  ForEachBit(hash, [&](uint32_t word, uint64_t mask) { block.words[word] |= mask; });
   ++inserted_;
 }
 
-bool GhostFilter::Test(const std::vector<Block>& filter, uint64_t block, uint64_t hash) {
-  const Block& b = filter[block];
+bool GhostFilter::Test(const Block& block, uint64_t hash) {
   bool all = true;
-  ForEachBit(hash, [&](uint32_t word, uint64_t mask) { all = all && (b[word] & mask) != 0; });
+  ForEachBit(hash, [&](uint32_t word, uint64_t mask) { all = all && (block.words[word] & mask); });
   return all;
 }
 
 bool GhostFilter::Contains(uint64_t fingerprint) const {
   const uint64_t hash = Mix64(fingerprint);
-  const uint64_t block = BlockOf(hash);
-  return Test(current_, block, hash) || Test(previous_, block, hash);
+  const Pair& p = pairs_[PairOf(hash)];
+  return Test(p[0], hash) || Test(p[1], hash);
 }
 
 }  // namespace kvtier::tiers::policy

@@ -1,7 +1,8 @@
 // Cost per operation of each eviction policy at 1M cached blocks (docs/policy.md):
 //   BM_Access/<policy>   OnAccess of a random cached block (a lookup hit)
 //   BM_Insert/<policy>   a full cache's insert: PickVictim + OnRemove + OnInsertBlock, the new
-//                        block extending a random cached one (the parent hint prefix-slru uses)
+//                        blocks forming chains of kChain as requests' tails do (each block's
+//                        parent hint is the block inserted before it)
 // Uniformly random ids: the policy tables do not fit in cache, as in a daemon holding 1M
 // blocks, so these are the pessimistic, memory-bound figures.
 #include <cstdint>
@@ -45,15 +46,16 @@ void BM_Access(benchmark::State& state, std::string_view name) {
 void BM_Insert(benchmark::State& state, std::string_view name) {
   auto p = Filled(name);
   const auto any = [](EntryId) { return true; };
-  std::mt19937_64 rng(2);
   uint64_t next_fp = kBlocks + 1;
+  std::optional<EntryId> previous;
   for (auto _ : state) {
     const std::optional<EntryId> victim = p->PickVictim(0, any);
     p->OnRemove(*victim);
-    EntryId parent = rng() % kBlocks;
-    BlockInfo info{.size_class = 0, .fingerprint = next_fp++};
-    if (parent != *victim) info.parent = parent;
+    BlockInfo info{.size_class = 0, .fingerprint = next_fp};
+    if (next_fp % kChain != 0 && previous != victim) info.parent = previous;
+    ++next_fp;
     p->OnInsertBlock(*victim, info);  // the freed entry id is reused, as DramTier does
+    previous = *victim;
   }
   state.SetItemsProcessed(state.iterations());
 }

@@ -11,15 +11,20 @@
 namespace kvtier::tiers::policy {
 namespace {
 
-std::vector<uint32_t> ColdToHot(const EntryList& list) {
+struct Node {
+  Links links;
+};
+using List = EntryList<Node>;
+
+std::vector<uint32_t> ColdToHot(const List& list) {
   std::vector<uint32_t> out;
   for (uint32_t id = list.cold(); id != kNoEntry; id = list.Hotter(id)) out.push_back(id);
   return out;
 }
 
 TEST(EntryListTest, PushUnlinkAndInsertColderThan) {
-  std::vector<Links> links(10);
-  EntryList list(&links);
+  std::vector<Node> nodes(10);
+  List list(&nodes);
   EXPECT_TRUE(list.empty());
   list.PushHot(1);
   list.PushHot(2);
@@ -36,9 +41,9 @@ TEST(EntryListTest, PushUnlinkAndInsertColderThan) {
   EXPECT_EQ(list.size(), 3u);
 }
 
-TEST(EntryListTest, ListsShareOneLinkTable) {
-  std::vector<Links> links(4);
-  EntryList a(&links), b(&links);
+TEST(EntryListTest, ListsShareOneNodeTable) {
+  std::vector<Node> nodes(4);
+  List a(&nodes), b(&nodes);
   a.PushHot(0);
   b.PushHot(1);
   a.PushHot(2);

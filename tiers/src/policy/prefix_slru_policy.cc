@@ -19,8 +19,9 @@
 //  * A block whose parent is removed (by the tier: expiry, deletion) can no longer be reached
 //    by a prefix lookup; it moves to probation's cold end and is the next victim.
 //
-// Costs: O(1) per insert and use; O(k) to remove a block with k cached children; PickVictim
-// steps over unevictable blocks and parents, O(1) when chains are placed as above.
+// Costs: O(1) per insert and use; O(k) to remove a block with k cached children. PickVictim
+// steps over blocks the tier cannot evict, and over parents, which it moves to the hot end so
+// that no later scan meets them again: O(1) amortised unless many blocks are pinned.
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -35,7 +36,6 @@
 namespace kvtier::tiers {
 namespace {
 
-using policy::EntryList;
 using policy::kNoEntry;
 using policy::Links;
 
@@ -59,10 +59,9 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     const auto i = static_cast<uint32_t>(id);
     if (i >= nodes_.size()) {
       nodes_.resize(i + 1);
-      links_.resize(i + 1);
     }
     if (nodes_[i].segment != kNone) OnRemove(id);
-    while (classes_.size() <= info.size_class) classes_.emplace_back(&links_);
+    while (classes_.size() <= info.size_class) classes_.emplace_back(&nodes_);
     Node& n = nodes_[i];
     n = Node{};
     n.fingerprint = info.fingerprint;
@@ -107,10 +106,21 @@ class PrefixSlruPolicy final : public EvictionPolicy {
   std::optional<EntryId> PickVictim(uint32_t size_class,
                                     const std::function<bool(EntryId)>& evictable) override {
     if (size_class >= classes_.size()) return std::nullopt;
-    Balance(classes_[size_class]);
-    for (const EntryList& segment : classes_[size_class].segments) {
-      for (uint32_t id = segment.cold(); id != kNoEntry; id = segment.Hotter(id)) {
-        if (nodes_[id].children == 0 && evictable(id)) return id;
+    Class& c = classes_[size_class];
+    Balance(c);
+    for (List& segment : c.segments) {
+      // A parent met on the way is moved to its segment's hot end: it lives as long as its
+      // children anyway, and leaving it at the cold end would make every later scan step over
+      // it again. The walk covers each block once (moved ones land behind the end it stops at).
+      size_t steps = segment.size();
+      for (uint32_t id = segment.cold(); id != kNoEntry && steps > 0; --steps) {
+        const uint32_t next = segment.Hotter(id);
+        if (evictable(id)) {
+          if (nodes_[id].children == 0) return id;
+          segment.Unlink(id);
+          segment.PushHot(id);
+        }
+        id = next;
       }
     }
     return std::nullopt;
@@ -118,6 +128,7 @@ class PrefixSlruPolicy final : public EvictionPolicy {
 
  private:
   struct Node {
+    Links links;
     uint64_t fingerprint = 0;
     uint32_t size_class = 0;
     uint32_t parent = kNoEntry;
@@ -127,9 +138,10 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     uint32_t children = 0;
     Segment segment = kNone;
   };
+  using List = policy::EntryList<Node>;
   struct Class {
-    explicit Class(std::vector<Links>* links) : segments{EntryList(links), EntryList(links)} {}
-    std::array<EntryList, 2> segments;  // indexed by Segment: probation, protected
+    explicit Class(std::vector<Node>* nodes) : segments{List(nodes), List(nodes)} {}
+    std::array<List, 2> segments;  // indexed by Segment: probation, protected
     // The block placed last in each segment: a block whose parent it is goes right behind it.
     std::array<uint32_t, 2> last_placed = {kNoEntry, kNoEntry};
   };
@@ -137,7 +149,7 @@ class PrefixSlruPolicy final : public EvictionPolicy {
   void Place(uint32_t id, Segment segment) {
     Node& n = nodes_[id];
     Class& c = classes_[n.size_class];
-    EntryList& list = c.segments[segment];
+    List& list = c.segments[segment];
     n.segment = segment;
     const uint32_t parent = n.parent;
     if (parent != kNoEntry && c.last_placed[segment] == parent &&
@@ -153,8 +165,8 @@ class PrefixSlruPolicy final : public EvictionPolicy {
   // when a victim is wanted, not on every use: the share is of a full class, and a class that
   // is still filling up has no reason to demote anything.
   void Balance(Class& c) {
-    EntryList& prot = c.segments[kProtected];
-    EntryList& prob = c.segments[kProbation];
+    List& prot = c.segments[kProtected];
+    List& prob = c.segments[kProbation];
     while (prot.size() * 100 > (prot.size() + prob.size()) * kProtectedPercent) {
       const uint32_t demoted = prot.cold();
       prot.Unlink(demoted);
@@ -189,7 +201,6 @@ class PrefixSlruPolicy final : public EvictionPolicy {
   }
 
   std::vector<Node> nodes_;
-  std::vector<Links> links_;
   std::vector<Class> classes_;
   policy::GhostFilter ghost_;
 };

@@ -20,7 +20,6 @@
 namespace kvtier::tiers {
 namespace {
 
-using policy::EntryList;
 using policy::kNoEntry;
 using policy::Links;
 
@@ -84,26 +83,27 @@ class S3FifoPolicy final : public EvictionPolicy {
  private:
   enum class Queue : uint8_t { kNone, kSmall, kMain };
   struct Node {
+    Links links;
     uint64_t fingerprint = 0;
     uint32_t size_class = 0;
     Queue queue = Queue::kNone;
     uint8_t freq = 0;
   };
+  using List = policy::EntryList<Node>;
   struct Class {
-    explicit Class(std::vector<Links>* links) : small(links), main(links) {}
-    EntryList small;
-    EntryList main;
+    explicit Class(std::vector<Node>* nodes) : small(nodes), main(nodes) {}
+    List small;
+    List main;
   };
 
   void Grow(uint32_t id, uint32_t size_class) {
     if (id >= nodes_.size()) {
       nodes_.resize(id + 1);
-      links_.resize(id + 1);
     }
-    while (classes_.size() <= size_class) classes_.emplace_back(&links_);
+    while (classes_.size() <= size_class) classes_.emplace_back(&nodes_);
   }
 
-  EntryList& ListOf(uint32_t id) {
+  List& ListOf(uint32_t id) {
     Class& c = classes_[nodes_[id].size_class];
     return nodes_[id].queue == Queue::kSmall ? c.small : c.main;
   }
@@ -154,7 +154,6 @@ class S3FifoPolicy final : public EvictionPolicy {
   }
 
   std::vector<Node> nodes_;
-  std::vector<Links> links_;
   std::vector<Class> classes_;
   policy::GhostFilter ghost_;
 };

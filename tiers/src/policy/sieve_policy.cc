@@ -15,7 +15,6 @@
 namespace kvtier::tiers {
 namespace {
 
-using policy::EntryList;
 using policy::kNoEntry;
 using policy::Links;
 
@@ -27,10 +26,9 @@ class SievePolicy final : public EvictionPolicy {
     const auto i = static_cast<uint32_t>(id);
     if (i >= nodes_.size()) {
       nodes_.resize(i + 1);
-      links_.resize(i + 1);
     }
     if (nodes_[i].linked) OnRemove(id);
-    while (classes_.size() <= size_class) classes_.emplace_back(&links_);
+    while (classes_.size() <= size_class) classes_.emplace_back(&nodes_);
     nodes_[i] = Node{.size_class = size_class, .linked = true, .visited = false};
     classes_[size_class].fifo.PushHot(i);
   }
@@ -72,18 +70,19 @@ class SievePolicy final : public EvictionPolicy {
 
  private:
   struct Node {
+    Links links;
     uint32_t size_class = 0;
     bool linked = false;
     bool visited = false;
   };
+  using List = policy::EntryList<Node>;
   struct Class {
-    explicit Class(std::vector<Links>* links) : fifo(links) {}
-    EntryList fifo;
+    explicit Class(std::vector<Node>* nodes) : fifo(nodes) {}
+    List fifo;
     uint32_t hand = kNoEntry;  // kNoEntry: start at the old end
   };
 
   std::vector<Node> nodes_;
-  std::vector<Links> links_;
   std::vector<Class> classes_;
 };
 

@@ -22,7 +22,6 @@
 namespace kvtier::tiers {
 namespace {
 
-using policy::EntryList;
 using policy::kNoEntry;
 using policy::Links;
 
@@ -43,10 +42,9 @@ class TinyLfuPolicy final : public EvictionPolicy {
     const auto i = static_cast<uint32_t>(id);
     if (i >= nodes_.size()) {
       nodes_.resize(i + 1);
-      links_.resize(i + 1);
     }
     if (nodes_[i].area != Area::kNone) OnRemove(id);
-    while (classes_.size() <= info.size_class) classes_.emplace_back(&links_);
+    while (classes_.size() <= info.size_class) classes_.emplace_back(&nodes_);
     Node& n = nodes_[i];
     n.key = info.fingerprint != 0 ? info.fingerprint : id;
     n.size_class = info.size_class;
@@ -120,21 +118,22 @@ class TinyLfuPolicy final : public EvictionPolicy {
  private:
   enum class Area : uint8_t { kNone, kWindow, kProbation, kProtected };
   struct Node {
+    Links links;
     uint64_t key = 0;  // the sketch's key: fingerprint, or the id when there is none
     uint32_t size_class = 0;
     Area area = Area::kNone;
   };
+  using List = policy::EntryList<Node>;
   struct Class {
-    explicit Class(std::vector<Links>* links)
-        : window(links), probation(links), protected_(links) {}
-    EntryList window;
-    EntryList probation;
-    EntryList protected_;
+    explicit Class(std::vector<Node>* nodes) : window(nodes), probation(nodes), protected_(nodes) {}
+    List window;
+    List probation;
+    List protected_;
     // The block that last moved from the window into probation, while it is there.
     uint32_t candidate = kNoEntry;
   };
 
-  EntryList& ListOf(uint32_t id) {
+  List& ListOf(uint32_t id) {
     Class& c = classes_[nodes_[id].size_class];
     switch (nodes_[id].area) {
       case Area::kWindow:
@@ -146,7 +145,7 @@ class TinyLfuPolicy final : public EvictionPolicy {
     }
   }
 
-  static std::optional<uint32_t> FirstEvictable(const EntryList& list,
+  static std::optional<uint32_t> FirstEvictable(const List& list,
                                                 const std::function<bool(EntryId)>& evictable) {
     for (uint32_t id = list.cold(); id != kNoEntry; id = list.Hotter(id)) {
       if (evictable(id)) return id;
@@ -155,7 +154,6 @@ class TinyLfuPolicy final : public EvictionPolicy {
   }
 
   std::vector<Node> nodes_;
-  std::vector<Links> links_;
   std::vector<Class> classes_;
   policy::FrequencySketch sketch_;
 };

@@ -13,15 +13,16 @@
 //    the second use of such a block count.
 //  * Leaf-first: a block with cached children is never the victim (its children would be
 //    unreachable, since lookups walk prefixes from the root), so chains shrink from their tips.
-//    To keep that cheap, a block placed right after its parent in the same segment goes just
-//    colder than the parent, not at the hot end: a request's chain then lies leaf-coldest, and
-//    the victim scan rarely steps over a parent.
+//    To keep that cheap, blocks are placed so that a parent stays hotter than its children
+//    (Place), and a child back from the ghost joins its parent on probation rather than going
+//    to protected alone: chains then lie tip-coldest, and the victim walk meets few parents.
 //  * A block whose parent is removed (by the tier: expiry, deletion) can no longer be reached
 //    by a prefix lookup; it moves to probation's cold end and is the next victim.
 //
 // Costs: O(1) per insert and use; O(k) to remove a block with k cached children. PickVictim
-// steps over blocks the tier cannot evict, and over parents, which it moves to the hot end so
-// that no later scan meets them again: O(1) amortised unless many blocks are pinned.
+// steps over blocks the tier cannot evict; when it meets a parent (placement keeps that rare)
+// it takes a tip of the parent's subtree instead, O(depth). Parents kept alive by a descendant
+// in the other segment or a pinned one move to the hot end, so later walks do not meet them.
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -70,8 +71,11 @@ class PrefixSlruPolicy final : public EvictionPolicy {
         nodes_[*info.parent].segment != kNone) {
       AttachToParent(i, static_cast<uint32_t>(*info.parent));
     }
+    // A block back from the ghost is protected, unless its parent is on probation: a child
+    // is never worth more than the prefix it needs.
     const bool returning = info.fingerprint != 0 && ghost_.Contains(info.fingerprint);
-    Place(i, returning ? kProtected : kProbation);
+    const bool parent_on_probation = n.parent != kNoEntry && nodes_[n.parent].segment == kProbation;
+    Place(i, returning && !parent_on_probation ? kProtected : kProbation, /*inserting=*/true);
   }
 
   void OnAccess(EntryId id) override {
@@ -79,7 +83,7 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     const auto i = static_cast<uint32_t>(id);
     Class& c = classes_[nodes_[i].size_class];
     c.segments[nodes_[i].segment].Unlink(i);
-    Place(i, kProtected);
+    Place(i, kProtected, /*inserting=*/false);
   }
 
   void OnRemove(EntryId id) override {
@@ -108,15 +112,21 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     if (size_class >= classes_.size()) return std::nullopt;
     Class& c = classes_[size_class];
     Balance(c);
-    for (List& segment : c.segments) {
-      // A parent met on the way is moved to its segment's hot end: it lives as long as its
-      // children anyway, and leaving it at the cold end would make every later scan step over
-      // it again. The walk covers each block once (moved ones land behind the end it stops at).
+    for (Segment seg : {kProbation, kProtected}) {
+      List& segment = c.segments[seg];
+      // Each block is looked at once: parents that must wait go to the hot end, behind where
+      // the walk stops.
       size_t steps = segment.size();
       for (uint32_t id = segment.cold(); id != kNoEntry && steps > 0; --steps) {
         const uint32_t next = segment.Hotter(id);
         if (evictable(id)) {
           if (nodes_[id].children == 0) return id;
+          // A cold parent: its subtree goes first, from a tip in this segment.
+          if (std::optional<uint32_t> tip = TipBelow(id, seg); tip && evictable(*tip)) {
+            return *tip;
+          }
+          // Its subtree reaches into the other segment (or is pinned): it is kept for that
+          // descendant's sake, and waits at the hot end, out of later walks' way.
           segment.Unlink(id);
           segment.PushHot(id);
         }
@@ -146,14 +156,20 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     std::array<uint32_t, 2> last_placed = {kNoEntry, kNoEntry};
   };
 
-  void Place(uint32_t id, Segment segment) {
+  // Puts `id` into `segment`: just colder than its parent when the parent is there and either
+  // `id` is new (its parent was used by the same request, or it could not have been offered)
+  // or the parent was the last block placed (a prefix used root first); else at the hot end
+  // (a prefix used tip first ends with its root hottest anyway). Either way a parent stays
+  // hotter than its children, so the victim walk finds tips, not parents.
+  void Place(uint32_t id, Segment segment, bool inserting) {
     Node& n = nodes_[id];
     Class& c = classes_[n.size_class];
     List& list = c.segments[segment];
     n.segment = segment;
     const uint32_t parent = n.parent;
-    if (parent != kNoEntry && c.last_placed[segment] == parent &&
-        nodes_[parent].segment == segment && nodes_[parent].size_class == n.size_class) {
+    if (parent != kNoEntry && nodes_[parent].segment == segment &&
+        nodes_[parent].size_class == n.size_class &&
+        (inserting || c.last_placed[segment] == parent)) {
       list.InsertColderThan(id, parent);
     } else {
       list.PushHot(id);
@@ -173,6 +189,18 @@ class PrefixSlruPolicy final : public EvictionPolicy {
       nodes_[demoted].segment = kProbation;
       prob.PushHot(demoted);
     }
+  }
+
+  // A block without children reached from `id` through children in segment `seg`, or nullopt
+  // when every path leaves the segment first. O(depth x fanout).
+  std::optional<uint32_t> TipBelow(uint32_t id, Segment seg) const {
+    while (nodes_[id].children > 0) {
+      uint32_t child = nodes_[id].first_child;
+      while (child != kNoEntry && nodes_[child].segment != seg) child = nodes_[child].next_sibling;
+      if (child == kNoEntry) return std::nullopt;
+      id = child;
+    }
+    return id;
   }
 
   void AttachToParent(uint32_t id, uint32_t parent) {

@@ -104,5 +104,25 @@ TEST(PrefixSlruTest, ABlockBackFromTheGhostStartsProtected) {
   EXPECT_EQ(p->PickVictim(0, Any()), 1u);
 }
 
+TEST(PrefixSlruTest, AChildBackFromTheGhostJoinsItsParentOnProbation) {
+  auto p = Make();
+  InsertChain(*p, 0, 1);
+  p->OnRemove(1);  // the tip is evicted; the ghost remembers it
+  p->OnInsertBlock(1, {.size_class = 0, .fingerprint = 2, .parent = 0});
+  p->OnInsertBlock(7, {.size_class = 0, .fingerprint = 8});
+  // Had 1 gone to protected alone, 0 (its parent, on probation) could not leave before it and
+  // 7 would be the first victim.
+  EXPECT_EQ(Drain(*p), (std::vector<EntryId>{1, 0, 7}));
+}
+
+TEST(PrefixSlruTest, ALoneUseOfATipStillEvictsLeavesFirst) {
+  // A tier may read one block without its prefix: the tip moves to protected, its ancestors
+  // stay on probation and must wait for it.
+  auto p = Make();
+  InsertChain(*p, 0, 2);
+  p->OnAccess(2);
+  EXPECT_EQ(Drain(*p), (std::vector<EntryId>{2, 1, 0}));
+}
+
 }  // namespace
 }  // namespace kvtier::tiers

@@ -23,6 +23,22 @@
 // block at once would let its stale bytes land in a committed block behind the generation
 // check's back.
 //
+// Eviction across size classes: one global recency order, at slab granularity. Slabs are
+// split between size classes (one per block size), and a class that only ever evicted within
+// itself would keep the share of the arena it had when the arena filled: an old namespace's
+// blocks, never used again, would sit in their slabs forever while a newer namespace with
+// another block size missed on almost everything ("slab calcification"). So every committed
+// entry carries its last use (the tier clock at commit and at every read hit), and when a
+// class needs a slot and there is neither a free slot nor room for a new slab, the age of its
+// own next victim is compared with the next victims of the other classes (the policy's
+// PickVictim, peeked, one per class: O(#classes), no scan of entries). If another class's
+// victim was last used earlier, that class gives up a slab: the one holding its victim when
+// none of its blocks is pinned (O(slots of one slab)), else its cheapest run of unpinned slabs
+// (FindReclaim restricted to that class); all of its blocks are evicted and the slab goes to
+// the class that asked. Otherwise the class evicts its own victim. Ties stay within the class.
+// Blocks younger than their slab's oldest one go with it: that is the approximation, bounded
+// by one slab per reclaim.
+//
 // Metadata per cached block, approximately: entry 80 B, index slot ~48 B (36 B key+value at
 // <= 7/8 load), LRU node 24 B, allocator 12 B, generation 8 B per page: ~170 B, i.e. 0.26% of
 // a 64 KiB block.
@@ -225,7 +241,7 @@ class DramTier::Impl {
       EndPutLease(*lease);
       std::fill(codes.begin(), codes.end(), absl::StatusCode::kDeadlineExceeded);
     } else {
-      for (uint32_t id : lease->entries) Commit(id);
+      for (uint32_t id : lease->entries) Commit(id, now);
     }
     leases_.Erase(lease_id);
     return codes;
@@ -246,6 +262,7 @@ class DramTier::Impl {
         const uint32_t id = it->second.entry;
         Entry& e = entries_[id];
         ++e.pins;
+        e.last_use_ns = now;
         policy_->OnAccess(id);
         grant.codes[i] = absl::StatusCode::kOk;
         grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
@@ -356,7 +373,11 @@ class DramTier::Impl {
     Namespace* ns = nullptr;
     uint64_t offset = 0;
     uint64_t length = 0;
-    LeaseId put_lease = 0;  // while kWriting: the lease that reserved it
+    // One word for two lifetimes, so the last-use stamp costs no memory.
+    union {
+      LeaseId put_lease = 0;  // while kWriting: the lease that reserved it
+      int64_t last_use_ns;    // while kCommitted: clock at commit and at the latest read hit
+    };
     SlotHandle slot;
     uint32_t pins = 0;  // read leases holding it
     EntryState state = EntryState::kFree;
@@ -413,13 +434,19 @@ class DramTier::Impl {
     return static_cast<uint32_t>(entries_.size() - 1);
   }
 
-  // A slot of `cls` for entry `tag`: a free one; else the policy's victim within the class;
-  // else, room for a new slab made by emptying slabs of other classes; else nullopt.
+  // A slot of `cls` for entry `tag`: a free one (or a new slab from free space); else, when the
+  // class has an evictable block, one global recency order at slab granularity (see the top of
+  // this file): a slab of the class whose next victim is oldest, if that is older than this
+  // class's own victim, else this class's victim; else room for a new slab made by emptying
+  // slabs of any class; else nullopt.
   std::optional<SlotHandle> AllocateSlot(ClassId cls, uint32_t tag)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (auto slot = allocator_.Allocate(cls, tag)) return slot;
     if (allocator_.slab_count(cls) > 0) {
       if (std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_)) {
+        if (ReclaimOlderSlab(cls, entries_[*victim].last_use_ns)) {
+          return allocator_.Allocate(cls, tag);
+        }
         Evict(static_cast<uint32_t>(*victim));
         return allocator_.Allocate(cls, tag);
       }
@@ -430,6 +457,35 @@ class DramTier::Impl {
     if (!allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_)) return std::nullopt;
     for (uint64_t victim : scratch_tags_) Evict(static_cast<uint32_t>(victim));
     return allocator_.Allocate(cls, tag);
+  }
+
+  // Empties a slab (or a run of slabs) of the other class whose next victim is the oldest, when
+  // that victim was last used before `own_last_use` (the age of `cls`'s own victim), so that
+  // a new slab of `cls` fits. Candidates are tried oldest first: the slab holding the victim,
+  // then the class's cheapest run of unpinned slabs. Returns whether anything was evicted.
+  bool ReclaimOlderSlab(ClassId cls, int64_t own_last_use) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    scratch_victims_.clear();
+    for (ClassId d = 0; d < allocator_.class_count(); ++d) {
+      if (d == cls || allocator_.slab_count(d) == 0) continue;
+      std::optional<EntryId> v = policy_->PickVictim(d, policy_evictable_);
+      if (!v) continue;
+      const int64_t last_use = entries_[*v].last_use_ns;
+      if (last_use < own_last_use) {
+        scratch_victims_.push_back({last_use, d, static_cast<uint32_t>(*v)});
+      }
+    }
+    std::sort(scratch_victims_.begin(), scratch_victims_.end(),
+              [](const ClassVictim& a, const ClassVictim& b) { return a.last_use < b.last_use; });
+    for (const ClassVictim& c : scratch_victims_) {
+      scratch_tags_.clear();
+      if (allocator_.ReclaimSlab(cls, entries_[c.entry].slot.slab, slot_evictable_,
+                                 &scratch_tags_) ||
+          allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_, c.cls)) {
+        for (uint64_t victim : scratch_tags_) Evict(static_cast<uint32_t>(victim));
+        return true;
+      }
+    }
+    return false;
   }
 
   // Takes a committed, unpinned block out of the tier to make room.
@@ -450,11 +506,11 @@ class DramTier::Impl {
     --committed_blocks_;
   }
 
-  void Commit(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void Commit(uint32_t id, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
     Namespace* ns = e.ns;
     e.state = EntryState::kCommitted;
-    e.put_lease = 0;
+    e.last_use_ns = now;
     ns->index.find(e.key)->second.committed = true;
     policy_->OnInsert(id, ns->cls);
     ++ns->blocks;
@@ -544,6 +600,12 @@ class DramTier::Impl {
   TierCounters counters_ ABSL_GUARDED_BY(mu_);
   // Reused across calls so that the request path does not allocate for them.
   std::vector<uint64_t> scratch_tags_ ABSL_GUARDED_BY(mu_);
+  struct ClassVictim {
+    int64_t last_use;
+    ClassId cls;
+    uint32_t entry;
+  };
+  std::vector<ClassVictim> scratch_victims_ ABSL_GUARDED_BY(mu_);
   std::vector<LeaseId> scratch_leases_ ABSL_GUARDED_BY(mu_);
   // Built once: std::function from a lambda capturing only `this` does not allocate, but
   // building it per call is still wasted work on the put path.

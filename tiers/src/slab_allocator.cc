@@ -141,8 +141,32 @@ void SlabAllocator::AddFreeExtent(uint64_t offset, uint64_t bytes) {
   free_.emplace_hint(next, offset, bytes);
 }
 
-bool SlabAllocator::FindReclaim(ClassId cls, const std::function<bool(uint64_t tag)>& evictable,
+bool SlabAllocator::ReclaimSlab(ClassId cls, SlabId slab,
+                                const std::function<bool(uint64_t tag)>& evictable,
                                 std::vector<uint64_t>* tags) const {
+  const Slab& s = slabs_[slab];
+  uint64_t room = s.bytes;
+  // Free extents are coalesced, so at most one ends where the slab starts and at most one
+  // starts where it ends; freeing the slab merges all three.
+  auto next = free_.lower_bound(s.offset);
+  if (next != free_.end() && next->first == s.offset + s.bytes) room += next->second;
+  if (next != free_.begin()) {
+    auto prev = std::prev(next);
+    if (prev->first + prev->second == s.offset) room += prev->second;
+  }
+  if (room < classes_[cls].slab_bytes) return false;
+  for (uint64_t tag : s.tags) {
+    if (tag != kNoTag && !evictable(tag)) return false;
+  }
+  for (uint64_t tag : s.tags) {
+    if (tag != kNoTag) tags->push_back(tag);
+  }
+  return true;
+}
+
+bool SlabAllocator::FindReclaim(ClassId cls, const std::function<bool(uint64_t tag)>& evictable,
+                                std::vector<uint64_t>* tags,
+                                std::optional<ClassId> from_class) const {
   // Free extents and slabs tile the data region, so consecutive segments in address order are
   // adjacent. A segment is usable if it is free or a slab whose used slots are all evictable;
   // its cost is the number of blocks it holds.
@@ -165,10 +189,14 @@ bool SlabAllocator::FindReclaim(ClassId cls, const std::function<bool(uint64_t t
     }
     const Slab& slab = slabs_[s->second];
     uint64_t cost = slab.used;
-    for (uint64_t tag : slab.tags) {
-      if (tag != kNoTag && !evictable(tag)) {
-        cost = kBarrier;
-        break;
+    if (from_class && slab.cls != *from_class) {
+      cost = kBarrier;
+    } else {
+      for (uint64_t tag : slab.tags) {
+        if (tag != kNoTag && !evictable(tag)) {
+          cost = kBarrier;
+          break;
+        }
       }
     }
     segments.push_back({slab.bytes, cost, s->second});

@@ -13,9 +13,10 @@
 // get used by the classes they fit. A slab whose slots all become free goes back to free space.
 //
 // The allocator only manages space. Eviction belongs to the caller: when Allocate() finds no
-// slot, the caller evicts within the class through its policy, or -- when the class has no
-// slab to evict from -- asks FindReclaim() for slabs of other classes that, once emptied,
-// leave room for a new slab of this class.
+// slot, the caller evicts within the class through its policy, or takes a slab from another
+// class: ReclaimSlab() for the slab holding that class's next victim (cheap: one slab), or
+// FindReclaim() for a run of slabs (of one class, or of any) that, once emptied, leaves room
+// for a new slab of this class.
 //
 // Each used slot carries a caller-chosen tag (the tier's entry id) so that the caller can map
 // the blocks of a slab back to its own entries. Metadata per slot: 12 bytes (tag + free list).
@@ -81,7 +82,17 @@ class SlabAllocator {
   // to `*tags` and returns true; once the caller frees all of them, Allocate(cls) succeeds.
   // Returns false when no such run exists. O(slabs + used slots); meant for the rare case
   // that a class has no slab and free space has no room.
+  // With `from_class`, only slabs of that class (and free extents) may be part of the run.
   bool FindReclaim(ClassId cls, const std::function<bool(uint64_t tag)>& evictable,
+                   std::vector<uint64_t>* tags,
+                   std::optional<ClassId> from_class = std::nullopt) const;
+
+  // Whether emptying slab `slab` alone leaves room for a new slab of `cls`: every used slot's
+  // tag satisfies `evictable`, and the slab plus the free extents right next to it hold at
+  // least one slab of `cls`. If so, appends the tags of its used slots to `*tags` and returns
+  // true; once the caller frees them, Allocate(cls) succeeds. O(slots of the slab + log slabs).
+  // REQUIRES: `slab` is live (e.g. SlotHandle::slab of an allocated slot).
+  bool ReclaimSlab(ClassId cls, SlabId slab, const std::function<bool(uint64_t tag)>& evictable,
                    std::vector<uint64_t>* tags) const;
 
   uint64_t capacity_bytes() const { return bytes_; }

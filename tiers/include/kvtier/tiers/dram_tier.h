@@ -28,6 +28,18 @@
 // see tiers/src/slab_allocator.h. Metadata lives in the daemon's heap, about 170 bytes per
 // cached block, plus 8 bytes per page of generation table in the arena.
 //
+// Eviction approximates one global recency order across size classes, at slab granularity,
+// so that slabs follow the workload instead of staying with whichever namespace filled the
+// arena first. Each cached block remembers its last use (the clock at commit and at every
+// read hit). When a class needs a slot and neither a free slot nor room for a new slab exists,
+// its own next victim (by the policy) is compared with the next victim of every other class:
+// if another class's victim was last used earlier, that class gives up a slab -- the one
+// holding its victim if none of its blocks is pinned, else its cheapest run of unpinned slabs
+// -- whose blocks are all evicted; otherwise the class evicts its own victim. Blocks that share
+// a slab with an older victim may go with it: the order is global only to within one slab.
+// A class with no slab, or whose blocks are all pinned, empties the cheapest run of unpinned
+// slabs of any class.
+//
 // Thread-safe: every method may be called from any thread (one internal mutex; short critical
 // sections, no I/O under it). Nothing here blocks on I/O.
 #pragma once
@@ -123,7 +135,8 @@ class DramTier {
   // not count as a use for eviction. Unknown namespace: 0.
   size_t LookupPrefix(NamespaceId ns, std::span<const BlockKey> keys);
 
-  // Reserves a slot per key for `owner`, evicting unpinned blocks of the size class as needed.
+  // Reserves a slot per key for `owner`, evicting unpinned blocks as needed (of the size class,
+  // or a slab of another class whose next victim is older; see the top of this file).
   // codes[i]: kOk (slot reserved), kAlreadyExists (committed or being written already),
   // kInvalidArgument (length 0 or > block_bytes, duplicate key in the batch, unknown ns),
   // kResourceExhausted (nothing evictable). Reserved slots are invisible until CommitPut.

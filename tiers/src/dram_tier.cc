@@ -45,6 +45,7 @@
 #include "kvtier/tiers/dram_tier.h"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <utility>
@@ -185,6 +186,7 @@ class DramTier::Impl {
     const LeaseId lease_id = leases_.NextId();
     std::vector<uint32_t> granted = leases_.TakeVector();
     bool exhausted = false;  // once nothing is evictable, the rest of the batch fails fast
+    size_t previous_granted = keys.size();  // request index of the last key granted, if any
     for (size_t i = 0; i < keys.size(); ++i) {
       const uint64_t length = lengths[i];
       if (length == 0 || length > ns->block_bytes) continue;  // kInvalidArgument
@@ -215,6 +217,10 @@ class DramTier::Impl {
       e.pins = 0;
       e.state = EntryState::kWriting;
       e.removed = false;
+      // The key before it in the batch is its prefix parent when it is granted too (the lease
+      // commits its entries in order, so the parent enters the policy first).
+      e.parent_is_previous = i > 0 && previous_granted == i - 1;
+      previous_granted = i;
       ns->index.emplace(keys[i], IndexValue{id, false});
       grant.codes[i] = absl::StatusCode::kOk;
       grant.slots[i] = SlotRef{e.offset, length, arena_->Generation(e.offset)};
@@ -241,7 +247,11 @@ class DramTier::Impl {
       EndPutLease(*lease);
       std::fill(codes.begin(), codes.end(), absl::StatusCode::kDeadlineExceeded);
     } else {
-      for (uint32_t id : lease->entries) Commit(id, now);
+      std::optional<EntryId> previous;
+      for (uint32_t id : lease->entries) {
+        Commit(id, now, entries_[id].parent_is_previous ? previous : std::nullopt);
+        previous = id;
+      }
     }
     leases_.Erase(lease_id);
     return codes;
@@ -382,6 +392,9 @@ class DramTier::Impl {
     uint32_t pins = 0;  // read leases holding it
     EntryState state = EntryState::kFree;
     bool removed = false;  // out of the index, slot still held
+    // While kWriting: the entry before it in its put lease holds the previous key of the
+    // request (its prefix parent, for the policy).
+    bool parent_is_previous = false;
   };
 
   struct IndexValue {
@@ -506,13 +519,20 @@ class DramTier::Impl {
     --committed_blocks_;
   }
 
-  void Commit(uint32_t id, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Publishes a reserved block. `parent`: the cached block its key extends (the previous key of
+  // its put batch, committed just before it), for prefix-aware policies.
+  void Commit(uint32_t id, int64_t now, std::optional<EntryId> parent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
     Namespace* ns = e.ns;
     e.state = EntryState::kCommitted;
     e.last_use_ns = now;
     ns->index.find(e.key)->second.committed = true;
-    policy_->OnInsert(id, ns->cls);
+    // Keys are hashes already: any 8 of their bytes make a stable fingerprint.
+    uint64_t fingerprint;
+    std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
+    policy_->OnInsertBlock(
+        id, BlockInfo{.size_class = ns->cls, .fingerprint = fingerprint, .parent = parent});
     ++ns->blocks;
     ns->used_bytes += e.length;
     ++committed_blocks_;

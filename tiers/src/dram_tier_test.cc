@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kvtier/common/testing/manual_clock.h"
+#include "kvtier/tiers/policies.h"
 
 namespace kvtier::tiers {
 namespace {
@@ -1042,6 +1043,33 @@ TEST_F(DramTierTest, CustomPolicyIsConsulted) {
   Put({0, 1});
   Put({2});
   EXPECT_THAT(Cached({0, 1, 2}), ElementsAre(true, false, true));
+}
+
+TEST_F(DramTierTest, WorksWithThePrefixAwarePolicy) {
+  // The tier passes each block's fingerprint and, within a put batch, its parent (the key
+  // before it), so prefix-slru evicts the tip of a chain before its root.
+  auto policy = NewPolicy("prefix-slru", PolicyOptions{.capacity_blocks = 8});
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  DramTierOptions options;
+  options.capacity_bytes = 8 * kPage;
+  options.slab_bytes = 8 * kPage;
+  options.preallocate = false;
+  auto tier = DramTier::Create(options, &clock_, std::move(*policy));
+  ASSERT_TRUE(tier.ok());
+  tier_ = std::move(*tier);
+  ASSERT_TRUE(tier_->AddNamespace(kNs, kPage).ok());
+  Put({0, 1, 2, 3});
+  Put({10, 11, 12, 13});
+  LeaseGrant r = Read({0, 1, 2, 3});  // reused: protected
+  ASSERT_THAT(r.codes, Each(Code::kOk));
+  ASSERT_TRUE(tier_->Release(kAlice, r.lease_id).ok());
+  Put({20, 21});  // the unread chain goes, tip first
+  EXPECT_THAT(Cached({0, 1, 2, 3}), Each(true));
+  EXPECT_THAT(Cached({10, 11, 12, 13}), ElementsAre(true, true, false, false));
+  Put({30});
+  EXPECT_THAT(Cached({10, 11, 20, 21, 30}), ElementsAre(true, false, true, true, true));
+  EXPECT_EQ(tier_->Snapshot().counters.evictions, 3u);
+  ExpectInvariants();
 }
 
 }  // namespace

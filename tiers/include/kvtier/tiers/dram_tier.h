@@ -105,7 +105,10 @@ class DramTier {
  public:
   // Creates the memfd, sizes it, maps it. kInvalidArgument for bad options, kResourceExhausted
   // / kInternal (with errno text) when the memory cannot be had. `clock` must outlive the tier.
-  // `policy` decides eviction order (NewLruPolicy() when null).
+  // `policy` decides eviction order within a size class (NewLruPolicy() when null). It gets
+  // each block through OnInsertBlock with a fingerprint (the key's first 8 bytes) and, when the
+  // previous key of the same put batch was granted too, that block as its prefix parent, so
+  // the policies of kvtier/tiers/policies.h (prefix-slru included) can be used as they are.
   static absl::StatusOr<std::unique_ptr<DramTier>> Create(const DramTierOptions& options,
                                                           const Clock* clock,
                                                           std::unique_ptr<EvictionPolicy> policy);

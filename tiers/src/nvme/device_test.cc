@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 
 #include "kvtier/tiers/nvme_device.h"
@@ -89,6 +90,29 @@ TEST_P(FileDeviceTest, WritesAndReadsBackManyOpsAndSegments) {
     ASSERT_EQ(std::memcmp(back[i].data.get(), heads[i].data.get(), a), 0) << i;
     ASSERT_EQ(std::memcmp(back[i].data.get() + a, bodies[i].data.get(), 3 * a), 0) << i;
   }
+}
+
+TEST_P(FileDeviceTest, CallsBackOncePerOpAsItCompletes) {
+  OPEN_OR_SKIP(dev);
+  const uint32_t a = dev->alignment();
+  constexpr size_t kOps = 24;
+  AlignedBuffer buf(kOps * a, a);
+  std::vector<IoSegment> segs(kOps);
+  std::vector<IoOp> ops(kOps);
+  for (size_t i = 0; i < kOps; ++i) {
+    segs[i] = {buf.data.get() + i * a, a};
+    ops[i].segments = {&segs[i], 1};
+    ops[i].offset = i * a;
+  }
+  ops[5].offset = 7;  // invalid: reported through the callback too
+  std::vector<std::atomic<int>> calls(kOps);
+  std::atomic<int> set_when_called{0};
+  (void)dev->Submit(ops, [&](size_t i) {
+    calls[i].fetch_add(1);
+    if (i == 5 ? absl::IsInvalidArgument(ops[i].status) : ops[i].status.ok()) ++set_when_called;
+  });
+  for (size_t i = 0; i < kOps; ++i) EXPECT_EQ(calls[i].load(), 1) << i;
+  EXPECT_EQ(set_when_called.load(), static_cast<int>(kOps));
 }
 
 TEST_P(FileDeviceTest, RegisteredMemoryReadsAndWrites) {

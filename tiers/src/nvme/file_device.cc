@@ -57,14 +57,19 @@ class FileDevice final : public NvmeDevice {
     return engine_->RegisterMemory(memory);
   }
 
-  absl::Status Submit(std::span<IoOp> ops) override {
+  using NvmeDevice::Submit;
+  absl::Status Submit(std::span<IoOp> ops, absl::FunctionRef<void(size_t)> on_complete) override {
     std::vector<IoOp*> valid;
     valid.reserve(ops.size());
     for (IoOp& op : ops) {
       op.status = nvme::ValidateIoOp(op, alignment_, size_);
-      if (op.status.ok()) valid.push_back(&op);
+      if (op.status.ok()) {
+        valid.push_back(&op);
+      } else {
+        on_complete(static_cast<size_t>(&op - ops.data()));
+      }
     }
-    engine_->Run(valid);
+    engine_->Run(valid, [&](IoOp* op) { on_complete(static_cast<size_t>(op - ops.data())); });
     for (const IoOp& op : ops) {
       if (!op.status.ok()) return op.status;
     }

@@ -9,6 +9,7 @@
 #include <span>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvtier/tiers/nvme_device.h"
@@ -21,9 +22,9 @@ class IoEngine {
   virtual std::string_view name() const = 0;
   // As NvmeDevice::RegisterMemory.
   virtual absl::Status RegisterMemory(std::span<std::byte> memory) = 0;
-  // Runs every op (all valid) and sets each one's status; blocks until all have completed.
-  // Thread-safe.
-  virtual void Run(std::span<IoOp* const> ops) = 0;
+  // Runs every op (all valid), sets each one's status and calls on_complete(op) as it
+  // completes (see NvmeDevice::Submit); blocks until all have completed. Thread-safe.
+  virtual void Run(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete) = 0;
 };
 
 // Sets up `rings` io_uring instances of `queue_depth` entries with `fd` registered. The

@@ -3,17 +3,19 @@
 //
 // Read path: DRAM table (present? expired?) -> RocksDB Get by full key (location, generation,
 // checksum) -> one device read of the payload only -> seeded checksum check. The header is not
-// read: the checksum, seeded with namespace, key, generation and length, fails for anything but
-// the bytes written for this key in this generation of the region (record.h).
+// read: the checksum, seeded with namespace, key and length, fails for anything but the bytes
+// written for this key (record.h); an entry whose generation is not its region's current one
+// is stale and never read.
 #include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "kvtier/common/status_macros.h"
 #include "tiers/src/nvme/record.h"
 #include "tiers/src/nvme/tier_impl.h"
-#include "xxhash.h"
+#include "tiers/src/nvme/xxh3.h"
 
 namespace kvtier::tiers {
 
@@ -73,7 +75,20 @@ size_t NvmeTier::LookupPrefix(uint32_t ns, std::span<const BlockKey> keys) {
 std::vector<absl::Status> NvmeTier::Write(uint32_t ns, std::span<const BlockKey> keys,
                                           std::span<const std::span<const std::byte>> blocks,
                                           const NvmeWriteOptions& options) {
-  return impl_->Write(ns, keys, blocks, options);
+  std::vector<absl::Status> result;
+  absl::Notification committed;
+  impl_->WriteAsync(ns, keys, blocks, options, [&](std::vector<absl::Status> statuses) {
+    result = std::move(statuses);
+    committed.Notify();
+  });
+  committed.WaitForNotification();
+  return result;
+}
+void NvmeTier::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
+                          std::span<const std::span<const std::byte>> blocks,
+                          const NvmeWriteOptions& options,
+                          std::function<void(std::vector<absl::Status>)> done) {
+  impl_->WriteAsync(ns, keys, blocks, options, std::move(done));
 }
 absl::StatusOr<NvmeReadResult> NvmeTier::Read(uint32_t ns, const BlockKey& key,
                                               std::span<std::byte> dst) {
@@ -100,9 +115,21 @@ NvmeTier::Impl::Impl(const NvmeTierOptions& options, std::unique_ptr<NvmeDevice>
       device_(std::move(device)),
       clock_(clock),
       admission_(std::move(admission)),
-      alignment_(device_->alignment()) {}
+      alignment_(device_->alignment()) {
+  hasher_ = std::thread([this] { HashLoop(); });
+  writer_ = std::thread([this] { WriteLoop(); });
+  committer_ = std::thread([this] { CommitLoop(); });
+}
 
 NvmeTier::Impl::~Impl() {
+  DrainAll();
+  {
+    absl::MutexLock lock(&pipe_mu_);
+    stopping_ = true;
+  }
+  hasher_.join();
+  writer_.join();
+  committer_.join();
   // A flushed memtable means the next start replays no log: part of the startup-time budget.
   if (index_ != nullptr) (void)index_->Flush();
 }
@@ -111,7 +138,7 @@ uint64_t NvmeTier::Impl::TableKey(uint32_t ns, const BlockKey& key) {
   std::byte buf[4 + BlockKey::kSize];
   std::memcpy(buf, &ns, 4);
   std::memcpy(buf + 4, key.bytes.data(), BlockKey::kSize);
-  return XXH3_64bits(buf, sizeof(buf));
+  return nvme::Xxh3(buf, sizeof(buf));
 }
 
 uint32_t NvmeTier::Impl::NowUnixSeconds() const {
@@ -172,7 +199,6 @@ std::vector<absl::StatusOr<NvmeReadResult>> NvmeTier::Impl::ReadBatch(
     BlockLocation loc;
     IoSegment segment;
     AlignedBytes staging;  // when dst cannot take the direct read
-    bool io = false;
   };
   const size_t n = keys.size();
   std::vector<absl::StatusOr<NvmeReadResult>> results(n, absl::NotFoundError("not cached"));
@@ -201,22 +227,33 @@ std::vector<absl::StatusOr<NvmeReadResult>> NvmeTier::Impl::ReadBatch(
       present[i] = true;
     }
   }
+  for (size_t i = 0; i < n; ++i) {
+    if (!present[i]) continue;
+    absl::StatusOr<BlockLocation> loc = index_->GetBlock(ns, keys[i]);
+    present[i] = loc.ok();
+    if (loc.ok()) {
+      slots[i].loc = *loc;
+    } else if (!absl::IsNotFound(loc.status())) {  // NotFound: removed or evicted meanwhile
+      ++index_errors;
+      results[i] = absl::NotFoundError(absl::StrCat("NVMe index: ", loc.status().message()));
+    }
+  }
+  {
+    // An entry of an older generation than its region's points at overwritten space.
+    absl::MutexLock lock(&mu_);
+    for (size_t i = 0; i < n; ++i) {
+      if (present[i] && (slots[i].loc.region >= sb_.region_count ||
+                         log_->generation(slots[i].loc.region) != slots[i].loc.generation)) {
+        present[i] = false;
+      }
+    }
+  }
   std::vector<IoOp> ops;
   std::vector<size_t> op_slot;
   ops.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     if (!present[i]) continue;
-    absl::StatusOr<BlockLocation> loc = index_->GetBlock(ns, keys[i]);
-    if (!loc.ok()) {
-      // NotFound: removed or evicted since the table said yes.
-      if (!absl::IsNotFound(loc.status())) {
-        ++index_errors;
-        results[i] = absl::NotFoundError(absl::StrCat("NVMe index: ", loc.status().message()));
-      }
-      continue;
-    }
     Slot& s = slots[i];
-    s.loc = *loc;
     if (dsts[i].size() < s.loc.length) {
       results[i] = absl::InvalidArgumentError(absl::StrCat(
           "read buffer of ", dsts[i].size(), " bytes for a block of ", s.loc.length, " bytes"));
@@ -231,7 +268,6 @@ std::vector<absl::StatusOr<NvmeReadResult>> NvmeTier::Impl::ReadBatch(
       s.staging = nvme::AllocateAligned(read_bytes, alignment_);
       s.segment = {s.staging.get(), read_bytes};
     }
-    s.io = true;
     IoOp op;
     op.type = IoOp::Type::kRead;
     op.offset = RegionOffset(s.loc.region) + s.loc.offset + alignment_;
@@ -240,29 +276,44 @@ std::vector<absl::StatusOr<NvmeReadResult>> NvmeTier::Impl::ReadBatch(
     op_slot.push_back(i);
   }
 
-  // 2. All device reads in flight together.
-  (void)device_->Submit(ops);
+  // 2. All device reads in flight together; each block is verified (and copied out of its
+  // staging buffer) as soon as it arrives, while the others are still being read.
+  enum : uint8_t { kPending, kIoError, kBadChecksum, kGood };
+  std::vector<uint8_t> outcome(ops.size(), kPending);
+  (void)device_->Submit(ops, [&](size_t k) {
+    const size_t i = op_slot[k];
+    const Slot& s = slots[i];
+    if (!ops[k].status.ok()) {
+      outcome[k] = kIoError;
+      return;
+    }
+    const std::span<const std::byte> payload(s.segment.data, s.loc.length);
+    if (nvme::PayloadChecksum(ns, keys[i], payload) != s.loc.checksum) {
+      outcome[k] = kBadChecksum;
+      return;
+    }
+    if (s.staging != nullptr) std::memcpy(dsts[i].data(), s.staging.get(), s.loc.length);
+    outcome[k] = kGood;
+  });
 
-  // 3. Verify, copy out, count.
+  // 3. Count.
   uint64_t io_errors = 0, checksum_failures = 0, bytes_read = 0;
   std::vector<size_t> hit_slots;
-  std::vector<uint64_t> suspect_keys;  // failed a check: stale (raced an eviction) or damaged
+  std::vector<size_t> suspect_keys;  // failed a check: stale (raced an eviction) or damaged
   for (size_t k = 0; k < ops.size(); ++k) {
     const size_t i = op_slot[k];
     Slot& s = slots[i];
-    if (!ops[k].status.ok()) {
+    if (outcome[k] == kIoError) {
       ++io_errors;
       results[i] =
           absl::UnavailableError(absl::StrCat("NVMe read failed: ", ops[k].status.message()));
       continue;
     }
     bytes_read += s.segment.length;
-    const std::span<const std::byte> payload(s.segment.data, s.loc.length);
-    if (nvme::PayloadChecksum(ns, keys[i], s.loc.generation, payload) != s.loc.checksum) {
+    if (outcome[k] == kBadChecksum) {
       suspect_keys.push_back(i);
       continue;
     }
-    if (s.staging != nullptr) std::memcpy(dsts[i].data(), s.staging.get(), s.loc.length);
     results[i] = NvmeReadResult{s.loc.length, s.loc.codec};
     hit_slots.push_back(i);
   }

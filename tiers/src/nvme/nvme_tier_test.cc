@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "tiers/src/nvme/tier_test_util.h"
 
 namespace kvtier::tiers::nvme::testing {
@@ -81,6 +85,45 @@ TEST(NvmeTierTest, BatchedWritesAndReads) {
     EXPECT_EQ(std::vector<std::byte>(dsts[i].begin(), dsts[i].begin() + results[i]->length),
               payloads[i]);
   }
+}
+
+TEST(NvmeTierTest, PipelinedWritesCommitEachBatchOnce) {
+  TierHarness h(8);
+  ASSERT_TRUE(h.Open().ok());
+  constexpr int kCalls = 24, kPerCall = 6;
+  std::vector<std::vector<std::byte>> payloads;
+  std::vector<std::vector<std::span<const std::byte>>> blocks(kCalls);
+  for (int i = 0; i < kCalls * kPerCall; ++i) payloads.push_back(TestPayload(i, 1, 20000 + i));
+  std::atomic<int> done_calls{0}, ok_blocks{0};
+  std::vector<std::atomic<int>> done_per_call(kCalls);
+  for (int c = 0; c < kCalls; ++c) {
+    std::vector<BlockKey> keys;  // only needed during the call
+    for (int k = 0; k < kPerCall; ++k) {
+      keys.push_back(TestKey(c * kPerCall + k));
+      blocks[c].emplace_back(payloads[c * kPerCall + k]);
+    }
+    h.tier().WriteAsync(kNs, keys, blocks[c], {}, [&, c](std::vector<absl::Status> statuses) {
+      for (const auto& st : statuses) ok_blocks += st.ok();
+      ++done_per_call[c];
+      ++done_calls;
+    });
+  }
+  while (done_calls.load() < kCalls) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int c = 0; c < kCalls; ++c) EXPECT_EQ(done_per_call[c].load(), 1) << c;
+  EXPECT_EQ(ok_blocks.load(), kCalls * kPerCall);
+  for (int i = 0; i < kCalls * kPerCall; ++i) EXPECT_EQ(*Get(h.tier(), i), payloads[i]) << i;
+  // Batches queued together shared their syncs.
+  EXPECT_LE(h.tier().Snapshot().nvme.write_batches, static_cast<uint64_t>(kCalls));
+
+  // Nothing to write: done runs at once, on the calling thread.
+  bool ran = false;
+  const BlockKey k = TestKey(1);
+  const std::span<const std::byte> empty;
+  h.tier().WriteAsync(kNs, {&k, 1}, {&empty, 1}, {}, [&](std::vector<absl::Status> st) {
+    ran = true;
+    EXPECT_TRUE(absl::IsInvalidArgument(st[0]));
+  });
+  EXPECT_TRUE(ran);
 }
 
 TEST(NvmeTierTest, OverwriteRemoveAndLookups) {

@@ -5,7 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "tiers/src/nvme/le.h"
-#include "xxhash.h"
+#include "tiers/src/nvme/xxh3.h"
 
 namespace kvtier::tiers::nvme {
 namespace {
@@ -14,15 +14,14 @@ constexpr size_t kChecksumOffset = 80;
 
 }  // namespace
 
-uint64_t PayloadChecksum(uint32_t namespace_id, const BlockKey& key, uint64_t generation,
+uint64_t PayloadChecksum(uint32_t namespace_id, const BlockKey& key,
                          std::span<const std::byte> payload) {
-  std::byte identity[4 + BlockKey::kSize + 8 + 8];
+  std::byte identity[4 + BlockKey::kSize + 8];
   StoreLe32(identity, namespace_id);
   std::memcpy(identity + 4, key.bytes.data(), BlockKey::kSize);
-  StoreLe64(identity + 4 + BlockKey::kSize, generation);
-  StoreLe64(identity + 12 + BlockKey::kSize, payload.size());
-  const uint64_t seed = XXH3_64bits(identity, sizeof(identity));
-  return XXH3_64bits_withSeed(payload.data(), payload.size(), seed);
+  StoreLe64(identity + 4 + BlockKey::kSize, payload.size());
+  const uint64_t seed = Xxh3(identity, sizeof(identity));
+  return Xxh3(payload.data(), payload.size(), seed);
 }
 
 void EncodeRecordHeader(const RecordHeader& h, std::span<std::byte> unit) {
@@ -39,7 +38,7 @@ void EncodeRecordHeader(const RecordHeader& h, std::span<std::byte> unit) {
   StoreLe64(p + 56, h.generation);
   StoreLe64(p + 64, h.payload_checksum);
   StoreLe32(p + 72, h.expiry_unix_s);
-  StoreLe64(p + kChecksumOffset, XXH3_64bits(p, kChecksumOffset));
+  StoreLe64(p + kChecksumOffset, Xxh3(p, kChecksumOffset));
 }
 
 absl::StatusOr<RecordHeader> DecodeRecordHeader(std::span<const std::byte> unit) {
@@ -53,7 +52,7 @@ absl::StatusOr<RecordHeader> DecodeRecordHeader(std::span<const std::byte> unit)
     return absl::DataLossError(absl::StrCat("record header of unknown format ", LoadLe16(p + 4),
                                             " (size ", LoadLe16(p + 6), ")"));
   }
-  if (LoadLe64(p + kChecksumOffset) != XXH3_64bits(p, kChecksumOffset)) {
+  if (LoadLe64(p + kChecksumOffset) != Xxh3(p, kChecksumOffset)) {
     return absl::DataLossError("record header checksum mismatch");
   }
   RecordHeader h;

@@ -16,11 +16,13 @@
 // Checksums are XXH3-64 (libxxhash). Why not CRC32C: 64 bits make an undetected corruption
 // about 2^32 times less likely than 32 bits, and XXH3 hashes at memory speed on any x86-64
 // without needing the SSE4.2 instruction a fast CRC32C wants. The payload checksum is seeded
-// with (namespace, key, generation, length), so it also proves that the bytes at an address
-// belong to this key in this generation of its region: a stale index entry pointing into a
-// region that was overwritten, or bytes written for another key, fail the same check as a
-// flipped bit. That lets the read path read only the payload and trust the index's copy of the
-// checksum; the header is for recovery scans and region checks.
+// with (namespace, key, length), so it also proves that the bytes at an address were written
+// for this key: an index entry pointing at another block's record fails the same check as a
+// flipped bit. It leaves the generation out on purpose, so that it can be computed before a
+// block is placed (off the writer's critical path, and kept as is when a block is reinserted);
+// stale locations are caught by the generation instead, which the index entry, the record
+// header and the region table all carry. The read path therefore reads only the payload and
+// trusts the index's copy of the checksum; the header is for recovery scans and region checks.
 #pragma once
 
 #include <cstddef>
@@ -57,8 +59,8 @@ inline uint64_t RecordBytes(uint64_t length, uint32_t alignment) {
   return alignment + RoundUp(length, alignment);
 }
 
-// The payload checksum, seeded with the record's identity (see the file comment).
-uint64_t PayloadChecksum(uint32_t namespace_id, const BlockKey& key, uint64_t generation,
+// The payload checksum, seeded with the block's identity (see the file comment).
+uint64_t PayloadChecksum(uint32_t namespace_id, const BlockKey& key,
                          std::span<const std::byte> payload);
 
 // Writes the header's fields and checksum at the start of `unit` and zeroes the rest.

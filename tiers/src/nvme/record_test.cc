@@ -7,6 +7,7 @@
 
 #include "tiers/src/nvme/superblock.h"
 #include "tiers/src/nvme/test_util.h"
+#include "tiers/src/nvme/xxh3.h"
 
 namespace kvtier::tiers::nvme {
 namespace {
@@ -67,15 +68,25 @@ TEST(RecordTest, ZeroUnitIsNoRecord) {
 
 TEST(RecordTest, PayloadChecksumBindsIdentityAndBytes) {
   const std::vector<std::byte> p = TestPayload(1, 1, 10000);
-  const uint64_t base = PayloadChecksum(1, TestKey(1), 5, p);
-  EXPECT_EQ(base, PayloadChecksum(1, TestKey(1), 5, p));
-  EXPECT_NE(base, PayloadChecksum(2, TestKey(1), 5, p));                         // namespace
-  EXPECT_NE(base, PayloadChecksum(1, TestKey(2), 5, p));                         // key
-  EXPECT_NE(base, PayloadChecksum(1, TestKey(1), 6, p));                         // generation
-  EXPECT_NE(base, PayloadChecksum(1, TestKey(1), 5, std::span(p).first(9999)));  // length
+  const uint64_t base = PayloadChecksum(1, TestKey(1), p);
+  EXPECT_EQ(base, PayloadChecksum(1, TestKey(1), p));
+  EXPECT_NE(base, PayloadChecksum(2, TestKey(1), p));                         // namespace
+  EXPECT_NE(base, PayloadChecksum(1, TestKey(2), p));                         // key
+  EXPECT_NE(base, PayloadChecksum(1, TestKey(1), std::span(p).first(9999)));  // length
   std::vector<std::byte> flipped = p;
   flipped[5000] ^= std::byte{1};
-  EXPECT_NE(base, PayloadChecksum(1, TestKey(1), 5, flipped));
+  EXPECT_NE(base, PayloadChecksum(1, TestKey(1), flipped));
+}
+
+TEST(RecordTest, DispatchedXxh3MatchesTheBaselineBuild) {
+  // Awkward lengths around XXH3's internal block and stripe sizes.
+  for (size_t len : {0, 1, 3, 16, 17, 128, 129, 240, 241, 1023, 1024, 1025, 4096, 100003}) {
+    const std::vector<std::byte> p = TestPayload(len, 3, len);
+    for (uint64_t seed : {0ull, 1ull, 0x9e3779b97f4a7c15ull}) {
+      ASSERT_EQ(Xxh3(p.data(), p.size(), seed), Xxh3Baseline(p.data(), p.size(), seed))
+          << "length " << len << " seed " << seed;
+    }
+  }
 }
 
 TEST(RecordTest, RecordBytesPadsToAlignment) {

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "tiers/src/nvme/le.h"
-#include "xxhash.h"
+#include "tiers/src/nvme/xxh3.h"
 
 namespace kvtier::tiers::nvme {
 namespace {
@@ -27,7 +27,7 @@ void EncodeSuperblock(const Superblock& sb, std::span<std::byte> unit) {
   StoreLe32(p + 40, sb.region_count);
   StoreLe64(p + 48, sb.instance_id);
   StoreLe64(p + 56, sb.created_unix_s);
-  StoreLe64(p + kChecksumOffset, XXH3_64bits(p, kChecksumOffset));
+  StoreLe64(p + kChecksumOffset, Xxh3(p, kChecksumOffset));
 }
 
 absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> unit) {
@@ -38,7 +38,7 @@ absl::StatusOr<Superblock> DecodeSuperblock(std::span<const std::byte> unit) {
     if (zero) return absl::NotFoundError("no superblock (unformatted device)");
     return absl::FailedPreconditionError("not a kvtier NVMe tier (no kvtier superblock)");
   }
-  if (LoadLe64(p + kChecksumOffset) != XXH3_64bits(p, kChecksumOffset)) {
+  if (LoadLe64(p + kChecksumOffset) != Xxh3(p, kChecksumOffset)) {
     return absl::DataLossError("kvtier superblock checksum mismatch");
   }
   Superblock sb;

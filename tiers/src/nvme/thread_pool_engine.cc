@@ -62,9 +62,9 @@ class ThreadPoolEngine final : public IoEngine {
   std::string_view name() const override { return "thread_pool"; }
   absl::Status RegisterMemory(std::span<std::byte>) override { return absl::OkStatus(); }
 
-  void Run(std::span<IoOp* const> ops) override {
+  void Run(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete) override {
     if (ops.empty()) return;
-    Batch batch{ops.size()};
+    Batch batch{ops.size(), on_complete};
     absl::MutexLock lock(&mu_);
     for (IoOp* op : ops) queue_.push_back({op, &batch});
     mu_.Await(absl::Condition(
@@ -74,6 +74,7 @@ class ThreadPoolEngine final : public IoEngine {
  private:
   struct Batch {
     size_t remaining;
+    absl::FunctionRef<void(IoOp*)> on_complete;
   };
   struct Task {
     IoOp* op;
@@ -91,9 +92,11 @@ class ThreadPoolEngine final : public IoEngine {
         task = queue_.front();
         queue_.pop_front();
       }
-      absl::Status status = RunBlocking(fd_, *task.op);
+      task.op->status = RunBlocking(fd_, *task.op);
+      // Outside the lock, so that workers verify finished ops in parallel; the batch cannot
+      // end before `remaining` drops below.
+      task.batch->on_complete(task.op);
       absl::MutexLock lock(&mu_);
-      task.op->status = std::move(status);
       --task.batch->remaining;
     }
   }

@@ -11,16 +11,25 @@
 // about n^2 / 2^65) share a slot; the read path still verifies the full key (index lookup by
 // full key, checksum seeded with it), so a collision can lose a block, never serve a wrong one.
 //
-// Locks. write_mu_ serializes the writers (Write, Remove, SetPinned, AddNamespace, eviction);
-// mu_ guards the table, the region log and the counters, and is held only for short sections
-// with no I/O. Order: write_mu_, then mu_. Readers take only mu_, so a write batch in flight
-// never blocks a read.
+// Writes run through a three-stage pipeline, one thread per stage, so that the device keeps
+// writing while earlier batches are checksummed and made durable: hash (payload checksums) ->
+// write (placement in the active region, region eviction, record writes) -> commit (fdatasync,
+// one synced index write, table update, `done`). A stage takes everything queued while it was
+// busy, so consecutive batches share the syncs.
+//
+// Locks. write_mu_ serializes placement with eviction, Remove, SetPinned and AddNamespace;
+// pipe_mu_ guards the pipeline's queues; mu_ guards the table, the region log and the counters
+// and is held only for short sections with no I/O. Order: write_mu_, pipe_mu_, mu_. Readers
+// take only mu_, so writes in flight never block a read.
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -49,9 +58,10 @@ class NvmeTier::Impl {
   }
   bool Contains(uint32_t ns, const BlockKey& key) const;
   size_t LookupPrefix(uint32_t ns, std::span<const BlockKey> keys);
-  std::vector<absl::Status> Write(uint32_t ns, std::span<const BlockKey> keys,
-                                  std::span<const std::span<const std::byte>> blocks,
-                                  const NvmeWriteOptions& options);
+  void WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
+                  std::span<const std::span<const std::byte>> blocks,
+                  const NvmeWriteOptions& options,
+                  std::function<void(std::vector<absl::Status>)> done);
   std::vector<absl::StatusOr<NvmeReadResult>> ReadBatch(uint32_t ns, std::span<const BlockKey> keys,
                                                         std::span<const std::span<std::byte>> dsts);
   std::vector<absl::Status> Remove(uint32_t ns, std::span<const BlockKey> keys);
@@ -86,15 +96,34 @@ class NvmeTier::Impl {
     uint8_t codec = 0;
     uint8_t flags = 0;
     uint32_t expiry_unix_s = 0;
-    absl::Status* status = nullptr;  // where the outcome goes
+    absl::Status* status = nullptr;  // where the outcome goes (in its WriteCall)
+    uint64_t checksum = 0;           // set by the hash stage (record.h's PayloadChecksum)
   };
 
-  // A block placed in the active region, about to be written.
+  // One WriteAsync call, or one region's reinsertions: the blocks, their outcomes, and what
+  // still has to happen before `done` may run.
+  struct WriteCall {
+    std::vector<PendingBlock> blocks;
+    std::vector<absl::Status> statuses;
+    // Commit jobs not finished, plus one held by the writer until it has queued them all.
+    size_t outstanding = 1;  // guarded by pipe_mu_
+    std::function<void(std::vector<absl::Status>)> done;
+  };
+
+  // A block placed in the active region.
   struct Placed {
     const PendingBlock* block;
+    WriteCall* call;
     uint32_t region;
     uint32_t offset;
     uint64_t generation;
+  };
+
+  // Records written to the device, for the commit thread: fdatasync, index, table.
+  struct CommitJob {
+    std::vector<std::shared_ptr<WriteCall>> calls;  // each holds one count for this job
+    std::vector<Placed> placed;
+    std::vector<absl::Status> io_status;
   };
 
   // Blocks of an evicted region worth keeping, read back before the region is reused.
@@ -103,7 +132,6 @@ class NvmeTier::Impl {
     BlockKey key;
     nvme::BlockLocation loc;
     nvme::AlignedBytes data;
-    absl::Status status;
   };
 
   static uint64_t TableKey(uint32_t ns, const BlockKey& key);
@@ -128,12 +156,29 @@ class NvmeTier::Impl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- write path (tier_write.cc) ---
-  // Places, writes and indexes `blocks`, opening (and evicting) regions as needed; sets each
-  // block's status. `evictions_left` bounds the regions one call may reclaim.
-  void WriteBlocks(std::span<const PendingBlock> blocks, int& evictions_left)
+  // The pipeline's stages, one thread each: checksums; placement and record writes (under
+  // write_mu_); fdatasync, index and table (commit). Each stage takes what queued up while it
+  // was busy, so a slow stage works on larger groups instead of falling behind.
+  void HashLoop();
+  void WriteLoop();
+  void CommitLoop();
+  void CommitGroup(std::vector<CommitJob>& jobs);
+  // Places and writes the calls' blocks, opening (and evicting) regions as needed; queues
+  // commit jobs. The write stage passes every call queued while it was busy, so that small
+  // batches reach the device as one large submission. `evictions_left` bounds the regions
+  // reclaimed for them.
+  void WriteBlocks(std::span<const std::shared_ptr<WriteCall>> calls, int& evictions_left)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Writes one batch that fits the active region: device, fdatasync, then index.
-  void FlushPlaced(std::span<const Placed> placed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Writes the records (header unit and payload, one op each) of blocks placed in the active
+  // region, blocking, and queues them for the commit thread.
+  void WriteRecords(std::span<const std::shared_ptr<WriteCall>> calls, std::vector<Placed> placed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Drops one hold on `call` (the writer's, or a finished job's); runs `done` on the last one.
+  void ReleaseCall(const std::shared_ptr<WriteCall>& call);
+  // Waits until every queued commit job is committed.
+  void Drain();
+  // Waits until the whole pipeline is idle (for shutdown).
+  void DrainAll();
   // Reclaims the next region and makes it the active one, reinserting its hot blocks.
   absl::Status OpenNextRegion(int& evictions_left) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Reads back the blocks of `region` chosen for reinsertion and fills `batch` with the
@@ -164,6 +209,23 @@ class NvmeTier::Impl {
 
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(write_mu_) = 1;
+
+  // The pipeline's queues. WriteAsync waits while kMaxQueuedCalls calls are waiting for the
+  // hash and write stages, so that a fast producer cannot queue unbounded work.
+  static constexpr size_t kMaxQueuedCalls = 8;
+  absl::Mutex pipe_mu_ ABSL_ACQUIRED_AFTER(write_mu_);
+  std::deque<std::shared_ptr<WriteCall>> hash_queue_ ABSL_GUARDED_BY(pipe_mu_);
+  std::deque<std::shared_ptr<WriteCall>> write_queue_ ABSL_GUARDED_BY(pipe_mu_);
+  std::deque<CommitJob> commit_queue_ ABSL_GUARDED_BY(pipe_mu_);
+  bool hashing_ ABSL_GUARDED_BY(pipe_mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(pipe_mu_) = false;
+  bool committing_ ABSL_GUARDED_BY(pipe_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(pipe_mu_) = false;
+  std::thread hasher_;
+  std::thread writer_;
+  std::thread committer_;
+  // The admission policy is not thread-safe; WriteAsync callers take turns.
+  absl::Mutex admit_mu_;
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, Entry> table_ ABSL_GUARDED_BY(mu_);

@@ -2,14 +2,17 @@
 // hot and pinned blocks reinserted), removes, pins and namespaces.
 //
 // Crash ordering, step by step:
-//   write:   records -> device, fdatasync -> index entries ('B' and 'L'), synced -> visible;
+//   write:   records -> device (write stage), fdatasync -> index entries ('B' and 'L'),
+//            synced -> visible (commit stage);
 //   reclaim: index entries of the region deleted + its new generation recorded, synced ->
 //            only then is the region written again.
 // A crash between the steps leaves either records nobody points to (space, reclaimed with the
 // region) or index entries for a region whose generation has moved on (dropped at startup, and
 // failing the seeded checksum if read). Neither can serve wrong bytes.
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <iterator>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -55,18 +58,23 @@ absl::Status NvmeTier::Impl::AddNamespace(uint32_t ns, uint64_t block_bytes) {
   return absl::OkStatus();
 }
 
-std::vector<absl::Status> NvmeTier::Impl::Write(uint32_t ns, std::span<const BlockKey> keys,
-                                                std::span<const std::span<const std::byte>> blocks,
-                                                const NvmeWriteOptions& options) {
+void NvmeTier::Impl::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
+                                std::span<const std::span<const std::byte>> blocks,
+                                const NvmeWriteOptions& options,
+                                std::function<void(std::vector<absl::Status>)> done) {
   const size_t n = keys.size();
-  std::vector<absl::Status> statuses(n);
+  auto call = std::make_shared<WriteCall>();
+  call->statuses.resize(n);
+  call->done = std::move(done);
+  auto fail_all = [&](const absl::Status& s) {
+    std::fill(call->statuses.begin(), call->statuses.end(), s);
+    ReleaseCall(call);
+  };
   if (blocks.size() != n ||
       (!options.upper_tier_hits.empty() && options.upper_tier_hits.size() != n)) {
-    std::fill(statuses.begin(), statuses.end(),
-              absl::InvalidArgumentError("NVMe write: keys, blocks and hits differ in number"));
-    return statuses;
+    return fail_all(
+        absl::InvalidArgumentError("NVMe write: keys, blocks and hits differ in number"));
   }
-  absl::MutexLock wlock(&write_mu_);
   uint64_t block_bytes = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -74,122 +82,177 @@ std::vector<absl::Status> NvmeTier::Impl::Write(uint32_t ns, std::span<const Blo
     if (it != ns_.end()) block_bytes = it->second.block_bytes;
   }
   if (block_bytes == 0) {
-    std::fill(statuses.begin(), statuses.end(),
-              absl::InvalidArgumentError(
-                  absl::StrCat("namespace ", ns, " is not registered with the NVMe tier")));
-    return statuses;
+    return fail_all(absl::InvalidArgumentError(
+        absl::StrCat("namespace ", ns, " is not registered with the NVMe tier")));
   }
   const uint32_t expiry = options.ttl_seconds == 0 ? 0 : NowUnixSeconds() + options.ttl_seconds;
   absl::flat_hash_set<BlockKey> seen;
-  std::vector<PendingBlock> pending;
-  pending.reserve(n);
+  call->blocks.reserve(n);
   uint64_t rejected = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t len = blocks[i].size();
-    if (len == 0 || len > block_bytes) {
-      statuses[i] = absl::InvalidArgumentError(
-          absl::StrCat("block of ", len, " bytes; namespace ", ns, " takes 1..", block_bytes));
-      continue;
-    }
-    if (!seen.insert(keys[i]).second) {
-      statuses[i] = absl::InvalidArgumentError("key repeated in the write batch");
-      continue;
-    }
-    if (options.source == NvmeWriteOptions::Source::kDemotion) {
-      AdmissionRequest request{ns, keys[i], len,
-                               options.upper_tier_hits.empty() ? 0 : options.upper_tier_hits[i]};
-      if (!admission_->Admit(request)) {
-        ++rejected;
-        statuses[i] = absl::ResourceExhaustedError(absl::StrCat(
-            "not admitted by the NVMe admission policy ", AbslView(admission_->Name())));
+  {
+    absl::MutexLock admit_lock(&admit_mu_);
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t len = blocks[i].size();
+      if (len == 0 || len > block_bytes) {
+        call->statuses[i] = absl::InvalidArgumentError(
+            absl::StrCat("block of ", len, " bytes; namespace ", ns, " takes 1..", block_bytes));
         continue;
       }
+      if (!seen.insert(keys[i]).second) {
+        call->statuses[i] = absl::InvalidArgumentError("key repeated in the write batch");
+        continue;
+      }
+      if (options.source == NvmeWriteOptions::Source::kDemotion) {
+        AdmissionRequest request{ns, keys[i], len,
+                                 options.upper_tier_hits.empty() ? 0 : options.upper_tier_hits[i]};
+        if (!admission_->Admit(request)) {
+          ++rejected;
+          call->statuses[i] = absl::ResourceExhaustedError(absl::StrCat(
+              "not admitted by the NVMe admission policy ", AbslView(admission_->Name())));
+          continue;
+        }
+      }
+      call->blocks.push_back(
+          PendingBlock{ns, keys[i], blocks[i], options.codec,
+                       static_cast<uint8_t>(options.pinned ? nvme::kFlagPinned : 0), expiry,
+                       &call->statuses[i]});
     }
-    pending.push_back(PendingBlock{ns, keys[i], blocks[i], options.codec,
-                                   static_cast<uint8_t>(options.pinned ? nvme::kFlagPinned : 0),
-                                   expiry, &statuses[i]});
   }
-  int evictions_left = static_cast<int>(sb_.region_count) + 1;
-  WriteBlocks(pending, evictions_left);
   if (rejected > 0) {
     absl::MutexLock lock(&mu_);
     nvme_.admission_rejections += rejected;
   }
-  return statuses;
+  if (call->blocks.empty()) return ReleaseCall(call);
+  absl::MutexLock lock(&pipe_mu_);
+  pipe_mu_.Await(absl::Condition(
+      +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
+        return self->hash_queue_.size() + self->write_queue_.size() < kMaxQueuedCalls;
+      },
+      this));
+  hash_queue_.push_back(std::move(call));
 }
 
-void NvmeTier::Impl::WriteBlocks(std::span<const PendingBlock> blocks, int& evictions_left) {
-  std::vector<Placed> placed;
-  size_t i = 0;
-  while (i < blocks.size()) {
-    const PendingBlock& b = blocks[i];
-    const uint64_t record_bytes = RecordBytes(b.payload.size(), alignment_);
-    if (record_bytes > sb_.region_bytes) {
-      *b.status = absl::InvalidArgumentError("block does not fit an NVMe region");
-      ++i;
-      continue;
-    }
-    std::optional<uint32_t> offset;
-    uint32_t region = 0;
-    uint64_t generation = 0;
+void NvmeTier::Impl::HashLoop() {
+  while (true) {
+    std::shared_ptr<WriteCall> call;
     {
-      absl::MutexLock lock(&mu_);
-      offset = log_->Allocate(record_bytes);
+      absl::MutexLock lock(&pipe_mu_);
+      pipe_mu_.Await(absl::Condition(
+          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
+            return self->stopping_ || !self->hash_queue_.empty();
+          },
+          this));
+      if (hash_queue_.empty()) return;  // stopping, and nothing left
+      call = std::move(hash_queue_.front());
+      hash_queue_.pop_front();
+      hashing_ = true;
+    }
+    // One call at a time, each handed on at once: the write stage should not wait for a
+    // whole group to be hashed.
+    for (PendingBlock& b : call->blocks) {
+      b.checksum = nvme::PayloadChecksum(b.ns, b.key, b.payload);
+    }
+    absl::MutexLock lock(&pipe_mu_);
+    write_queue_.push_back(std::move(call));
+    hashing_ = false;
+  }
+}
+
+void NvmeTier::Impl::WriteLoop() {
+  while (true) {
+    std::vector<std::shared_ptr<WriteCall>> calls;
+    {
+      absl::MutexLock lock(&pipe_mu_);
+      pipe_mu_.Await(absl::Condition(
+          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
+            return self->stopping_ || !self->write_queue_.empty();
+          },
+          this));
+      if (write_queue_.empty()) return;
+      calls.assign(std::make_move_iterator(write_queue_.begin()),
+                   std::make_move_iterator(write_queue_.end()));
+      write_queue_.clear();
+      writing_ = true;
+    }
+    {
+      absl::MutexLock wlock(&write_mu_);
+      int evictions_left = static_cast<int>(sb_.region_count) + 1;
+      WriteBlocks(calls, evictions_left);
+    }
+    for (const auto& call : calls) ReleaseCall(call);
+    absl::MutexLock lock(&pipe_mu_);
+    writing_ = false;
+  }
+}
+
+void NvmeTier::Impl::WriteBlocks(std::span<const std::shared_ptr<WriteCall>> calls,
+                                 int& evictions_left) {
+  std::vector<Placed> placed;
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const std::vector<PendingBlock>& blocks = calls[c]->blocks;
+    size_t i = 0;
+    while (i < blocks.size()) {
+      const PendingBlock& b = blocks[i];
+      const uint64_t record_bytes = RecordBytes(b.payload.size(), alignment_);
+      if (record_bytes > sb_.region_bytes) {
+        *b.status = absl::InvalidArgumentError("block does not fit an NVMe region");
+        ++i;
+        continue;
+      }
+      std::optional<uint32_t> offset;
+      uint32_t region = 0;
+      uint64_t generation = 0;
+      {
+        absl::MutexLock lock(&mu_);
+        offset = log_->Allocate(record_bytes);
+        if (offset) {
+          region = *log_->active();
+          generation = log_->generation(region);
+        }
+      }
       if (offset) {
-        region = *log_->active();
-        generation = log_->generation(region);
+        placed.push_back(Placed{&b, calls[c].get(), region, *offset, generation});
+        ++i;
+        continue;
+      }
+      // The active region is full: write what it got, then move to the next region.
+      if (!placed.empty()) {
+        WriteRecords(calls, std::move(placed));
+        placed.clear();
+        continue;
+      }
+      const absl::Status s = OpenNextRegion(evictions_left);
+      if (!s.ok()) {
+        for (; c < calls.size(); ++c, i = 0) {
+          for (; i < calls[c]->blocks.size(); ++i) *calls[c]->blocks[i].status = s;
+        }
+        return;
       }
     }
-    if (offset) {
-      placed.push_back(Placed{&b, region, *offset, generation});
-      ++i;
-      continue;
-    }
-    // The active region is full: write what it got, then move to the next region.
-    if (!placed.empty()) {
-      FlushPlaced(placed);
-      placed.clear();
-      continue;
-    }
-    const absl::Status s = OpenNextRegion(evictions_left);
-    if (!s.ok()) {
-      for (; i < blocks.size(); ++i) *blocks[i].status = s;
-      return;
-    }
   }
-  if (!placed.empty()) FlushPlaced(placed);
+  if (!placed.empty()) WriteRecords(calls, std::move(placed));
 }
 
-void NvmeTier::Impl::FlushPlaced(std::span<const Placed> placed) {
+void NvmeTier::Impl::WriteRecords(std::span<const std::shared_ptr<WriteCall>> calls,
+                                  std::vector<Placed> placed) {
   const size_t n = placed.size();
   AlignedBytes headers = nvme::AllocateAligned(n * alignment_, alignment_);
   std::vector<AlignedBytes> staging(n);
   std::vector<std::array<IoSegment, 2>> segments(n);
   std::vector<IoOp> ops(n);
-  std::vector<BlockLocation> locs(n);
   for (size_t k = 0; k < n; ++k) {
     const Placed& p = placed[k];
     const PendingBlock& b = *p.block;
     const uint64_t len = b.payload.size();
-    BlockLocation& loc = locs[k];
-    loc = BlockLocation{p.region,
-                        p.offset,
-                        len,
-                        p.generation,
-                        nvme::PayloadChecksum(b.ns, b.key, p.generation, b.payload),
-                        b.expiry_unix_s,
-                        b.codec,
-                        b.flags};
     std::byte* header = headers.get() + k * alignment_;
-    nvme::EncodeRecordHeader(nvme::RecordHeader{b.ns, b.key, len, p.generation, loc.checksum,
+    nvme::EncodeRecordHeader(nvme::RecordHeader{b.ns, b.key, len, p.generation, b.checksum,
                                                 b.expiry_unix_s, b.codec, b.flags},
                              {header, alignment_});
     segments[k][0] = {header, alignment_};
     // Aligned payloads (the DRAM arena's slots are) go to the device as they are; others are
     // copied into a padded buffer, since O_DIRECT takes whole aligned units.
-    const bool direct = (reinterpret_cast<uintptr_t>(b.payload.data()) & (alignment_ - 1)) == 0 &&
-                        len % alignment_ == 0;
-    if (direct) {
+    if ((reinterpret_cast<uintptr_t>(b.payload.data()) & (alignment_ - 1)) == 0 &&
+        len % alignment_ == 0) {
       segments[k][1] = {const_cast<std::byte*>(b.payload.data()), len};
     } else {
       staging[k] = nvme::AllocateAligned(len, alignment_);
@@ -201,45 +264,123 @@ void NvmeTier::Impl::FlushPlaced(std::span<const Placed> placed) {
     ops[k].segments = segments[k];
   }
   (void)device_->Submit(ops);
-
-  uint64_t io_errors = 0, bytes_written = 0;
-  std::vector<size_t> written;
-  for (size_t k = 0; k < n; ++k) {
-    absl::Status* status = placed[k].block->status;
-    if (ops[k].status.ok()) {
-      written.push_back(k);
-      bytes_written += RecordBytes(locs[k].length, alignment_);
-      continue;
-    }
-    ++io_errors;
-    *status =
-        absl::IsResourceExhausted(ops[k].status)
-            ? absl::ResourceExhaustedError(
-                  absl::StrCat("NVMe device full: ", ops[k].status.message(),
-                               "; free space on its filesystem or lower --nvme-capacity"))
-            : absl::UnavailableError(absl::StrCat("NVMe write failed: ", ops[k].status.message()));
+  CommitJob job{{}, std::move(placed), {}};
+  job.io_status.reserve(n);
+  for (IoOp& op : ops) job.io_status.push_back(std::move(op.status));
+  absl::MutexLock lock(&pipe_mu_);
+  for (const auto& call : calls) {
+    const bool involved = std::any_of(job.placed.begin(), job.placed.end(),
+                                      [&](const Placed& p) { return p.call == call.get(); });
+    if (!involved) continue;
+    ++call->outstanding;
+    job.calls.push_back(call);
   }
-  absl::Status s = written.empty() ? absl::OkStatus() : device_->Sync();
+  commit_queue_.push_back(std::move(job));
+}
+
+void NvmeTier::Impl::ReleaseCall(const std::shared_ptr<WriteCall>& call) {
+  {
+    absl::MutexLock lock(&pipe_mu_);
+    if (--call->outstanding > 0) return;
+  }
+  if (call->done) call->done(std::move(call->statuses));
+}
+
+void NvmeTier::Impl::Drain() {
+  absl::MutexLock lock(&pipe_mu_);
+  pipe_mu_.Await(absl::Condition(
+      +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
+        return self->commit_queue_.empty() && !self->committing_;
+      },
+      this));
+}
+
+void NvmeTier::Impl::DrainAll() {
+  absl::MutexLock lock(&pipe_mu_);
+  pipe_mu_.Await(absl::Condition(
+      +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
+        return self->hash_queue_.empty() && self->write_queue_.empty() &&
+               self->commit_queue_.empty() && !self->hashing_ && !self->writing_ &&
+               !self->committing_;
+      },
+      this));
+}
+
+void NvmeTier::Impl::CommitLoop() {
+  while (true) {
+    std::vector<CommitJob> jobs;
+    {
+      absl::MutexLock lock(&pipe_mu_);
+      pipe_mu_.Await(absl::Condition(
+          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
+            return self->stopping_ || !self->commit_queue_.empty();
+          },
+          this));
+      if (commit_queue_.empty()) return;  // stopping, and nothing left to commit
+      while (!commit_queue_.empty()) {
+        jobs.push_back(std::move(commit_queue_.front()));
+        commit_queue_.pop_front();
+      }
+      committing_ = true;
+    }
+    CommitGroup(jobs);
+    for (CommitJob& job : jobs) {
+      for (const auto& call : job.calls) ReleaseCall(call);
+    }
+    absl::MutexLock lock(&pipe_mu_);
+    committing_ = false;
+  }
+}
+
+void NvmeTier::Impl::CommitGroup(std::vector<CommitJob>& jobs) {
+  struct Item {
+    const PendingBlock* block;
+    BlockLocation loc;
+  };
+  std::vector<Item> items;
+  uint64_t io_errors = 0, bytes_written = 0;
+  for (CommitJob& job : jobs) {
+    for (size_t k = 0; k < job.placed.size(); ++k) {
+      const Placed& p = job.placed[k];
+      const PendingBlock& b = *p.block;
+      const absl::Status& s = job.io_status[k];
+      if (s.ok()) {
+        items.push_back({&b, BlockLocation{p.region, p.offset, b.payload.size(), p.generation,
+                                           b.checksum, b.expiry_unix_s, b.codec, b.flags}});
+        bytes_written += RecordBytes(b.payload.size(), alignment_);
+        continue;
+      }
+      ++io_errors;
+      *b.status = absl::IsResourceExhausted(s)
+                      ? absl::ResourceExhaustedError(
+                            absl::StrCat("NVMe device full: ", s.message(),
+                                         "; free space on its filesystem or lower --nvme-capacity"))
+                      : absl::UnavailableError(absl::StrCat("NVMe write failed: ", s.message()));
+    }
+  }
+
+  // Durable records, then their index entries.
+  absl::Status s = items.empty() ? absl::OkStatus() : device_->Sync();
   if (!s.ok()) {
     ++io_errors;
-    for (size_t k : written) {
-      *placed[k].block->status =
+    for (const Item& item : items) {
+      *item.block->status =
           absl::UnavailableError(absl::StrCat("NVMe fdatasync failed: ", s.message()));
     }
-    written.clear();
+    items.clear();
   }
   bool index_failed = false;
-  if (!written.empty()) {
+  if (!items.empty()) {
     nvme::NvmeIndex::Batch batch;
     {
       absl::MutexLock lock(&mu_);
-      for (size_t k : written) {
-        const PendingBlock& b = *placed[k].block;
-        batch.PutBlock(b.ns, b.key, locs[k]);
+      for (const Item& item : items) {
+        const PendingBlock& b = *item.block;
+        batch.PutBlock(b.ns, b.key, item.loc);
         auto it = table_.find(TableKey(b.ns, b.key));
         if (it != table_.end()) {
           const uint32_t old_offset = uint32_t{it->second.offset_units} * alignment_;
-          if (it->second.region != locs[k].region || old_offset != locs[k].offset) {
+          if (it->second.region != item.loc.region || old_offset != item.loc.offset) {
             batch.DeleteLocator(it->second.region, old_offset);
           }
         }
@@ -248,31 +389,32 @@ void NvmeTier::Impl::FlushPlaced(std::span<const Placed> placed) {
     s = index_->Commit(batch, /*sync=*/true);
     if (!s.ok()) {
       index_failed = true;
-      for (size_t k : written) {
-        *placed[k].block->status =
+      for (const Item& item : items) {
+        *item.block->status =
             absl::UnavailableError(absl::StrCat("NVMe index write failed: ", s.message()));
       }
-      written.clear();
+      items.clear();
     }
   }
 
   absl::MutexLock lock(&mu_);
-  for (size_t k : written) {
-    const PendingBlock& b = *placed[k].block;
+  for (const Item& item : items) {
+    const PendingBlock& b = *item.block;
+    const BlockLocation& loc = item.loc;
     const uint64_t tk = TableKey(b.ns, b.key);
     auto it = table_.find(tk);
     if (it != table_.end()) EraseLocked(b.ns, tk, it->second);
     Entry e;
-    e.region = locs[k].region;
-    e.offset_units = static_cast<uint16_t>(locs[k].offset / alignment_);
-    e.record_units = static_cast<uint16_t>(RecordBytes(locs[k].length, alignment_) / alignment_);
+    e.region = loc.region;
+    e.offset_units = static_cast<uint16_t>(loc.offset / alignment_);
+    e.record_units = static_cast<uint16_t>(RecordBytes(loc.length, alignment_) / alignment_);
     e.expiry_unix_s = b.expiry_unix_s;
     e.flags = b.flags;
     InsertLocked(b.ns, tk, e);
     for (TierCounters* c : {&counters_, NamespaceCounters(b.ns)}) {
       if (c == nullptr) continue;
       ++c->puts;
-      c->bytes_in += locs[k].length;
+      c->bytes_in += loc.length;
     }
     *b.status = absl::OkStatus();
   }
@@ -288,6 +430,8 @@ absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {
         "NVMe tier full: every region holds pinned blocks; unpin blocks or raise "
         "--nvme-capacity");
   }
+  // Blocks still being committed must be in the index before a region's entries are listed.
+  Drain();
   std::optional<uint32_t> target;
   {
     absl::MutexLock lock(&mu_);
@@ -327,21 +471,27 @@ absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {
     if (!members.empty()) ++nvme_.region_evictions;
   }
 
-  std::vector<PendingBlock> pending;
-  pending.reserve(reinserts.size());
-  for (Reinsert& r : reinserts) {
-    pending.push_back(PendingBlock{r.ns,
-                                   r.key,
-                                   {r.data.get(), r.loc.length},
-                                   r.loc.codec,
-                                   r.loc.flags,
-                                   r.loc.expiry_unix_s,
-                                   &r.status});
+  auto call = std::make_shared<WriteCall>();
+  call->statuses.resize(reinserts.size());
+  call->blocks.reserve(reinserts.size());
+  for (size_t k = 0; k < reinserts.size(); ++k) {
+    const Reinsert& r = reinserts[k];
+    call->blocks.push_back(PendingBlock{r.ns,
+                                        r.key,
+                                        {r.data.get(), r.loc.length},
+                                        r.loc.codec,
+                                        r.loc.flags,
+                                        r.loc.expiry_unix_s,
+                                        &call->statuses[k],
+                                        r.loc.checksum});
   }
   // They fit the fresh region (CollectRegion keeps them within it), so this opens no region.
-  WriteBlocks(pending, evictions_left);
+  const std::shared_ptr<WriteCall> calls[] = {call};
+  WriteBlocks(calls, evictions_left);
+  ReleaseCall(call);
+  Drain();  // `reinserts` owns their bytes until they are committed
   uint64_t reinserted = 0;
-  for (const Reinsert& r : reinserts) reinserted += r.status.ok() ? 1 : 0;
+  for (const absl::Status& st : call->statuses) reinserted += st.ok() ? 1 : 0;
   absl::MutexLock lock(&mu_);
   nvme_.reinserted_blocks += reinserted;
   nvme_.evicted_blocks += members.size() - reinserted;
@@ -418,7 +568,7 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
       budget -= record_bytes;
     }
     reinserts.push_back(
-        Reinsert{m.at.ns, m.at.key, *loc, nvme::AllocateAligned(loc->length, alignment_), {}});
+        Reinsert{m.at.ns, m.at.key, *loc, nvme::AllocateAligned(loc->length, alignment_)});
   }
   if (reinserts.empty()) return;
 
@@ -442,8 +592,7 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
       continue;
     }
     bytes_read += segments[k].length;
-    if (nvme::PayloadChecksum(r.ns, r.key, r.loc.generation, {r.data.get(), r.loc.length}) !=
-        r.loc.checksum) {
+    if (nvme::PayloadChecksum(r.ns, r.key, {r.data.get(), r.loc.length}) != r.loc.checksum) {
       ++failures;
       continue;
     }
@@ -459,6 +608,7 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
 std::vector<absl::Status> NvmeTier::Impl::Remove(uint32_t ns, std::span<const BlockKey> keys) {
   std::vector<absl::Status> statuses(keys.size(), absl::NotFoundError("not cached"));
   absl::MutexLock wlock(&write_mu_);
+  Drain();  // a write of one of these keys acknowledged before the call is in the table
   nvme::NvmeIndex::Batch batch;
   std::vector<size_t> found;
   {
@@ -496,6 +646,7 @@ std::vector<absl::Status> NvmeTier::Impl::SetPinned(uint32_t ns, std::span<const
                                                     bool pinned) {
   std::vector<absl::Status> statuses(keys.size(), absl::NotFoundError("not cached"));
   absl::MutexLock wlock(&write_mu_);
+  Drain();
   nvme::NvmeIndex::Batch batch;
   std::vector<size_t> found;
   for (size_t i = 0; i < keys.size(); ++i) {

@@ -88,10 +88,10 @@ class UringEngine final : public IoEngine {
     return absl::OkStatus();
   }
 
-  void Run(std::span<IoOp* const> ops) override {
+  void Run(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete) override {
     if (ops.empty()) return;
     Ring& r = AcquireRing();
-    RunOnRing(r, ops);
+    RunOnRing(r, ops, on_complete);
     r.mu.Unlock();
   }
 
@@ -106,7 +106,8 @@ class UringEngine final : public IoEngine {
     return r;
   }
 
-  void RunOnRing(Ring& r, std::span<IoOp* const> ops) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
+  void RunOnRing(Ring& r, std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
     std::vector<Pending> pending(ops.size());
     std::deque<Pending*> ready;
     for (size_t i = 0; i < ops.size(); ++i) {
@@ -121,7 +122,7 @@ class UringEngine final : public IoEngine {
       ready.push_back(&p);
     }
     size_t in_flight = 0;
-    while (!ready.empty() || in_flight > 0) {
+    auto refill = [&] {
       while (!ready.empty() && in_flight < queue_depth_) {
         io_uring_sqe* sqe = io_uring_get_sqe(&r.ring);
         if (sqe == nullptr) break;
@@ -129,12 +130,19 @@ class UringEngine final : public IoEngine {
         ready.pop_front();
         ++in_flight;
       }
-      int rc = io_uring_submit_and_wait(&r.ring, 1);
+    };
+    std::vector<IoOp*> finished;
+    while (!ready.empty() || in_flight > 0) {
+      refill();
+      const int rc = io_uring_submit_and_wait(&r.ring, 1);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-        // The ring itself failed: fail what has not completed. The kernel still owns the
-        // submitted ops' buffers, so wait for their completions before returning.
+        // The ring itself failed: fail what has not been submitted. The kernel still owns the
+        // submitted ops' buffers, so their completions are awaited below before returning.
         const absl::Status status = ErrnoStatus(-rc, "io_uring_submit");
-        for (Pending* p : ready) p->op->status = status;
+        for (Pending* p : ready) {
+          p->op->status = status;
+          finished.push_back(p->op);
+        }
         ready.clear();
       }
       io_uring_cqe* cqe;
@@ -143,11 +151,17 @@ class UringEngine final : public IoEngine {
         const int res = cqe->res;
         io_uring_cqe_seen(&r.ring, cqe);
         --in_flight;
-        Complete(*p, res, ready);
+        if (Complete(*p, res, ready)) finished.push_back(p->op);
       }
-      if (rc < 0 && ready.empty() && in_flight > 0) {
-        if (io_uring_wait_cqe(&r.ring, &cqe) == 0) continue;
+      if (finished.empty()) {
+        if (rc < 0 && ready.empty() && in_flight > 0) (void)io_uring_wait_cqe(&r.ring, &cqe);
+        continue;
       }
+      // Keep the device busy while the caller looks at what finished.
+      refill();
+      (void)io_uring_submit(&r.ring);
+      for (IoOp* op : finished) on_complete(op);
+      finished.clear();
     }
   }
 
@@ -179,21 +193,23 @@ class UringEngine final : public IoEngine {
     io_uring_sqe_set_data(sqe, &p);
   }
 
-  static void Complete(Pending& p, int res, std::deque<Pending*>& ready) {
+  // Records a completion; true when the op is done (its status set), false when it goes round
+  // again (retry, or the rest of a short transfer).
+  static bool Complete(Pending& p, int res, std::deque<Pending*>& ready) {
     const bool write = p.op->type == IoOp::Type::kWrite;
     if (res == -EINTR || res == -EAGAIN) {
       ready.push_back(&p);
-      return;
+      return false;
     }
     if (res < 0) {
       p.op->status = ErrnoStatus(
           -res, absl::StrCat("io_uring ", write ? "write" : "read", " at offset ", p.offset));
-      return;
+      return true;
     }
     if (res == 0) {
       p.op->status = absl::UnavailableError(absl::StrCat(
           "short ", write ? "write" : "read", " at offset ", p.offset, ": end of device"));
-      return;
+      return true;
     }
     // Short transfers are rare with O_DIRECT but legal: continue from where it stopped.
     p.offset += static_cast<uint64_t>(res);
@@ -201,11 +217,12 @@ class UringEngine final : public IoEngine {
     while (p.first < p.count && left >= p.iov[p.first].iov_len) left -= p.iov[p.first++].iov_len;
     if (p.first == p.count) {
       p.op->status = absl::OkStatus();
-      return;
+      return true;
     }
     p.iov[p.first].iov_base = static_cast<std::byte*>(p.iov[p.first].iov_base) + left;
     p.iov[p.first].iov_len -= left;
     ready.push_back(&p);
+    return false;
   }
 
   static int FixedIndex(const Ring& r, const iovec& v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {

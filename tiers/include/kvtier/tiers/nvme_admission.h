@@ -6,7 +6,7 @@
 // (NvmeWriteOptions::Source::kDemotion) and counts the refusals; write-through puts, shutdown
 // flushes and reinsertions are not asked.
 //
-// Not thread-safe: the tier calls its policy under its writer lock, one call at a time.
+// Not thread-safe: the tier calls its policy under a lock of its own, one call at a time.
 #pragma once
 
 #include <cstdint>

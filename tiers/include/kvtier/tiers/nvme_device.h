@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -71,7 +72,17 @@ class NvmeDevice {
   // kResourceExhausted for ENOSPC/EDQUOT, kUnavailable for other I/O errors (EIO, ...),
   // kInvalidArgument for misaligned or out-of-range ops (a caller bug; nothing is submitted
   // for such an op).
-  virtual absl::Status Submit(std::span<IoOp> ops) = 0;
+  //
+  // `on_complete(i)` runs once for each ops[i] as soon as its status is set, while later ops
+  // are still in flight, so that a caller can work on finished data (verify a checksum) without
+  // leaving the device idle. It runs on the calling thread or on an I/O thread, possibly for
+  // several ops at once: it must be thread-safe across different ops. Submit returns after the
+  // last call has returned.
+  virtual absl::Status Submit(std::span<IoOp> ops,
+                              absl::FunctionRef<void(size_t op_index)> on_complete) = 0;
+  absl::Status Submit(std::span<IoOp> ops) {
+    return Submit(ops, [](size_t) {});
+  }
 
   // Makes every write that completed before the call durable (fdatasync). kUnavailable on
   // failure, after which the state of those writes is unknown.

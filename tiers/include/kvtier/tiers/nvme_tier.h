@@ -13,8 +13,9 @@
 // and a payload checksum seeded with (namespace, key, generation, length); a read whose bytes
 // fail the check is a miss, counted in checksum_failures, never served.
 //
-// Crash ordering. A Write returns OK for a block only after (1) its record is durable on the
-// device (fdatasync) and then (2) its index entry is durable (RocksDB WAL, synced). Before a
+// Crash ordering. A Write returns OK for a block only after (1) its record (payload and header)
+// is durable on the device (fdatasync) and then (2) its index entry is durable (RocksDB WAL,
+// synced). Before a
 // region is overwritten, the index entries of its blocks are deleted and its new generation is
 // recorded, synced. The generation in both places catches whatever slips through (a damaged
 // index, a lost log tail). A kill -9 loses at most the blocks of the batch in flight.
@@ -28,7 +29,8 @@
 // everything else stays in RocksDB on disk.
 //
 // Thread-safe: every method may be called from any thread. Reads run concurrently with each
-// other and with a write; writes, removes and pin changes are serialized among themselves.
+// other and with writes; writes go through the tier's own pipeline threads (WriteAsync);
+// removes and pin changes are serialized with the placement of writes.
 // Methods that touch the device or the index block on that I/O (stated per method); call them
 // off a latency-critical thread. Contains, LookupPrefix and Snapshot never do I/O.
 #pragma once
@@ -217,6 +219,19 @@ class NvmeTier {
   std::vector<absl::Status> Write(uint32_t ns, std::span<const BlockKey> keys,
                                   std::span<const std::span<const std::byte>> blocks,
                                   const NvmeWriteOptions& options = {});
+
+  // Write, pipelined: queues the batch and returns (blocking only while 8 earlier batches
+  // still wait to be written), then calls `done` with the statuses Write would return once the
+  // batch is durable and indexed. Batches go through three stages, each on a thread of the
+  // tier — checksums, record writes, fdatasync + index — so the device keeps writing while
+  // earlier batches are made durable, and batches queued together share one fdatasync and one
+  // index sync. `blocks` must stay valid until `done` runs (keys and options need not). `done`
+  // runs on a tier thread (or on the calling thread when nothing was left to write); it must be
+  // quick and must not call Write, WriteAsync, Remove, SetPinned or AddNamespace.
+  void WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
+                  std::span<const std::span<const std::byte>> blocks,
+                  const NvmeWriteOptions& options,
+                  std::function<void(std::vector<absl::Status>)> done);
 
   // Reads a block into `dst` and verifies it. kNotFound: not cached, expired, or its record
   // failed a check (then also counted in checksum_failures) — never wrong bytes;

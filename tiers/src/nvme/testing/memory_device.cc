@@ -93,11 +93,13 @@ class MemoryDevice final : public NvmeDevice {
   uint32_t alignment() const override { return alignment_; }
   std::string_view engine() const override { return "memory"; }
 
-  absl::Status Submit(std::span<IoOp> ops) override {
+  using NvmeDevice::Submit;
+  absl::Status Submit(std::span<IoOp> ops, absl::FunctionRef<void(size_t)> on_complete) override {
     absl::Status first;
-    for (IoOp& op : ops) {
-      op.status = Run(op);
-      if (first.ok()) first = op.status;
+    for (size_t i = 0; i < ops.size(); ++i) {
+      ops[i].status = Run(ops[i]);
+      if (first.ok()) first = ops[i].status;
+      on_complete(i);
     }
     return first;
   }

@@ -1,0 +1,68 @@
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "bench.h"
+#include "kvtier/common/status_macros.h"
+
+namespace kvtier::bench::nvme {
+
+AlignedArena::AlignedArena(size_t bytes)
+    : data(static_cast<std::byte*>(std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096))),
+      size(bytes) {
+  if (data == nullptr) throw std::bad_alloc();
+}
+AlignedArena::~AlignedArena() { std::free(data); }
+
+BlockKey BenchKey(uint64_t i) {
+  BlockKey k;
+  std::mt19937_64 rng(i + 0x5eed);
+  for (size_t b = 0; b < BlockKey::kSize; b += 8) {
+    const uint64_t v = rng();
+    std::memcpy(k.bytes.data() + b, &v, 8);
+  }
+  return k;
+}
+
+void FillPayload(uint64_t i, std::span<std::byte> out) {
+  std::memset(out.data(), 0xa5, out.size());
+  StampPayload(i, out);
+}
+
+void StampPayload(uint64_t i, std::span<std::byte> out) {
+  for (size_t at = 0; at + 8 <= out.size(); at += 4096) std::memcpy(out.data() + at, &i, 8);
+}
+
+bool CheckPayload(uint64_t i, std::span<const std::byte> in) {
+  for (size_t at = 0; at + 8 <= in.size(); at += 4096) {
+    if (std::memcmp(in.data() + at, &i, 8) != 0) return false;
+  }
+  return in.size() <= 8 || in[8] == std::byte{0xa5};
+}
+
+absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> OpenBenchTier(const Config& c,
+                                                               const Clock* clock) {
+  tiers::NvmeDeviceOptions d;
+  d.path = c.file;
+  d.capacity_bytes = c.capacity_bytes;
+  d.queue_depth = c.queue_depth;
+  d.rings = std::max<uint32_t>(4, c.readers);
+  if (c.engine == "io_uring") {
+    d.engine = tiers::NvmeDeviceOptions::Engine::kIoUring;
+  } else if (c.engine == "thread_pool") {
+    d.engine = tiers::NvmeDeviceOptions::Engine::kThreadPool;
+  } else if (c.engine != "auto") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown engine ", c.engine));
+  }
+  KVTIER_ASSIGN_OR_RETURN(auto device, tiers::OpenFileDevice(d));
+  tiers::NvmeTierOptions o;
+  o.index_path = c.file + ".index";
+  o.region_bytes = c.region_bytes;
+  KVTIER_ASSIGN_OR_RETURN(auto tier, tiers::NvmeTier::Create(o, std::move(device), clock, nullptr));
+  KVTIER_RETURN_IF_ERROR(tier->AddNamespace(1, c.block_bytes));
+  return tier;
+}
+
+}  // namespace kvtier::bench::nvme

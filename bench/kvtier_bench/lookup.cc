@@ -41,6 +41,7 @@ int RunLookup(const CommonOptions& common, const LookupOptions& o) {
   auto setup = [&](int c) -> absl::Status {
     ClientState& s = states[c];
     client::ClientOptions options;
+    options.busy_poll = std::chrono::microseconds(common.busy_poll_us);
     options.client_name = "kvtier-bench";
     options.auth_token = common.auth_token;
     auto cl = client::Client::Connect(common.uri, options);

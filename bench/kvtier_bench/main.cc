@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
   app.add_option("--auth-token", common.auth_token, "kvtierd's --auth-token, if it has one")
       ->envname("KVTIER_AUTH_TOKEN");
   app.add_flag("--json", common.json, "print one JSON object instead of text");
+  app.add_option("--busy-poll-us", common.busy_poll_us,
+                 "kvtier clients spin this long for a reply before sleeping (0: sleep at once)")
+      ->capture_default_str();
   app.add_flag("--no-progress", no_progress, "no progress line on stderr");
 
   kvtier::bench::PutGetOptions putget;

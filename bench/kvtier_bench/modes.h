@@ -13,6 +13,7 @@ struct CommonOptions {
   std::string auth_token;  // kvtier only
   bool json = false;
   bool progress = true;
+  int64_t busy_poll_us = -1;  // ClientOptions::busy_poll for kvtier clients (-1: auto)
 };
 
 struct PutGetOptions {

@@ -40,6 +40,7 @@ absl::StatusOr<Target> Open(const CommonOptions& common, const PutGetOptions& o)
     return absl::InvalidArgumentError("--blocks, --block-bytes and --batch must be >= 1");
   }
   client::ClientOptions options;
+  options.busy_poll = std::chrono::microseconds(common.busy_poll_us);
   options.client_name = "kvtier-bench";
   options.auth_token = common.auth_token;
   Target t;

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <thread>
+#include <type_traits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -38,7 +40,9 @@ template <typename T>
 Setter Integer(T ServerConfig::*field, std::string key) {
   return [field, key](const toml::node& n, ServerConfig* c) -> absl::Status {
     auto v = n.value<int64_t>();
-    if (!v || *v < 0) return WrongType(key, "a non-negative integer");
+    // Signed fields take -1 (busy_poll_us: auto); the rest must be non-negative.
+    const int64_t floor = std::is_signed_v<T> ? -1 : 0;
+    if (!v || *v < floor) return WrongType(key, "a non-negative integer");
     c->*field = static_cast<T>(*v);
     return absl::OkStatus();
   };
@@ -79,6 +83,7 @@ const std::map<std::string, Setter>& Setters() {
       {"server.auth_token", String(&ServerConfig::auth_token, "server.auth_token")},
       {"server.log_level", String(&ServerConfig::log_level, "server.log_level")},
       {"server.io_threads", Integer(&ServerConfig::io_threads, "server.io_threads")},
+      {"server.busy_poll_us", Integer(&ServerConfig::busy_poll_us, "server.busy_poll_us")},
       {"server.max_connections", Integer(&ServerConfig::max_connections, "server.max_connections")},
       {"dram.capacity",
        Size<uint64_t>([](ServerConfig* c) { return &c->dram_capacity_bytes; }, "dram.capacity")},
@@ -99,6 +104,11 @@ const std::map<std::string, Setter>& Setters() {
 }
 
 }  // namespace
+
+uint32_t ServerConfig::EffectiveBusyPollUs() const {
+  if (busy_poll_us >= 0) return static_cast<uint32_t>(busy_poll_us);
+  return std::thread::hardware_concurrency() >= 8 ? 50 : 0;
+}
 
 std::string ServerConfig::EffectiveSocketPath() const {
   if (socket_path == "none") return "";
@@ -128,6 +138,10 @@ absl::Status ServerConfig::Validate() const {
   if (io_threads < 1 || io_threads > 256) {
     return absl::InvalidArgumentError(
         absl::StrCat("io_threads=", io_threads, " must be between 1 and 256"));
+  }
+  if (busy_poll_us < -1 || busy_poll_us > 10'000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("busy_poll_us=", busy_poll_us, " must be -1 (auto), 0 (off) or up to 10000"));
   }
   if (max_connections < 1) {
     return absl::InvalidArgumentError("max_connections must be at least 1");
@@ -161,16 +175,16 @@ absl::Status ServerConfig::Validate() const {
 
 std::string ServerConfig::ToString() const {
   const std::string sock = EffectiveSocketPath();
-  return absl::StrCat("data_dir=", data_dir, " socket=", sock.empty() ? "(off)" : sock,
-                      " tcp_listen=", tcp_listen.empty() ? "(off)" : tcp_listen,
-                      " auth=", auth_token.empty() ? "off" : "token", " io_threads=", io_threads,
-                      " max_connections=", max_connections, " log_level=", log_level,
-                      " dram.capacity=", FormatByteSize(dram_capacity_bytes),
-                      " dram.slab_size=", FormatByteSize(dram_slab_bytes),
-                      " dram.lease_timeout_ms=", lease_timeout_ms,
-                      " limits.max_body_bytes=", limits.max_body_bytes,
-                      " limits.max_payload_bytes=", limits.max_payload_bytes,
-                      " limits.max_keys_per_request=", limits.max_keys_per_request);
+  return absl::StrCat(
+      "data_dir=", data_dir, " socket=", sock.empty() ? "(off)" : sock,
+      " tcp_listen=", tcp_listen.empty() ? "(off)" : tcp_listen,
+      " auth=", auth_token.empty() ? "off" : "token", " io_threads=", io_threads,
+      " max_connections=", max_connections, " busy_poll_us=", EffectiveBusyPollUs(),
+      " log_level=", log_level, " dram.capacity=", FormatByteSize(dram_capacity_bytes),
+      " dram.slab_size=", FormatByteSize(dram_slab_bytes),
+      " dram.lease_timeout_ms=", lease_timeout_ms, " limits.max_body_bytes=", limits.max_body_bytes,
+      " limits.max_payload_bytes=", limits.max_payload_bytes,
+      " limits.max_keys_per_request=", limits.max_keys_per_request);
 }
 
 absl::Status LoadConfigFile(std::string_view path, ServerConfig* config) {

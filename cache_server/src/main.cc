@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   std::string config_path, socket, data_dir, dram_capacity, tcp_listen, log_level, auth_token;
   uint32_t io_threads = 0;
   uint64_t lease_timeout_ms = 0;
+  int32_t busy_poll_us = -1;
   bool version = false;
   auto* o_config =
       app.add_option("--config", config_path, "TOML config file (see deploy/kvtierd.toml)");
@@ -47,6 +48,9 @@ int main(int argc, char** argv) {
   auto* o_threads = app.add_option("--io-threads", io_threads, "network threads (default 2)");
   auto* o_lease = app.add_option("--lease-timeout", lease_timeout_ms,
                                  "client lease timeout in ms (default 10000)");
+  auto* o_busy = app.add_option("--busy-poll-us", busy_poll_us,
+                                "spin this long for the next request before sleeping "
+                                "(default -1: 50 on >= 8 cores, else 0; 0 off)");
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
   if (version) {
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
   if (o_auth->count() > 0) config.auth_token = auth_token;
   if (o_threads->count() > 0) config.io_threads = io_threads;
   if (o_lease->count() > 0) config.lease_timeout_ms = lease_timeout_ms;
+  if (o_busy->count() > 0) config.busy_poll_us = busy_poll_us;
   if (absl::Status s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("kvtierd"));

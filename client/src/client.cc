@@ -38,6 +38,10 @@ absl::Status ClientOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("ClientOptions.async_workers is ", async_workers, "; it must be >= 1"));
   }
+  if (busy_poll.count() < -1 || busy_poll > std::chrono::milliseconds(10)) {
+    return absl::InvalidArgumentError(absl::StrCat("ClientOptions.busy_poll is ", busy_poll.count(),
+                                                   " us; use -1 (auto), 0 (off) or up to 10000"));
+  }
   return absl::OkStatus();
 }
 

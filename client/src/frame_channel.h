@@ -40,6 +40,7 @@ class FrameChannel {
   // Limits used to vet reply headers and size requests; the daemon announces its own at Hello.
   void set_limits(const proto::Limits& limits) { limits_ = limits; }
   void set_io_timeout(std::chrono::milliseconds t) { io_timeout_ = t; }
+  void set_busy_poll(std::chrono::microseconds spin) { socket_.set_busy_poll(spin); }
   const proto::Limits& limits() const { return limits_; }
   const std::string& peer() const { return peer_; }
   bool broken() const { return !broken_.ok(); }

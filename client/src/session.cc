@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -108,6 +109,12 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Handshake(Socket socket, bool 
     }
   }
   session->channel_.set_io_timeout(options.io_timeout);
+  // Auto: spin only where spare cores make it cheap (see ClientOptions::busy_poll).
+  const auto spin =
+      options.busy_poll.count() >= 0
+          ? options.busy_poll
+          : std::chrono::microseconds(std::thread::hardware_concurrency() >= 8 ? 50 : 0);
+  session->channel_.set_busy_poll(spin);
   return session;
 }
 

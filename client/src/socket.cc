@@ -205,6 +205,7 @@ absl::Status Socket::ReadAll(std::span<iovec> iov, std::chrono::milliseconds idl
   bool want_fd = received_fd != nullptr;
   iov = ConsumeIovec(iov, 0);
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  std::chrono::steady_clock::time_point spin_until{};  // set at the first empty read
   while (!iov.empty()) {
     msghdr msg{};
     msg.msg_iov = iov.data();
@@ -217,6 +218,12 @@ absl::Status Socket::ReadAll(std::span<iovec> iov, std::chrono::milliseconds idl
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (busy_poll_.count() > 0) {
+          if (spin_until == std::chrono::steady_clock::time_point{}) {
+            spin_until = std::chrono::steady_clock::now() + busy_poll_;
+          }
+          if (std::chrono::steady_clock::now() < spin_until) continue;
+        }
         if (auto s = WaitFor(POLLIN, idle_timeout, "waiting for"); !s.ok()) return s;
         continue;
       }

@@ -34,6 +34,15 @@ struct ServerConfig {
   uint32_t io_threads = 2;
   // Connections beyond this are closed at accept, counted. Default 1024.
   uint32_t max_connections = 1024;
+  // After serving a request, a network thread keeps polling for the next one this long before
+  // it sleeps: waking a sleeping thread costs a good part of a small request's round trip
+  // (64-key lookup p50 24 us -> 10 us on a 16-core host, docs/benchmarks.md). Burns up to this
+  // much CPU per thread after each burst of work; 0 disables. Default -1: auto, meaning 50 us
+  // on machines with at least 8 cores and 0 on smaller ones, where spinning threads would take
+  // the cores the clients need.
+  int32_t busy_poll_us = -1;
+  // busy_poll_us with "auto" resolved for this machine.
+  uint32_t EffectiveBusyPollUs() const;
   // trace, debug, info, warn, error, off. Default "info".
   std::string log_level = "info";
 

@@ -3,12 +3,12 @@
 # depth, in the same run. Prints the median of --runs runs of each measurement and the ratio
 # kvtier / fio.
 #
-#   write    tier: batches of QD blocks appended to the log, each batch fdatasync'ed and
-#            indexed (RocksDB, synced) before the next — what a durable put costs.
-#            fio:  --rw=write --iodepth=QD, plain, and with --fdatasync=QD (one flush per QD
-#            writes, as the tier does).
-#   read     tier: ReadBatch of QD random blocks (payload checked) at a time;
-#            fio:  --rw=randread --iodepth=QD.
+#   write    tier: WriteAsync calls of QD blocks, 16 calls in flight, through the tier's
+#            pipeline (checksums, record writes at QD, fdatasync + synced index write per
+#            group) — every block durable and indexed before it is acknowledged.
+#            fio:  --rw=write --iodepth=QD, plain (nothing durable), and with --fdatasync=QD.
+#   read     tier: ReadBatch calls of 4*QD random blocks, QD in flight, each block's checksum
+#            verified as it arrives; fio: --rw=randread --iodepth=QD.
 #   latency  one block at a time (QD 1): tier Read (index lookup + read + checksum) against
 #            fio --rw=randread --iodepth=1 (total latency percentiles).
 #
@@ -74,9 +74,11 @@ for bs in $BLOCKS; do
     v=$(fio_json "$bs" --rw=write --iodepth="$QD" --io_size="$wbytes" --fdatasync="$QD" | jq_py "d['jobs'][0]['write']['bw_bytes']/1e6")
     record "$bs" "$run" fio_write_fdatasync "$v"
     fresh_tier
-    v=$("$BENCH" --mode write --file "$FILE" --capacity "$SIZE" --block "$bs" --qd "$QD" --bytes "$wbytes" | jq_py "d['mb_s']")
+    v=$("$BENCH" --mode write --file "$FILE" --capacity "$SIZE" --block "$bs" --qd "$QD" \
+          --batch "$QD" --window 16 --bytes "$wbytes" | jq_py "d['mb_s']")
     record "$bs" "$run" tier_write "$v"
-    v=$("$BENCH" --mode read --file "$FILE" --block "$bs" --qd "$QD" --seconds "$SECONDS_PER_READ" | jq_py "d['mb_s']")
+    v=$("$BENCH" --mode read --file "$FILE" --block "$bs" --qd "$QD" --batch $((4 * QD)) \
+          --seconds "$SECONDS_PER_READ" | jq_py "d['mb_s']")
     record "$bs" "$run" tier_read "$v"
     v=$(fio_json "$bs" --rw=randread --iodepth="$QD" --runtime="$SECONDS_PER_READ" --time_based | jq_py "d['jobs'][0]['read']['bw_bytes']/1e6")
     record "$bs" "$run" fio_read "$v"

@@ -116,7 +116,6 @@ NvmeTier::Impl::Impl(const NvmeTierOptions& options, std::unique_ptr<NvmeDevice>
       clock_(clock),
       admission_(std::move(admission)),
       alignment_(device_->alignment()) {
-  hasher_ = std::thread([this] { HashLoop(); });
   writer_ = std::thread([this] { WriteLoop(); });
   committer_ = std::thread([this] { CommitLoop(); });
 }
@@ -127,7 +126,6 @@ NvmeTier::Impl::~Impl() {
     absl::MutexLock lock(&pipe_mu_);
     stopping_ = true;
   }
-  hasher_.join();
   writer_.join();
   committer_.join();
   // A flushed memtable means the next start replays no log: part of the startup-time budget.

@@ -11,11 +11,12 @@
 // about n^2 / 2^65) share a slot; the read path still verifies the full key (index lookup by
 // full key, checksum seeded with it), so a collision can lose a block, never serve a wrong one.
 //
-// Writes run through a three-stage pipeline, one thread per stage, so that the device keeps
-// writing while earlier batches are checksummed and made durable: hash (payload checksums) ->
-// write (placement in the active region, region eviction, record writes) -> commit (fdatasync,
-// one synced index write, table update, `done`). A stage takes everything queued while it was
-// busy, so consecutive batches share the syncs.
+// Writes run through a pipeline so that the device keeps writing while earlier batches are
+// made durable: the caller validates and checksums its batch (WriteAsync) -> the write thread
+// places it in the active region (evicting a region when needed) and writes the records -> the
+// commit thread fdatasyncs, writes the index (one synced batch), updates the table and runs
+// `done`. A stage takes everything queued while it was busy, so consecutive batches share one
+// submission and one pair of syncs.
 //
 // Locks. write_mu_ serializes placement with eviction, Remove, SetPinned and AddNamespace;
 // pipe_mu_ guards the pipeline's queues; mu_ guards the table, the region log and the counters
@@ -97,7 +98,7 @@ class NvmeTier::Impl {
     uint8_t flags = 0;
     uint32_t expiry_unix_s = 0;
     absl::Status* status = nullptr;  // where the outcome goes (in its WriteCall)
-    uint64_t checksum = 0;           // set by the hash stage (record.h's PayloadChecksum)
+    uint64_t checksum = 0;           // record.h's PayloadChecksum, computed by the caller
   };
 
   // One WriteAsync call, or one region's reinsertions: the blocks, their outcomes, and what
@@ -156,10 +157,10 @@ class NvmeTier::Impl {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // --- write path (tier_write.cc) ---
-  // The pipeline's stages, one thread each: checksums; placement and record writes (under
-  // write_mu_); fdatasync, index and table (commit). Each stage takes what queued up while it
-  // was busy, so a slow stage works on larger groups instead of falling behind.
-  void HashLoop();
+  // The pipeline's stages after the caller's (validation, checksums): placement and record
+  // writes (under write_mu_), then fdatasync, index and table (commit), one thread each. Each
+  // stage takes what queued up while it was busy, so a slow stage works on larger groups
+  // instead of falling behind.
   void WriteLoop();
   void CommitLoop();
   void CommitGroup(std::vector<CommitJob>& jobs);
@@ -211,17 +212,14 @@ class NvmeTier::Impl {
   uint64_t next_generation_ ABSL_GUARDED_BY(write_mu_) = 1;
 
   // The pipeline's queues. WriteAsync waits while kMaxQueuedCalls calls are waiting for the
-  // hash and write stages, so that a fast producer cannot queue unbounded work.
+  // write stage, so that a fast producer cannot queue unbounded work.
   static constexpr size_t kMaxQueuedCalls = 8;
   absl::Mutex pipe_mu_ ABSL_ACQUIRED_AFTER(write_mu_);
-  std::deque<std::shared_ptr<WriteCall>> hash_queue_ ABSL_GUARDED_BY(pipe_mu_);
   std::deque<std::shared_ptr<WriteCall>> write_queue_ ABSL_GUARDED_BY(pipe_mu_);
   std::deque<CommitJob> commit_queue_ ABSL_GUARDED_BY(pipe_mu_);
-  bool hashing_ ABSL_GUARDED_BY(pipe_mu_) = false;
   bool writing_ ABSL_GUARDED_BY(pipe_mu_) = false;
   bool committing_ ABSL_GUARDED_BY(pipe_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(pipe_mu_) = false;
-  std::thread hasher_;
   std::thread writer_;
   std::thread committer_;
   // The admission policy is not thread-safe; WriteAsync callers take turns.

@@ -220,14 +220,14 @@ class NvmeTier {
                                   std::span<const std::span<const std::byte>> blocks,
                                   const NvmeWriteOptions& options = {});
 
-  // Write, pipelined: queues the batch and returns (blocking only while 8 earlier batches
-  // still wait to be written), then calls `done` with the statuses Write would return once the
-  // batch is durable and indexed. Batches go through three stages, each on a thread of the
-  // tier — checksums, record writes, fdatasync + index — so the device keeps writing while
-  // earlier batches are made durable, and batches queued together share one fdatasync and one
-  // index sync. `blocks` must stay valid until `done` runs (keys and options need not). `done`
-  // runs on a tier thread (or on the calling thread when nothing was left to write); it must be
-  // quick and must not call Write, WriteAsync, Remove, SetPinned or AddNamespace.
+  // Write, pipelined: checksums the batch (on the calling thread), queues it and returns
+  // (blocking only while 8 earlier batches still wait to be written); then calls `done` with
+  // the statuses Write would return once the batch is durable and indexed. The tier's write
+  // thread writes the records while its commit thread makes earlier batches durable (fdatasync
+  // + synced index write), and batches queued together share one submission and one pair of
+  // syncs. `blocks` must stay valid until `done` runs (keys and options need not). `done` runs
+  // on the tier's commit thread (or on the calling thread when nothing was left to write); it
+  // must be quick and must not call Write, WriteAsync, Remove, SetPinned or AddNamespace.
   void WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
                   std::span<const std::span<const std::byte>> blocks,
                   const NvmeWriteOptions& options,

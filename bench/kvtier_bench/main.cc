@@ -99,6 +99,17 @@ int main(int argc, char** argv) {
           "bytes the get phase cycles through (all clients); must fit the store");
   tp_cmd->add_option("--seed", tp.seed)->capture_default_str();
 
+  kvtier::bench::ReplayModeOptions replay;
+  auto* replay_cmd = app.add_subcommand(
+      "replay", "replay a Mooncake-format trace through the eviction policies (offline)");
+  replay_cmd->add_option("--trace", replay.trace, "JSONL trace file")->required();
+  replay_cmd->add_option("--capacity-blocks", replay.capacity_blocks, "cache size in blocks")
+      ->required();
+  replay_cmd->add_option("--policy", replay.policy,
+                         "eviction policy (default: the daemon's default policy)");
+  replay_cmd->add_flag("--belady", replay.belady,
+                       "replay the offline optimum (evict the block used furthest ahead)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -109,6 +120,7 @@ int main(int argc, char** argv) {
   if (putget_cmd->parsed()) return kvtier::bench::RunPutGet(common, putget);
   if (verify_cmd->parsed()) return kvtier::bench::RunVerify(common, putget);
   if (lookup_cmd->parsed()) return kvtier::bench::RunLookup(common, lookup);
+  if (replay_cmd->parsed()) return kvtier::bench::RunReplay(common, replay);
   if (tp.backend != "kvtier" && tcp.empty()) {
     std::fprintf(stderr, "kvtier-bench: --backend %s needs --tcp HOST:PORT\n", tp.backend.c_str());
     return 2;

@@ -53,4 +53,15 @@ int RunLookup(const CommonOptions& common, const LookupOptions& options);
 // Put and/or get bandwidth of a backend, and the ratio to a plain memcpy of the same bytes.
 int RunThroughput(const CommonOptions& common, const ThroughputOptions& options);
 
+struct ReplayModeOptions {
+  std::string trace;             // Mooncake-format JSONL
+  uint64_t capacity_blocks = 0;  // required
+  std::string policy;            // empty: the tiers' default policy
+  bool belady = false;           // replay the offline optimum instead of a policy
+};
+
+// Replays a trace offline through the daemon's real policy code (docs/policy.md); no daemon
+// is involved. JSON: ReplayResultJson, whose `hit_rate` is hit blocks / all blocks.
+int RunReplay(const CommonOptions& common, const ReplayModeOptions& options);
+
 }  // namespace kvtier::bench

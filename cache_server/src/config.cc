@@ -13,6 +13,7 @@
 #include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
 #include "kvtier/common/units.h"
+#include "kvtier/tiers/policies.h"
 
 namespace kvtier::server {
 namespace {
@@ -89,6 +90,7 @@ const std::map<std::string, Setter>& Setters() {
        Size<uint64_t>([](ServerConfig* c) { return &c->dram_capacity_bytes; }, "dram.capacity")},
       {"dram.slab_size",
        Size<uint64_t>([](ServerConfig* c) { return &c->dram_slab_bytes; }, "dram.slab_size")},
+      {"dram.eviction_policy", String(&ServerConfig::dram_eviction_policy, "dram.eviction_policy")},
       {"dram.lease_timeout_ms", Integer(&ServerConfig::lease_timeout_ms, "dram.lease_timeout_ms")},
       {"limits.max_body_bytes",
        Size<uint32_t>([](ServerConfig* c) { return &c->limits.max_body_bytes; },
@@ -161,6 +163,18 @@ absl::Status ServerConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("lease timeout ", lease_timeout_ms, " ms must be between 10 ms and one hour"));
   }
+  bool policy_known = false;
+  for (std::string_view name : tiers::PolicyNames()) {
+    policy_known |= name == dram_eviction_policy;
+  }
+  if (!policy_known) {
+    std::string names;
+    for (std::string_view name : tiers::PolicyNames()) {
+      absl::StrAppend(&names, names.empty() ? "" : ", ", AbslView(name));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("eviction policy '", dram_eviction_policy, "' is not one of ", names));
+  }
   if (limits.max_body_bytes < 4096) {
     return absl::InvalidArgumentError("limits.max_body_bytes must be at least 4096");
   }
@@ -182,7 +196,8 @@ std::string ServerConfig::ToString() const {
       " max_connections=", max_connections, " busy_poll_us=", EffectiveBusyPollUs(),
       " log_level=", log_level, " dram.capacity=", FormatByteSize(dram_capacity_bytes),
       " dram.slab_size=", FormatByteSize(dram_slab_bytes),
-      " dram.lease_timeout_ms=", lease_timeout_ms, " limits.max_body_bytes=", limits.max_body_bytes,
+      " dram.lease_timeout_ms=", lease_timeout_ms, " dram.eviction_policy=", dram_eviction_policy,
+      " limits.max_body_bytes=", limits.max_body_bytes,
       " limits.max_payload_bytes=", limits.max_payload_bytes,
       " limits.max_keys_per_request=", limits.max_keys_per_request);
 }

@@ -92,6 +92,20 @@ TEST(ServerConfig, ValidateRejectsNonsenseWithAFix) {
   c = ServerConfig();
   c.tcp_listen = "localhost:http";
   EXPECT_FALSE(c.Validate().ok());
+  c = ServerConfig();
+  c.dram_eviction_policy = "mru";
+  EXPECT_NE(c.Validate().message().find("prefix-slru"), std::string::npos) << c.Validate();
+  c.dram_eviction_policy = "lru";
+  EXPECT_TRUE(c.Validate().ok());
+}
+
+TEST(ServerConfig, TheDocumentedConfigFileLoadsAndStatesTheDefaults) {
+  ServerConfig from_file;
+  ASSERT_TRUE(LoadConfigFile(KVTIER_DEPLOY_CONFIG, &from_file).ok())
+      << LoadConfigFile(KVTIER_DEPLOY_CONFIG, &from_file);
+  EXPECT_TRUE(from_file.Validate().ok()) << from_file.Validate();
+  // deploy/kvtierd.toml shows every default: loading it must change nothing.
+  EXPECT_EQ(from_file.ToString(), ServerConfig().ToString());
 }
 
 TEST(ParseHostPort, Forms) {

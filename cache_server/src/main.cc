@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   uint32_t io_threads = 0;
   uint64_t lease_timeout_ms = 0;
   int32_t busy_poll_us = -1;
+  std::string eviction_policy;
   bool version = false;
   auto* o_config =
       app.add_option("--config", config_path, "TOML config file (see deploy/kvtierd.toml)");
@@ -51,6 +52,9 @@ int main(int argc, char** argv) {
   auto* o_busy = app.add_option("--busy-poll-us", busy_poll_us,
                                 "spin this long for the next request before sleeping "
                                 "(default -1: 50 on >= 8 cores, else 0; 0 off)");
+  auto* o_policy = app.add_option("--eviction-policy", eviction_policy,
+                                  "DRAM eviction policy: prefix-slru (default), lru, s3fifo, "
+                                  "sieve, arc, tinylfu");
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
   if (version) {
@@ -77,6 +81,7 @@ int main(int argc, char** argv) {
   if (o_threads->count() > 0) config.io_threads = io_threads;
   if (o_lease->count() > 0) config.lease_timeout_ms = lease_timeout_ms;
   if (o_busy->count() > 0) config.busy_poll_us = busy_poll_us;
+  if (o_policy->count() > 0) config.dram_eviction_policy = eviction_policy;
   if (absl::Status s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("kvtierd"));

@@ -25,6 +25,7 @@
 #include "kvtier/common/strings.h"
 #include "kvtier/common/units.h"
 #include "kvtier/tiers/dram_tier.h"
+#include "kvtier/tiers/policies.h"
 #include "service.h"
 #include "spdlog/spdlog.h"
 
@@ -117,7 +118,14 @@ class Server::Impl {
     dram_options.capacity_bytes = config_.dram_capacity_bytes;
     dram_options.slab_bytes = config_.dram_slab_bytes;
     dram_options.lease_timeout_ns = static_cast<int64_t>(config_.lease_timeout_ms) * 1'000'000;
-    KVTIER_ASSIGN_OR_RETURN(dram_, tiers::DramTier::Create(dram_options, &clock_, nullptr));
+    // The policy remembers a little about blocks it evicted (ghosts); size that memory for the
+    // number of 64 KiB blocks the capacity holds, the small end of typical KV blocks.
+    tiers::PolicyOptions policy_options;
+    policy_options.capacity_blocks = std::max<uint64_t>(1024, config_.dram_capacity_bytes >> 16);
+    KVTIER_ASSIGN_OR_RETURN(auto policy,
+                            tiers::NewPolicy(config_.dram_eviction_policy, policy_options));
+    KVTIER_ASSIGN_OR_RETURN(dram_,
+                            tiers::DramTier::Create(dram_options, &clock_, std::move(policy)));
     service_ = std::make_unique<Service>(config_, dram_.get(), &clock_);
 
     for (uint32_t i = 0; i < config_.io_threads; ++i) {

@@ -53,6 +53,10 @@ struct ServerConfig {
   uint64_t dram_slab_bytes = 16ull << 20;
   // A client lease (put in progress, get being copied) expires after this. Default 10000 ms.
   uint64_t lease_timeout_ms = 10'000;
+  // Which block the DRAM tier gives up first: one of tiers::PolicyNames() ("lru",
+  // "prefix-slru", "s3fifo", "sieve", "arc", "tinylfu"). Default "prefix-slru": recency and
+  // frequency segments that keep a prefix's parents ahead of its children (docs/policy.md).
+  std::string dram_eviction_policy = "prefix-slru";
 
   // --- [limits] ---  (defaults in proto::Limits)
   proto::Limits limits;

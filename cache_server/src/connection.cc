@@ -207,15 +207,10 @@ class Connection {
     co_return true;
   }
 
-  // CommitPut answers either per key of the put or per granted key; fold into per key.
+  // CommitPut answers one code per granted block (those with kOk in the reservation), in key
+  // order; fold them back into the per-key codes.
   static void MergeCommitCodes(const std::vector<absl::StatusCode>& committed,
                                std::vector<absl::StatusCode>* codes) {
-    if (committed.size() == codes->size()) {
-      for (size_t i = 0; i < codes->size(); ++i) {
-        if ((*codes)[i] == absl::StatusCode::kOk) (*codes)[i] = committed[i];
-      }
-      return;
-    }
     size_t j = 0;
     for (absl::StatusCode& c : *codes) {
       if (c == absl::StatusCode::kOk && j < committed.size()) c = committed[j++];

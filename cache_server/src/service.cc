@@ -1,5 +1,6 @@
 #include "service.h"
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/proto/messages.h"
@@ -137,15 +138,17 @@ proto::StatsReply Service::Stats() const {
   t->set_blocks(dram.blocks);
   FillCounters(dram.counters, t->mutable_counters());
 
+  // Up to NamespaceRegistry::kMaxNamespaces on each side: join through a map, not a nested loop.
+  absl::flat_hash_map<uint32_t, const tiers::NamespaceSnapshot*> by_id;
+  for (const tiers::NamespaceSnapshot& ns : dram.namespaces) by_id.emplace(ns.namespace_id, &ns);
   for (const NamespaceInfo& info : namespaces_.List()) {
     proto::NamespaceStats* n = reply.add_namespaces();
     n->set_namespace_id(info.id);
     *n->mutable_namespace_descriptor() = proto::ToProto(info.descriptor);
-    for (const tiers::NamespaceSnapshot& ns : dram.namespaces) {
-      if (ns.namespace_id != info.id) continue;
-      n->set_blocks(ns.blocks);
-      n->set_used_bytes(ns.used_bytes);
-      FillCounters(ns.counters, n->mutable_counters());
+    if (auto it = by_id.find(info.id); it != by_id.end()) {
+      n->set_blocks(it->second->blocks);
+      n->set_used_bytes(it->second->used_bytes);
+      FillCounters(it->second->counters, n->mutable_counters());
     }
   }
   return reply;

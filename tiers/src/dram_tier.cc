@@ -172,7 +172,7 @@ class DramTier::Impl {
   }
 
   LeaseGrant ReservePut(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys,
-                        std::span<const uint64_t> lengths) {
+                        std::span<const uint64_t> lengths, bool persisted) {
     LeaseGrant grant;
     grant.codes.assign(keys.size(), absl::StatusCode::kInvalidArgument);
     grant.slots.resize(keys.size());
@@ -217,6 +217,8 @@ class DramTier::Impl {
       e.pins = 0;
       e.state = EntryState::kWriting;
       e.removed = false;
+      e.hits = 0;
+      e.persisted = persisted;
       // The key before it in the batch is its prefix parent when it is granted too (the lease
       // commits its entries in order, so the parent enters the policy first).
       e.parent_is_previous = i > 0 && previous_granted == i - 1;
@@ -233,7 +235,8 @@ class DramTier::Impl {
     return grant;
   }
 
-  absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease_id) {
+  absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease_id,
+                                                          const CommitOptions& options) {
     absl::MutexLock lock(&mu_);
     const int64_t now = clock_->NowNanos();
     Lease* lease = leases_.Find(lease_id);
@@ -243,18 +246,90 @@ class DramTier::Impl {
           absl::StrCat("lease ", lease_id, " is a read lease; only put leases are committed"));
     }
     std::vector<absl::StatusCode> codes(lease->entries.size(), absl::StatusCode::kOk);
+    if (!options.lengths.empty()) {
+      bool valid = options.lengths.size() == lease->entries.size();
+      for (size_t j = 0; valid && j < lease->entries.size(); ++j) {
+        valid = options.lengths[j] >= 1 && options.lengths[j] <= entries_[lease->entries[j]].length;
+      }
+      if (!valid) {
+        std::fill(codes.begin(), codes.end(), absl::StatusCode::kInvalidArgument);
+        return codes;
+      }
+    }
     if (CheckExpired(*lease, now)) {
       EndPutLease(*lease);
       std::fill(codes.begin(), codes.end(), absl::StatusCode::kDeadlineExceeded);
     } else {
       std::optional<EntryId> previous;
-      for (uint32_t id : lease->entries) {
+      for (size_t j = 0; j < lease->entries.size(); ++j) {
+        const uint32_t id = lease->entries[j];
+        entries_[id].persisted |= options.persisted;
+        if (!options.lengths.empty()) entries_[id].length = options.lengths[j];
         Commit(id, now, entries_[id].parent_is_previous ? previous : std::nullopt);
         previous = id;
       }
     }
     leases_.Erase(lease_id);
     return codes;
+  }
+
+  absl::StatusOr<PutLeaseBlocks> GetPutLeaseBlocks(OwnerId owner, LeaseId lease_id) {
+    absl::MutexLock lock(&mu_);
+    const Lease* lease = leases_.Find(lease_id);
+    if (lease == nullptr || lease->owner != owner) return LeaseNotFound(lease_id);
+    if (lease->kind != LeaseKind::kPut) {
+      return absl::InvalidArgumentError(absl::StrCat("lease ", lease_id, " is a read lease"));
+    }
+    if (lease->expired || clock_->NowNanos() >= lease->deadline_ns) {
+      return absl::DeadlineExceededError(absl::StrCat("put lease ", lease_id, " expired"));
+    }
+    PutLeaseBlocks out;
+    out.keys.reserve(lease->entries.size());
+    out.slots.reserve(lease->entries.size());
+    for (uint32_t id : lease->entries) {
+      const Entry& e = entries_[id];
+      out.ns = e.ns->id;
+      out.keys.push_back(e.key);
+      out.slots.push_back(SlotRef{e.offset, e.length, arena_->Generation(e.offset)});
+    }
+    return out;
+  }
+
+  std::vector<bool> Present(NamespaceId ns_id, std::span<const BlockKey> keys) {
+    std::vector<bool> present(keys.size(), false);
+    absl::MutexLock lock(&mu_);
+    Namespace* ns = FindNamespace(ns_id);
+    if (ns == nullptr) return present;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = ns->index.find(keys[i]);
+      present[i] = it != ns->index.end() && it->second.committed;
+    }
+    return present;
+  }
+
+  std::vector<BlockListing> ListBlocks() const {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::pair<int64_t, BlockListing>> all;
+    all.reserve(committed_blocks_);
+    for (const auto& [ns_id, ns] : namespaces_) {
+      for (const auto& [key, v] : ns->index) {
+        if (!v.committed) continue;
+        const Entry& e = entries_[v.entry];
+        all.push_back(
+            {e.last_use_ns, BlockListing{ns_id, key, e.offset, e.length, e.hits, e.persisted}});
+      }
+    }
+    std::sort(all.begin(), all.end(),
+              [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<BlockListing> out;
+    out.reserve(all.size());
+    for (auto& [t, b] : all) out.push_back(b);
+    return out;
+  }
+
+  void SetEvictionListener(EvictionListener* listener) {
+    absl::MutexLock lock(&mu_);
+    listener_ = listener;
   }
 
   LeaseGrant AcquireRead(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys) {
@@ -273,6 +348,7 @@ class DramTier::Impl {
         Entry& e = entries_[id];
         ++e.pins;
         e.last_use_ns = now;
+        if (e.hits < UINT16_MAX) ++e.hits;
         policy_->OnAccess(id);
         grant.codes[i] = absl::StatusCode::kOk;
         grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
@@ -395,6 +471,8 @@ class DramTier::Impl {
     // While kWriting: the entry before it in its put lease holds the previous key of the
     // request (its prefix parent, for the policy).
     bool parent_is_previous = false;
+    bool persisted = false;  // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
+    uint16_t hits = 0;       // read hits since commit, saturating
   };
 
   struct IndexValue {
@@ -504,6 +582,14 @@ class DramTier::Impl {
   // Takes a committed, unpinned block out of the tier to make room.
   void Evict(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
+    if (listener_ != nullptr) {
+      listener_->OnEvict(
+          EvictedBlock{.ns = e.ns->id,
+                       .key = e.key,
+                       .bytes = {arena_->base() + e.offset, static_cast<size_t>(e.length)},
+                       .hits = e.hits,
+                       .persisted = e.persisted});
+    }
     e.ns->index.erase(e.key);
     Uncache(id);
     Count(e.ns, &TierCounters::evictions, 1);
@@ -618,6 +704,7 @@ class DramTier::Impl {
   uint64_t committed_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t leases_expired_ ABSL_GUARDED_BY(mu_) = 0;
   TierCounters counters_ ABSL_GUARDED_BY(mu_);
+  EvictionListener* listener_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Reused across calls so that the request path does not allocate for them.
   std::vector<uint64_t> scratch_tags_ ABSL_GUARDED_BY(mu_);
   struct ClassVictim {
@@ -665,11 +752,22 @@ size_t DramTier::LookupPrefix(NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->LookupPrefix(ns, keys);
 }
 LeaseGrant DramTier::ReservePut(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys,
-                                std::span<const uint64_t> lengths) {
-  return impl_->ReservePut(owner, ns, keys, lengths);
+                                std::span<const uint64_t> lengths, bool persisted) {
+  return impl_->ReservePut(owner, ns, keys, lengths, persisted);
 }
-absl::StatusOr<std::vector<absl::StatusCode>> DramTier::CommitPut(OwnerId owner, LeaseId lease) {
-  return impl_->CommitPut(owner, lease);
+absl::StatusOr<std::vector<absl::StatusCode>> DramTier::CommitPut(OwnerId owner, LeaseId lease,
+                                                                  const CommitOptions& options) {
+  return impl_->CommitPut(owner, lease, options);
+}
+absl::StatusOr<PutLeaseBlocks> DramTier::GetPutLeaseBlocks(OwnerId owner, LeaseId lease) {
+  return impl_->GetPutLeaseBlocks(owner, lease);
+}
+std::vector<bool> DramTier::Present(NamespaceId ns, std::span<const BlockKey> keys) {
+  return impl_->Present(ns, keys);
+}
+std::vector<BlockListing> DramTier::ListBlocks() const { return impl_->ListBlocks(); }
+void DramTier::SetEvictionListener(EvictionListener* listener) {
+  impl_->SetEvictionListener(listener);
 }
 LeaseGrant DramTier::AcquireRead(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->AcquireRead(owner, ns, keys);

@@ -94,6 +94,54 @@ struct SlotRef {
   uint64_t generation = 0;  // the slot's generation while this ref is valid
 };
 
+// A committed block leaving the tier to make room, as shown to an EvictionListener. `bytes`
+// points into the arena and is valid only during the call.
+struct EvictedBlock {
+  NamespaceId ns = 0;
+  BlockKey key;
+  std::span<const std::byte> bytes;
+  uint32_t hits = 0;       // read hits since the block was committed (saturates at 65535)
+  bool persisted = false;  // the same bytes are known to sit in a lower tier (see ReservePut)
+};
+
+// Sees every block the tier evicts for space (not blocks removed by Remove), just before its
+// slot is freed, so that it can copy the bytes out (the daemon demotes them to NVMe). Called
+// with the tier's lock held: it must be quick (a memcpy into a staging buffer, no I/O, no
+// waiting) and must not call back into the tier.
+class EvictionListener {
+ public:
+  virtual ~EvictionListener() = default;
+  virtual void OnEvict(const EvictedBlock& block) = 0;
+};
+
+// One committed block as listed by ListBlocks.
+struct BlockListing {
+  NamespaceId ns = 0;
+  BlockKey key;
+  uint64_t offset = 0;  // in the arena
+  uint64_t length = 0;
+  uint32_t hits = 0;
+  bool persisted = false;
+};
+
+// Where the blocks of a live put lease sit, for a caller that must read them before the commit
+// (write-through to NVMe).
+struct PutLeaseBlocks {
+  NamespaceId ns = 0;
+  std::vector<BlockKey> keys;  // in the order of CommitPut's codes
+  std::vector<SlotRef> slots;
+};
+
+struct CommitOptions {
+  // Marks the committed blocks as ReservePut's `persisted` does (write-through puts).
+  bool persisted = false;
+  // Empty, or one final length per block of the lease (in commit order), each from 1 to the
+  // length reserved: a promotion reserves the namespace's block size and learns the stored
+  // length only from the read. Any other size or value: every code is kInvalidArgument and
+  // the lease stays open.
+  std::span<const uint64_t> lengths;
+};
+
 // Result of ReservePut / AcquireRead: one code and one slot per key, in request order.
 struct LeaseGrant {
   LeaseId lease_id = 0;  // 0 when no key was granted
@@ -148,15 +196,37 @@ class DramTier {
   // it too without another search. Leases past their deadline are expired first (as by
   // ExpireLeases), so space held by crashed clients is reclaimed before anything is evicted.
   // lengths.size() != keys.size() or an unknown ns: every code is kInvalidArgument.
+  //
+  // `persisted`: the caller knows these exact bytes sit in a lower tier already (a promotion
+  // from NVMe); the flag travels to the EvictionListener, which then need not write them again.
   LeaseGrant ReservePut(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys,
-                        std::span<const uint64_t> lengths);
+                        std::span<const uint64_t> lengths, bool persisted = false);
 
   // Publishes the blocks of a ReservePut lease. One code per block granted by ReservePut, in
   // the order of the keys whose ReservePut code was kOk: kOk, or kDeadlineExceeded when the
   // lease expired first (the slots are reclaimed; all blocks of a lease share its fate). The
   // lease ends either way. kNotFound for an unknown lease, or one that belongs to another
   // owner; kInvalidArgument for a read lease.
-  absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease);
+  absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease,
+                                                          const CommitOptions& options = {});
+
+  // The namespace, keys and slots of a live (unexpired) put lease of `owner`, in commit order.
+  // kNotFound for an unknown lease or another owner's, kInvalidArgument for a read lease,
+  // kDeadlineExceeded once it has expired. The slots' bytes are the client's to write until it
+  // commits; read them only after the client said it is done (PutCommit).
+  absl::StatusOr<PutLeaseBlocks> GetPutLeaseBlocks(OwnerId owner, LeaseId lease);
+
+  // present[i] = whether keys[i] is committed in the tier. Counts nothing and is not a use.
+  std::vector<bool> Present(NamespaceId ns, std::span<const BlockKey> keys);
+
+  // Every committed block, most recently used first (a clean shutdown saves them in that order
+  // while its time lasts). The offsets stay valid only while nothing is put or evicted: call it
+  // when the tier no longer serves requests.
+  std::vector<BlockListing> ListBlocks() const;
+
+  // Sets the listener for evictions (null: none). Call before the tier is shared between
+  // threads; the listener must outlive the tier or be reset first.
+  void SetEvictionListener(EvictionListener* listener);
 
   // Pins the committed blocks among `keys` under a read lease and counts hits/misses.
   // codes[i]: kOk or kNotFound. A get is a use for eviction.

@@ -13,6 +13,8 @@
 #include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
 #include "kvtier/common/units.h"
+#include "kvtier/tiers/nvme_admission.h"
+#include "kvtier/tiers/nvme_tier.h"
 #include "kvtier/tiers/policies.h"
 
 namespace kvtier::server {
@@ -45,6 +47,15 @@ Setter Integer(T ServerConfig::*field, std::string key) {
     const int64_t floor = std::is_signed_v<T> ? -1 : 0;
     if (!v || *v < floor) return WrongType(key, "a non-negative integer");
     c->*field = static_cast<T>(*v);
+    return absl::OkStatus();
+  };
+}
+
+Setter Bool(bool ServerConfig::*field, std::string key) {
+  return [field, key](const toml::node& n, ServerConfig* c) -> absl::Status {
+    auto v = n.value<bool>();
+    if (!v) return WrongType(key, "true or false");
+    c->*field = *v;
     return absl::OkStatus();
   };
 }
@@ -92,6 +103,22 @@ const std::map<std::string, Setter>& Setters() {
        Size<uint64_t>([](ServerConfig* c) { return &c->dram_slab_bytes; }, "dram.slab_size")},
       {"dram.eviction_policy", String(&ServerConfig::dram_eviction_policy, "dram.eviction_policy")},
       {"dram.lease_timeout_ms", Integer(&ServerConfig::lease_timeout_ms, "dram.lease_timeout_ms")},
+      {"nvme.path", String(&ServerConfig::nvme_path, "nvme.path")},
+      {"nvme.capacity",
+       Size<uint64_t>([](ServerConfig* c) { return &c->nvme_capacity_bytes; }, "nvme.capacity")},
+      {"nvme.index_dir", String(&ServerConfig::nvme_index_dir, "nvme.index_dir")},
+      {"nvme.region_size",
+       Size<uint64_t>([](ServerConfig* c) { return &c->nvme_region_bytes; }, "nvme.region_size")},
+      {"nvme.admission", String(&ServerConfig::nvme_admission, "nvme.admission")},
+      {"nvme.write_through", Bool(&ServerConfig::nvme_write_through, "nvme.write_through")},
+      {"nvme.shutdown_save_ms",
+       Integer(&ServerConfig::nvme_shutdown_save_ms, "nvme.shutdown_save_ms")},
+      {"nvme.engine", String(&ServerConfig::nvme_engine, "nvme.engine")},
+      {"nvme.queue_depth", Integer(&ServerConfig::nvme_queue_depth, "nvme.queue_depth")},
+      {"nvme.demotion_buffer",
+       Size<uint64_t>([](ServerConfig* c) { return &c->nvme_demotion_buffer_bytes; },
+                      "nvme.demotion_buffer")},
+      {"nvme.threads", Integer(&ServerConfig::nvme_threads, "nvme.threads")},
       {"limits.max_body_bytes",
        Size<uint32_t>([](ServerConfig* c) { return &c->limits.max_body_bytes; },
                       "limits.max_body_bytes")},
@@ -110,6 +137,11 @@ const std::map<std::string, Setter>& Setters() {
 uint32_t ServerConfig::EffectiveBusyPollUs() const {
   if (busy_poll_us >= 0) return static_cast<uint32_t>(busy_poll_us);
   return std::thread::hardware_concurrency() >= 8 ? 50 : 0;
+}
+
+std::string ServerConfig::EffectiveNvmeIndexDir() const {
+  if (!nvme_index_dir.empty()) return nvme_index_dir;
+  return (std::filesystem::path(data_dir) / "nvme-index").string();
 }
 
 std::string ServerConfig::EffectiveSocketPath() const {
@@ -175,6 +207,41 @@ absl::Status ServerConfig::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("eviction policy '", dram_eviction_policy, "' is not one of ", names));
   }
+  if (!nvme_path.empty()) {
+    if (nvme_region_bytes < (1ull << 20) || nvme_region_bytes > (128ull << 20)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nvme region size ", FormatByteSize(nvme_region_bytes),
+                       " must be between 1MiB and 128MiB (16MiB-64MiB recommended)"));
+    }
+    if (nvme_capacity_bytes != 0 && nvme_capacity_bytes < 2 * nvme_region_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nvme capacity ", FormatByteSize(nvme_capacity_bytes),
+                       " holds fewer than two regions of ", FormatByteSize(nvme_region_bytes),
+                       "; use e.g. --nvme-capacity 16GiB"));
+    }
+    if (nvme_engine != "auto" && nvme_engine != "io_uring" && nvme_engine != "thread_pool") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "nvme engine '", nvme_engine, "' is not one of auto, io_uring, thread_pool"));
+    }
+    if (nvme_queue_depth < 1 || nvme_queue_depth > 4096) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nvme queue_depth=", nvme_queue_depth, " must be between 1 and 4096"));
+    }
+    if (nvme_threads < 1 || nvme_threads > 256) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nvme threads=", nvme_threads, " must be between 1 and 256"));
+    }
+    if (nvme_shutdown_save_ms > 3'600'000) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "nvme shutdown_save_ms=", nvme_shutdown_save_ms, " must be at most one hour"));
+    }
+    // The admission spec is parsed here too, so that a typo fails before anything starts.
+    tiers::UnixClock clock;
+    if (auto policy = tiers::ParseAdmissionPolicy(nvme_admission, &clock); !policy.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nvme admission: ", policy.status().message()));
+    }
+  }
   if (limits.max_body_bytes < 4096) {
     return absl::InvalidArgumentError("limits.max_body_bytes must be at least 4096");
   }
@@ -197,7 +264,15 @@ std::string ServerConfig::ToString() const {
       " log_level=", log_level, " dram.capacity=", FormatByteSize(dram_capacity_bytes),
       " dram.slab_size=", FormatByteSize(dram_slab_bytes),
       " dram.lease_timeout_ms=", lease_timeout_ms, " dram.eviction_policy=", dram_eviction_policy,
-      " limits.max_body_bytes=", limits.max_body_bytes,
+      " nvme.path=", nvme_path.empty() ? "(off)" : nvme_path, " nvme.capacity=",
+      nvme_capacity_bytes == 0 ? "(existing)" : FormatByteSize(nvme_capacity_bytes),
+      " nvme.index_dir=", EffectiveNvmeIndexDir(),
+      " nvme.region_size=", FormatByteSize(nvme_region_bytes), " nvme.admission=", nvme_admission,
+      " nvme.write_through=", nvme_write_through ? "true" : "false",
+      " nvme.shutdown_save_ms=", nvme_shutdown_save_ms, " nvme.engine=", nvme_engine,
+      " nvme.queue_depth=", nvme_queue_depth,
+      " nvme.demotion_buffer=", FormatByteSize(nvme_demotion_buffer_bytes),
+      " nvme.threads=", nvme_threads, " limits.max_body_bytes=", limits.max_body_bytes,
       " limits.max_payload_bytes=", limits.max_payload_bytes,
       " limits.max_keys_per_request=", limits.max_keys_per_request);
 }
@@ -219,7 +294,7 @@ absl::Status LoadConfigFile(std::string_view path, ServerConfig* config) {
     if (table == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("config file '", p, "': '", std::string(section.str()),
-                       "' must be a table ([server], [dram] or [limits])"));
+                       "' must be a table ([server], [dram], [nvme] or [limits])"));
     }
     for (const auto& [key, value] : *table) {
       const std::string full =

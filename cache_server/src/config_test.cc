@@ -53,6 +53,60 @@ max_payload_bytes = "64MiB"
   std::filesystem::remove(path);
 }
 
+TEST(ServerConfig, NvmeSectionIsReadAndChecked) {
+  const std::string path = WriteFile("nvme", R"(
+[server]
+data_dir = "/tmp/kv"
+[nvme]
+path = "/tmp/kv/nvme.img"
+capacity = "64GiB"
+region_size = "32MiB"
+admission = "rate:100MiB/s"
+write_through = true
+shutdown_save_ms = 5000
+engine = "thread_pool"
+queue_depth = 64
+demotion_buffer = "1GiB"
+threads = 8
+)");
+  ServerConfig c;
+  ASSERT_TRUE(LoadConfigFile(path, &c).ok()) << LoadConfigFile(path, &c);
+  EXPECT_EQ(c.nvme_path, "/tmp/kv/nvme.img");
+  EXPECT_EQ(c.nvme_capacity_bytes, 64ull << 30);
+  EXPECT_EQ(c.nvme_region_bytes, 32ull << 20);
+  EXPECT_EQ(c.nvme_admission, "rate:100MiB/s");
+  EXPECT_TRUE(c.nvme_write_through);
+  EXPECT_EQ(c.nvme_shutdown_save_ms, 5000u);
+  EXPECT_EQ(c.nvme_engine, "thread_pool");
+  EXPECT_EQ(c.nvme_queue_depth, 64u);
+  EXPECT_EQ(c.nvme_demotion_buffer_bytes, 1ull << 30);
+  EXPECT_EQ(c.nvme_threads, 8u);
+  EXPECT_EQ(c.EffectiveNvmeIndexDir(), "/tmp/kv/nvme-index");
+  EXPECT_TRUE(c.Validate().ok()) << c.Validate();
+  std::filesystem::remove(path);
+
+  auto message = [](ServerConfig c) { return std::string(c.Validate().message()); };
+  ServerConfig bad = c;
+  bad.nvme_admission = "sometimes";
+  EXPECT_NE(message(bad).find("hits:N"), std::string::npos) << message(bad);
+  bad = c;
+  bad.nvme_engine = "spdk";
+  EXPECT_NE(message(bad).find("thread_pool"), std::string::npos) << message(bad);
+  bad = c;
+  bad.nvme_region_bytes = 512 << 10;
+  EXPECT_NE(message(bad).find("region size"), std::string::npos) << message(bad);
+  bad = c;
+  bad.nvme_capacity_bytes = 40ull << 20;
+  EXPECT_NE(message(bad).find("two regions"), std::string::npos) << message(bad);
+  // Without a path the NVMe options are not checked: the tier is off.
+  bad.nvme_path.clear();
+  EXPECT_TRUE(bad.Validate().ok());
+  const std::string wrong_type = WriteFile("nvme-type", "[nvme]\nwrite_through = \"yes\"\n");
+  ServerConfig d;
+  EXPECT_NE(LoadConfigFile(wrong_type, &d).message().find("true or false"), std::string::npos);
+  std::filesystem::remove(wrong_type);
+}
+
 TEST(ServerConfig, BadFilesGetMessagesNamingTheProblem) {
   ServerConfig c;
   auto s = LoadConfigFile("/nonexistent/kvtierd.toml", &c);

@@ -3,11 +3,14 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -26,11 +29,33 @@ using asio::use_awaitable;
 using proto::FrameHeader;
 using proto::Opcode;
 
+// Runs `fn` on `pool` and resumes the calling coroutine on its own executor with the result.
+template <typename Fn>
+awaitable<std::invoke_result_t<Fn&>> RunOn(asio::thread_pool& pool, Fn fn) {
+  using Result = std::invoke_result_t<Fn&>;
+  auto home = co_await asio::this_coro::executor;
+  co_return co_await asio::async_initiate<decltype(use_awaitable), void(Result)>(
+      [&pool, home, fn = std::move(fn)](auto handler) mutable {
+        asio::post(pool, [home, fn = std::move(fn), handler = std::move(handler)]() mutable {
+          Result result = fn();
+          asio::post(home, [handler = std::move(handler), result = std::move(result)]() mutable {
+            handler(std::move(result));
+          });
+        });
+      },
+      use_awaitable);
+}
+
 template <typename Socket>
 class Connection {
  public:
-  Connection(Socket socket, Service* service, uint64_t id, bool unix_socket)
-      : socket_(std::move(socket)), svc_(service), id_(id), unix_(unix_socket) {}
+  Connection(Socket socket, Service* service, asio::thread_pool* blocking, uint64_t id,
+             bool unix_socket)
+      : socket_(std::move(socket)),
+        svc_(service),
+        blocking_(blocking),
+        id_(id),
+        unix_(unix_socket) {}
 
   awaitable<void> Run() {
     try {
@@ -89,14 +114,7 @@ class Connection {
       case Opcode::kPut:
         co_return co_await OnPut(h);
       case Opcode::kPutCommit:
-        co_return co_await Simple<proto::PutCommitRequest>(
-            h, [this](const auto& r) -> absl::StatusOr<proto::PutCommitReply> {
-              auto codes = svc_->CommitPut(id_, r.lease_id());
-              if (!codes.ok()) return codes.status();
-              proto::PutCommitReply reply;
-              for (absl::StatusCode c : *codes) reply.add_codes(static_cast<int32_t>(c));
-              return reply;
-            });
+        co_return co_await OnPutCommit(h);
       case Opcode::kGet:
         co_return co_await OnGet(h);
       case Opcode::kRelease:
@@ -109,8 +127,7 @@ class Connection {
               return reply;
             });
       case Opcode::kRemove:
-        co_return co_await Simple<proto::RemoveRequest>(
-            h, [this](const auto& r) { return svc_->Remove(r); });
+        co_return co_await OnRemove(h);
       case Opcode::kStats:
         co_return co_await Simple<proto::StatsRequest>(
             h, [this](const auto&) -> absl::StatusOr<proto::StatsReply> { return svc_->Stats(); });
@@ -131,6 +148,46 @@ class Connection {
       co_return co_await RejectMalformed(h, s);
     }
     auto reply = fn(req);
+    if (!reply.ok()) co_return co_await Reject(h, reply.status());
+    co_await SendReply(h, *reply);
+    co_return true;
+  }
+
+  // Whether calls that may block on NVMe must leave the network thread.
+  bool Offload(bool needs_io) const { return needs_io && blocking_ != nullptr; }
+
+  awaitable<absl::StatusOr<std::vector<absl::StatusCode>>> CommitPut(uint64_t lease) {
+    if (Offload(svc_->CommitNeedsIo())) {
+      co_return co_await RunOn(*blocking_, [this, lease] { return svc_->CommitPut(id_, lease); });
+    }
+    co_return svc_->CommitPut(id_, lease);
+  }
+
+  awaitable<bool> OnPutCommit(const FrameHeader& h) {
+    proto::PutCommitRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s);
+    }
+    absl::StatusOr<std::vector<absl::StatusCode>> codes = co_await CommitPut(req.lease_id());
+    if (!codes.ok()) co_return co_await Reject(h, codes.status());
+    proto::PutCommitReply reply;
+    for (absl::StatusCode c : *codes) reply.add_codes(static_cast<int32_t>(c));
+    co_await SendReply(h, reply);
+    co_return true;
+  }
+
+  awaitable<bool> OnRemove(const FrameHeader& h) {
+    proto::RemoveRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s);
+    }
+    // (Not a conditional expression: GCC 12 destroys a co_await temporary in one twice.)
+    absl::StatusOr<proto::RemoveReply> reply = absl::UnknownError("unset");
+    if (Offload(svc_->RemoveNeedsIo())) {
+      reply = co_await RunOn(*blocking_, [this, &req] { return svc_->Remove(req); });
+    } else {
+      reply = svc_->Remove(req);
+    }
     if (!reply.ok()) co_return co_await Reject(h, reply.status());
     co_await SendReply(h, *reply);
     co_return true;
@@ -192,8 +249,7 @@ class Connection {
     }
     std::vector<absl::StatusCode> codes = grant->codes;
     if (grant->lease_id != 0) {
-      absl::StatusOr<std::vector<absl::StatusCode>> committed =
-          svc_->CommitPut(id_, grant->lease_id);
+      absl::StatusOr<std::vector<absl::StatusCode>> committed = co_await CommitPut(grant->lease_id);
       if (!committed.ok()) {
         // The payload is consumed already: answer without draining.
         svc_->counters().error_replies.fetch_add(1, std::memory_order_relaxed);
@@ -224,8 +280,16 @@ class Connection {
     }
     const bool inline_data = req.mode() == proto::DATA_INLINE;
     if (!inline_data && !arena_attached_) co_return co_await Reject(h, NoArena());
-    absl::StatusOr<tiers::LeaseGrant> grant = svc_->AcquireRead(id_, req);
-    if (!grant.ok()) co_return co_await Reject(h, grant.status());
+    const bool io = Offload(svc_->GetNeedsIo(req));
+    absl::StatusOr<ReadGrant> read = absl::UnknownError("unset");
+    if (io) {
+      read = co_await RunOn(*blocking_, [this, &req] { return svc_->AcquireRead(id_, req, true); });
+    } else {
+      read = svc_->AcquireRead(id_, req, false);
+    }
+    if (!read.ok()) co_return co_await Reject(h, read.status());
+    const tiers::LeaseGrant* grant = &read->grant;
+    const std::vector<bool>& from_nvme = read->from_nvme;
 
     proto::GetReply reply;
     std::string* tiers = reply.mutable_tiers();
@@ -238,7 +302,10 @@ class Connection {
       const tiers::SlotRef slot = hit ? grant->slots[i] : tiers::SlotRef{};
       reply.add_codes(static_cast<int32_t>(grant->codes[i]));
       reply.add_lengths(slot.length);
-      tiers->push_back(static_cast<char>(hit ? proto::TIER_DRAM : proto::TIER_NONE));
+      const proto::Tier tier = !hit                                     ? proto::TIER_NONE
+                               : (i < from_nvme.size() && from_nvme[i]) ? proto::TIER_NVME
+                                                                        : proto::TIER_DRAM;
+      tiers->push_back(static_cast<char>(tier));
       if (inline_data) {
         if (hit) payload.emplace_back(base + slot.offset, slot.length);
         payload_len += slot.length;
@@ -367,6 +434,7 @@ class Connection {
 
   Socket socket_;
   Service* const svc_;
+  asio::thread_pool* const blocking_;
   const uint64_t id_;
   const bool unix_;
   bool hello_done_ = false;
@@ -380,16 +448,18 @@ class Connection {
 }  // namespace
 
 awaitable<void> ServeConnection(asio::local::stream_protocol::socket socket, Service* service,
-                                uint64_t conn_id) {
-  Connection<asio::local::stream_protocol::socket> c(std::move(socket), service, conn_id, true);
+                                asio::thread_pool* blocking, uint64_t conn_id) {
+  Connection<asio::local::stream_protocol::socket> c(std::move(socket), service, blocking, conn_id,
+                                                     true);
   co_await c.Run();
 }
 
-awaitable<void> ServeConnection(asio::ip::tcp::socket socket, Service* service, uint64_t conn_id) {
+awaitable<void> ServeConnection(asio::ip::tcp::socket socket, Service* service,
+                                asio::thread_pool* blocking, uint64_t conn_id) {
   boost::system::error_code ignored;
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
   socket.set_option(asio::socket_base::keep_alive(true), ignored);
-  Connection<asio::ip::tcp::socket> c(std::move(socket), service, conn_id, false);
+  Connection<asio::ip::tcp::socket> c(std::move(socket), service, blocking, conn_id, false);
   co_await c.Run();
 }
 

@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <utility>
 
@@ -19,10 +20,14 @@
 
 namespace kvtier::server {
 
-// Each coroutine returns when the peer closes or misbehaves; it never throws.
+// Each coroutine returns when the peer closes or misbehaves; it never throws. Requests that
+// block on NVMe I/O run on `blocking` (null when the NVMe tier is off) while the coroutine
+// waits, so that the network thread keeps serving its other connections; it must outlive the
+// connection's io_context work (the server joins it before destroying the contexts).
 boost::asio::awaitable<void> ServeConnection(boost::asio::local::stream_protocol::socket socket,
-                                             Service* service, uint64_t conn_id);
-boost::asio::awaitable<void> ServeConnection(boost::asio::ip::tcp::socket socket, Service* service,
+                                             Service* service, boost::asio::thread_pool* blocking,
                                              uint64_t conn_id);
+boost::asio::awaitable<void> ServeConnection(boost::asio::ip::tcp::socket socket, Service* service,
+                                             boost::asio::thread_pool* blocking, uint64_t conn_id);
 
 }  // namespace kvtier::server

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   uint64_t lease_timeout_ms = 0;
   int32_t busy_poll_us = -1;
   std::string eviction_policy;
+  std::string nvme_path, nvme_capacity, nvme_admission, nvme_engine;
+  bool nvme_write_through = false;
   bool version = false;
   auto* o_config =
       app.add_option("--config", config_path, "TOML config file (see deploy/kvtierd.toml)");
@@ -55,6 +57,18 @@ int main(int argc, char** argv) {
   auto* o_policy = app.add_option("--eviction-policy", eviction_policy,
                                   "DRAM eviction policy: prefix-slru (default), lru, s3fifo, "
                                   "sieve, arc, tinylfu");
+  auto* o_nvme_path =
+      app.add_option("--nvme-path", nvme_path, "NVMe tier file or block device (default off)");
+  auto* o_nvme_capacity =
+      app.add_option("--nvme-capacity", nvme_capacity,
+                     "NVMe tier size, e.g. 64GiB (required for a new file; 0: existing size)");
+  auto* o_nvme_admission =
+      app.add_option("--nvme-admission", nvme_admission,
+                     "which DRAM evictions go to NVMe: all, hits:N, rate:SIZE/s (default hits:1)");
+  auto* o_nvme_wt = app.add_flag("--nvme-write-through", nvme_write_through,
+                                 "write every put to NVMe before acknowledging it");
+  auto* o_nvme_engine =
+      app.add_option("--nvme-engine", nvme_engine, "auto (default), io_uring or thread_pool");
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
   if (version) {
@@ -82,6 +96,15 @@ int main(int argc, char** argv) {
   if (o_lease->count() > 0) config.lease_timeout_ms = lease_timeout_ms;
   if (o_busy->count() > 0) config.busy_poll_us = busy_poll_us;
   if (o_policy->count() > 0) config.dram_eviction_policy = eviction_policy;
+  if (o_nvme_path->count() > 0) config.nvme_path = nvme_path;
+  if (o_nvme_capacity->count() > 0) {
+    auto size = kvtier::ParseByteSize(nvme_capacity);
+    if (!size.ok()) return Fail(absl::StrCat("--nvme-capacity: ", size.status().message()));
+    config.nvme_capacity_bytes = *size;
+  }
+  if (o_nvme_admission->count() > 0) config.nvme_admission = nvme_admission;
+  if (o_nvme_wt->count() > 0) config.nvme_write_through = nvme_write_through;
+  if (o_nvme_engine->count() > 0) config.nvme_engine = nvme_engine;
   if (absl::Status s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("kvtierd"));

@@ -11,6 +11,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
@@ -25,7 +26,11 @@
 #include "kvtier/common/strings.h"
 #include "kvtier/common/units.h"
 #include "kvtier/tiers/dram_tier.h"
+#include "kvtier/tiers/nvme_device.h"
+#include "kvtier/tiers/nvme_tier.h"
 #include "kvtier/tiers/policies.h"
+#include "namespace_file.h"
+#include "nvme_placement.h"
 #include "service.h"
 #include "spdlog/spdlog.h"
 
@@ -97,6 +102,8 @@ class Server::Impl {
   explicit Impl(const ServerConfig& config) : config_(config) {}
 
   ~Impl() {
+    // NVMe work in flight resumes connections on their contexts: finish it first.
+    if (blocking_) blocking_->join();
     // Acceptors and work guards refer to the contexts; connections' coroutine frames die with
     // their contexts, which must go before the service and the tier they point to.
     unix_acceptor_.reset();
@@ -126,13 +133,87 @@ class Server::Impl {
                             tiers::NewPolicy(config_.dram_eviction_policy, policy_options));
     KVTIER_ASSIGN_OR_RETURN(dram_,
                             tiers::DramTier::Create(dram_options, &clock_, std::move(policy)));
-    service_ = std::make_unique<Service>(config_, dram_.get(), &clock_);
+    if (!config_.nvme_path.empty()) {
+      KVTIER_RETURN_IF_ERROR(OpenNvme());
+    } else {
+      service_ = std::make_unique<Service>(config_, dram_.get(), &clock_);
+    }
 
     for (uint32_t i = 0; i < config_.io_threads; ++i) {
       contexts_.push_back(std::make_unique<asio::io_context>(1));
       guards_.emplace_back(asio::make_work_guard(*contexts_.back()));
     }
     return OpenListeners();
+  }
+
+  // The NVMe tier: device, index and recovery, the placement layer between it and DRAM, its
+  // threads, and the namespace ids of the last run.
+  absl::Status OpenNvme() {
+    tiers::NvmeDeviceOptions device_options;
+    device_options.path = config_.nvme_path;
+    device_options.capacity_bytes = config_.nvme_capacity_bytes;
+    device_options.queue_depth = config_.nvme_queue_depth;
+    device_options.engine =
+        config_.nvme_engine == "io_uring"      ? tiers::NvmeDeviceOptions::Engine::kIoUring
+        : config_.nvme_engine == "thread_pool" ? tiers::NvmeDeviceOptions::Engine::kThreadPool
+                                               : tiers::NvmeDeviceOptions::Engine::kAuto;
+    absl::StatusOr<std::unique_ptr<tiers::NvmeDevice>> device =
+        tiers::OpenFileDevice(device_options);
+    if (!device.ok()) {
+      return absl::Status(device.status().code(),
+                          absl::StrCat("NVMe tier (--nvme-path ", config_.nvme_path,
+                                       "): ", device.status().message()));
+    }
+    tiers::NvmeTierOptions tier_options;
+    tier_options.index_path = config_.EffectiveNvmeIndexDir();
+    tier_options.region_bytes = config_.nvme_region_bytes;
+    // Admission is the placement layer's (before the copy out of DRAM).
+    absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> nvme = tiers::NvmeTier::Create(
+        tier_options, std::move(*device), &unix_clock_, tiers::NewAdmitAllPolicy());
+    if (!nvme.ok()) {
+      return absl::Status(nvme.status().code(),
+                          absl::StrCat("NVMe tier (--nvme-path ", config_.nvme_path, ", index ",
+                                       tier_options.index_path, "): ", nvme.status().message()));
+    }
+    nvme_ = std::move(*nvme);
+    KVTIER_RETURN_IF_ERROR(
+        nvme_->RegisterMemory({dram_->arena_base(), static_cast<size_t>(dram_->arena_bytes())}));
+    KVTIER_ASSIGN_OR_RETURN(auto admission,
+                            tiers::ParseAdmissionPolicy(config_.nvme_admission, &clock_));
+    NvmePlacementOptions placement_options;
+    placement_options.demotion_buffer_bytes = config_.nvme_demotion_buffer_bytes;
+    placement_ = std::make_unique<NvmePlacement>(placement_options, dram_.get(), nvme_.get(),
+                                                 std::move(admission));
+    blocking_ = std::make_unique<asio::thread_pool>(config_.nvme_threads);
+
+    const std::string ns_file = (std::filesystem::path(config_.data_dir) / "namespaces").string();
+    service_ = std::make_unique<Service>(config_, dram_.get(), &clock_, placement_.get(), ns_file);
+    std::vector<NamespaceInfo> saved;
+    if (absl::StatusOr<std::vector<NamespaceInfo>> loaded = LoadNamespaceFile(ns_file);
+        loaded.ok()) {
+      saved = std::move(*loaded);
+    } else if (!absl::IsNotFound(loaded.status())) {
+      // Without the descriptors, NVMe blocks cannot be tied to their namespaces: they stay
+      // unreachable (and their ids unused) until the regions holding them are recycled.
+      spdlog::error("{}; NVMe blocks of earlier runs will not be found",
+                    loaded.status().ToString());
+    }
+    const tiers::NvmeTierSnapshot snap = nvme_->Snapshot();
+    std::vector<uint32_t> nvme_ids;
+    for (const tiers::NamespaceSnapshot& ns : snap.tier.namespaces) {
+      nvme_ids.push_back(ns.namespace_id);
+    }
+    KVTIER_RETURN_IF_ERROR(service_->RestoreNamespaces(saved, nvme_ids));
+    const tiers::NvmeRecoveryInfo& r = snap.recovery;
+    spdlog::info(
+        "NVMe tier on {} ({}): {} in {} regions of {}, {} block(s) recovered{}{} in {} ms, "
+        "{} namespace(s) restored",
+        config_.nvme_path, snap.engine, FormatByteSize(snap.tier.capacity_bytes), snap.regions,
+        FormatByteSize(snap.region_bytes), r.blocks_recovered,
+        r.formatted ? " (device formatted)" : "",
+        r.index_rebuilt ? absl::StrCat(" (index rebuilt: ", r.reason, ")") : std::string(),
+        r.startup_nanos / 1'000'000, saved.size());
+    return absl::OkStatus();
   }
 
   absl::Status OpenListeners() {
@@ -207,6 +288,10 @@ class Server::Impl {
     }
     RunLoop(main, spin);
     for (auto& t : threads) t.join();
+    if (blocking_) {
+      blocking_->join();
+      service_->SaveForShutdown();
+    }
     spdlog::info("kvtierd stopped");
     return absl::OkStatus();
   }
@@ -247,7 +332,8 @@ class Server::Impl {
         counters.connections_active.fetch_add(1, std::memory_order_relaxed);
         const uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
         auto executor = socket.get_executor();
-        asio::co_spawn(executor, ServeConnection(std::move(socket), service_.get(), id),
+        asio::co_spawn(executor,
+                       ServeConnection(std::move(socket), service_.get(), blocking_.get(), id),
                        asio::detached);
       } catch (const boost::system::system_error& e) {
         if (!acceptor.is_open()) break;
@@ -282,7 +368,11 @@ class Server::Impl {
 
   const ServerConfig config_;
   SteadyClock clock_;
+  tiers::UnixClock unix_clock_;  // NVMe TTLs must mean the same after a restart
   std::unique_ptr<tiers::DramTier> dram_;
+  std::unique_ptr<tiers::NvmeTier> nvme_;
+  std::unique_ptr<NvmePlacement> placement_;  // between dram_ and nvme_: destroyed before them
+  std::unique_ptr<asio::thread_pool> blocking_;
   std::unique_ptr<Service> service_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;

@@ -4,6 +4,8 @@
 #include "absl/strings/str_cat.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/proto/messages.h"
+#include "namespace_file.h"
+#include "spdlog/spdlog.h"
 
 namespace kvtier::server {
 namespace {
@@ -25,8 +27,42 @@ void FillCounters(const tiers::TierCounters& c, proto::Counters* out) {
 
 }  // namespace
 
-Service::Service(const ServerConfig& config, tiers::DramTier* dram, const Clock* clock)
-    : config_(config), dram_(dram), clock_(clock), start_nanos_(clock->NowNanos()) {}
+Service::Service(const ServerConfig& config, tiers::DramTier* dram, const Clock* clock,
+                 NvmePlacement* nvme, std::string namespace_file)
+    : config_(config),
+      dram_(dram),
+      clock_(clock),
+      start_nanos_(clock->NowNanos()),
+      nvme_(nvme),
+      namespace_file_(std::move(namespace_file)) {}
+
+absl::Status Service::RestoreNamespaces(const std::vector<NamespaceInfo>& saved,
+                                        std::span<const uint32_t> nvme_ids) {
+  for (const NamespaceInfo& info : saved) {
+    KVTIER_RETURN_IF_ERROR(namespaces_.Restore(info.id, info.descriptor));
+    KVTIER_RETURN_IF_ERROR(dram_->AddNamespace(info.id, info.descriptor.block_bytes));
+    if (nvme_ != nullptr) {
+      if (absl::Status s = nvme_->AddNamespace(info.id, info.descriptor.block_bytes); !s.ok()) {
+        spdlog::warn("namespace {}: not cached on NVMe: {}", info.id, s.ToString());
+      }
+    }
+  }
+  for (uint32_t id : nvme_ids) namespaces_.ReserveIdsUpTo(id);
+  return absl::OkStatus();
+}
+
+void Service::SaveNamespaces() {
+  absl::MutexLock lock(&save_mu_);
+  // The list is read under the writer's lock, so the last file written names every namespace.
+  if (absl::Status s = SaveNamespaceFile(namespace_file_, namespaces_.List()); !s.ok()) {
+    // The namespace works in this process; after a restart its NVMe blocks cannot be found
+    // (their id is never reused for another namespace: see RestoreNamespaces).
+    spdlog::error(
+        "cannot save namespace ids ({}): NVMe blocks of new namespaces will not be "
+        "found after a restart",
+        s.ToString());
+  }
+}
 
 absl::Status Service::CheckNamespace(uint32_t id) const {
   if (namespaces_.Get(id).has_value()) return absl::OkStatus();
@@ -67,7 +103,16 @@ absl::StatusOr<proto::OpenNamespaceReply> Service::OpenNamespace(
   const NamespaceDescriptor d = proto::ToDescriptor(req.namespace_descriptor());
   bool created = false;
   KVTIER_ASSIGN_OR_RETURN(NamespaceInfo info, namespaces_.Open(d, &created));
-  if (created) KVTIER_RETURN_IF_ERROR(dram_->AddNamespace(info.id, d.block_bytes));
+  if (created) {
+    KVTIER_RETURN_IF_ERROR(dram_->AddNamespace(info.id, d.block_bytes));
+    if (nvme_ != nullptr) {
+      // A block larger than an NVMe region is kept in DRAM only; that is not the client's error.
+      if (absl::Status s = nvme_->AddNamespace(info.id, d.block_bytes); !s.ok()) {
+        spdlog::warn("namespace {}: not cached on NVMe: {}", info.id, s.ToString());
+      }
+      SaveNamespaces();
+    }
+  }
   proto::OpenNamespaceReply reply;
   reply.set_namespace_id(info.id);
   reply.set_key_seed(info.seed.bytes.data(), info.seed.bytes.size());
@@ -76,10 +121,18 @@ absl::StatusOr<proto::OpenNamespaceReply> Service::OpenNamespace(
 
 absl::StatusOr<proto::LookupReply> Service::Lookup(const proto::LookupRequest& req) {
   KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
-  const size_t m = dram_->LookupPrefix(req.namespace_id(), Keys(req.keys()));
   proto::LookupReply reply;
-  reply.set_prefix_blocks(static_cast<uint32_t>(m));
-  reply.mutable_tiers()->assign(m, static_cast<char>(proto::TIER_DRAM));
+  if (nvme_ == nullptr) {
+    const size_t m = dram_->LookupPrefix(req.namespace_id(), Keys(req.keys()));
+    reply.set_prefix_blocks(static_cast<uint32_t>(m));
+    reply.mutable_tiers()->assign(m, static_cast<char>(proto::TIER_DRAM));
+    return reply;
+  }
+  const std::vector<proto::Tier> tiers = nvme_->Lookup(req.namespace_id(), Keys(req.keys()));
+  reply.set_prefix_blocks(static_cast<uint32_t>(tiers.size()));
+  std::string* out = reply.mutable_tiers();
+  out->reserve(tiers.size());
+  for (proto::Tier t : tiers) out->push_back(static_cast<char>(t));
   return reply;
 }
 
@@ -90,19 +143,47 @@ absl::StatusOr<tiers::LeaseGrant> Service::ReservePut(uint64_t conn, const proto
 }
 
 absl::StatusOr<std::vector<absl::StatusCode>> Service::CommitPut(uint64_t conn, uint64_t lease) {
+  if (CommitNeedsIo()) return nvme_->WriteThroughAndCommit(conn, lease);
   return dram_->CommitPut(conn, lease);
 }
 
-absl::StatusOr<tiers::LeaseGrant> Service::AcquireRead(uint64_t conn,
-                                                       const proto::GetRequest& req) {
+bool Service::GetNeedsIo(const proto::GetRequest& req) {
+  return nvme_ != nullptr && nvme_->NeedsPromotion(req.namespace_id(), Keys(req.keys()));
+}
+
+absl::StatusOr<ReadGrant> Service::AcquireRead(uint64_t conn, const proto::GetRequest& req,
+                                               bool allow_io) {
   KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
-  tiers::LeaseGrant grant = dram_->AcquireRead(conn, req.namespace_id(), Keys(req.keys()));
+  ReadGrant out;
+  if (allow_io && nvme_ != nullptr) {
+    // The get's blocks in DRAM stay pinned while its other blocks are promoted, which makes
+    // room in DRAM and could otherwise evict them.
+    const tiers::LeaseId pin = dram_->Pin(kPlacementOwner, req.namespace_id(), Keys(req.keys()));
+    out.from_nvme = nvme_->Promote(req.namespace_id(), Keys(req.keys()));
+    out.grant = dram_->AcquireRead(conn, req.namespace_id(), Keys(req.keys()));
+    if (pin != 0) (void)dram_->Release(kPlacementOwner, pin);
+  } else {
+    out.grant = dram_->AcquireRead(conn, req.namespace_id(), Keys(req.keys()));
+  }
   uint64_t bytes = 0;
-  for (size_t i = 0; i < grant.codes.size(); ++i) {
-    if (grant.codes[i] == absl::StatusCode::kOk) bytes += grant.slots[i].length;
+  for (size_t i = 0; i < out.grant.codes.size(); ++i) {
+    if (out.grant.codes[i] == absl::StatusCode::kOk) bytes += out.grant.slots[i].length;
   }
   dram_->RecordBytesOut(req.namespace_id(), bytes);
-  return grant;
+  return out;
+}
+
+void Service::SaveForShutdown() {
+  if (nvme_ == nullptr || config_.nvme_shutdown_save_ms == 0) return;
+  const absl::Time deadline =
+      absl::Now() + absl::Milliseconds(static_cast<int64_t>(config_.nvme_shutdown_save_ms));
+  const int64_t start = clock_->NowNanos();
+  if (!nvme_->Drain(deadline)) {
+    spdlog::warn("shutdown: staged demotions were not all written within the time budget");
+  }
+  const uint64_t saved = nvme_->SaveDram(deadline);
+  spdlog::info("shutdown: saved {} DRAM block(s) to NVMe in {} ms", saved,
+               (clock_->NowNanos() - start) / 1'000'000);
 }
 
 absl::StatusOr<bool> Service::Release(uint64_t conn, uint64_t lease) {
@@ -112,7 +193,10 @@ absl::StatusOr<bool> Service::Release(uint64_t conn, uint64_t lease) {
 absl::StatusOr<proto::RemoveReply> Service::Remove(const proto::RemoveRequest& req) {
   KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
   proto::RemoveReply reply;
-  for (absl::StatusCode c : dram_->Remove(req.namespace_id(), Keys(req.keys()))) {
+  const std::vector<absl::StatusCode> codes =
+      nvme_ != nullptr ? nvme_->Remove(req.namespace_id(), Keys(req.keys()))
+                       : dram_->Remove(req.namespace_id(), Keys(req.keys()));
+  for (absl::StatusCode c : codes) {
     reply.add_codes(static_cast<int32_t>(c));
   }
   return reply;
@@ -138,6 +222,22 @@ proto::StatsReply Service::Stats() const {
   t->set_blocks(dram.blocks);
   FillCounters(dram.counters, t->mutable_counters());
 
+  tiers::NvmeTierSnapshot nvme;
+  absl::flat_hash_map<uint32_t, const tiers::NamespaceSnapshot*> nvme_by_id;
+  if (nvme_ != nullptr) {
+    nvme = nvme_->NvmeSnapshot();
+    proto::TierStats* n = reply.add_tiers();
+    n->set_tier(proto::TIER_NVME);
+    n->set_capacity_bytes(nvme.tier.capacity_bytes);
+    n->set_used_bytes(nvme.tier.used_bytes);
+    n->set_blocks(nvme.tier.blocks);
+    FillCounters(nvme.tier.counters, n->mutable_counters());
+    nvme_->FillStats(nvme, n->mutable_nvme());
+    for (const tiers::NamespaceSnapshot& ns : nvme.tier.namespaces) {
+      nvme_by_id.emplace(ns.namespace_id, &ns);
+    }
+  }
+
   // Up to NamespaceRegistry::kMaxNamespaces on each side: join through a map, not a nested loop.
   absl::flat_hash_map<uint32_t, const tiers::NamespaceSnapshot*> by_id;
   for (const tiers::NamespaceSnapshot& ns : dram.namespaces) by_id.emplace(ns.namespace_id, &ns);
@@ -149,6 +249,11 @@ proto::StatsReply Service::Stats() const {
       n->set_blocks(it->second->blocks);
       n->set_used_bytes(it->second->used_bytes);
       FillCounters(it->second->counters, n->mutable_counters());
+    }
+    if (auto it = nvme_by_id.find(info.id); it != nvme_by_id.end()) {
+      n->set_nvme_blocks(it->second->blocks);
+      n->set_nvme_used_bytes(it->second->used_bytes);
+      FillCounters(it->second->counters, n->mutable_nvme_counters());
     }
   }
   return reply;

@@ -3,12 +3,16 @@
 // The connection code (connection.cc) reads a frame, parses and checks the body
 // (proto::ParseRequest), and calls one method here; it owns payload bytes on the wire. Every
 // method returns the reply or an error Status that the connection sends as an ErrorReply; no
-// method blocks on I/O. Leases are owned by connection ids, so ConnectionClosed() can drop
-// everything a vanished client held. Thread-safe.
+// method blocks on I/O unless it says so (the NVMe paths: see GetNeedsIo and friends, which the
+// connection consults to run those calls on the NVMe threads). Leases are owned by connection ids,
+// so ConnectionClosed() can drop everything a vanished client held. Thread-safe.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kvtier.pb.h"
@@ -16,6 +20,7 @@
 #include "kvtier/server/config.h"
 #include "kvtier/tiers/dram_tier.h"
 #include "namespace_registry.h"
+#include "nvme_placement.h"
 
 namespace kvtier::server {
 
@@ -29,10 +34,23 @@ struct ServerCounters {
   std::atomic<uint64_t> error_replies{0};
 };
 
+// A get's grant, and which of its blocks were just read from NVMe into DRAM.
+struct ReadGrant {
+  tiers::LeaseGrant grant;
+  std::vector<bool> from_nvme;  // empty when none was
+};
+
 class Service {
  public:
-  // `dram` and `clock` must outlive the service.
-  Service(const ServerConfig& config, tiers::DramTier* dram, const Clock* clock);
+  // `dram` and `clock` must outlive the service. `nvme` (null: the NVMe tier is off) too;
+  // with it, namespace ids are saved to `namespace_file` whenever one is created.
+  Service(const ServerConfig& config, tiers::DramTier* dram, const Clock* clock,
+          NvmePlacement* nvme = nullptr, std::string namespace_file = "");
+
+  // Restores namespace ids saved by an earlier run (before serving). Ids in `nvme_ids` that
+  // the file does not name are never handed out again.
+  absl::Status RestoreNamespaces(const std::vector<NamespaceInfo>& saved,
+                                 std::span<const uint32_t> nvme_ids);
 
   const proto::Limits& limits() const { return config_.limits; }
   const ServerConfig& config() const { return config_; }
@@ -51,8 +69,19 @@ class Service {
   absl::StatusOr<tiers::LeaseGrant> ReservePut(uint64_t conn, const proto::PutRequest& req);
   absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(uint64_t conn, uint64_t lease);
 
-  // Pins the found blocks under a read lease of `conn` and accounts the bytes served.
-  absl::StatusOr<tiers::LeaseGrant> AcquireRead(uint64_t conn, const proto::GetRequest& req);
+  // Pins the found blocks under a read lease of `conn` and accounts the bytes served. With
+  // `allow_io`, blocks on NVMe are promoted to DRAM first (blocking on the device; see
+  // GetNeedsIo); without, NVMe blocks are misses.
+  absl::StatusOr<ReadGrant> AcquireRead(uint64_t conn, const proto::GetRequest& req, bool allow_io);
+
+  // Which requests block on NVMe I/O and must run off the network threads.
+  bool GetNeedsIo(const proto::GetRequest& req);
+  bool CommitNeedsIo() const { return nvme_ != nullptr && config_.nvme_write_through; }
+  bool RemoveNeedsIo() const { return nvme_ != nullptr; }
+
+  // At a clean shutdown, once no request is served any more: writes staged demotions, then
+  // DRAM blocks not on NVMe yet, within config.nvme_shutdown_save_ms. No-op without NVMe.
+  void SaveForShutdown();
   // Ends a lease; true when it had expired before (copies made under it are void).
   absl::StatusOr<bool> Release(uint64_t conn, uint64_t lease);
   absl::StatusOr<proto::RemoveReply> Remove(const proto::RemoveRequest& req);
@@ -68,11 +97,15 @@ class Service {
  private:
   // kFailedPrecondition when the namespace id was never opened in this process.
   absl::Status CheckNamespace(uint32_t id) const;
+  void SaveNamespaces();
 
   const ServerConfig config_;
   tiers::DramTier* const dram_;
   const Clock* const clock_;
   const int64_t start_nanos_;
+  NvmePlacement* const nvme_;
+  const std::string namespace_file_;
+  absl::Mutex save_mu_;  // one namespace file writer at a time
   NamespaceRegistry namespaces_;
   ServerCounters counters_;
 };

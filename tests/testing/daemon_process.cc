@@ -69,17 +69,34 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const Daemon
   }
   d->data_dir_ = tmpl;
   d->socket_path_ = d->data_dir_ + "/kvtierd.sock";
-  std::vector<std::string> args = {
-      BinaryPath(),      "--data-dir",          d->data_dir_,  "--socket", d->socket_path_,
-      "--dram-capacity", options.dram_capacity, "--log-level", "warn"};
   if (options.tcp) {
     auto port = PickFreePort();
     if (!port.ok()) return port.status();
     d->tcp_port_ = *port;
-    args.push_back("--tcp-listen");
-    args.push_back(absl::StrCat("127.0.0.1:", *port));
   }
-  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  if (absl::Status s = d->Spawn(options); !s.ok()) return s;
+  return d;
+}
+
+absl::Status DaemonProcess::Restart(const DaemonOptions& options) {
+  if (pid_ > 0) return absl::FailedPreconditionError("daemon is still running; Stop it first");
+  return Spawn(options);
+}
+
+absl::Status DaemonProcess::Spawn(const DaemonOptions& options) {
+  std::vector<std::string> args = {
+      BinaryPath(),      "--data-dir",          data_dir_,     "--socket", socket_path_,
+      "--dram-capacity", options.dram_capacity, "--log-level", "warn"};
+  if (tcp_port_ != 0) {
+    args.push_back("--tcp-listen");
+    args.push_back(absl::StrCat("127.0.0.1:", tcp_port_));
+  }
+  for (std::string arg : options.extra_args) {
+    for (size_t at; (at = arg.find("{data_dir}")) != std::string::npos;) {
+      arg.replace(at, 10, data_dir_);
+    }
+    args.push_back(std::move(arg));
+  }
 
   const pid_t pid = ::fork();
   if (pid < 0) return absl::UnavailableError(absl::StrCat("fork: ", std::strerror(errno)));
@@ -90,26 +107,26 @@ absl::StatusOr<std::unique_ptr<DaemonProcess>> DaemonProcess::Start(const Daemon
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }
-  d->pid_ = pid;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  pid_ = pid;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(pid, &status, WNOHANG) == pid) {
-      d->pid_ = -1;
+      pid_ = -1;
       return absl::InternalError(absl::StrCat("kvtierd exited at startup with status ", status));
     }
-    if (CanConnect(d->socket_path_) && (!options.tcp || CanConnectTcp(d->tcp_port_))) {
-      return d;
+    if (CanConnect(socket_path_) && (tcp_port_ == 0 || CanConnectTcp(tcp_port_))) {
+      return absl::OkStatus();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  return absl::DeadlineExceededError("kvtierd did not start listening within 15 s");
+  return absl::DeadlineExceededError("kvtierd did not start listening within 30 s");
 }
 
-absl::StatusOr<int> DaemonProcess::Stop(int signal) {
+absl::StatusOr<int> DaemonProcess::Stop(int signal, std::chrono::seconds timeout) {
   if (pid_ <= 0) return absl::FailedPreconditionError("daemon is not running");
   ::kill(pid_, signal);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -118,7 +135,8 @@ absl::StatusOr<int> DaemonProcess::Stop(int signal) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  return absl::DeadlineExceededError("kvtierd did not exit within 10 s");
+  return absl::DeadlineExceededError(
+      absl::StrCat("kvtierd did not exit within ", timeout.count(), " s"));
 }
 
 DaemonProcess::~DaemonProcess() {

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -19,7 +20,8 @@ namespace kvtier::testing {
 struct DaemonOptions {
   std::string dram_capacity = "64MiB";
   bool tcp = false;
-  std::vector<std::string> extra_args;  // e.g. {"--auth-token", "s3cret"}
+  // e.g. {"--auth-token", "s3cret"}; "{data_dir}" is replaced by the data directory's path.
+  std::vector<std::string> extra_args;
 };
 
 class DaemonProcess {
@@ -35,8 +37,12 @@ class DaemonProcess {
   std::string tcp_uri() const { return "tcp://127.0.0.1:" + std::to_string(tcp_port_); }
   pid_t pid() const { return pid_; }
 
-  // Sends `signal` and waits up to 10 s for the exit; returns the wait status.
-  absl::StatusOr<int> Stop(int signal);
+  // Sends `signal` and waits up to 10 s (or `timeout`) for the exit; returns the wait status.
+  absl::StatusOr<int> Stop(int signal, std::chrono::seconds timeout = std::chrono::seconds(10));
+
+  // Starts the daemon again on the same data directory and socket (after Stop), with
+  // `options` (its tcp flag is ignored). Returns once it accepts connections.
+  absl::Status Restart(const DaemonOptions& options);
   bool running() const { return pid_ > 0; }
 
   // Path of the kvtierd binary the tests use.
@@ -44,6 +50,7 @@ class DaemonProcess {
 
  private:
   DaemonProcess() = default;
+  absl::Status Spawn(const DaemonOptions& options);
   std::string data_dir_;
   std::string socket_path_;
   uint16_t tcp_port_ = 0;

@@ -332,7 +332,8 @@ class DramTier::Impl {
     listener_ = listener;
   }
 
-  LeaseGrant AcquireRead(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys) {
+  LeaseGrant AcquireRead(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys,
+                         bool count = true) {
     LeaseGrant grant;
     grant.codes.assign(keys.size(), absl::StatusCode::kNotFound);
     grant.slots.resize(keys.size());
@@ -347,16 +348,20 @@ class DramTier::Impl {
         const uint32_t id = it->second.entry;
         Entry& e = entries_[id];
         ++e.pins;
-        e.last_use_ns = now;
-        if (e.hits < UINT16_MAX) ++e.hits;
-        policy_->OnAccess(id);
+        if (count) {
+          e.last_use_ns = now;
+          if (e.hits < UINT16_MAX) ++e.hits;
+          policy_->OnAccess(id);
+        }
         grant.codes[i] = absl::StatusCode::kOk;
         grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
         granted.push_back(id);
       }
     }
-    Count(ns, &TierCounters::hits, granted.size());
-    Count(ns, &TierCounters::misses, keys.size() - granted.size());
+    if (count) {
+      Count(ns, &TierCounters::hits, granted.size());
+      Count(ns, &TierCounters::misses, keys.size() - granted.size());
+    }
     if (!granted.empty()) {
       grant.lease_id = leases_.NextId();
       leases_.Add(grant.lease_id, owner, LeaseKind::kRead, now, std::move(granted));
@@ -761,6 +766,9 @@ absl::StatusOr<std::vector<absl::StatusCode>> DramTier::CommitPut(OwnerId owner,
 }
 absl::StatusOr<PutLeaseBlocks> DramTier::GetPutLeaseBlocks(OwnerId owner, LeaseId lease) {
   return impl_->GetPutLeaseBlocks(owner, lease);
+}
+LeaseId DramTier::Pin(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys) {
+  return impl_->AcquireRead(owner, ns, keys, /*count=*/false).lease_id;
 }
 std::vector<bool> DramTier::Present(NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->Present(ns, keys);

@@ -434,6 +434,24 @@ TEST_F(DramTierTest, CommitCanShortenTheReservedLengths) {
   EXPECT_EQ(tier_->Snapshot().namespaces[0].used_bytes, 10 + kPage);
 }
 
+TEST_F(DramTierTest, PinHoldsBlocksWithoutCountingOrUsingThem) {
+  Make(2, 2);
+  Put({0});
+  Put({1});
+  const LeaseId pin = tier_->Pin(kBob, kNs, Keys({0, 5}));
+  ASSERT_NE(pin, 0u);
+  EXPECT_EQ(tier_->Pin(kBob, kNs, Keys({5})), 0u);
+  // Pinned, 0 survives; not a use, so LRU order is unchanged otherwise.
+  Put({2});
+  EXPECT_THAT(Cached({0, 1, 2}), ElementsAre(true, false, true));
+  const TierSnapshot s = tier_->Snapshot();
+  EXPECT_EQ(s.counters.hits, 0u);
+  EXPECT_EQ(s.counters.misses, 0u);
+  ASSERT_TRUE(tier_->Release(kBob, pin).ok());
+  Put({3});
+  EXPECT_THAT(Cached({0, 2, 3}), ElementsAre(false, true, true));
+}
+
 TEST_F(DramTierTest, PutLeaseBlocksOfAnExpiredLeaseIsDeadlineExceeded) {
   Make(4, 4);
   std::vector<BlockKey> keys = Keys({1});

@@ -96,6 +96,35 @@ json HealthJson(const proto::HealthReply& health, std::string_view uri) {
               {"uptime_ms", health.uptime_ms()}};
 }
 
+json NvmeJson(const proto::NvmeStats& n) {
+  return json{{"promotions", n.promotions()},
+              {"demotions", n.demotions()},
+              {"demotions_dropped", n.demotions_dropped()},
+              {"admission_rejections", n.admission_rejections()},
+              {"write_throughs", n.write_throughs()},
+              {"shutdown_saved", n.shutdown_saved()},
+              {"checksum_failures", n.checksum_failures()},
+              {"io_errors", n.io_errors()},
+              {"index_errors", n.index_errors()},
+              {"region_evictions", n.region_evictions()},
+              {"evicted_blocks", n.evicted_blocks()},
+              {"reinserted_blocks", n.reinserted_blocks()},
+              {"flash_bytes_written", n.flash_bytes_written()},
+              {"flash_bytes_read", n.flash_bytes_read()},
+              {"expired", n.expired()},
+              {"engine", n.engine()},
+              {"admission_policy", n.admission_policy()},
+              {"region_bytes", n.region_bytes()},
+              {"regions", n.regions()},
+              {"regions_in_use", n.regions_in_use()},
+              {"dram_index_bytes", n.dram_index_bytes()},
+              {"rocksdb_memory_bytes", n.rocksdb_memory_bytes()},
+              {"blocks_recovered", n.blocks_recovered()},
+              {"index_rebuilt", n.index_rebuilt()},
+              {"startup_ms", n.startup_ms()},
+              {"demotion_queue_bytes", n.demotion_queue_bytes()}};
+}
+
 json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                std::string_view uri) {
   const proto::ServerStats& s = stats.server();
@@ -112,11 +141,13 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                        {"leases_expired", s.leases_expired()}};
   out["tiers"] = json::array();
   for (const proto::TierStats& t : stats.tiers()) {
-    out["tiers"].push_back(Merge(json{{"tier", TierName(t.tier())},
-                                      {"capacity_bytes", t.capacity_bytes()},
-                                      {"used_bytes", t.used_bytes()},
-                                      {"blocks", t.blocks()}},
-                                 CountersJson(t.counters())));
+    json tier = Merge(json{{"tier", TierName(t.tier())},
+                           {"capacity_bytes", t.capacity_bytes()},
+                           {"used_bytes", t.used_bytes()},
+                           {"blocks", t.blocks()}},
+                      CountersJson(t.counters()));
+    if (t.has_nvme()) tier["nvme"] = NvmeJson(t.nvme());
+    out["tiers"].push_back(std::move(tier));
   }
   out["namespaces"] = NamespacesJson(stats);
   return out;
@@ -169,6 +200,24 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
                   Bytes(c.bytes_in()), Bytes(c.bytes_out())});
   }
   tiers.Print(out);
+  for (const proto::TierStats& t : stats.tiers()) {
+    if (!t.has_nvme()) continue;
+    const proto::NvmeStats& n = t.nvme();
+    out << "\n  nvme: " << n.engine() << ", admission " << n.admission_policy() << ", regions "
+        << n.regions_in_use() << "/" << n.regions() << " of " << Bytes(n.region_bytes())
+        << ", index " << Bytes(n.dram_index_bytes()) << " of DRAM\n"
+        << "  promotions " << n.promotions() << ", demotions " << n.demotions() << " (dropped "
+        << n.demotions_dropped() << ", refused by admission " << n.admission_rejections()
+        << ", staged " << Bytes(n.demotion_queue_bytes()) << "), write-through "
+        << n.write_throughs() << ", saved at shutdown " << n.shutdown_saved() << "\n"
+        << "  flash written " << Bytes(n.flash_bytes_written()) << ", read "
+        << Bytes(n.flash_bytes_read()) << ", region evictions " << n.region_evictions()
+        << " (reinserted " << n.reinserted_blocks() << ", dropped " << n.evicted_blocks()
+        << "), checksum failures " << n.checksum_failures() << ", I/O errors " << n.io_errors()
+        << ", index errors " << n.index_errors() << "\n"
+        << "  this start: " << n.blocks_recovered() << " blocks recovered in " << n.startup_ms()
+        << " ms" << (n.index_rebuilt() ? " (index rebuilt)" : "") << "\n";
+  }
   out << "\n";
   if (stats.namespaces().empty()) {
     out << "no namespaces open\n";

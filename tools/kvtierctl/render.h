@@ -27,6 +27,8 @@ nlohmann::json HealthJson(const proto::HealthReply& health, std::string_view uri
 nlohmann::json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                          std::string_view uri);
 nlohmann::json NamespacesJson(const proto::StatsReply& stats);
+// The NVMe tier's own figures (kvtier.proto NvmeStats), field by field.
+nlohmann::json NvmeJson(const proto::NvmeStats& nvme);
 
 void PrintHealth(const proto::HealthReply& health, std::string_view uri, std::ostream& out);
 // A server summary line, then a table per tier and a table per namespace.

@@ -29,6 +29,37 @@ proto::StatsReply SampleStats() {
   return r;
 }
 
+TEST(Render, NvmeTierFiguresAppearInJsonAndTable) {
+  proto::StatsReply r = SampleStats();
+  proto::TierStats* t = r.add_tiers();
+  t->set_tier(proto::TIER_NVME);
+  t->set_capacity_bytes(1ull << 30);
+  t->mutable_nvme()->set_promotions(7);
+  t->mutable_nvme()->set_demotions(11);
+  t->mutable_nvme()->set_admission_rejections(5);
+  t->mutable_nvme()->set_checksum_failures(2);
+  t->mutable_nvme()->set_flash_bytes_written(3ull << 20);
+  t->mutable_nvme()->set_engine("io_uring");
+  t->mutable_nvme()->set_admission_policy("hits:1");
+  proto::HealthReply h;
+  const auto j = StatsJson(r, h, "unix:///x.sock");
+  ASSERT_EQ(j["tiers"].size(), 2u);
+  EXPECT_FALSE(j["tiers"][0].contains("nvme"));
+  const auto& n = j["tiers"][1]["nvme"];
+  EXPECT_EQ(j["tiers"][1]["tier"], "nvme");
+  EXPECT_EQ(n["promotions"], 7);
+  EXPECT_EQ(n["demotions"], 11);
+  EXPECT_EQ(n["admission_rejections"], 5);
+  EXPECT_EQ(n["checksum_failures"], 2);
+  EXPECT_EQ(n["flash_bytes_written"], 3 << 20);
+  EXPECT_EQ(n["engine"], "io_uring");
+  std::ostringstream text;
+  PrintStats(r, h, "unix:///x.sock", text);
+  EXPECT_NE(text.str().find("promotions 7, demotions 11"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("refused by admission 5"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("checksum failures 2"), std::string::npos) << text.str();
+}
+
 TEST(Render, Durations) {
   EXPECT_EQ(FormatDuration(12'345), "12.3s");
   EXPECT_EQ(FormatDuration(249'000), "4m 09s");

@@ -58,6 +58,45 @@ struct ServerConfig {
   // frequency segments that keep a prefix's parents ahead of its children (docs/policy.md).
   std::string dram_eviction_policy = "prefix-slru";
 
+  // --- [nvme] ---  (docs/nvme.md)
+  // File or block device of the NVMe tier. Default "" (tier off: DRAM only). A missing regular
+  // file is created with nvme_capacity_bytes; an existing one must have that size.
+  std::string nvme_path;
+  // Bytes of the device to use. Required with a new file; 0 = the existing file's or device's
+  // size. Default 0.
+  uint64_t nvme_capacity_bytes = 0;
+  // RocksDB index directory. Default <data_dir>/nvme-index.
+  std::string nvme_index_dir;
+  // Log region size, 1-128 MiB (16-64 MiB intended). Fixed when the device is formatted.
+  // Default 16 MiB.
+  uint64_t nvme_region_bytes = 16ull << 20;
+  // Which blocks evicted from DRAM are written to flash: "all", "hits:N" (blocks read at least
+  // N times while in DRAM) or "rate:SIZE/s" (a write-rate budget that protects flash endurance).
+  // Default "hits:1": a block nobody read in DRAM is unlikely to be read from flash.
+  std::string nvme_admission = "hits:1";
+  // Write every put to NVMe before acknowledging it (every acknowledged block survives a crash;
+  // puts wait for the device). Default false.
+  bool nvme_write_through = false;
+  // At a clean shutdown (SIGTERM), DRAM blocks not yet on NVMe are written to it, most recently
+  // used first, for at most this long, so that a restart comes back warm. 0 disables. Default
+  // 30000 ms.
+  uint64_t nvme_shutdown_save_ms = 30'000;
+  // "auto" (io_uring, or a pread/pwrite thread pool where io_uring is unavailable),
+  // "io_uring" or "thread_pool". Default "auto".
+  std::string nvme_engine = "auto";
+  // I/O ops in flight per submitter. Default 32.
+  uint32_t nvme_queue_depth = 32;
+  // DRAM evictions are copied into a staging buffer of at most this many bytes and written to
+  // NVMe in batches off the request path; when it is full, evicted blocks are dropped (counted)
+  // rather than making puts wait. Default 256 MiB.
+  uint64_t nvme_demotion_buffer_bytes = 256ull << 20;
+  // Threads that run requests needing NVMe I/O (promotions, write-through, removes), so that
+  // the network threads never block on the device. Default 4.
+  uint32_t nvme_threads = 4;
+
+  // The index directory after defaulting.
+  std::string EffectiveNvmeIndexDir() const;
+
   // --- [limits] ---  (defaults in proto::Limits)
   proto::Limits limits;
 

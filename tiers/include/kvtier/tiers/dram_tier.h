@@ -216,6 +216,12 @@ class DramTier {
   // commits; read them only after the client said it is done (PutCommit).
   absl::StatusOr<PutLeaseBlocks> GetPutLeaseBlocks(OwnerId owner, LeaseId lease);
 
+  // Pins the committed blocks among `keys` under a read lease of `owner` without counting
+  // hits or misses and without making it a use: the daemon holds a get's DRAM blocks this way
+  // while it promotes the get's other blocks from NVMe (which may evict). Returns the lease
+  // (0 when none of the keys is cached); end it with Release.
+  LeaseId Pin(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys);
+
   // present[i] = whether keys[i] is committed in the tier. Counts nothing and is not a use.
   std::vector<bool> Present(NamespaceId ns, std::span<const BlockKey> keys);
 

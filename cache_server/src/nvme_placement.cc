@@ -1,0 +1,354 @@
+#include "nvme_placement.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace kvtier::server {
+NvmePlacement::NvmePlacement(const NvmePlacementOptions& options, tiers::DramTier* dram,
+                             tiers::NvmeTier* nvme,
+                             std::unique_ptr<tiers::NvmeAdmissionPolicy> admission)
+    : options_(options), dram_(dram), nvme_(nvme), admission_(std::move(admission)) {
+  if (admission_ == nullptr) admission_ = tiers::NewAdmitAllPolicy();
+  dram_->SetEvictionListener(this);
+  demoter_ = std::thread([this] { DemotionLoop(); });
+}
+
+NvmePlacement::~NvmePlacement() {
+  dram_->SetEvictionListener(nullptr);
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  demoter_.join();
+}
+
+absl::Status NvmePlacement::AddNamespace(uint32_t ns, uint64_t block_bytes) {
+  absl::Status s = nvme_->AddNamespace(ns, block_bytes);
+  if (!s.ok()) return s;
+  absl::MutexLock lock(&ns_mu_);
+  block_bytes_[ns] = block_bytes;
+  return absl::OkStatus();
+}
+
+void NvmePlacement::OnEvict(const tiers::EvictedBlock& block) {
+  // Its bytes are on NVMe already (promoted from there, or written through).
+  if (block.persisted) return;
+  absl::MutexLock lock(&mu_);
+  if (stop_) return;
+  const tiers::AdmissionRequest request{.namespace_id = block.ns,
+                                        .key = block.key,
+                                        .length = block.bytes.size(),
+                                        .upper_tier_hits = block.hits};
+  if (!admission_->Admit(request)) {
+    admission_rejections_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (staged_bytes_ + block.bytes.size() > options_.demotion_buffer_bytes) {
+    demotions_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Staged staged{block.ns, block.key, std::make_unique<std::byte[]>(block.bytes.size()),
+                block.bytes.size()};
+  std::memcpy(staged.bytes.get(), block.bytes.data(), block.bytes.size());
+  staged_bytes_ += staged.length;
+  ++pending_[PendingKey{block.ns, block.key}];
+  queue_.push_back(std::move(staged));
+}
+
+void NvmePlacement::DemotionLoop() {
+  std::vector<Staged> batch;
+  for (;;) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](NvmePlacement* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+            return self->stop_ || !self->queue_.empty();
+          },
+          this));
+      if (stop_) return;
+      // One namespace per batch (a Write is per namespace), in queue order.
+      const uint32_t ns = queue_.front().ns;
+      uint64_t bytes = 0;
+      while (!queue_.empty() && queue_.front().ns == ns && batch.size() < options_.batch_blocks &&
+             (batch.empty() || bytes + queue_.front().length <= options_.batch_bytes)) {
+        bytes += queue_.front().length;
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    WriteBatch(batch);
+    absl::MutexLock lock(&mu_);
+    for (const Staged& s : batch) {
+      staged_bytes_ -= s.length;
+      auto it = pending_.find(PendingKey{s.ns, s.key});
+      if (it != pending_.end() && --it->second == 0) pending_.erase(it);
+    }
+    written_.SignalAll();
+    batch.clear();
+  }
+}
+
+void NvmePlacement::WriteBatch(std::vector<Staged>& batch) {
+  std::vector<BlockKey> keys;
+  std::vector<std::span<const std::byte>> blocks;
+  // A key evicted twice while staged (put again in between) is written once: the last copy.
+  absl::flat_hash_map<BlockKey, size_t> last;
+  for (size_t i = 0; i < batch.size(); ++i) last[batch[i].key] = i;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (last[batch[i].key] != i) continue;
+    keys.push_back(batch[i].key);
+    blocks.emplace_back(batch[i].bytes.get(), batch[i].length);
+  }
+  const std::vector<absl::Status> statuses =
+      nvme_->Write(batch.front().ns, keys, blocks,
+                   tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kDemotion});
+  uint64_t ok = 0;
+  for (const absl::Status& s : statuses) ok += s.ok() ? 1 : 0;
+  demotions_.fetch_add(ok, std::memory_order_relaxed);
+  demotions_dropped_.fetch_add(statuses.size() - ok, std::memory_order_relaxed);
+  if (ok < statuses.size()) {
+    for (const absl::Status& s : statuses) {
+      if (s.ok()) continue;
+      spdlog::warn("demotion of {} block(s) to NVMe failed: {}", statuses.size() - ok,
+                   s.ToString());
+      break;
+    }
+  }
+}
+
+std::vector<proto::Tier> NvmePlacement::Lookup(uint32_t ns, std::span<const BlockKey> keys) {
+  const size_t in_dram = dram_->LookupPrefix(ns, keys);
+  std::vector<proto::Tier> tiers(in_dram, proto::TIER_DRAM);
+  if (in_dram == keys.size()) return tiers;
+  // Past the DRAM prefix, a block may be on NVMe, or back in DRAM after a gap.
+  const std::span<const BlockKey> rest = keys.subspan(in_dram);
+  const std::vector<bool> present = dram_->Present(ns, rest);
+  for (size_t i = 0; i < rest.size(); ++i) {
+    if (present[i]) {
+      tiers.push_back(proto::TIER_DRAM);
+    } else if (nvme_->Contains(ns, rest[i])) {
+      tiers.push_back(proto::TIER_NVME);
+    } else {
+      break;
+    }
+  }
+  return tiers;
+}
+
+bool NvmePlacement::NeedsPromotion(uint32_t ns, std::span<const BlockKey> keys) {
+  const std::vector<bool> present = dram_->Present(ns, keys);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!present[i] && nvme_->Contains(ns, keys[i])) return true;
+  }
+  return false;
+}
+
+std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> keys) {
+  std::vector<bool> promoted(keys.size(), false);
+  uint64_t block_bytes = 0;
+  {
+    absl::MutexLock lock(&ns_mu_);
+    auto it = block_bytes_.find(ns);
+    if (it == block_bytes_.end()) return promoted;
+    block_bytes = it->second;
+  }
+  const std::vector<bool> present = dram_->Present(ns, keys);
+  std::vector<size_t> todo;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!present[i] && nvme_->Contains(ns, keys[i])) todo.push_back(i);
+  }
+  const uint64_t page = dram_->page_bytes();
+  const uint64_t slot_bytes = (block_bytes + page - 1) / page * page;
+  // Two rounds at most: when a read fails (a checksum, a block evicted from NVMe meanwhile),
+  // the put lease is abandoned whole -- its failed slot holds garbage and must never be
+  // committed -- and the blocks that did read are reserved and read once more.
+  for (int round = 0; round < 2 && !todo.empty(); ++round) {
+    std::vector<BlockKey> want;
+    for (size_t i : todo) want.push_back(keys[i]);
+    const std::vector<uint64_t> lengths(want.size(), block_bytes);
+    tiers::LeaseGrant grant =
+        dram_->ReservePut(kPlacementOwner, ns, want, lengths, /*persisted=*/true);
+    if (grant.lease_id == 0) break;
+    std::vector<size_t> granted;  // positions in `want`
+    std::vector<BlockKey> read_keys;
+    std::vector<std::span<std::byte>> dsts;
+    for (size_t j = 0; j < want.size(); ++j) {
+      if (grant.codes[j] != absl::StatusCode::kOk) continue;
+      granted.push_back(j);
+      read_keys.push_back(want[j]);
+      dsts.emplace_back(dram_->arena_base() + grant.slots[j].offset, slot_bytes);
+    }
+    const std::vector<absl::StatusOr<tiers::NvmeReadResult>> reads =
+        nvme_->ReadBatch(ns, read_keys, dsts);
+    std::vector<uint64_t> final_lengths;
+    std::vector<size_t> next;
+    bool all_read = true;
+    for (size_t k = 0; k < reads.size(); ++k) {
+      if (reads[k].ok() && reads[k]->length <= block_bytes) {
+        final_lengths.push_back(reads[k]->length);
+        next.push_back(todo[granted[k]]);
+      } else {
+        all_read = false;
+      }
+    }
+    if (!all_read) {
+      (void)dram_->Release(kPlacementOwner, grant.lease_id);
+      todo = std::move(next);
+      continue;
+    }
+    absl::StatusOr<std::vector<absl::StatusCode>> codes = dram_->CommitPut(
+        kPlacementOwner, grant.lease_id, {.persisted = true, .lengths = final_lengths});
+    if (codes.ok()) {
+      for (size_t k = 0; k < codes->size(); ++k) {
+        if ((*codes)[k] != absl::StatusCode::kOk) continue;
+        promoted[todo[granted[k]]] = true;
+        promotions_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    break;
+  }
+  return promoted;
+}
+
+absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndCommit(
+    tiers::OwnerId owner, tiers::LeaseId lease) {
+  absl::StatusOr<tiers::PutLeaseBlocks> blocks = dram_->GetPutLeaseBlocks(owner, lease);
+  if (!blocks.ok()) {
+    // Expired or unknown: CommitPut gives the same answer the client would get without NVMe.
+    return dram_->CommitPut(owner, lease);
+  }
+  std::vector<std::span<const std::byte>> spans;
+  spans.reserve(blocks->slots.size());
+  for (const tiers::SlotRef& slot : blocks->slots) {
+    spans.emplace_back(dram_->arena_base() + slot.offset, slot.length);
+  }
+  const std::vector<absl::Status> written = nvme_->Write(
+      blocks->ns, blocks->keys, spans,
+      tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kWriteThrough});
+  bool all = true;
+  for (const absl::Status& s : written) all &= s.ok();
+  if (all) {
+    absl::StatusOr<std::vector<absl::StatusCode>> codes =
+        dram_->CommitPut(owner, lease, {.persisted = true});
+    if (codes.ok()) write_throughs_.fetch_add(codes->size(), std::memory_order_relaxed);
+    return codes;
+  }
+  // All or nothing: nothing unacknowledged may stay readable.
+  (void)dram_->Release(owner, lease);
+  std::vector<BlockKey> undo;
+  std::vector<absl::StatusCode> codes;
+  for (size_t i = 0; i < written.size(); ++i) {
+    codes.push_back(written[i].ok() ? absl::StatusCode::kAborted : written[i].code());
+    if (written[i].ok()) undo.push_back(blocks->keys[i]);
+  }
+  if (!undo.empty()) (void)nvme_->Remove(blocks->ns, undo);
+  spdlog::warn("write-through put of {} block(s) failed and was abandoned: {}", written.size(),
+               [&] {
+                 for (const absl::Status& s : written) {
+                   if (!s.ok()) return s.ToString();
+                 }
+                 return std::string();
+               }());
+  return codes;
+}
+
+std::vector<absl::StatusCode> NvmePlacement::Remove(uint32_t ns, std::span<const BlockKey> keys) {
+  std::vector<absl::StatusCode> codes = dram_->Remove(ns, keys);
+  {
+    // A demotion staged before this remove must land before the NVMe remove, or it would
+    // bring the block back.
+    absl::MutexLock lock(&mu_);
+    auto staged = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (const BlockKey& k : keys) {
+        if (pending_.contains(PendingKey{ns, k})) return true;
+      }
+      return false;
+    };
+    while (staged()) written_.Wait(&mu_);
+  }
+  const std::vector<absl::Status> removed = nvme_->Remove(ns, keys);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (removed[i].ok()) {
+      codes[i] = absl::StatusCode::kOk;
+    } else if (!absl::IsNotFound(removed[i])) {
+      codes[i] = absl::StatusCode::kUnavailable;
+    }
+  }
+  return codes;
+}
+
+bool NvmePlacement::Drain(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithDeadline(absl::Condition(
+                                   +[](NvmePlacement* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                        self->mu_) { return self->staged_bytes_ == 0; },
+                                   this),
+                               deadline);
+}
+
+uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
+  std::vector<tiers::BlockListing> blocks = dram_->ListBlocks();
+  std::erase_if(blocks, [](const tiers::BlockListing& b) { return b.persisted; });
+  // Most recently used first, one namespace per write: group consecutive runs.
+  uint64_t saved = 0;
+  size_t i = 0;
+  while (i < blocks.size() && absl::Now() < deadline) {
+    const uint32_t ns = blocks[i].ns;
+    std::vector<BlockKey> keys;
+    std::vector<std::span<const std::byte>> spans;
+    uint64_t bytes = 0;
+    while (i < blocks.size() && blocks[i].ns == ns && keys.size() < options_.batch_blocks &&
+           (keys.empty() || bytes + blocks[i].length <= options_.batch_bytes)) {
+      keys.push_back(blocks[i].key);
+      spans.emplace_back(dram_->arena_base() + blocks[i].offset, blocks[i].length);
+      bytes += blocks[i].length;
+      ++i;
+    }
+    const std::vector<absl::Status> statuses =
+        nvme_->Write(ns, keys, spans,
+                     tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kShutdown});
+    for (const absl::Status& s : statuses) saved += s.ok() ? 1 : 0;
+  }
+  shutdown_saved_.fetch_add(saved, std::memory_order_relaxed);
+  if (i < blocks.size()) {
+    spdlog::warn("shutdown: the time budget ran out; {} of {} DRAM blocks were not saved to NVMe",
+                 blocks.size() - i, blocks.size());
+  }
+  return saved;
+}
+
+void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats* out) const {
+  out->set_promotions(promotions_.load(std::memory_order_relaxed));
+  out->set_demotions(demotions_.load(std::memory_order_relaxed));
+  out->set_demotions_dropped(demotions_dropped_.load(std::memory_order_relaxed));
+  out->set_admission_rejections(admission_rejections_.load(std::memory_order_relaxed));
+  out->set_write_throughs(write_throughs_.load(std::memory_order_relaxed));
+  out->set_shutdown_saved(shutdown_saved_.load(std::memory_order_relaxed));
+  out->set_checksum_failures(s.nvme.checksum_failures);
+  out->set_io_errors(s.nvme.io_errors);
+  out->set_index_errors(s.nvme.index_errors);
+  out->set_region_evictions(s.nvme.region_evictions);
+  out->set_evicted_blocks(s.nvme.evicted_blocks);
+  out->set_reinserted_blocks(s.nvme.reinserted_blocks);
+  out->set_flash_bytes_written(s.nvme.flash_bytes_written);
+  out->set_flash_bytes_read(s.nvme.flash_bytes_read);
+  out->set_expired(s.nvme.expired);
+  out->set_engine(s.engine);
+  out->set_region_bytes(s.region_bytes);
+  out->set_regions(s.regions);
+  out->set_regions_in_use(s.regions_in_use);
+  out->set_dram_index_bytes(s.dram_index_bytes);
+  out->set_rocksdb_memory_bytes(s.rocksdb_memory_bytes);
+  out->set_blocks_recovered(s.recovery.blocks_recovered);
+  out->set_index_rebuilt(s.recovery.index_rebuilt);
+  out->set_startup_ms(static_cast<uint64_t>(s.recovery.startup_nanos / 1'000'000));
+  absl::MutexLock lock(&mu_);
+  out->set_admission_policy(std::string(admission_->Name()));
+  out->set_demotion_queue_bytes(staged_bytes_);
+}
+
+}  // namespace kvtier::server

@@ -1,0 +1,156 @@
+// NvmePlacement: how blocks move between the DRAM tier and the NVMe tier inside kvtierd.
+//
+//   demotion     DRAM evicts a block -> OnEvict copies it into a bounded staging buffer (under
+//                the DRAM tier's lock: a memcpy, no I/O) if the admission policy takes it ->
+//                the demotion thread writes staged blocks to NVMe in batches (one fdatasync and
+//                one synced index write per batch), off the request path. When the staging
+//                buffer is full the block is dropped and counted: puts never wait for flash.
+//                Blocks whose exact bytes are on NVMe already (promoted from it, written
+//                through) are not written again.
+//   promotion    a get of blocks that are on NVMe but not in DRAM reserves DRAM slots, reads
+//                the records straight into them (O_DIRECT, registered buffers where the kernel
+//                allows), verifies their checksums and commits them, marked persisted; the get
+//                is then served from DRAM like any other (the reply says TIER_NVME for them).
+//   write-through (option) a put's blocks are written to NVMe from their reserved DRAM slots
+//                before the DRAM commit and the acknowledgement: all of a put's blocks, or none
+//                (a failed NVMe write abandons the put and removes what did reach NVMe).
+//   remove       removes from both tiers; waits for staged demotions of the same keys first, so
+//                that a demotion queued before the remove cannot bring the block back.
+//   shutdown     Drain writes what is staged, then SaveDram writes DRAM blocks not yet on NVMe,
+//                most recently used first, until the time budget runs out.
+//
+// Admission is decided here, before the copy (the NVMe tier is created admitting everything),
+// so that a refused block costs no memcpy under the DRAM lock.
+//
+// Promote, WriteThroughAndCommit, Remove, Drain and SaveDram block on device I/O: the daemon
+// runs them on its NVMe threads, never on a network thread. Lookup never does I/O.
+// Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kvtier.pb.h"
+#include "kvtier/tiers/dram_tier.h"
+#include "kvtier/tiers/nvme_admission.h"
+#include "kvtier/tiers/nvme_tier.h"
+
+namespace kvtier::server {
+
+// The DRAM lease owner the daemon uses for its own copies (promotions). Connection ids count
+// up from 1 and never reach it.
+inline constexpr tiers::OwnerId kPlacementOwner = ~tiers::OwnerId{0};
+
+struct NvmePlacementOptions {
+  uint64_t demotion_buffer_bytes = 256ull << 20;
+  // Blocks and bytes per demotion write batch.
+  size_t batch_blocks = 64;
+  uint64_t batch_bytes = 32ull << 20;
+};
+
+class NvmePlacement final : public tiers::EvictionListener {
+ public:
+  // Registers itself as `dram`'s eviction listener and starts the demotion thread. `admission`
+  // null: admit every demoted block. `dram` and `nvme` must outlive it.
+  NvmePlacement(const NvmePlacementOptions& options, tiers::DramTier* dram, tiers::NvmeTier* nvme,
+                std::unique_ptr<tiers::NvmeAdmissionPolicy> admission);
+  // Unregisters, then stops the demotion thread; blocks still staged are dropped (call Drain
+  // first to keep them).
+  ~NvmePlacement() override;
+  NvmePlacement(const NvmePlacement&) = delete;
+  NvmePlacement& operator=(const NvmePlacement&) = delete;
+
+  void OnEvict(const tiers::EvictedBlock& block) override;
+
+  // Registers a namespace with the NVMe tier (a synced index write) and remembers its block
+  // size for promotions.
+  absl::Status AddNamespace(uint32_t ns, uint64_t block_bytes);
+
+  // Where each block of the longest prefix cached in either tier is: counts the DRAM tier's
+  // lookup statistics; no I/O.
+  std::vector<proto::Tier> Lookup(uint32_t ns, std::span<const BlockKey> keys);
+
+  // Whether some of `keys` are on NVMe and not in DRAM (no I/O): a get then needs Promote.
+  bool NeedsPromotion(uint32_t ns, std::span<const BlockKey> keys);
+  // Reads the blocks among `keys` that are on NVMe and not in DRAM into DRAM. promoted[i] says
+  // whether keys[i] was. Blocks on device reads.
+  std::vector<bool> Promote(uint32_t ns, std::span<const BlockKey> keys);
+
+  // Write-through: writes the blocks of `owner`'s put lease to NVMe, then commits them in DRAM
+  // (persisted). When a block cannot be written, the whole put is abandoned: that block's code
+  // is the NVMe error (kResourceExhausted: device full; kUnavailable: I/O) and the others'
+  // kAborted. Errors as DramTier::CommitPut. Blocks on device writes.
+  absl::StatusOr<std::vector<absl::StatusCode>> WriteThroughAndCommit(tiers::OwnerId owner,
+                                                                      tiers::LeaseId lease);
+
+  // Removes from both tiers: kOk when either held the block, kNotFound when neither did,
+  // kUnavailable when the NVMe index could not be updated (the block may come back from NVMe).
+  std::vector<absl::StatusCode> Remove(uint32_t ns, std::span<const BlockKey> keys);
+
+  // Waits until the staged demotions are written, or until `deadline`. True when drained.
+  bool Drain(absl::Time deadline);
+  // Writes DRAM blocks not on NVMe yet, most recently used first, until `deadline`. Call only
+  // once the DRAM tier serves no more requests. Returns how many blocks were saved.
+  uint64_t SaveDram(absl::Time deadline);
+
+  // This layer's counters and the NVMe tier's figures (from `nvme`, a snapshot of it).
+  void FillStats(const tiers::NvmeTierSnapshot& nvme, proto::NvmeStats* out) const;
+  tiers::NvmeTierSnapshot NvmeSnapshot() const { return nvme_->Snapshot(); }
+
+ private:
+  struct Staged {
+    uint32_t ns;
+    BlockKey key;
+    std::unique_ptr<std::byte[]> bytes;
+    uint64_t length;
+  };
+  struct PendingKey {
+    uint32_t ns;
+    BlockKey key;
+    template <typename H>
+    friend H AbslHashValue(H h, const PendingKey& k) {
+      return H::combine(std::move(h), k.ns, k.key);
+    }
+    friend bool operator==(const PendingKey&, const PendingKey&) = default;
+  };
+
+  void DemotionLoop();
+  // Writes one batch of one namespace; returns when it is durable.
+  void WriteBatch(std::vector<Staged>& batch);
+
+  const NvmePlacementOptions options_;
+  tiers::DramTier* const dram_;
+  tiers::NvmeTier* const nvme_;
+
+  mutable absl::Mutex ns_mu_;
+  absl::flat_hash_map<uint32_t, uint64_t> block_bytes_ ABSL_GUARDED_BY(ns_mu_);
+
+  mutable absl::Mutex mu_;
+  std::unique_ptr<tiers::NvmeAdmissionPolicy> admission_ ABSL_GUARDED_BY(mu_);
+  std::deque<Staged> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t staged_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // queued and being written
+  // Staged demotions per key, until they are durable (Remove waits for them).
+  absl::flat_hash_map<PendingKey, uint32_t> pending_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar written_;  // signalled after every demotion batch
+
+  std::atomic<uint64_t> promotions_{0};
+  std::atomic<uint64_t> demotions_{0};
+  std::atomic<uint64_t> demotions_dropped_{0};
+  std::atomic<uint64_t> admission_rejections_{0};
+  std::atomic<uint64_t> write_throughs_{0};
+  std::atomic<uint64_t> shutdown_saved_{0};
+
+  std::thread demoter_;
+};
+
+}  // namespace kvtier::server

@@ -1,0 +1,532 @@
+// The NVMe tier inside the real kvtierd: demotion of DRAM evictions, promotion on get, lookup
+// tier reports, write-through, a warm restart after SIGTERM, kill -9 with write-through, removes
+// that reach flash, damaged files between runs, and clear errors for bad devices.
+//
+// The crash harness (CrashHarness) runs mixed put/get/remove load from several clients, kills
+// kvtierd with SIGKILL at random moments, restarts it and checks every key against an oracle:
+// a read returns a miss or exactly the bytes of the last acknowledged put of that key (or of
+// the one put in flight when the daemon died) -- never anything else. KVTIER_CRASH_ITERATIONS
+// (default 3) sets how many kills; the long run is e.g. KVTIER_CRASH_ITERATIONS=200.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "kvtier/client/client.h"
+#include "tests/testing/daemon_process.h"
+
+namespace kvtier {
+namespace {
+
+using client::Client;
+using client::GetResult;
+using client::IsStored;
+using client::NamespaceHandle;
+using testing::DaemonOptions;
+using testing::DaemonProcess;
+
+constexpr uint64_t kBlockBytes = 256 << 10;
+
+// Deterministic bytes of (key index, version): any mix-up shows.
+std::vector<std::byte> Content(uint64_t key, uint64_t version, uint64_t length = kBlockBytes) {
+  std::vector<std::byte> out(length);
+  std::mt19937_64 rng(key * 1000003 + version);
+  for (size_t i = 0; i < length; i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(out.data() + i, &v, std::min<size_t>(8, length - i));
+  }
+  return out;
+}
+
+BlockKey Key(uint64_t i) {
+  BlockKey k;
+  std::mt19937_64 rng(i ^ 0x5eed);
+  for (size_t j = 0; j < k.bytes.size(); j += 8) {
+    const uint64_t v = rng();
+    std::memcpy(k.bytes.data() + j, &v, 8);
+  }
+  return k;
+}
+
+NamespaceDescriptor Descriptor() {
+  NamespaceDescriptor d;
+  d.model_id = "nvme-test";
+  d.dtype = "bf16";
+  d.kv_layout = "test";
+  d.block_tokens = 16;
+  d.block_bytes = kBlockBytes;
+  return d;
+}
+
+std::vector<std::string> NvmeArgs(std::vector<std::string> more = {}) {
+  std::vector<std::string> args = {"--nvme-path", "{data_dir}/nvme.img", "--nvme-capacity",
+                                   "128MiB",      "--lease-timeout",     "10000"};
+  args.insert(args.end(), more.begin(), more.end());
+  return args;
+}
+
+class NvmeDaemonTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& dram, std::vector<std::string> args) {
+    options_.dram_capacity = dram;
+    options_.extra_args = std::move(args);
+    auto d = DaemonProcess::Start(options_);
+    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = std::move(*d);
+    Connect();
+  }
+
+  void Restart() {
+    client_.reset();
+    ASSERT_TRUE(daemon_->Restart(options_).ok());
+    Connect();
+  }
+
+  void Connect() {
+    auto c = Client::Connect(daemon_->unix_uri(), {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = std::move(*c);
+    auto ns = client_->OpenNamespace(Descriptor());
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    ns_ = *ns;
+  }
+
+  void PutRange(uint64_t begin, uint64_t end, uint64_t version = 0) {
+    for (uint64_t i = begin; i < end; ++i) {
+      const std::vector<std::byte> bytes = Content(i, version);
+      const BlockKey key = Key(i);
+      std::span<const std::byte> block(bytes);
+      auto r = client_->Put(ns_, {&key, 1}, {&block, 1});
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_TRUE(IsStored((*r)[0])) << i << ": " << (*r)[0];
+    }
+  }
+
+  // Gets one block: nullopt on a miss; fails the test on anything else but a hit.
+  std::optional<std::vector<std::byte>> GetOne(uint64_t i, proto::Tier* tier = nullptr) {
+    std::vector<std::byte> out(kBlockBytes);
+    const BlockKey key = Key(i);
+    std::span<std::byte> dst(out);
+    auto r = client_->Get(ns_, {&key, 1}, {&dst, 1});
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok() || absl::IsNotFound((*r)[0].status)) return std::nullopt;
+    EXPECT_TRUE((*r)[0].status.ok()) << (*r)[0].status;
+    if (!(*r)[0].status.ok()) return std::nullopt;
+    if (tier != nullptr) *tier = (*r)[0].tier;
+    out.resize((*r)[0].length);
+    return out;
+  }
+
+  proto::TierStats Tier(proto::Tier which) {
+    auto s = client_->Stats();
+    EXPECT_TRUE(s.ok()) << s.status();
+    for (const proto::TierStats& t : s->tiers()) {
+      if (t.tier() == which) return t;
+    }
+    ADD_FAILURE() << "no stats for tier " << which;
+    return {};
+  }
+
+  // Waits until staged demotions are written.
+  void WaitForDemotions() {
+    for (int i = 0; i < 500; ++i) {
+      if (Tier(proto::TIER_NVME).nvme().demotion_queue_bytes() == 0) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "demotions did not drain";
+  }
+
+  DaemonOptions options_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> client_;
+  NamespaceHandle ns_;
+};
+
+TEST_F(NvmeDaemonTest, EvictionsDemoteAndGetsPromoteWithTheRightBytes) {
+  // 16 MiB of DRAM holds 64 blocks of 256 KiB; 160 blocks go through it.
+  Start("16MiB", NvmeArgs({"--nvme-admission", "all"}));
+  PutRange(0, 160);
+  WaitForDemotions();
+  const proto::TierStats nvme = Tier(proto::TIER_NVME);
+  EXPECT_GE(nvme.nvme().demotions(), 90u);
+  EXPECT_EQ(nvme.nvme().admission_policy(), "all");
+  EXPECT_GT(nvme.nvme().flash_bytes_written(), 90 * kBlockBytes);
+  EXPECT_GE(nvme.blocks(), 90u);
+
+  // Lookup sees the whole prefix across both tiers, oldest blocks on NVMe.
+  std::vector<BlockKey> keys;
+  for (uint64_t i = 0; i < 160; ++i) keys.push_back(Key(i));
+  auto lookup = client_->Lookup(ns_, keys);
+  ASSERT_TRUE(lookup.ok()) << lookup.status();
+  EXPECT_EQ(lookup->prefix_blocks, 160u);
+  EXPECT_EQ(lookup->tiers[0], proto::TIER_NVME);
+  EXPECT_EQ(lookup->tiers[159], proto::TIER_DRAM);
+
+  // Every block comes back with its bytes; the first ones from NVMe.
+  for (uint64_t i = 0; i < 160; ++i) {
+    proto::Tier tier = proto::TIER_NONE;
+    auto got = GetOne(i, &tier);
+    ASSERT_TRUE(got.has_value()) << i;
+    ASSERT_TRUE(*got == Content(i, 0)) << "wrong bytes for block " << i;
+    if (i < 20) EXPECT_EQ(tier, proto::TIER_NVME) << i;
+  }
+  const proto::TierStats after = Tier(proto::TIER_NVME);
+  EXPECT_GE(after.nvme().promotions(), 20u);
+  EXPECT_EQ(after.nvme().checksum_failures(), 0u);
+  // A promoted block is in DRAM now.
+  proto::Tier tier = proto::TIER_NONE;
+  ASSERT_TRUE(GetOne(159, &tier).has_value());
+  EXPECT_EQ(tier, proto::TIER_DRAM);
+  // A batched get mixing both tiers, in one request.
+  std::vector<std::vector<std::byte>> outs(8, std::vector<std::byte>(kBlockBytes));
+  std::vector<std::span<std::byte>> dsts;
+  std::vector<BlockKey> batch;
+  for (uint64_t i = 0; i < 8; ++i) {
+    batch.push_back(Key(i * 20));
+    dsts.emplace_back(outs[i]);
+  }
+  auto r = client_->Get(ns_, batch, dsts);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE((*r)[i].status.ok()) << i << " " << (*r)[i].status;
+    EXPECT_TRUE(outs[i] == Content(i * 20, 0)) << i;
+  }
+}
+
+TEST_F(NvmeDaemonTest, DefaultAdmissionWritesOnlyBlocksThatWereRead) {
+  // admission hits:1; LRU, so that the blocks read once are evicted too (prefix-slru would
+  // keep them: they were reused).
+  Start("16MiB", NvmeArgs({"--eviction-policy", "lru"}));
+  PutRange(0, 10);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(GetOne(i).has_value());
+  PutRange(10, 160);  // evicts everything above, read or not
+  WaitForDemotions();
+  const proto::TierStats nvme = Tier(proto::TIER_NVME);
+  EXPECT_EQ(nvme.nvme().admission_policy(), "hits:1");
+  EXPECT_GE(nvme.nvme().admission_rejections(), 50u);
+  EXPECT_GE(nvme.nvme().demotions(), 10u);
+  for (uint64_t i = 0; i < 10; ++i) {
+    proto::Tier tier = proto::TIER_NONE;
+    auto got = GetOne(i, &tier);
+    ASSERT_TRUE(got.has_value()) << i;
+    EXPECT_TRUE(*got == Content(i, 0));
+    EXPECT_EQ(tier, proto::TIER_NVME);
+  }
+  // Never read, evicted: gone.
+  EXPECT_FALSE(GetOne(10).has_value());
+}
+
+TEST_F(NvmeDaemonTest, CleanShutdownSavesDramAndRestartComesBackWarm) {
+  Start("64MiB", NvmeArgs());
+  PutRange(0, 40);
+  auto stopped = daemon_->Stop(SIGTERM, std::chrono::seconds(60));
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0) << *stopped;
+  Restart();
+  const proto::TierStats nvme = Tier(proto::TIER_NVME);
+  EXPECT_EQ(nvme.nvme().blocks_recovered(), 40u);
+  EXPECT_EQ(nvme.blocks(), 40u);
+  // Same namespace id as before the restart, and the blocks are found under it.
+  std::vector<BlockKey> keys;
+  for (uint64_t i = 0; i < 40; ++i) keys.push_back(Key(i));
+  auto lookup = client_->Lookup(ns_, keys);
+  ASSERT_TRUE(lookup.ok());
+  EXPECT_EQ(lookup->prefix_blocks, 40u);
+  for (proto::Tier t : lookup->tiers) EXPECT_EQ(t, proto::TIER_NVME);
+  for (uint64_t i = 0; i < 40; ++i) {
+    auto got = GetOne(i);
+    ASSERT_TRUE(got.has_value()) << i;
+    ASSERT_TRUE(*got == Content(i, 0)) << i;
+  }
+  // A second namespace opened after the restart gets a new id, not the old one's.
+  NamespaceDescriptor other = Descriptor();
+  other.model_id = "another";
+  auto ns2 = client_->OpenNamespace(other);
+  ASSERT_TRUE(ns2.ok());
+  EXPECT_NE(ns2->id, ns_.id);
+}
+
+TEST_F(NvmeDaemonTest, WriteThroughBlocksSurviveKill9) {
+  Start("64MiB", NvmeArgs({"--nvme-write-through"}));
+  PutRange(0, 30);
+  EXPECT_EQ(Tier(proto::TIER_NVME).nvme().write_throughs(), 30u);
+  auto killed = daemon_->Stop(SIGKILL);
+  ASSERT_TRUE(killed.ok());
+  Restart();
+  for (uint64_t i = 0; i < 30; ++i) {
+    auto got = GetOne(i);
+    ASSERT_TRUE(got.has_value()) << i;
+    ASSERT_TRUE(*got == Content(i, 0)) << i;
+  }
+  // Blocks on NVMe already (promoted, written through) are not written again when evicted.
+  PutRange(100, 400);
+  WaitForDemotions();
+  const proto::TierStats nvme = Tier(proto::TIER_NVME);
+  EXPECT_GT(Tier(proto::TIER_DRAM).counters().evictions(), 0u);
+  EXPECT_EQ(nvme.nvme().demotions(), 0u);
+  EXPECT_EQ(nvme.nvme().admission_rejections(), 0u);
+  EXPECT_EQ(nvme.nvme().write_throughs(), 300u);
+}
+
+TEST_F(NvmeDaemonTest, RemoveReachesFlashAndStaysRemovedAcrossRestarts) {
+  Start("16MiB", NvmeArgs({"--nvme-admission", "all"}));
+  PutRange(0, 120);
+  WaitForDemotions();
+  std::vector<BlockKey> keys = {Key(0), Key(1), Key(119)};
+  auto removed = client_->Remove(ns_, keys);
+  ASSERT_TRUE(removed.ok());
+  for (const absl::Status& s : *removed) EXPECT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(GetOne(0).has_value());
+  EXPECT_FALSE(GetOne(119).has_value());
+  // Put again with other bytes: the new bytes, never the old.
+  PutRange(0, 1, /*version=*/7);
+  auto got = GetOne(0);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got == Content(0, 7));
+  ASSERT_TRUE(daemon_->Stop(SIGTERM, std::chrono::seconds(60)).ok());
+  Restart();
+  EXPECT_FALSE(GetOne(1).has_value());
+  EXPECT_FALSE(GetOne(119).has_value());
+  got = GetOne(0);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got == Content(0, 7));
+  got = GetOne(2);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got == Content(2, 0));
+}
+
+// Flips bytes in `path` at `count` random offsets past `skip`.
+void Damage(const std::filesystem::path& path, uint64_t skip, int count, uint64_t seed) {
+  const uint64_t size = std::filesystem::file_size(path);
+  if (size <= skip) return;
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < count; ++i) {
+    const uint64_t at = skip + rng() % (size - skip);
+    f.seekg(static_cast<std::streamoff>(at));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(&c, 1);
+  }
+}
+
+TEST_F(NvmeDaemonTest, DamagedDeviceAndIndexGiveMissesNeverWrongBytes) {
+  Start("64MiB", NvmeArgs());
+  PutRange(0, 60);
+  ASSERT_TRUE(daemon_->Stop(SIGTERM, std::chrono::seconds(60)).ok());
+  const std::filesystem::path dir = daemon_->data_dir();
+  // The device: 400 flipped bytes in the records (past the superblock's first 64 KiB).
+  Damage(dir / "nvme.img", 64 << 10, 400, 1);
+  Restart();
+  int hits = 0;
+  for (uint64_t i = 0; i < 60; ++i) {
+    auto got = GetOne(i);
+    if (!got.has_value()) continue;
+    ASSERT_TRUE(*got == Content(i, 0)) << "wrong bytes served for block " << i;
+    ++hits;
+  }
+  const proto::TierStats nvme = Tier(proto::TIER_NVME);
+  EXPECT_GT(nvme.nvme().checksum_failures(), 0u);
+  EXPECT_LT(hits, 60);
+  // The index: damage every file of the RocksDB directory.
+  ASSERT_TRUE(daemon_->Stop(SIGTERM, std::chrono::seconds(60)).ok());
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "nvme-index")) {
+    if (!entry.is_regular_file()) continue;
+    Damage(entry.path(), 0, 50, 2 + files++);
+  }
+  ASSERT_GT(files, 0);
+  Restart();  // must start: the index is rebuilt from the device (or empty), logged
+  for (uint64_t i = 0; i < 60; ++i) {
+    auto got = GetOne(i);
+    if (got.has_value()) ASSERT_TRUE(*got == Content(i, 0)) << "wrong bytes for " << i;
+  }
+  // And it still serves new blocks.
+  PutRange(200, 210);
+  for (uint64_t i = 200; i < 210; ++i) ASSERT_TRUE(GetOne(i).has_value());
+}
+
+// Runs kvtierd with `args` expecting it to refuse to start; returns its stderr.
+std::string StartupError(const std::vector<std::string>& args, int* exit_code) {
+  char tmpl[] = "/tmp/kvtier-nvme-err-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
+  const std::string dir = tmpl;
+  const std::string err = dir + "/stderr";
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 2);
+    std::vector<std::string> all = {DaemonProcess::BinaryPath(), "--data-dir", dir, "--socket",
+                                    dir + "/s.sock"};
+    for (std::string a : args) {
+      if (size_t at = a.find("{dir}"); at != std::string::npos) a.replace(at, 5, dir);
+      all.push_back(a);
+    }
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::filesystem::remove_all(dir);
+  return text;
+}
+
+TEST(NvmeDaemonStartup, BadDevicesFailWithClearErrors) {
+  if (!std::filesystem::exists(DaemonProcess::BinaryPath())) GTEST_SKIP() << "no kvtierd";
+  int code = 0;
+  std::string err = StartupError(
+      {"--nvme-path", "/nonexistent-dir/x/nvme.img", "--nvme-capacity", "64MiB"}, &code);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(err.find("/nonexistent-dir/x/nvme.img"), std::string::npos) << err;
+
+  // An existing file of another size is refused, never truncated.
+  char tmpl[] = "/tmp/kvtier-nvme-size-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string file = std::string(tmpl) + "/small.img";
+  { std::ofstream(file) << std::string(1 << 20, 'x'); }
+  err = StartupError({"--nvme-path", file, "--nvme-capacity", "64MiB"}, &code);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(err.find(file), std::string::npos) << err;
+  EXPECT_EQ(std::filesystem::file_size(file), 1u << 20);
+  std::filesystem::remove_all(tmpl);
+
+  err = StartupError(
+      {"--nvme-path", "{dir}/n.img", "--nvme-capacity", "64MiB", "--nvme-admission", "sometimes"},
+      &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(err.find("hits:N"), std::string::npos) << err;
+  err = StartupError({"--nvme-path", "{dir}/n.img", "--nvme-capacity", "1MiB"}, &code);
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(err.find("two regions"), std::string::npos) << err;
+}
+
+// --- the crash harness ------------------------------------------------------------------------
+
+int CrashIterations() {
+  const char* env = std::getenv("KVTIER_CRASH_ITERATIONS");
+  return env != nullptr ? std::max(1, std::atoi(env)) : 3;
+}
+
+// What a key may read as: `acked` (version, or -1 for absent) and, while an operation on it is
+// in flight, `in_flight` too.
+struct KeyState {
+  int64_t acked = -1;
+  int64_t in_flight = -2;  // -2: none
+};
+
+class NvmeCrashTest : public NvmeDaemonTest,
+                      public ::testing::WithParamInterface<std::vector<std::string>> {};
+
+// Both I/O engines, and write-through, under the same oracle.
+INSTANTIATE_TEST_SUITE_P(Engines, NvmeCrashTest,
+                         ::testing::Values(std::vector<std::string>{"--nvme-engine", "auto"},
+                                           std::vector<std::string>{"--nvme-engine", "thread_pool"},
+                                           std::vector<std::string>{"--nvme-write-through"}));
+
+TEST_P(NvmeCrashTest, KillNineUnderLoadNeverServesWrongBytes) {
+  constexpr int kThreads = 3;
+  constexpr uint64_t kKeysPerThread = 60;
+  std::vector<std::string> args = {"--nvme-admission", "all"};
+  args.insert(args.end(), GetParam().begin(), GetParam().end());
+  Start("16MiB", NvmeArgs(args));
+  std::vector<KeyState> state(kThreads * kKeysPerThread);
+  std::vector<int64_t> next_version(state.size(), 0);
+  std::mt19937_64 rng(42);
+  uint64_t checked_hits = 0;
+
+  for (int iteration = 0; iteration < CrashIterations(); ++iteration) {
+    std::atomic<bool> stop{false};
+    std::atomic<int> violations{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < kThreads; ++t) {
+      workers.emplace_back([&, t] {
+        auto c = Client::Connect(daemon_->unix_uri(), {});
+        if (!c.ok()) return;
+        auto ns = (*c)->OpenNamespace(Descriptor());
+        if (!ns.ok()) return;
+        std::mt19937_64 r(rng() + t);
+        std::vector<std::byte> out(kBlockBytes);
+        while (!stop.load()) {
+          const uint64_t i = t * kKeysPerThread + r() % kKeysPerThread;
+          KeyState& s = state[i];
+          const BlockKey key = Key(i);
+          const int op = static_cast<int>(r() % 3);
+          if (op == 0 && s.acked < 0) {  // put a new version
+            const int64_t v = next_version[i]++;
+            const std::vector<std::byte> bytes = Content(i, v);
+            std::span<const std::byte> block(bytes);
+            s.in_flight = v;
+            auto res = (*c)->Put(*ns, {&key, 1}, {&block, 1});
+            if (!res.ok()) return;  // the daemon died: in_flight stays
+            if ((*res)[0].ok()) s.acked = v;
+            s.in_flight = -2;
+          } else if (op == 1 && s.acked >= 0) {  // remove
+            s.in_flight = -1;
+            auto res = (*c)->Remove(*ns, {&key, 1});
+            if (!res.ok()) return;
+            s.acked = -1;
+            s.in_flight = -2;
+          } else {  // get: must be the acknowledged version, or a miss
+            std::span<std::byte> dst(out);
+            auto res = (*c)->Get(*ns, {&key, 1}, {&dst, 1});
+            if (!res.ok()) return;
+            if ((*res)[0].status.ok() &&
+                (s.acked < 0 || !std::equal(out.begin(), out.end(), Content(i, s.acked).begin()))) {
+              violations.fetch_add(1);
+            }
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 800));
+    ASSERT_TRUE(daemon_->Stop(SIGKILL).ok());
+    stop = true;
+    for (auto& w : workers) w.join();
+    EXPECT_EQ(violations.load(), 0) << "a live get returned bytes other than the acked put's";
+
+    Restart();
+    for (uint64_t i = 0; i < state.size(); ++i) {
+      KeyState& s = state[i];
+      auto got = GetOne(i);
+      if (got.has_value()) {
+        const bool acked = s.acked >= 0 && *got == Content(i, s.acked);
+        const bool in_flight = s.in_flight >= 0 && *got == Content(i, s.in_flight);
+        ASSERT_TRUE(acked || in_flight)
+            << "iteration " << iteration << ": key " << i << " read bytes of neither its "
+            << "acknowledged version " << s.acked << " nor its in-flight one " << s.in_flight;
+        s.acked = acked ? s.acked : s.in_flight;
+        ++checked_hits;
+      } else if (s.acked >= 0 || s.in_flight >= 0) {
+        // Lost with DRAM (a cache may lose entries): make the oracle agree, remove for real.
+        auto res = client_->Remove(ns_, std::vector<BlockKey>{Key(i)});
+        ASSERT_TRUE(res.ok());
+        s.acked = -1;
+      }
+      s.in_flight = -2;
+    }
+  }
+  // Something must have come back through NVMe, or the harness tested nothing.
+  EXPECT_GT(checked_hits, 0u);
+}
+
+}  // namespace
+}  // namespace kvtier

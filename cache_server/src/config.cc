@@ -119,6 +119,8 @@ const std::map<std::string, Setter>& Setters() {
        Size<uint64_t>([](ServerConfig* c) { return &c->nvme_demotion_buffer_bytes; },
                       "nvme.demotion_buffer")},
       {"nvme.threads", Integer(&ServerConfig::nvme_threads, "nvme.threads")},
+      {"nvme.prefetch_max_keys",
+       Integer(&ServerConfig::nvme_prefetch_max_keys, "nvme.prefetch_max_keys")},
       {"limits.max_body_bytes",
        Size<uint32_t>([](ServerConfig* c) { return &c->limits.max_body_bytes; },
                       "limits.max_body_bytes")},
@@ -272,7 +274,8 @@ std::string ServerConfig::ToString() const {
       " nvme.shutdown_save_ms=", nvme_shutdown_save_ms, " nvme.engine=", nvme_engine,
       " nvme.queue_depth=", nvme_queue_depth,
       " nvme.demotion_buffer=", FormatByteSize(nvme_demotion_buffer_bytes),
-      " nvme.threads=", nvme_threads, " limits.max_body_bytes=", limits.max_body_bytes,
+      " nvme.threads=", nvme_threads, " nvme.prefetch_max_keys=", nvme_prefetch_max_keys,
+      " limits.max_body_bytes=", limits.max_body_bytes,
       " limits.max_payload_bytes=", limits.max_payload_bytes,
       " limits.max_keys_per_request=", limits.max_keys_per_request);
 }

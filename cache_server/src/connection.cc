@@ -49,7 +49,7 @@ awaitable<std::invoke_result_t<Fn&>> RunOn(asio::thread_pool& pool, Fn fn) {
 template <typename Socket>
 class Connection {
  public:
-  Connection(Socket socket, Service* service, asio::thread_pool* blocking, uint64_t id,
+  Connection(Socket socket, Service* service, NvmeExecutors* blocking, uint64_t id,
              bool unix_socket)
       : socket_(std::move(socket)),
         svc_(service),
@@ -128,6 +128,8 @@ class Connection {
             });
       case Opcode::kRemove:
         co_return co_await OnRemove(h);
+      case Opcode::kPrefetch:
+        co_return co_await OnPrefetch(h);
       case Opcode::kStats:
         co_return co_await Simple<proto::StatsRequest>(
             h, [this](const auto&) -> absl::StatusOr<proto::StatsReply> { return svc_->Stats(); });
@@ -158,7 +160,8 @@ class Connection {
 
   awaitable<absl::StatusOr<std::vector<absl::StatusCode>>> CommitPut(uint64_t lease) {
     if (Offload(svc_->CommitNeedsIo())) {
-      co_return co_await RunOn(*blocking_, [this, lease] { return svc_->CommitPut(id_, lease); });
+      co_return co_await RunOn(blocking_->pool,
+                               [this, lease] { return svc_->CommitPut(id_, lease); });
     }
     co_return svc_->CommitPut(id_, lease);
   }
@@ -184,11 +187,28 @@ class Connection {
     // (Not a conditional expression: GCC 12 destroys a co_await temporary in one twice.)
     absl::StatusOr<proto::RemoveReply> reply = absl::UnknownError("unset");
     if (Offload(svc_->RemoveNeedsIo())) {
-      reply = co_await RunOn(*blocking_, [this, &req] { return svc_->Remove(req); });
+      reply = co_await RunOn(blocking_->pool, [this, &req] { return svc_->Remove(req); });
     } else {
       reply = svc_->Remove(req);
     }
     if (!reply.ok()) co_return co_await Reject(h, reply.status());
+    co_await SendReply(h, *reply);
+    co_return true;
+  }
+
+  awaitable<bool> OnPrefetch(const FrameHeader& h) {
+    proto::PrefetchRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s);
+    }
+    std::vector<BlockKey> keys;
+    absl::StatusOr<proto::PrefetchReply> reply = svc_->Prefetch(req, &keys);
+    if (!reply.ok()) co_return co_await Reject(h, reply.status());
+    if (!keys.empty() && blocking_ != nullptr) {
+      // Not awaited: the hint's whole point is that the client does not wait for the I/O.
+      asio::post(blocking_->prefetch, [svc = svc_, ns = req.namespace_id(),
+                                       keys = std::move(keys)] { svc->RunPrefetch(ns, keys); });
+    }
     co_await SendReply(h, *reply);
     co_return true;
   }
@@ -280,12 +300,10 @@ class Connection {
     }
     const bool inline_data = req.mode() == proto::DATA_INLINE;
     if (!inline_data && !arena_attached_) co_return co_await Reject(h, NoArena());
-    const bool io = Offload(svc_->GetNeedsIo(req));
-    absl::StatusOr<ReadGrant> read = absl::UnknownError("unset");
-    if (io) {
-      read = co_await RunOn(*blocking_, [this, &req] { return svc_->AcquireRead(id_, req, true); });
-    } else {
-      read = svc_->AcquireRead(id_, req, false);
+    absl::StatusOr<ReadGrant> read = svc_->AcquireRead(id_, req);
+    if (read.ok() && read->needs_promotion && blocking_ != nullptr) {
+      ReadGrant* r = &*read;
+      co_await RunOn(blocking_->pool, [this, &req, r] { return svc_->CompleteRead(id_, req, r); });
     }
     if (!read.ok()) co_return co_await Reject(h, read.status());
     const tiers::LeaseGrant* grant = &read->grant;
@@ -434,7 +452,7 @@ class Connection {
 
   Socket socket_;
   Service* const svc_;
-  asio::thread_pool* const blocking_;
+  NvmeExecutors* const blocking_;
   const uint64_t id_;
   const bool unix_;
   bool hello_done_ = false;
@@ -448,14 +466,14 @@ class Connection {
 }  // namespace
 
 awaitable<void> ServeConnection(asio::local::stream_protocol::socket socket, Service* service,
-                                asio::thread_pool* blocking, uint64_t conn_id) {
+                                NvmeExecutors* blocking, uint64_t conn_id) {
   Connection<asio::local::stream_protocol::socket> c(std::move(socket), service, blocking, conn_id,
                                                      true);
   co_await c.Run();
 }
 
 awaitable<void> ServeConnection(asio::ip::tcp::socket socket, Service* service,
-                                asio::thread_pool* blocking, uint64_t conn_id) {
+                                NvmeExecutors* blocking, uint64_t conn_id) {
   boost::system::error_code ignored;
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
   socket.set_option(asio::socket_base::keep_alive(true), ignored);

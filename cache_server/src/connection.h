@@ -12,6 +12,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdint>
 #include <utility>
@@ -20,14 +21,23 @@
 
 namespace kvtier::server {
 
+// Where requests that block on NVMe I/O run: `pool` for a client's own requests (gets that
+// promote, write-through commits, removes), and `prefetch`, a strand on the same pool, for
+// prefetch hints -- one at a time, so that hints never take every thread from demand reads.
+struct NvmeExecutors {
+  explicit NvmeExecutors(uint32_t threads) : pool(threads), prefetch(pool.get_executor()) {}
+  boost::asio::thread_pool pool;
+  boost::asio::strand<boost::asio::thread_pool::executor_type> prefetch;
+};
+
 // Each coroutine returns when the peer closes or misbehaves; it never throws. Requests that
 // block on NVMe I/O run on `blocking` (null when the NVMe tier is off) while the coroutine
 // waits, so that the network thread keeps serving its other connections; it must outlive the
 // connection's io_context work (the server joins it before destroying the contexts).
 boost::asio::awaitable<void> ServeConnection(boost::asio::local::stream_protocol::socket socket,
-                                             Service* service, boost::asio::thread_pool* blocking,
+                                             Service* service, NvmeExecutors* blocking,
                                              uint64_t conn_id);
 boost::asio::awaitable<void> ServeConnection(boost::asio::ip::tcp::socket socket, Service* service,
-                                             boost::asio::thread_pool* blocking, uint64_t conn_id);
+                                             NvmeExecutors* blocking, uint64_t conn_id);
 
 }  // namespace kvtier::server

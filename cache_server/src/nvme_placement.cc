@@ -142,12 +142,32 @@ std::vector<proto::Tier> NvmePlacement::Lookup(uint32_t ns, std::span<const Bloc
 bool NvmePlacement::NeedsPromotion(uint32_t ns, std::span<const BlockKey> keys) {
   const std::vector<bool> present = dram_->Present(ns, keys);
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (!present[i] && nvme_->Contains(ns, keys[i])) return true;
+    if (!present[i] && (nvme_->Contains(ns, keys[i]) || IsStaged(ns, keys[i]))) return true;
   }
   return false;
 }
 
-std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> keys) {
+bool NvmePlacement::IsStaged(uint32_t ns, const BlockKey& key) const {
+  absl::MutexLock lock(&mu_);
+  return pending_.contains(PendingKey{ns, key});
+}
+
+void NvmePlacement::AwaitStaged(uint32_t ns, std::span<const BlockKey> keys,
+                                absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock lock(&mu_);
+  auto staged = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const BlockKey& k : keys) {
+      if (pending_.contains(PendingKey{ns, k})) return true;
+    }
+    return false;
+  };
+  while (staged() && !written_.WaitWithDeadline(&mu_, deadline)) {
+  }
+}
+
+std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> keys,
+                                         bool wait_for_others) {
   std::vector<bool> promoted(keys.size(), false);
   uint64_t block_bytes = 0;
   {
@@ -156,7 +176,16 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     if (it == block_bytes_.end()) return promoted;
     block_bytes = it->second;
   }
-  const std::vector<bool> present = dram_->Present(ns, keys);
+  std::vector<bool> present = dram_->Present(ns, keys);
+  // A block evicted a moment ago may still be on its way to flash (staged): wait for that
+  // write (one batch, milliseconds) so that it can be read back rather than missed.
+  std::vector<BlockKey> staged;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (!present[i] && !nvme_->Contains(ns, keys[i]) && IsStaged(ns, keys[i])) {
+      staged.push_back(keys[i]);
+    }
+  }
+  if (!staged.empty()) AwaitStaged(ns, staged, absl::Milliseconds(200));
   std::vector<size_t> todo;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (!present[i] && nvme_->Contains(ns, keys[i])) todo.push_back(i);
@@ -166,12 +195,16 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
   // Two rounds at most: when a read fails (a checksum, a block evicted from NVMe meanwhile),
   // the put lease is abandoned whole -- its failed slot holds garbage and must never be
   // committed -- and the blocks that did read are reserved and read once more.
+  std::vector<size_t> others;  // being written into DRAM by someone else (a prefetch, a get)
   for (int round = 0; round < 2 && !todo.empty(); ++round) {
     std::vector<BlockKey> want;
     for (size_t i : todo) want.push_back(keys[i]);
     const std::vector<uint64_t> lengths(want.size(), block_bytes);
     tiers::LeaseGrant grant =
         dram_->ReservePut(kPlacementOwner, ns, want, lengths, /*persisted=*/true);
+    for (size_t j = 0; round == 0 && j < want.size(); ++j) {
+      if (grant.codes[j] == absl::StatusCode::kAlreadyExists) others.push_back(todo[j]);
+    }
     if (grant.lease_id == 0) break;
     std::vector<size_t> granted;  // positions in `want`
     std::vector<BlockKey> read_keys;
@@ -211,7 +244,61 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     }
     break;
   }
+  // Another promotion of the same block is in flight: a get waits a little for its commit
+  // (a device read takes well under the bound) rather than reporting a miss.
+  if (wait_for_others && !others.empty()) {
+    std::vector<BlockKey> pending;
+    for (size_t i : others) pending.push_back(keys[i]);
+    const absl::Time deadline = absl::Now() + absl::Milliseconds(50);
+    for (;;) {
+      const std::vector<bool> now_present = dram_->Present(ns, pending);
+      if (std::all_of(now_present.begin(), now_present.end(), [](bool b) { return b; }) ||
+          absl::Now() >= deadline) {
+        for (size_t k = 0; k < others.size(); ++k) promoted[others[k]] = now_present[k];
+        break;
+      }
+      absl::SleepFor(absl::Microseconds(200));
+    }
+  }
   return promoted;
+}
+
+proto::PrefetchReply NvmePlacement::PlanPrefetch(uint32_t ns, std::span<const BlockKey> keys,
+                                                 uint32_t max_in_flight,
+                                                 std::vector<BlockKey>* to_promote) {
+  prefetch_requests_.fetch_add(1, std::memory_order_relaxed);
+  proto::PrefetchReply reply;
+  const std::vector<bool> present = dram_->Present(ns, keys);
+  std::vector<BlockKey> on_nvme;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (present[i]) {
+      reply.set_in_dram(reply.in_dram() + 1);
+    } else if (nvme_->Contains(ns, keys[i])) {
+      on_nvme.push_back(keys[i]);
+    } else {
+      reply.set_not_cached(reply.not_cached() + 1);
+    }
+  }
+  // Reserve room under the bound (a CAS loop: concurrent plans must not overshoot it).
+  uint64_t in_flight = prefetch_in_flight_.load(std::memory_order_relaxed);
+  uint64_t take = 0;
+  do {
+    take = std::min<uint64_t>(on_nvme.size(),
+                              max_in_flight > in_flight ? max_in_flight - in_flight : 0);
+  } while (take > 0 && !prefetch_in_flight_.compare_exchange_weak(in_flight, in_flight + take));
+  to_promote->assign(on_nvme.begin(), on_nvme.begin() + static_cast<ptrdiff_t>(take));
+  reply.set_queued(static_cast<uint32_t>(take));
+  reply.set_dropped(static_cast<uint32_t>(on_nvme.size() - take));
+  prefetch_dropped_.fetch_add(on_nvme.size() - take, std::memory_order_relaxed);
+  return reply;
+}
+
+void NvmePlacement::RunPrefetch(uint32_t ns, std::span<const BlockKey> keys) {
+  const std::vector<bool> promoted = Promote(ns, keys, /*wait_for_others=*/false);
+  uint64_t n = 0;
+  for (bool p : promoted) n += p ? 1 : 0;
+  prefetch_promoted_.fetch_add(n, std::memory_order_relaxed);
+  prefetch_in_flight_.fetch_sub(keys.size(), std::memory_order_relaxed);
 }
 
 absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndCommit(
@@ -346,6 +433,9 @@ void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats
   out->set_blocks_recovered(s.recovery.blocks_recovered);
   out->set_index_rebuilt(s.recovery.index_rebuilt);
   out->set_startup_ms(static_cast<uint64_t>(s.recovery.startup_nanos / 1'000'000));
+  out->set_prefetch_requests(prefetch_requests_.load(std::memory_order_relaxed));
+  out->set_prefetch_promoted(prefetch_promoted_.load(std::memory_order_relaxed));
+  out->set_prefetch_dropped(prefetch_dropped_.load(std::memory_order_relaxed));
   absl::MutexLock lock(&mu_);
   out->set_admission_policy(std::string(admission_->Name()));
   out->set_demotion_queue_bytes(staged_bytes_);

@@ -82,8 +82,19 @@ class NvmePlacement final : public tiers::EvictionListener {
   // Whether some of `keys` are on NVMe and not in DRAM (no I/O): a get then needs Promote.
   bool NeedsPromotion(uint32_t ns, std::span<const BlockKey> keys);
   // Reads the blocks among `keys` that are on NVMe and not in DRAM into DRAM. promoted[i] says
-  // whether keys[i] was. Blocks on device reads.
-  std::vector<bool> Promote(uint32_t ns, std::span<const BlockKey> keys);
+  // whether keys[i] was. A block that another promotion is writing into DRAM right now is
+  // waited for (up to 50 ms) with `wait_for_others`, else left to it. Blocks on device reads.
+  std::vector<bool> Promote(uint32_t ns, std::span<const BlockKey> keys,
+                            bool wait_for_others = true);
+
+  // Prefetch, first half (no I/O): sorts `keys` into in DRAM, on NVMe only, and in no tier, and
+  // admits the NVMe ones while fewer than `max_in_flight` prefetched keys are being promoted;
+  // the rest are dropped. `*to_promote` gets the admitted keys: pass them to RunPrefetch (on an
+  // NVMe thread), which must be called exactly once for every non-empty result.
+  proto::PrefetchReply PlanPrefetch(uint32_t ns, std::span<const BlockKey> keys,
+                                    uint32_t max_in_flight, std::vector<BlockKey>* to_promote);
+  // Prefetch, second half: promotes the keys (blocking on device reads).
+  void RunPrefetch(uint32_t ns, std::span<const BlockKey> keys);
 
   // Write-through: writes the blocks of `owner`'s put lease to NVMe, then commits them in DRAM
   // (persisted). When a block cannot be written, the whole put is abandoned: that block's code
@@ -124,6 +135,10 @@ class NvmePlacement final : public tiers::EvictionListener {
   };
 
   void DemotionLoop();
+  // Whether a demotion of the block is staged or being written.
+  bool IsStaged(uint32_t ns, const BlockKey& key) const;
+  // Waits until no demotion of `keys` is staged, or `timeout`.
+  void AwaitStaged(uint32_t ns, std::span<const BlockKey> keys, absl::Duration timeout);
   // Writes one batch of one namespace; returns when it is durable.
   void WriteBatch(std::vector<Staged>& batch);
 
@@ -149,6 +164,10 @@ class NvmePlacement final : public tiers::EvictionListener {
   std::atomic<uint64_t> admission_rejections_{0};
   std::atomic<uint64_t> write_throughs_{0};
   std::atomic<uint64_t> shutdown_saved_{0};
+  std::atomic<uint64_t> prefetch_requests_{0};
+  std::atomic<uint64_t> prefetch_promoted_{0};
+  std::atomic<uint64_t> prefetch_dropped_{0};
+  std::atomic<uint64_t> prefetch_in_flight_{0};  // keys between PlanPrefetch and RunPrefetch
 
   std::thread demoter_;
 };

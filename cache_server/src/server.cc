@@ -103,7 +103,7 @@ class Server::Impl {
 
   ~Impl() {
     // NVMe work in flight resumes connections on their contexts: finish it first.
-    if (blocking_) blocking_->join();
+    if (blocking_) blocking_->pool.join();
     // Acceptors and work guards refer to the contexts; connections' coroutine frames die with
     // their contexts, which must go before the service and the tier they point to.
     unix_acceptor_.reset();
@@ -184,7 +184,7 @@ class Server::Impl {
     placement_options.demotion_buffer_bytes = config_.nvme_demotion_buffer_bytes;
     placement_ = std::make_unique<NvmePlacement>(placement_options, dram_.get(), nvme_.get(),
                                                  std::move(admission));
-    blocking_ = std::make_unique<asio::thread_pool>(config_.nvme_threads);
+    blocking_ = std::make_unique<NvmeExecutors>(config_.nvme_threads);
 
     const std::string ns_file = (std::filesystem::path(config_.data_dir) / "namespaces").string();
     service_ = std::make_unique<Service>(config_, dram_.get(), &clock_, placement_.get(), ns_file);
@@ -289,7 +289,7 @@ class Server::Impl {
     RunLoop(main, spin);
     for (auto& t : threads) t.join();
     if (blocking_) {
-      blocking_->join();
+      blocking_->pool.join();
       service_->SaveForShutdown();
     }
     spdlog::info("kvtierd stopped");
@@ -372,7 +372,7 @@ class Server::Impl {
   std::unique_ptr<tiers::DramTier> dram_;
   std::unique_ptr<tiers::NvmeTier> nvme_;
   std::unique_ptr<NvmePlacement> placement_;  // between dram_ and nvme_: destroyed before them
-  std::unique_ptr<asio::thread_pool> blocking_;
+  std::unique_ptr<NvmeExecutors> blocking_;
   std::unique_ptr<Service> service_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;

@@ -147,30 +147,75 @@ absl::StatusOr<std::vector<absl::StatusCode>> Service::CommitPut(uint64_t conn, 
   return dram_->CommitPut(conn, lease);
 }
 
-bool Service::GetNeedsIo(const proto::GetRequest& req) {
-  return nvme_ != nullptr && nvme_->NeedsPromotion(req.namespace_id(), Keys(req.keys()));
-}
-
-absl::StatusOr<ReadGrant> Service::AcquireRead(uint64_t conn, const proto::GetRequest& req,
-                                               bool allow_io) {
+absl::StatusOr<ReadGrant> Service::AcquireRead(uint64_t conn, const proto::GetRequest& req) {
   KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
+  const std::span<const BlockKey> keys = Keys(req.keys());
   ReadGrant out;
-  if (allow_io && nvme_ != nullptr) {
-    // The get's blocks in DRAM stay pinned while its other blocks are promoted, which makes
-    // room in DRAM and could otherwise evict them.
-    const tiers::LeaseId pin = dram_->Pin(kPlacementOwner, req.namespace_id(), Keys(req.keys()));
-    out.from_nvme = nvme_->Promote(req.namespace_id(), Keys(req.keys()));
-    out.grant = dram_->AcquireRead(conn, req.namespace_id(), Keys(req.keys()));
-    if (pin != 0) (void)dram_->Release(kPlacementOwner, pin);
-  } else {
-    out.grant = dram_->AcquireRead(conn, req.namespace_id(), Keys(req.keys()));
-  }
+  out.grant = dram_->AcquireRead(conn, req.namespace_id(), keys);
   uint64_t bytes = 0;
+  std::vector<BlockKey> missed;
   for (size_t i = 0; i < out.grant.codes.size(); ++i) {
-    if (out.grant.codes[i] == absl::StatusCode::kOk) bytes += out.grant.slots[i].length;
+    if (out.grant.codes[i] == absl::StatusCode::kOk) {
+      bytes += out.grant.slots[i].length;
+    } else if (nvme_ != nullptr) {
+      missed.push_back(keys[i]);
+    }
   }
   dram_->RecordBytesOut(req.namespace_id(), bytes);
+  out.needs_promotion = !missed.empty() && nvme_->NeedsPromotion(req.namespace_id(), missed);
   return out;
+}
+
+bool Service::CompleteRead(uint64_t conn, const proto::GetRequest& req, ReadGrant* read) {
+  const std::span<const BlockKey> keys = Keys(req.keys());
+  std::vector<size_t> missed;
+  std::vector<BlockKey> missed_keys;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (read->grant.codes[i] != absl::StatusCode::kOk) {
+      missed.push_back(i);
+      missed_keys.push_back(keys[i]);
+    }
+  }
+  (void)nvme_->Promote(req.namespace_id(), missed_keys);
+  // Blocks another get or a prefetch promoted meanwhile count too: they came from NVMe.
+  const tiers::LeaseGrant more =
+      dram_->ExtendRead(conn, read->grant.lease_id, req.namespace_id(), missed_keys);
+  read->from_nvme.assign(keys.size(), false);
+  uint64_t bytes = 0;
+  for (size_t k = 0; k < missed.size(); ++k) {
+    if (more.codes[k] != absl::StatusCode::kOk) continue;
+    read->grant.codes[missed[k]] = absl::StatusCode::kOk;
+    read->grant.slots[missed[k]] = more.slots[k];
+    read->from_nvme[missed[k]] = true;
+    bytes += more.slots[k].length;
+  }
+  if (read->grant.lease_id == 0) read->grant.lease_id = more.lease_id;
+  dram_->RecordBytesOut(req.namespace_id(), bytes);
+  read->needs_promotion = false;
+  return true;
+}
+
+absl::StatusOr<proto::PrefetchReply> Service::Prefetch(const proto::PrefetchRequest& req,
+                                                       std::vector<BlockKey>* to_promote) {
+  KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
+  to_promote->clear();
+  if (nvme_ != nullptr) {
+    return nvme_->PlanPrefetch(req.namespace_id(), Keys(req.keys()), config_.nvme_prefetch_max_keys,
+                               to_promote);
+  }
+  proto::PrefetchReply reply;
+  for (bool present : dram_->Present(req.namespace_id(), Keys(req.keys()))) {
+    if (present) {
+      reply.set_in_dram(reply.in_dram() + 1);
+    } else {
+      reply.set_not_cached(reply.not_cached() + 1);
+    }
+  }
+  return reply;
+}
+
+void Service::RunPrefetch(uint32_t ns, std::span<const BlockKey> keys) {
+  if (nvme_ != nullptr) nvme_->RunPrefetch(ns, keys);
 }
 
 void Service::SaveForShutdown() {

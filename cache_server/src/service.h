@@ -3,7 +3,7 @@
 // The connection code (connection.cc) reads a frame, parses and checks the body
 // (proto::ParseRequest), and calls one method here; it owns payload bytes on the wire. Every
 // method returns the reply or an error Status that the connection sends as an ErrorReply; no
-// method blocks on I/O unless it says so (the NVMe paths: see GetNeedsIo and friends, which the
+// method blocks on I/O unless it says so (the NVMe paths: see CommitNeedsIo and friends, which the
 // connection consults to run those calls on the NVMe threads). Leases are owned by connection ids,
 // so ConnectionClosed() can drop everything a vanished client held. Thread-safe.
 #pragma once
@@ -37,7 +37,8 @@ struct ServerCounters {
 // A get's grant, and which of its blocks were just read from NVMe into DRAM.
 struct ReadGrant {
   tiers::LeaseGrant grant;
-  std::vector<bool> from_nvme;  // empty when none was
+  std::vector<bool> from_nvme;   // empty when none was
+  bool needs_promotion = false;  // some misses are on NVMe: call CompleteRead (blocking)
 };
 
 class Service {
@@ -69,13 +70,22 @@ class Service {
   absl::StatusOr<tiers::LeaseGrant> ReservePut(uint64_t conn, const proto::PutRequest& req);
   absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(uint64_t conn, uint64_t lease);
 
-  // Pins the found blocks under a read lease of `conn` and accounts the bytes served. With
-  // `allow_io`, blocks on NVMe are promoted to DRAM first (blocking on the device; see
-  // GetNeedsIo); without, NVMe blocks are misses.
-  absl::StatusOr<ReadGrant> AcquireRead(uint64_t conn, const proto::GetRequest& req, bool allow_io);
+  // Pins the blocks found in DRAM under a read lease of `conn` and accounts the bytes served;
+  // no I/O. When some of the misses are on NVMe, `needs_promotion` is set: the caller then runs
+  // CompleteRead on an NVMe thread, which promotes them into DRAM and adds them to the same
+  // lease (the DRAM blocks stay pinned meanwhile, so promotion cannot evict them).
+  absl::StatusOr<ReadGrant> AcquireRead(uint64_t conn, const proto::GetRequest& req);
+  // Blocks on device reads. Returns true (a value for the executor's sake).
+  bool CompleteRead(uint64_t conn, const proto::GetRequest& req, ReadGrant* read);
 
-  // Which requests block on NVMe I/O and must run off the network threads.
-  bool GetNeedsIo(const proto::GetRequest& req);
+  // Prefetch hint: answers at once. When some keys must be promoted, `*to_promote` gets them
+  // and the caller must run RunPrefetch(ns, them) on an NVMe thread (it blocks on I/O).
+  absl::StatusOr<proto::PrefetchReply> Prefetch(const proto::PrefetchRequest& req,
+                                                std::vector<BlockKey>* to_promote);
+  void RunPrefetch(uint32_t ns, std::span<const BlockKey> keys);
+
+  // Which requests block on NVMe I/O and must run off the network threads (gets: see
+  // ReadGrant::needs_promotion).
   bool CommitNeedsIo() const { return nvme_ != nullptr && config_.nvme_write_through; }
   bool RemoveNeedsIo() const { return nvme_ != nullptr; }
 

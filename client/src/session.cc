@@ -513,6 +513,32 @@ absl::StatusOr<std::vector<absl::Status>> Session::Remove(const NamespaceHandle&
   return results;
 }
 
+absl::StatusOr<PrefetchResult> Session::Prefetch(const NamespaceHandle& ns,
+                                                 std::span<const BlockKey> keys) {
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  PrefetchResult result;
+  const size_t batch = BatchSize(0);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const auto chunk = keys.subspan(start, std::min(batch, keys.size() - start));
+    proto::PrefetchRequest request;
+    request.set_namespace_id(*id);
+    request.set_keys(PackKeys(chunk));
+    proto::PrefetchReply reply;
+    if (auto s = channel_.Call(proto::Opcode::kPrefetch, request, &reply); !s.ok()) return s;
+    if (uint64_t{reply.queued()} + reply.in_dram() + reply.not_cached() + reply.dropped() !=
+        chunk.size()) {
+      return channel_.Break(
+          absl::StrCat("prefetch of ", chunk.size(), " keys returned counts that do not add up"));
+    }
+    result.queued += reply.queued();
+    result.in_dram += reply.in_dram();
+    result.not_cached += reply.not_cached();
+    result.dropped += reply.dropped();
+  }
+  return result;
+}
+
 absl::StatusOr<proto::StatsReply> Session::Stats() {
   proto::StatsReply reply;
   if (auto s = channel_.Call(proto::Opcode::kStats, proto::StatsRequest(), &reply); !s.ok()) {

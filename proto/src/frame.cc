@@ -62,6 +62,8 @@ std::string_view OpcodeName(Opcode op) {
       return "stats";
     case Opcode::kHealth:
       return "health";
+    case Opcode::kPrefetch:
+      return "prefetch";
   }
   return "unknown";
 }

@@ -320,7 +320,7 @@ TEST(DescriptorConversionTest, UnsetSizesBecomeOne) {
 
 template <typename Msg>
 class KeyedRequestTest : public ::testing::Test {};
-using KeyedRequests = ::testing::Types<LookupRequest, GetRequest, RemoveRequest>;
+using KeyedRequests = ::testing::Types<LookupRequest, GetRequest, RemoveRequest, PrefetchRequest>;
 TYPED_TEST_SUITE(KeyedRequestTest, KeyedRequests);
 
 TYPED_TEST(KeyedRequestTest, AcceptsOneToMaxKeys) {

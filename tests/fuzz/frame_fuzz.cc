@@ -72,6 +72,8 @@ void ParseAs(Opcode op, std::string_view body, uint64_t payload_len, const Limit
       return ParseAndRecheck<StatsRequest>(body, payload_len, limits);
     case Opcode::kHealth:
       return ParseAndRecheck<HealthRequest>(body, payload_len, limits);
+    case Opcode::kPrefetch:
+      return ParseAndRecheck<PrefetchRequest>(body, payload_len, limits);
   }
 }
 

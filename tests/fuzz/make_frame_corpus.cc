@@ -101,6 +101,11 @@ int main(int argc, char** argv) {
   remove.set_keys(Keys(1));
   ok &= Write(dir, "remove", Opcode::kRemove, remove);
 
+  PrefetchRequest prefetch;
+  prefetch.set_namespace_id(1);
+  prefetch.set_keys(Keys(2));
+  ok &= Write(dir, "prefetch", Opcode::kPrefetch, prefetch);
+
   ok &= Write(dir, "stats", Opcode::kStats, StatsRequest());
   ok &= Write(dir, "health", Opcode::kHealth, HealthRequest());
 

@@ -306,6 +306,108 @@ TEST_F(NvmeDaemonTest, RemoveReachesFlashAndStaysRemovedAcrossRestarts) {
   EXPECT_TRUE(*got == Content(2, 0));
 }
 
+TEST_F(NvmeDaemonTest, PrefetchPromotesAheadOfTheGetAndIsBounded) {
+  Start("16MiB", NvmeArgs({"--nvme-admission", "all", "--eviction-policy", "lru"}));
+  PutRange(0, 100);  // 0..35 or so end up on NVMe only
+  WaitForDemotions();
+  std::vector<BlockKey> keys;
+  for (uint64_t i = 0; i < 8; ++i) keys.push_back(Key(i));
+  keys.push_back(Key(99));   // in DRAM
+  keys.push_back(Key(500));  // nowhere
+  auto hint = client_->Prefetch(ns_, keys);
+  ASSERT_TRUE(hint.ok()) << hint.status();
+  EXPECT_EQ(hint->queued, 8u);
+  EXPECT_EQ(hint->in_dram, 1u);
+  EXPECT_EQ(hint->not_cached, 1u);
+  EXPECT_EQ(hint->dropped, 0u);
+  // The promotion finishes in the background; then the get is served from DRAM.
+  for (int i = 0; i < 500 && Tier(proto::TIER_NVME).nvme().prefetch_promoted() < 8; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(Tier(proto::TIER_NVME).nvme().prefetch_promoted(), 8u);
+  for (uint64_t i = 0; i < 8; ++i) {
+    proto::Tier tier = proto::TIER_NONE;
+    auto got = GetOne(i, &tier);
+    ASSERT_TRUE(got.has_value()) << i;
+    EXPECT_TRUE(*got == Content(i, 0)) << i;
+    EXPECT_EQ(tier, proto::TIER_DRAM) << i;
+  }
+}
+
+TEST_F(NvmeDaemonTest, PrefetchBeyondTheBoundIsDropped) {
+  // At most 4 prefetched keys in flight.
+  const std::string config = "/tmp/kvtier-prefetch-bound.toml";
+  { std::ofstream(config) << "[nvme]\nprefetch_max_keys = 4\n"; }
+  Start("16MiB",
+        NvmeArgs({"--nvme-admission", "all", "--eviction-policy", "lru", "--config", config}));
+  PutRange(0, 100);
+  WaitForDemotions();
+  std::vector<BlockKey> keys;
+  for (uint64_t i = 0; i < 20; ++i) keys.push_back(Key(i));
+  auto hint = client_->Prefetch(ns_, keys);
+  ASSERT_TRUE(hint.ok()) << hint.status();
+  EXPECT_LE(hint->queued, 4u);
+  EXPECT_GE(hint->dropped, 16u);
+  EXPECT_EQ(hint->queued + hint->dropped, 20u);
+  EXPECT_GE(Tier(proto::TIER_NVME).nvme().prefetch_dropped(), 16u);
+  std::filesystem::remove(config);
+  // Dropped hints change nothing: every block still reads back right.
+  for (uint64_t i = 0; i < 20; ++i) {
+    auto got = GetOne(i);
+    ASSERT_TRUE(got.has_value()) << i;
+    EXPECT_TRUE(*got == Content(i, 0)) << i;
+  }
+}
+
+TEST_F(NvmeDaemonTest, PrefetchUnderConcurrencyNeverChangesWhatGetsReturn) {
+  Start("16MiB", NvmeArgs({"--nvme-admission", "all"}));
+  constexpr uint64_t kKeys = 150;  // more than DRAM holds: blocks keep moving between tiers
+  PutRange(0, kKeys);
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong{0}, misses{0}, gets{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto c = Client::Connect(daemon_->unix_uri(), {});
+      ASSERT_TRUE(c.ok());
+      auto ns = (*c)->OpenNamespace(Descriptor());
+      ASSERT_TRUE(ns.ok());
+      std::mt19937_64 rng(t);
+      std::vector<std::byte> out(kBlockBytes);
+      while (!stop.load()) {
+        std::vector<BlockKey> keys;
+        const uint64_t first = rng() % kKeys;
+        for (uint64_t k = 0; k < 6; ++k) keys.push_back(Key((first + k) % kKeys));
+        if (t % 2 == 0) {  // hinters: ahead of the readers, as an engine's scheduler would be
+          ASSERT_TRUE((*c)->Prefetch(*ns, keys).ok());
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        for (uint64_t k = 0; k < 6; ++k) {
+          const uint64_t i = (first + k) % kKeys;
+          std::span<std::byte> dst(out);
+          auto r = (*c)->Get(*ns, {&keys[k], 1}, {&dst, 1});
+          ASSERT_TRUE(r.ok()) << r.status();
+          gets.fetch_add(1);
+          if (!(*r)[0].status.ok()) {
+            misses.fetch_add(1);
+            continue;
+          }
+          if (!(out == Content(i, 0))) wrong.fetch_add(1);
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_GT(gets.load(), 20);
+  // Every block is in one tier or the other: nothing is lost by racing promotions.
+  EXPECT_EQ(misses.load(), 0);
+  EXPECT_GT(Tier(proto::TIER_NVME).nvme().prefetch_promoted(), 0u);
+}
+
 // Flips bytes in `path` at `count` random offsets past `skip`.
 void Damage(const std::filesystem::path& path, uint64_t skip, int count, uint64_t seed) {
   const uint64_t size = std::filesystem::file_size(path);

@@ -332,8 +332,57 @@ class DramTier::Impl {
     listener_ = listener;
   }
 
-  LeaseGrant AcquireRead(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys,
-                         bool count = true) {
+  LeaseGrant ExtendRead(OwnerId owner, LeaseId lease_id, NamespaceId ns_id,
+                        std::span<const BlockKey> keys) {
+    LeaseGrant grant;
+    grant.codes.assign(keys.size(), absl::StatusCode::kNotFound);
+    grant.slots.resize(keys.size());
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowNanos();
+    Namespace* ns = FindNamespace(ns_id);
+    Lease* lease = nullptr;
+    if (lease_id != 0) {
+      lease = leases_.Find(lease_id);
+      if (lease == nullptr || lease->owner != owner || lease->kind != LeaseKind::kRead ||
+          CheckExpired(*lease, now)) {
+        return grant;
+      }
+    }
+    if (ns == nullptr) return grant;
+    std::vector<uint32_t> granted = leases_.TakeVector();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = ns->index.find(keys[i]);
+      if (it == ns->index.end() || !it->second.committed) continue;
+      const uint32_t id = it->second.entry;
+      Entry& e = entries_[id];
+      ++e.pins;
+      e.last_use_ns = now;
+      if (e.hits < UINT16_MAX) ++e.hits;
+      policy_->OnAccess(id);
+      grant.codes[i] = absl::StatusCode::kOk;
+      grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
+      granted.push_back(id);
+    }
+    // Misses of the same get turned into hits.
+    const uint64_t n = granted.size();
+    Count(ns, &TierCounters::hits, n);
+    counters_.misses -= std::min(counters_.misses, n);
+    ns->counters.misses -= std::min(ns->counters.misses, n);
+    if (granted.empty()) {
+      grant.lease_id = lease_id;
+      return grant;
+    }
+    if (lease != nullptr) {
+      lease->entries.insert(lease->entries.end(), granted.begin(), granted.end());
+      grant.lease_id = lease_id;
+    } else {
+      grant.lease_id = leases_.NextId();
+      leases_.Add(grant.lease_id, owner, LeaseKind::kRead, now, std::move(granted));
+    }
+    return grant;
+  }
+
+  LeaseGrant AcquireRead(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys) {
     LeaseGrant grant;
     grant.codes.assign(keys.size(), absl::StatusCode::kNotFound);
     grant.slots.resize(keys.size());
@@ -348,20 +397,16 @@ class DramTier::Impl {
         const uint32_t id = it->second.entry;
         Entry& e = entries_[id];
         ++e.pins;
-        if (count) {
-          e.last_use_ns = now;
-          if (e.hits < UINT16_MAX) ++e.hits;
-          policy_->OnAccess(id);
-        }
+        e.last_use_ns = now;
+        if (e.hits < UINT16_MAX) ++e.hits;
+        policy_->OnAccess(id);
         grant.codes[i] = absl::StatusCode::kOk;
         grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
         granted.push_back(id);
       }
     }
-    if (count) {
-      Count(ns, &TierCounters::hits, granted.size());
-      Count(ns, &TierCounters::misses, keys.size() - granted.size());
-    }
+    Count(ns, &TierCounters::hits, granted.size());
+    Count(ns, &TierCounters::misses, keys.size() - granted.size());
     if (!granted.empty()) {
       grant.lease_id = leases_.NextId();
       leases_.Add(grant.lease_id, owner, LeaseKind::kRead, now, std::move(granted));
@@ -767,8 +812,9 @@ absl::StatusOr<std::vector<absl::StatusCode>> DramTier::CommitPut(OwnerId owner,
 absl::StatusOr<PutLeaseBlocks> DramTier::GetPutLeaseBlocks(OwnerId owner, LeaseId lease) {
   return impl_->GetPutLeaseBlocks(owner, lease);
 }
-LeaseId DramTier::Pin(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys) {
-  return impl_->AcquireRead(owner, ns, keys, /*count=*/false).lease_id;
+LeaseGrant DramTier::ExtendRead(OwnerId owner, LeaseId lease, NamespaceId ns,
+                                std::span<const BlockKey> keys) {
+  return impl_->ExtendRead(owner, lease, ns, keys);
 }
 std::vector<bool> DramTier::Present(NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->Present(ns, keys);

@@ -434,22 +434,34 @@ TEST_F(DramTierTest, CommitCanShortenTheReservedLengths) {
   EXPECT_EQ(tier_->Snapshot().namespaces[0].used_bytes, 10 + kPage);
 }
 
-TEST_F(DramTierTest, PinHoldsBlocksWithoutCountingOrUsingThem) {
-  Make(2, 2);
+TEST_F(DramTierTest, ExtendReadTurnsAGetsMissesIntoHitsUnderItsLease) {
+  Make(4, 4);
   Put({0});
+  LeaseGrant r = Read({0, 1, 2});  // 1 and 2 miss
+  ASSERT_NE(r.lease_id, 0u);
   Put({1});
-  const LeaseId pin = tier_->Pin(kBob, kNs, Keys({0, 5}));
-  ASSERT_NE(pin, 0u);
-  EXPECT_EQ(tier_->Pin(kBob, kNs, Keys({5})), 0u);
-  // Pinned, 0 survives; not a use, so LRU order is unchanged otherwise.
-  Put({2});
-  EXPECT_THAT(Cached({0, 1, 2}), ElementsAre(true, false, true));
-  const TierSnapshot s = tier_->Snapshot();
-  EXPECT_EQ(s.counters.hits, 0u);
-  EXPECT_EQ(s.counters.misses, 0u);
-  ASSERT_TRUE(tier_->Release(kBob, pin).ok());
-  Put({3});
-  EXPECT_THAT(Cached({0, 2, 3}), ElementsAre(false, true, true));
+  LeaseGrant more = tier_->ExtendRead(kAlice, r.lease_id, kNs, Keys({1, 2}));
+  EXPECT_EQ(more.lease_id, r.lease_id);
+  EXPECT_THAT(more.codes, ElementsAre(Code::kOk, Code::kNotFound));
+  EXPECT_TRUE(Holds(1, more.slots[0]));
+  TierSnapshot s = tier_->Snapshot();
+  EXPECT_EQ(s.counters.hits, 2u);
+  EXPECT_EQ(s.counters.misses, 1u);  // hits + misses == keys asked for
+  // Both blocks are pinned by the one lease: a full tier cannot evict them.
+  Put({2, 3});
+  LeaseGrant g = tier_->ReservePut(kBob, kNs, Keys({4, 5}), std::vector<uint64_t>{kPage, kPage});
+  EXPECT_THAT(g.codes, ElementsAre(Code::kOk, Code::kOk));
+  EXPECT_THAT(Cached({0, 1}), ElementsAre(true, true));
+  ASSERT_TRUE(tier_->Release(kBob, g.lease_id).ok());
+  ASSERT_TRUE(tier_->Release(kAlice, r.lease_id).ok());
+  // Another owner's lease, or a lease that is gone: nothing.
+  EXPECT_THAT(tier_->ExtendRead(kBob, r.lease_id, kNs, Keys({0})).codes,
+              ElementsAre(Code::kNotFound));
+  // No lease yet: a new one.
+  LeaseGrant fresh = tier_->ExtendRead(kBob, 0, kNs, Keys({0}));
+  EXPECT_NE(fresh.lease_id, 0u);
+  EXPECT_THAT(fresh.codes, ElementsAre(Code::kOk));
+  EXPECT_TRUE(tier_->Release(kBob, fresh.lease_id).ok());
 }
 
 TEST_F(DramTierTest, PutLeaseBlocksOfAnExpiredLeaseIsDeadlineExceeded) {

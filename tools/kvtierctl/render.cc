@@ -122,7 +122,10 @@ json NvmeJson(const proto::NvmeStats& n) {
               {"blocks_recovered", n.blocks_recovered()},
               {"index_rebuilt", n.index_rebuilt()},
               {"startup_ms", n.startup_ms()},
-              {"demotion_queue_bytes", n.demotion_queue_bytes()}};
+              {"demotion_queue_bytes", n.demotion_queue_bytes()},
+              {"prefetch_requests", n.prefetch_requests()},
+              {"prefetch_promoted", n.prefetch_promoted()},
+              {"prefetch_dropped", n.prefetch_dropped()}};
 }
 
 json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
@@ -209,7 +212,9 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
         << "  promotions " << n.promotions() << ", demotions " << n.demotions() << " (dropped "
         << n.demotions_dropped() << ", refused by admission " << n.admission_rejections()
         << ", staged " << Bytes(n.demotion_queue_bytes()) << "), write-through "
-        << n.write_throughs() << ", saved at shutdown " << n.shutdown_saved() << "\n"
+        << n.write_throughs() << ", saved at shutdown " << n.shutdown_saved() << ", prefetch "
+        << n.prefetch_promoted() << " promoted of " << n.prefetch_requests() << " hints ("
+        << n.prefetch_dropped() << " keys dropped)\n"
         << "  flash written " << Bytes(n.flash_bytes_written()) << ", read "
         << Bytes(n.flash_bytes_read()) << ", region evictions " << n.region_evictions()
         << " (reinserted " << n.reinserted_blocks() << ", dropped " << n.evicted_blocks()

@@ -93,6 +93,9 @@ struct ServerConfig {
   // Threads that run requests needing NVMe I/O (promotions, write-through, removes), so that
   // the network threads never block on the device. Default 4.
   uint32_t nvme_threads = 4;
+  // Prefetch hints promote at most this many keys at a time; keys hinted beyond it are
+  // dropped (counted), so hints cannot queue unbounded work. Default 8192.
+  uint32_t nvme_prefetch_max_keys = 8192;
 
   // The index directory after defaulting.
   std::string EffectiveNvmeIndexDir() const;

@@ -118,6 +118,14 @@ struct GetResult {
   proto::Tier tier = proto::TIER_NONE;  // where the daemon found it (TIER_NONE for misses)
 };
 
+// What a prefetch hint found (counts of keys; they add up to the keys sent).
+struct PrefetchResult {
+  uint32_t queued = 0;      // on NVMe: being promoted to DRAM now
+  uint32_t in_dram = 0;     // nothing to do
+  uint32_t not_cached = 0;  // in no tier
+  uint32_t dropped = 0;     // on NVMe, left alone: the daemon's prefetch work is at its bound
+};
+
 // Put's per-block outcomes are absl::Status values: OK (stored now), AlreadyExists (the key was
 // cached already; nothing was sent, which is success), ResourceExhausted (no room even after
 // eviction), DeadlineExceeded (the arena lease expired before the commit; nothing stored).
@@ -184,6 +192,12 @@ class Client {
   // Drops keys from every tier. One status per key: OK (removed) or NotFound.
   absl::StatusOr<std::vector<absl::Status>> Remove(const NamespaceHandle& handle,
                                                    std::span<const BlockKey> keys);
+
+  // A hint that `keys` will be read soon: the daemon starts bringing those on NVMe into DRAM
+  // and answers without waiting for the I/O. Purely a performance hint: a Get is correct
+  // whether or not the promotion has finished.
+  absl::StatusOr<PrefetchResult> Prefetch(const NamespaceHandle& handle,
+                                          std::span<const BlockKey> keys);
 
   // Counters of the daemon: per tier, per namespace and for the server.
   absl::StatusOr<proto::StatsReply> Stats();

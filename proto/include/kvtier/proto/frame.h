@@ -37,8 +37,9 @@ enum class Opcode : uint16_t {
   kRemove = 8,
   kStats = 9,
   kHealth = 10,
+  kPrefetch = 11,
 };
-inline constexpr uint16_t kMaxOpcode = 10;
+inline constexpr uint16_t kMaxOpcode = 11;
 
 // Returns "hello", "lookup", ... or "unknown".
 std::string_view OpcodeName(Opcode op);

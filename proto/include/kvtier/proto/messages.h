@@ -57,6 +57,8 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           RemoveRequest* msg);
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          PrefetchRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           StatsRequest* msg);
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           HealthRequest* msg);

@@ -216,11 +216,14 @@ class DramTier {
   // commits; read them only after the client said it is done (PutCommit).
   absl::StatusOr<PutLeaseBlocks> GetPutLeaseBlocks(OwnerId owner, LeaseId lease);
 
-  // Pins the committed blocks among `keys` under a read lease of `owner` without counting
-  // hits or misses and without making it a use: the daemon holds a get's DRAM blocks this way
-  // while it promotes the get's other blocks from NVMe (which may evict). Returns the lease
-  // (0 when none of the keys is cached); end it with Release.
-  LeaseId Pin(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys);
+  // Adds blocks to a get: pins the committed blocks among `keys` under `owner`'s live read
+  // lease `lease` (or under a new read lease when `lease` is 0), as AcquireRead does, and
+  // counts each block found as a hit that AcquireRead had counted as a miss (the daemon asks
+  // for a get's misses again once it has promoted them from NVMe). codes[i]: kOk or
+  // kNotFound; lease_id: the lease holding them (0 if none). An unknown, expired or foreign
+  // lease, or a put lease: every code is kNotFound.
+  LeaseGrant ExtendRead(OwnerId owner, LeaseId lease, NamespaceId ns,
+                        std::span<const BlockKey> keys);
 
   // present[i] = whether keys[i] is committed in the tier. Counts nothing and is not a use.
   std::vector<bool> Present(NamespaceId ns, std::span<const BlockKey> keys);

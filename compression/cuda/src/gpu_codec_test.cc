@@ -166,7 +166,7 @@ std::vector<Bytes> CheckBatch(const std::vector<Bytes>& inputs, const CodecOptio
 
 TEST(GpuCodecTest, ByteIdenticalToCpuOnAwkwardInputs) {
   for (KvDtype dtype : kAllDtypes) {
-    for (int chunk_log2 : {10, 14, 16}) {
+    for (int chunk_log2 : {10, 12, 14, 16}) {
       const CodecOptions options{.dtype = dtype, .chunk_log2 = chunk_log2};
       absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
       ASSERT_TRUE(codec.ok()) << codec.status();
@@ -191,15 +191,19 @@ TEST(GpuCodecTest, ByteIdenticalOnLargeKvBatches) {
   }
 }
 
-TEST(GpuCodecTest, DamagedFramesAreReportedAndNothingOutsideIsWritten) {
-  const CodecOptions options{.dtype = KvDtype::kBf16, .chunk_log2 = 10};
+// Damaged copies of one frame (bytes flipped, or cut short) decoded as one batch: each must be
+// reported exactly when the CPU decoder reports it, and no decode may write outside its output.
+void CheckDamagedFrames(const CodecOptions& options, int tokens) {
+  SCOPED_TRACE(std::string(KvDtypeName(options.dtype)) + " chunk_log2 " +
+               std::to_string(options.chunk_log2));
   absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
   ASSERT_TRUE(codec.ok());
   testing::KvLikeOptions o;
-  o.tokens = 40;
+  o.dtype = options.dtype;
+  o.tokens = tokens;
   o.heads = 2;
   o.head_dim = 64;
-  Bytes input = testing::GenerateKvLike(o);  // 5120 elements: 5 chunks
+  Bytes input = testing::GenerateKvLike(o);  // tokens * 128 elements
   input.resize(input.size() + 3000, std::byte{0});
   absl::StatusOr<Bytes> frame = Compress(input, options);
   ASSERT_TRUE(frame.ok());
@@ -248,6 +252,12 @@ TEST(GpuCodecTest, DamagedFramesAreReportedAndNothingOutsideIsWritten) {
       ASSERT_EQ(host[t * slot + i], std::byte{0xA5}) << "trial " << t << " wrote past its output";
     }
   }
+}
+
+TEST(GpuCodecTest, DamagedFramesAreReportedAndNothingOutsideIsWritten) {
+  CheckDamagedFrames({.dtype = KvDtype::kBf16, .chunk_log2 = 10}, 40);   // 5 chunks
+  CheckDamagedFrames({.dtype = KvDtype::kBf16, .chunk_log2 = 14}, 300);  // 3 chunks
+  CheckDamagedFrames({.dtype = KvDtype::kFp8E4M3, .chunk_log2 = 12}, 100);
 }
 
 TEST(GpuCodecTest, BadArgumentsAndMismatchedFrames) {

@@ -9,23 +9,38 @@ namespace kvtier::kvz::gpu {
 namespace {
 
 constexpr int kDecodeWarps = 4;
-// Steps per tile: the warp stages 16 x 32 elements' raw bytes and outputs in shared memory, so
-// that global memory sees only wide coalesced accesses while each lane works on its own
-// strided elements.
+// Steps per tile: the warp decodes 16 x 32 symbols into shared memory, then joins them with their
+// raw bytes and writes the 512 elements with wide coalesced stores while each lane works on its
+// own strided symbols.
 constexpr int kTileSteps = 16;
 constexpr int kTileElements = kTileSteps * kLanes;
 
-// Words of each lane's stream kept in flight (cp.async into a per-lane ring in shared memory).
-constexpr int kRing = 8;
+// Each lane's stream is staged in a ring of shared-memory words, refilled once per tile: a tile
+// takes at most 16 lookups of at most 11 bits, i.e. at most 6 words, so keeping 14 words ahead
+// and loading up to 7 per tile (issued at the tile's start, parked at its end) never runs dry.
+constexpr int kRingSlots = 16;
+constexpr uint32_t kRingTarget = 14;
+constexpr int kFetch = 7;
+
+// A lookup-table entry, indexed by the next 11 bits of a lane: bits 0-7 the first symbol, 8-11
+// its code length, 12-15 the bits both codes take, 16-23 the second symbol, bit 24 set when the
+// second code fits in the window too. Bf16 exponent codes are mostly 2-4 bits, so most lookups
+// yield two symbols, halving the lane's dependency chain (lookup, shift), as on the CPU.
+constexpr uint32_t kTwoSymbols = 1u << 24;
 
 struct DecodeShared {
-  uint16_t table[1 << kMaxCodeLength];  // symbol | length << 8, indexed by the next 11 bits
-  uint32_t ring[kRing][kLanes];
-  uint16_t codes[256];
-  uint8_t lengths[256];
-  uint64_t digests[kLanes];
-  uint32_t raw[kTileElements / 4];
-  uint4 out[kTileElements * 2 / 16];
+  uint32_t table[1 << kMaxCodeLength];
+  union {
+    uint32_t ring[kRingSlots][kLanes];  // while decoding: ring[slot][lane], conflict-free
+    struct {
+      uint16_t codes[256];
+      uint8_t lengths[256];
+    } build;                   // while building the table
+    uint64_t digests[kLanes];  // for the chunk check, at the end
+  } u;
+  // The tile's symbols in chunk order (row = step), one spare row for a lane whose last lookup
+  // of the tile yielded the first symbol of the next one.
+  alignas(16) uint8_t sym[(kTileSteps + 1) * kLanes];
 };
 
 __device__ __forceinline__ void Report(const BatchView& b, uint32_t item, int32_t code, int lane) {
@@ -136,7 +151,7 @@ __device__ void DecodeChunk(const BatchView& b, DecodeShared& sm, uint64_t unit,
       return Report(b, item, kErrorDataLoss, lane);
     }
     // Code lengths from the nibbles, with the checks of format.md.
-    for (int s = lane; s < 256; s += kLanes) sm.lengths[s] = 0;
+    for (int s = lane; s < 256; s += kLanes) sm.u.build.lengths[s] = 0;
     __syncwarp();
     const int range = max_symbol - min_symbol + 1;
     const uint8_t* nibbles = body + nibbles_offset;
@@ -149,7 +164,7 @@ __device__ void DecodeChunk(const BatchView& b, DecodeShared& sm, uint64_t unit,
       } else {
         bad |= len > kMaxCodeLength;
         if (len != 0 && len <= kMaxCodeLength) kraft += 1u << (kMaxCodeLength - len);
-        sm.lengths[min_symbol + k] = static_cast<uint8_t>(len);
+        sm.u.build.lengths[min_symbol + k] = static_cast<uint8_t>(len);
       }
     }
     for (uint32_t i = raw_bytes + lane; i < RoundUp4(raw_bytes); i += kLanes) {
@@ -158,112 +173,182 @@ __device__ void DecodeChunk(const BatchView& b, DecodeShared& sm, uint64_t unit,
 #pragma unroll
     for (int d = 16; d >= 1; d /= 2) kraft += __shfl_xor_sync(kFullMask, kraft, d);
     __syncwarp();
-    bad |= kraft != (1u << kMaxCodeLength) || sm.lengths[min_symbol] == 0 ||
-           sm.lengths[max_symbol] == 0;
+    bad |= kraft != (1u << kMaxCodeLength) || sm.u.build.lengths[min_symbol] == 0 ||
+           sm.u.build.lengths[max_symbol] == 0;
     if (AnyBad(bad)) return Report(b, item, kErrorDataLoss, lane);
 
-    // The lookup table: every 11-bit pattern is filled since the code is complete.
-    CanonicalCodesWarp(sm.lengths, sm.codes, lane);
+    // The lookup table: every 11-bit pattern is filled since the code is complete. First the
+    // first symbol of every window (bits 0-11 of an entry)...
+    CanonicalCodesWarp(sm.u.build.lengths, sm.u.build.codes, lane);
     __syncwarp();
     for (int s = min_symbol; s <= max_symbol; ++s) {
-      const int len = sm.lengths[s];
+      const uint32_t len = sm.u.build.lengths[s];
       if (len == 0) continue;
-      const uint16_t e = static_cast<uint16_t>(s | len << 8);
-      const uint32_t code = sm.codes[s];
+      const uint32_t e = static_cast<uint32_t>(s) | len << 8 | len << 12;
+      const uint32_t code = sm.u.build.codes[s];
       for (uint32_t j = lane; j < (1u << (kMaxCodeLength - len)); j += kLanes) {
         sm.table[code | (j << len)] = e;
       }
     }
     __syncwarp();
+    // ...then the second, in place: an entry's bits 0-11 never change, so lanes reading other
+    // entries while they are rewritten see the same first symbol and length.
+    for (uint32_t i = lane; i < (1u << kMaxCodeLength); i += kLanes) {
+      const uint32_t e0 = sm.table[i];
+      const uint32_t l0 = (e0 >> 8) & 0xF;
+      const uint32_t e1 = sm.table[i >> l0];  // the window's remaining bits, zeros above
+      const uint32_t l1 = (e1 >> 8) & 0xF;
+      if (l0 + l1 <= kMaxCodeLength) {
+        sm.table[i] = (e0 & 0xFFF) | (l0 + l1) << 12 | (e1 & 0xFF) << 16 | kTwoSymbols;
+      }
+    }
+    __syncwarp();  // the table is complete; build.* is dead, the ring may be written
 
-    // Lane l decodes its symbols. Its stream arrives through a ring of kRing words filled by
-    // cp.async: refill r consumes slot r % kRing after waiting for that word's copy, then
-    // starts the copy of word r + kRing - 1 into the slot refill r - 1 emptied. Words past the
-    // lane's own are zero-filled, and overrunning them is caught below.
+    // Lane l decodes its `count` symbols from its words through the ring (see kRingSlots):
+    // `fetched` words have been staged and `rd` shifted into the bit buffer hi:lo, which holds
+    // `avail` valid bits and zeros above; `word` is staged word rd and `ahead` word rd + 1, both
+    // read ahead so that a refill does not wait for shared memory. Words past the lane's own read
+    // as zeros, and overrunning them is caught below.
     const uint32_t* lane_words =
         reinterpret_cast<const uint32_t*>(body + lanes_offset) + start_word;
-    const uint32_t* raw32 = reinterpret_cast<const uint32_t*>(body + kHuffmanRawOffset);
     const uint32_t count = LaneSymbols(n, lane);
-#pragma unroll
-    for (int r = 0; r < kRing - 1; ++r) {
-      CpAsync4(&sm.ring[r][lane], lane_words + (r < static_cast<int>(words) ? r : 0),
-               r < static_cast<int>(words));
-      CpAsyncCommit();
-    }
-    uint32_t refills = 0;
-    uint64_t buf = 0;
+    uint32_t fetched = 0;
+    uint32_t rd = 0;
+    uint32_t lo = 0;
+    uint32_t hi = 0;
     uint32_t avail = 0;
-    uint8_t* out_tile = reinterpret_cast<uint8_t*>(sm.out);
-    // The raw bytes of the next tile are loaded into registers while this tile decodes.
-    constexpr int kRawWordsPerLane = kTileElements / 4 / kLanes;
-    uint32_t raw_next[kRawWordsPerLane];
-    auto load_raw = [&](uint32_t tile_first) {
-      const uint32_t tile_words =
-          (min(static_cast<uint32_t>(kTileElements), n - tile_first) + 3) / 4;
+    {
+      uint32_t first[kRingTarget];
 #pragma unroll
-      for (int u = 0; u < kRawWordsPerLane; ++u) {
-        const uint32_t w = lane + u * kLanes;
-        // The last word may run into the raw plane's zero padding, still inside the body.
-        raw_next[u] = w < tile_words ? __ldg(raw32 + tile_first / 4 + w) : 0u;
+      for (uint32_t u = 0; u < kRingTarget; ++u) {
+        first[u] = u < words ? __ldg(lane_words + u) : 0u;
       }
-    };
-    auto park_raw = [&]() {
 #pragma unroll
-      for (int u = 0; u < kRawWordsPerLane; ++u) sm.raw[lane + u * kLanes] = raw_next[u];
-    };
-    if constexpr (kElementBytes == 2) {
-      load_raw(0);
-      park_raw();
+      for (uint32_t u = 0; u < kRingTarget; ++u) sm.u.ring[u][lane] = first[u];
+      fetched = min(kRingTarget, words);
     }
-    for (uint32_t k0 = 0; k0 * kLanes < n; k0 += kTileSteps) {
-      const uint32_t tile_first = k0 * kLanes;
+    uint32_t word = words > 0 ? sm.u.ring[0][lane] : 0u;
+    uint32_t ahead = sm.u.ring[1][lane];
+    // A lookup takes every symbol its entry holds; only a lane's last lookup can take one too
+    // many (a second code read from the fill bits), whose bits are then given back here.
+    uint32_t e = 0;
+    uint32_t overshoot_bits = 0;
+    // Raw bytes of this lane's 16 elements of the tile (16-bit dtypes), loaded at the tile's
+    // start and joined with the symbols at its end.
+    const uint32_t* raw32 = reinterpret_cast<const uint32_t*>(body + kHuffmanRawOffset);
+    const uint32_t raw_words = static_cast<uint32_t>(RoundUp4(raw_bytes) / 4);
+    uint32_t have = 0;  // symbols of the current tile already in sm.sym (a carried one)
+    __syncwarp();
+    for (uint32_t tile_first = 0; tile_first < n; tile_first += kTileElements) {
       const uint32_t tile_n = min(static_cast<uint32_t>(kTileElements), n - tile_first);
-      const bool more = tile_first + kTileElements < n;
-      if constexpr (kElementBytes == 2) {
-        if (more) load_raw(tile_first + kTileElements);
+      const uint32_t k0 = tile_first / kLanes;
+      const uint32_t steps = count > k0 ? min(static_cast<uint32_t>(kTileSteps), count - k0) : 0;
+      // Stage the next words of the stream (parked in the ring once this tile is decoded).
+      const uint32_t staged = fetched > rd ? fetched - rd : 0;
+      const uint32_t want =
+          min(min(kRingTarget > staged ? kRingTarget - staged : 0u, static_cast<uint32_t>(kFetch)),
+              words - fetched);
+      uint32_t next[kFetch];
+#pragma unroll
+      for (int u = 0; u < kFetch; ++u) {
+        next[u] = u < static_cast<int>(want) ? __ldg(lane_words + fetched + u) : 0u;
       }
-      __syncwarp();  // the raw tile is parked
-#pragma unroll 4
-      for (int j = 0; j < kTileSteps; ++j) {
-        if (k0 + j >= count) break;
-        if (avail < kMaxCodeLength) {
-          CpAsyncWait<kRing - 2>();
-          const uint32_t slot = refills % kRing;
-          buf |= uint64_t{sm.ring[slot][lane]} << avail;
-          avail += 32;
-          const uint32_t ahead = refills + kRing - 1;
-          CpAsync4(&sm.ring[(slot + kRing - 1) % kRing][lane],
-                   lane_words + (ahead < words ? ahead : 0), ahead < words);
-          CpAsyncCommit();
-          ++refills;
+      uint32_t raw[4] = {0, 0, 0, 0};
+      if constexpr (kElementBytes == 2) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t w = (tile_first + 16 * lane) / 4 + j;
+          // The last word may run into the raw plane's zero padding, still inside the body.
+          if (w < raw_words) raw[j] = __ldg(raw32 + w);
         }
-        const uint16_t e = sm.table[buf & ((1u << kMaxCodeLength) - 1)];
-        const uint32_t len = e >> 8;
-        buf >>= len;
-        avail -= len;
-        const int t = j * kLanes + lane;
+      }
+
+      while (have < steps) {
+        // Refill, without a branch: lanes need it at different steps, so a branch would run
+        // for almost every step anyway.
+        const bool need = avail < kMaxCodeLength;
+        lo |= need ? word << avail : 0u;
+        hi |= need ? __funnelshift_l(word, 0u, avail) : 0u;
+        avail += need ? 32u : 0u;
+        rd += need ? 1u : 0u;
+        word = need ? (rd < words ? ahead : 0u) : word;
+        // Staged word rd + 1, loaded here and used at a later refill (at least two lookups
+        // later), so that its latency is off the lane's dependency chain.
+        ahead = sm.u.ring[(rd + 1) % kRingSlots][lane];
+        e = sm.table[lo & ((1u << kMaxCodeLength) - 1)];
+        const uint32_t bits = (e >> 12) & 0xF;
+        // The second symbol is always stored; when there is none, the next lookup overwrites
+        // it or it lies past the lane's symbols of this tile and is ignored.
+        sm.sym[have * kLanes + lane] = static_cast<uint8_t>(e);
+        sm.sym[(have + 1) * kLanes + lane] = static_cast<uint8_t>(e >> 16);
+        lo = __funnelshift_r(lo, hi, bits);
+        hi >>= bits;
+        avail -= bits;
+        have += 1 + (e >> 24);
+      }
+      const bool last_tile = steps > 0 && k0 + steps == count;
+      if (last_tile && have > steps) overshoot_bits = ((e >> 12) & 0xF) - ((e >> 8) & 0xF);
+#pragma unroll
+      for (int u = 0; u < kFetch; ++u) {
+        if (u < static_cast<int>(want)) sm.u.ring[(fetched + u) % kRingSlots][lane] = next[u];
+      }
+      fetched += want;
+      // `ahead` may have been read before its word was parked just now (a tile takes at most
+      // six words, so it was not needed in this tile); read it again.
+      ahead = sm.u.ring[(rd + 1) % kRingSlots][lane];
+      __syncwarp();  // the tile's symbols are complete
+
+      // Lane l joins elements 16l..16l+15 of the tile and stores them.
+      const uint32_t base = 16 * lane;
+      if (base < tile_n) {
+        const uint4 sv = *reinterpret_cast<const uint4*>(sm.sym + base);
+        const uint32_t sw[4] = {sv.x, sv.y, sv.z, sv.w};
         if constexpr (kElementBytes == 2) {
-          const uint8_t r = reinterpret_cast<const uint8_t*>(sm.raw)[t];
-          reinterpret_cast<uint16_t*>(out_tile)[t] = Join16(static_cast<uint8_t>(e), r);
+          uint32_t o[8];
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+              // Two elements: symbols and raw bytes spread to the low byte of each half.
+              const uint32_t sel = h == 0 ? 0x4140 : 0x4342;
+              const uint32_t s2 = __byte_perm(sw[j], 0, sel);
+              const uint32_t r2 = __byte_perm(raw[j], 0, sel);
+              o[2 * j + h] =
+                  (r2 & 0x007F007Fu) | ((s2 << 7) & 0x7F807F80u) | ((r2 & 0x00800080u) << 8);
+            }
+          }
+          uint8_t* dst = out + uint64_t{tile_first + base} * 2;
+          if (base + 16 <= tile_n) {
+            reinterpret_cast<uint4*>(dst)[0] = make_uint4(o[0], o[1], o[2], o[3]);
+            reinterpret_cast<uint4*>(dst)[1] = make_uint4(o[4], o[5], o[6], o[7]);
+          } else {
+            uint16_t* dst16 = reinterpret_cast<uint16_t*>(dst);
+#pragma unroll
+            for (uint32_t j = 0; j < 16; ++j) {
+              if (base + j < tile_n) dst16[j] = static_cast<uint16_t>(o[j / 2] >> (16 * (j % 2)));
+            }
+          }
         } else {
-          out_tile[t] = static_cast<uint8_t>(e);
+          uint8_t* dst = out + tile_first + base;
+          if (base + 16 <= tile_n) {
+            *reinterpret_cast<uint4*>(dst) = sv;
+          } else {
+#pragma unroll
+            for (uint32_t j = 0; j < 16; ++j) {
+              if (base + j < tile_n) dst[j] = static_cast<uint8_t>(sw[j / 4] >> (8 * (j % 4)));
+            }
+          }
         }
       }
-      __syncwarp();
-      // The tile's elements to global memory: 16-byte stores, then the ragged end if any.
-      const uint32_t tile_bytes = tile_n * kElementBytes;
-      uint4* dst = reinterpret_cast<uint4*>(out + uint64_t{tile_first} * kElementBytes);
-      for (uint32_t v = lane; v < tile_bytes / 16; v += kLanes) dst[v] = sm.out[v];
-      for (uint32_t i = (tile_bytes & ~15u) + lane; i < tile_bytes; i += kLanes) {
-        out[uint64_t{tile_first} * kElementBytes + i] = out_tile[i];
-      }
-      __syncwarp();  // sm.out and sm.raw are free again
-      if constexpr (kElementBytes == 2) {
-        if (more) park_raw();
+      __syncwarp();  // sm.sym is read; a carried symbol moves to row 0
+      if (have > steps && !last_tile) {
+        sm.sym[lane] = sm.sym[kTileSteps * kLanes + lane];
+        have = 1;
+      } else {
+        have = 0;
       }
     }
-    CpAsyncWaitAll();  // no copy may land after the warp has moved on
-    const uint32_t consumed = 32 * refills - avail;
+    const uint32_t consumed = 32 * rd - avail - overshoot_bits;
     bad = (consumed + 31) / 32 != words;
     if (!bad && consumed % 32 != 0) bad = (__ldg(lane_words + words - 1) >> (consumed % 32)) != 0;
     if (AnyBad(bad)) return Report(b, item, kErrorDataLoss, lane);
@@ -272,13 +357,13 @@ __device__ void DecodeChunk(const BatchView& b, DecodeShared& sm, uint64_t unit,
   }
 
   __syncwarp();  // the chunk's elements, written by all lanes, are read back for the check
-  const uint32_t check = ChunkCheckWarp<DeviceLoads>(
-      out, bytes, (chunk_elements * kElementBytes) / kLanes, c, sm.digests, lane);
+  const uint32_t check = ChunkCheckWarp<false>(
+      out, bytes, (chunk_elements * kElementBytes) / kLanes, c, sm.u.digests, lane);
   if (check != expected_check) Report(b, item, kErrorDataLoss, lane);
 }
 
 template <int kElementBytes>
-__global__ void __launch_bounds__(kDecodeWarps* kLanes) DecodeKernel(BatchView b) {
+__global__ void __launch_bounds__(kDecodeWarps* kLanes, 5) DecodeKernel(BatchView b) {
   __shared__ DecodeShared sm[kDecodeWarps];
   const int warp = threadIdx.x / kLanes;
   const uint64_t unit = uint64_t{blockIdx.x} * kDecodeWarps + warp;

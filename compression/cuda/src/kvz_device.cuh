@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "format.h"
 #include "huffman.h"
@@ -37,13 +38,11 @@ struct ReadOnlyLoads {
   __device__ static uint8_t Load8(const uint8_t* p) { return __ldg(p); }
 };
 
-// Asynchronous 4-byte copy from global to shared memory (sm_80+), zero-filled when !valid, so
-// that a lane can keep several words of its stream in flight without holding registers.
-__device__ __forceinline__ void CpAsync4(uint32_t* smem, const uint32_t* gmem, bool valid) {
+// Asynchronous 16-byte copy from global to shared memory (sm_80+), cached in L2 only: the
+// encoder stages the tiles it will need next without holding registers.
+__device__ __forceinline__ void CpAsync16(void* smem, const void* gmem) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem),
-               "r"(valid ? 4 : 0)
-               : "memory");
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
 }
 __device__ __forceinline__ void CpAsyncCommit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -51,9 +50,6 @@ __device__ __forceinline__ void CpAsyncCommit() {
 template <int kPending>
 __device__ __forceinline__ void CpAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-__device__ __forceinline__ void CpAsyncWaitAll() {
-  asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
 __device__ __forceinline__ uint64_t Min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
@@ -93,15 +89,112 @@ __device__ __forceinline__ uint8_t CodedOf(uint32_t x) {
   }
 }
 
-// Each lane hashes its slice of the chunk's original bytes; lane 0 returns the chunk check.
-// `digests` is 32 u64 of shared memory owned by the warp.
-template <typename Loads>
-__device__ __forceinline__ uint32_t ChunkCheckWarp(const uint8_t* data, uint64_t bytes,
-                                                   uint64_t slice_bytes, uint64_t chunk_index,
+template <bool kReadOnly>
+__device__ __forceinline__ uint4 Load16(const uint4* p) {
+  if constexpr (kReadOnly) {
+    return __ldg(p);
+  } else {
+    return *p;
+  }
+}
+
+__device__ __forceinline__ uint64_t Lo64(uint4 v) { return v.x | uint64_t{v.y} << 32; }
+__device__ __forceinline__ uint64_t Hi64(uint4 v) { return v.z | uint64_t{v.w} << 32; }
+
+// XXH64 (the same function as Xxh64With in xxh64.h) of `len` bytes at `p`, which is 16-byte
+// aligned. The whole 32-byte stripes are read as 16-byte vectors, double-buffered eight at a
+// time, so that a lane hashing its own slice rarely waits for memory (one load per stripe in
+// order would wait once per 32 bytes); on_vector(v) sees each of those vectors in order, so that a
+// caller can count symbols in the same pass. The last len % 32 bytes are the caller's to count.
+template <bool kReadOnly, typename OnVector>
+__device__ __forceinline__ uint64_t Xxh64Vectors(const uint8_t* p, uint32_t len, uint64_t seed,
+                                                 OnVector&& on_vector) {
+  using Loads = std::conditional_t<kReadOnly, ReadOnlyLoads, DeviceLoads>;
+  const uint4* q = reinterpret_cast<const uint4*>(p);
+  const uint32_t stripes = len / 32;
+  uint64_t h;
+  if (stripes > 0) {
+    uint64_t v1 = seed + kXxPrime1 + kXxPrime2;
+    uint64_t v2 = seed + kXxPrime2;
+    uint64_t v3 = seed;
+    uint64_t v4 = seed - kXxPrime1;
+    uint32_t s = 0;
+    // Double-buffered: the next four stripes are in flight while these four are hashed.
+    uint4 a[8];
+    if (stripes >= 4) {
+#pragma unroll
+      for (int u = 0; u < 8; ++u) a[u] = Load16<kReadOnly>(q + u);
+    }
+    for (; s + 4 <= stripes; s += 4) {
+      uint4 b[8];
+      const bool more = s + 8 <= stripes;
+      if (more) {
+#pragma unroll
+        for (int u = 0; u < 8; ++u) b[u] = Load16<kReadOnly>(q + 2 * (s + 4) + u);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        v1 = XxRound(v1, Lo64(a[2 * u]));
+        v2 = XxRound(v2, Hi64(a[2 * u]));
+        v3 = XxRound(v3, Lo64(a[2 * u + 1]));
+        v4 = XxRound(v4, Hi64(a[2 * u + 1]));
+        on_vector(a[2 * u]);
+        on_vector(a[2 * u + 1]);
+      }
+      if (more) {
+#pragma unroll
+        for (int u = 0; u < 8; ++u) a[u] = b[u];
+      }
+    }
+    for (; s < stripes; ++s) {
+      const uint4 a0 = Load16<kReadOnly>(q + 2 * s);
+      const uint4 a1 = Load16<kReadOnly>(q + 2 * s + 1);
+      v1 = XxRound(v1, Lo64(a0));
+      v2 = XxRound(v2, Hi64(a0));
+      v3 = XxRound(v3, Lo64(a1));
+      v4 = XxRound(v4, Hi64(a1));
+      on_vector(a0);
+      on_vector(a1);
+    }
+    h = XxRotl(v1, 1) + XxRotl(v2, 7) + XxRotl(v3, 12) + XxRotl(v4, 18);
+    h = XxMerge(h, v1);
+    h = XxMerge(h, v2);
+    h = XxMerge(h, v3);
+    h = XxMerge(h, v4);
+  } else {
+    h = seed + kXxPrime5;
+  }
+  h += static_cast<uint64_t>(len);
+  const uint8_t* t = p + 32 * stripes;
+  const uint8_t* const end = p + len;
+  while (t + 8 <= end) {
+    h ^= XxRound(0, Loads::Load64(t));
+    h = XxRotl(h, 27) * kXxPrime1 + kXxPrime4;
+    t += 8;
+  }
+  if (t + 4 <= end) {
+    h ^= static_cast<uint64_t>(Loads::Load32(t)) * kXxPrime1;
+    h = XxRotl(h, 23) * kXxPrime2 + kXxPrime3;
+    t += 4;
+  }
+  while (t < end) {
+    h ^= static_cast<uint64_t>(Loads::Load8(t)) * kXxPrime5;
+    h = XxRotl(h, 11) * kXxPrime1;
+    ++t;
+  }
+  h ^= h >> 33;
+  h *= kXxPrime2;
+  h ^= h >> 29;
+  h *= kXxPrime3;
+  h ^= h >> 32;
+  return h;
+}
+
+// The chunk check from each lane's slice digest; every lane returns it. `digests` is 32 u64 of
+// shared memory owned by the warp.
+__device__ __forceinline__ uint32_t CombineDigests(uint64_t digest, uint64_t chunk_index,
                                                    uint64_t* digests, int lane) {
-  const uint64_t begin = Min64(lane * slice_bytes, bytes);
-  const uint64_t end = Min64((lane + 1) * slice_bytes, bytes);
-  digests[lane] = Xxh64With<Loads>(data + begin, end - begin, 0);
+  digests[lane] = digest;
   __syncwarp();
   uint32_t check = 0;
   if (lane == 0) {
@@ -110,6 +203,26 @@ __device__ __forceinline__ uint32_t ChunkCheckWarp(const uint8_t* data, uint64_t
   }
   __syncwarp();
   return __shfl_sync(kFullMask, check, 0);
+}
+
+// The byte range [begin, end) of lane `lane`'s checksum slice in a chunk of `bytes` bytes.
+__device__ __forceinline__ void SliceOf(uint64_t bytes, uint64_t slice_bytes, int lane,
+                                        uint64_t* begin, uint64_t* end) {
+  *begin = Min64(lane * slice_bytes, bytes);
+  *end = Min64((lane + 1) * slice_bytes, bytes);
+}
+
+// Each lane hashes its slice of the chunk's original bytes (16-byte aligned: slices are
+// multiples of 32 bytes from a 16-byte aligned chunk); every lane returns the chunk check.
+template <bool kReadOnly>
+__device__ __forceinline__ uint32_t ChunkCheckWarp(const uint8_t* data, uint64_t bytes,
+                                                   uint64_t slice_bytes, uint64_t chunk_index,
+                                                   uint64_t* digests, int lane) {
+  uint64_t begin, end;
+  SliceOf(bytes, slice_bytes, lane, &begin, &end);
+  const uint64_t digest =
+      Xxh64Vectors<kReadOnly>(data + begin, static_cast<uint32_t>(end - begin), 0, [](uint4) {});
+  return CombineDigests(digest, chunk_index, digests, lane);
 }
 
 // Canonical codes (bit-reversed, as CanonicalCodes in huffman.h computes them on one thread)

@@ -45,39 +45,36 @@ __device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
   const uint64_t bytes = uint64_t{n} * kElementBytes;
   ChunkPlan& plan = b.plans[unit];
 
-  // Histogram: 16-byte coalesced loads, each lane counting into its own column.
+  // One pass over the input: lane l reads its checksum slice (docs/format.md) with 16-byte
+  // loads, hashes it and counts its symbols into its own histogram column (no atomics, no bank
+  // conflicts), so the input is read once here and its latency is overlapped eight loads deep.
   uint32_t* hist32 = reinterpret_cast<uint32_t*>(sm.hist);
   for (int i = lane; i < 256 * kLanes / 2; i += kLanes) hist32[i] = 0;
   __syncwarp();
   const uint32_t vectors = static_cast<uint32_t>(bytes / 16);
   const uint4* in16 = reinterpret_cast<const uint4*>(in);
-  // Four vectors per lane in flight before any is counted.
-  for (uint32_t v0 = lane; v0 < vectors; v0 += 4 * kLanes) {
-    uint4 q[4];
+  uint64_t slice_begin, slice_end;
+  SliceOf(bytes, (chunk_elements * kElementBytes) / kLanes, lane, &slice_begin, &slice_end);
+  const uint32_t slice_len = static_cast<uint32_t>(slice_end - slice_begin);
+  const uint64_t digest = Xxh64Vectors<true>(in + slice_begin, slice_len, 0, [&](uint4 q) {
+    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const uint32_t v = v0 + u * kLanes;
-      q[u] = v < vectors ? __ldg(in16 + v) : make_uint4(0, 0, 0, 0);
-    }
+    for (int k = 0; k < 4; ++k) {
+      if constexpr (kElementBytes == 2) {
+        ++sm.hist[CodedByte16(static_cast<uint16_t>(w[k])) * kLanes + lane];
+        ++sm.hist[CodedByte16(static_cast<uint16_t>(w[k] >> 16)) * kLanes + lane];
+      } else {
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      if (v0 + u * kLanes >= vectors) break;
-      const uint32_t w[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        if constexpr (kElementBytes == 2) {
-          ++sm.hist[CodedByte16(static_cast<uint16_t>(w[k])) * kLanes + lane];
-          ++sm.hist[CodedByte16(static_cast<uint16_t>(w[k] >> 16)) * kLanes + lane];
-        } else {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) ++sm.hist[((w[k] >> (8 * j)) & 0xFF) * kLanes + lane];
-        }
+        for (int j = 0; j < 4; ++j) ++sm.hist[((w[k] >> (8 * j)) & 0xFF) * kLanes + lane];
       }
     }
-  }
-  for (uint32_t i = static_cast<uint32_t>(vectors * 16 / kElementBytes) + lane; i < n;
-       i += kLanes) {
-    ++sm.hist[CodedOf<kElementBytes>(LoadElement<kElementBytes>(in, i)) * kLanes + lane];
+  });
+  // The slice's last len % 32 bytes (whole elements: slices start at multiples of 32 bytes).
+  for (uint64_t i = (slice_begin + slice_len / 32 * 32) / kElementBytes;
+       i < slice_end / kElementBytes; ++i) {
+    ++sm.hist[CodedOf<kElementBytes>(LoadElement<kElementBytes>(in, static_cast<uint32_t>(i))) *
+                  kLanes +
+              lane];
   }
   __syncwarp();
   // Lane l sums symbols l, l + 32, ...; the rotation spreads the lanes over the banks.
@@ -94,8 +91,7 @@ __device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
   }
   __syncwarp();  // the histogram's memory is reused below
 
-  const uint32_t check = ChunkCheckWarp<ReadOnlyLoads>(
-      in, bytes, (chunk_elements * kElementBytes) / kLanes, c, sm.digests, lane);
+  const uint32_t check = CombineDigests(digest, c, sm.digests, lane);
 
   // Present symbols, their range, and their sort keys (order fixed by the sort below).
   int present = 0;
@@ -145,29 +141,42 @@ __device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
     // sums those lanes' bits in registers and the warp then regroups them.
     constexpr int kPerVector = 16 / kElementBytes;
     uint32_t part[kPerVector] = {};
-    for (uint32_t v0 = lane; v0 < vectors; v0 += 4 * kLanes) {
-      uint4 q[4];
+    auto add_bits = [&](uint4 q) {
+      const uint32_t w[4] = {q.x, q.y, q.z, q.w};
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        const uint32_t v = v0 + u * kLanes;
-        q[u] = v < vectors ? __ldg(in16 + v) : make_uint4(0, 0, 0, 0);
-      }
+      for (int k = 0; k < 4; ++k) {
+        if constexpr (kElementBytes == 2) {
+          part[2 * k] += sm.t.lengths[CodedByte16(static_cast<uint16_t>(w[k]))];
+          part[2 * k + 1] += sm.t.lengths[CodedByte16(static_cast<uint16_t>(w[k] >> 16))];
+        } else {
 #pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        if (v0 + u * kLanes >= vectors) break;
-        const uint32_t w[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          if constexpr (kElementBytes == 2) {
-            part[2 * k] += sm.t.lengths[CodedByte16(static_cast<uint16_t>(w[k]))];
-            part[2 * k + 1] += sm.t.lengths[CodedByte16(static_cast<uint16_t>(w[k] >> 16))];
-          } else {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-              part[4 * k + j] += sm.t.lengths[(w[k] >> (8 * j)) & 0xFF];
-            }
-          }
+          for (int j = 0; j < 4; ++j) part[4 * k + j] += sm.t.lengths[(w[k] >> (8 * j)) & 0xFF];
         }
+      }
+    };
+    // Eight vectors per lane in flight, double-buffered: the chunk is read again here (from L2
+    // when it is still there), and its latency would otherwise be paid once per batch.
+    constexpr int kBatch = 8;
+    uint4 q[kBatch];
+    auto load_batch = [&](uint32_t v0, uint4* dst) {
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const uint32_t v = v0 + u * kLanes;
+        dst[u] = v < vectors ? __ldg(in16 + v) : make_uint4(0, 0, 0, 0);
+      }
+    };
+    load_batch(lane, q);
+    for (uint32_t v0 = lane; v0 < vectors; v0 += kBatch * kLanes) {
+      uint4 next[kBatch];
+      const bool more = v0 + kBatch * kLanes < vectors;
+      if (more) load_batch(v0 + kBatch * kLanes, next);
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        if (v0 + u * kLanes < vectors) add_bits(q[u]);
+      }
+      if (more) {
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) q[u] = next[u];
       }
     }
     // Threads t and t' read vectors of the same lanes when t = t' (mod 32 / kPerVector).
@@ -246,18 +255,24 @@ __global__ void __launch_bounds__(kScanThreads) ScanKernel(BatchView b) {
   }
 }
 
-// Steps per tile of the write kernel: the warp loads 16 x 32 elements with 16-byte loads into
-// shared memory, each lane then takes its strided elements from there, and the raw bytes go
-// back out with 4-byte stores.
+// Steps per tile of the write kernel: the warp stages 16 x 32 elements in shared memory with
+// 16-byte asynchronous copies, two tiles ahead, writes their raw bytes straight out (coalesced
+// 4-byte stores) and parks each element's code in shared memory, from where each lane takes its
+// strided elements' codes.
 constexpr int kTileSteps = 16;
 constexpr int kTileElements = kTileSteps * kLanes;
+constexpr int kStages = 3;
 
 struct WriteShared {
   uint32_t entries[256];  // code | length << 16
   uint16_t codes[256];
   uint8_t lengths[256];
-  uint4 in[kTileElements * 2 / 16];
-  uint32_t raw[kTileElements / 4];
+  uint32_t tile[kTileElements];                  // the entry of each element of the tile
+  uint4 stage[kStages][kTileElements * 2 / 16];  // input tiles t, t+1, t+2 (16-bit elements)
+  // Words each lane completes in a tile (at most 6: 16 codes of at most 11 bits after fewer
+  // than 32 pending bits), written to global memory after the tile: a store straight from the
+  // bit accumulator would stall its next update until the store has read the register.
+  uint32_t words_out[8][kLanes];
 };
 
 // One warp per chunk: writes the body the plan chose.
@@ -342,74 +357,113 @@ __device__ void WriteChunk(const BatchView& b, WriteShared& sm, uint64_t unit, i
   uint64_t acc = 0;
   uint32_t pending = 0;
   uint32_t w = 0;
-  const uint8_t* tile = reinterpret_cast<const uint8_t*>(sm.in);
-  uint8_t* raw_tile = reinterpret_cast<uint8_t*>(sm.raw);
-  // Software pipelining: the next tile's input is loaded into registers while this tile is
-  // encoded, and parked in shared memory once the tile is done.
+  // Software pipelining: tile t+2's input is copied into shared memory while tile t is encoded;
+  // parking a tile writes its raw bytes out and its entries into sm.tile.
   constexpr int kVectorsPerLane = kTileElements * kElementBytes / 16 / kLanes;
-  uint4 next[kVectorsPerLane];
-  auto load_tile = [&](uint32_t tile_first) {
-    const uint32_t tile_bytes =
-        min(static_cast<uint32_t>(kTileElements), n - tile_first) * kElementBytes;
-    const uint4* src = reinterpret_cast<const uint4*>(in + uint64_t{tile_first} * kElementBytes);
+  constexpr int kPerVector = 16 / kElementBytes;
+  auto stage_tile = [&](uint32_t tile_first) {
+    if (tile_first < n) {
+      const uint32_t whole = min(static_cast<uint32_t>(kTileElements), n - tile_first) / kPerVector;
+      const uint4* src = reinterpret_cast<const uint4*>(in + uint64_t{tile_first} * kElementBytes);
+      uint4* dst = sm.stage[(tile_first / kTileElements) % kStages];
+#pragma unroll
+      for (int u = 0; u < kVectorsPerLane; ++u) {
+        const uint32_t v = lane + u * kLanes;
+        if (v < whole) CpAsync16(dst + v, src + v);
+      }
+    }
+    CpAsyncCommit();  // one group per tile, empty past the end, so that waits count tiles
+  };
+  auto park_tile = [&](uint32_t tile_first) {
+    const uint32_t tile_n = min(static_cast<uint32_t>(kTileElements), n - tile_first);
+    const uint32_t whole = tile_n / kPerVector;  // vectors of the tile staged by stage_tile
+    const uint4* staged = sm.stage[(tile_first / kTileElements) % kStages];
 #pragma unroll
     for (int u = 0; u < kVectorsPerLane; ++u) {
       const uint32_t v = lane + u * kLanes;
-      next[u] = v < tile_bytes / 16 ? __ldg(src + v) : make_uint4(0, 0, 0, 0);
-    }
-  };
-  auto park_tile = [&](uint32_t tile_first) {
-    const uint32_t tile_bytes =
-        min(static_cast<uint32_t>(kTileElements), n - tile_first) * kElementBytes;
+      if (v >= whole) continue;
+      const uint4 q = staged[v];
+      const uint32_t x[4] = {q.x, q.y, q.z, q.w};
+      if constexpr (kElementBytes == 2) {
+        uint32_t r[2];
 #pragma unroll
-    for (int u = 0; u < kVectorsPerLane; ++u) sm.in[lane + u * kLanes] = next[u];
+        for (int k = 0; k < 4; ++k) {
+          const uint32_t lo = x[k] & 0xFFFF;
+          const uint32_t hi = x[k] >> 16;
+          sm.tile[kPerVector * v + 2 * k] = sm.entries[CodedByte16(static_cast<uint16_t>(lo))];
+          sm.tile[kPerVector * v + 2 * k + 1] = sm.entries[CodedByte16(static_cast<uint16_t>(hi))];
+          // Raw bytes of the two elements: sign | low 7 mantissa bits, i.e. bytes 0 and 2 of
+          // the word with bit 7 replaced by the element's bit 15.
+          const uint32_t two = (x[k] & 0x007F007Fu) | ((x[k] >> 8) & 0x00800080u);
+          const uint32_t packed = __byte_perm(two, 0, 0x4420);  // bytes 0, 2 -> low half
+          if (k % 2 == 0) {
+            r[k / 2] = packed;
+          } else {
+            r[k / 2] |= packed << 16;
+          }
+        }
+        uint32_t* raw32 = reinterpret_cast<uint32_t*>(raw + tile_first + kPerVector * v);
+        raw32[0] = r[0];
+        raw32[1] = r[1];
+      } else {
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            sm.tile[kPerVector * v + 4 * k + j] = sm.entries[(x[k] >> (8 * j)) & 0xFF];
+          }
+        }
+      }
+    }
+    // Elements after the last whole vector (the end of a frame only).
     const uint8_t* src = in + uint64_t{tile_first} * kElementBytes;
-    for (uint32_t i = (tile_bytes & ~15u) + lane; i < tile_bytes; i += kLanes) {
-      reinterpret_cast<uint8_t*>(sm.in)[i] = __ldg(src + i);
+    for (uint32_t i = whole * kPerVector + lane; i < tile_n; i += kLanes) {
+      const uint32_t x = LoadElement<kElementBytes>(src, i);
+      sm.tile[i] = sm.entries[CodedOf<kElementBytes>(x)];
+      if constexpr (kElementBytes == 2) raw[tile_first + i] = RawByte16(static_cast<uint16_t>(x));
     }
   };
-  load_tile(0);
-  __syncwarp();  // entries are complete
-  park_tile(0);
+  stage_tile(0);
+  stage_tile(kTileElements);
   for (uint32_t tile_first = 0; tile_first < n; tile_first += kTileElements) {
     const uint32_t tile_n = min(static_cast<uint32_t>(kTileElements), n - tile_first);
-    const bool more = tile_first + kTileElements < n;
-    if (more) load_tile(tile_first + kTileElements);
-    __syncwarp();  // the tile is parked
-#pragma unroll 4
-    for (uint32_t t = lane; t < tile_n; t += kLanes) {
-      uint32_t x;
-      if constexpr (kElementBytes == 2) {
-        x = reinterpret_cast<const uint16_t*>(tile)[t];
-        raw_tile[t] = RawByte16(static_cast<uint16_t>(x));
-      } else {
-        x = tile[t];
+    stage_tile(tile_first + 2 * kTileElements);
+    CpAsyncWait<2>();  // this lane's copies of this tile have landed...
+    __syncwarp();      // ...and everyone's; entries and the previous tile's codes are done
+    park_tile(tile_first);
+    __syncwarp();       // the tile is parked
+    uint32_t done = 0;  // words completed in this tile
+    for (uint32_t t0 = 0; t0 < tile_n; t0 += 4 * kLanes) {
+      // Four steps' entries loaded at once (an entry of 0 past the tile adds nothing).
+      uint32_t entry[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const uint32_t t = t0 + u * kLanes + lane;
+        entry[u] = t < tile_n ? sm.tile[t] : 0u;
       }
-      const uint32_t entry = sm.entries[CodedOf<kElementBytes>(x)];
-      acc |= uint64_t{entry & 0xFFFF} << pending;
-      pending += entry >> 16;
-      if (pending >= 32) {
-        out[w++] = static_cast<uint32_t>(acc);
-        acc >>= 32;
-        pending -= 32;
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        acc |= uint64_t{entry[u] & 0xFFFF} << pending;
+        pending += entry[u] >> 16;
+        if (pending >= 32) {
+          sm.words_out[done++][lane] = static_cast<uint32_t>(acc);
+          acc >>= 32;
+          pending -= 32;
+        }
       }
     }
-    __syncwarp();  // the tile and its raw bytes are complete
-    if constexpr (kElementBytes == 2) {
-      uint32_t* raw32 = reinterpret_cast<uint32_t*>(raw + tile_first);
-      for (uint32_t v = lane; v < tile_n / 4; v += kLanes) raw32[v] = sm.raw[v];
-      for (uint32_t i = (tile_n & ~3u) + lane; i < tile_n; i += kLanes) {
-        raw[tile_first + i] = raw_tile[i];
-      }
-      __syncwarp();  // the raw tile is written out before the next tile overwrites it
+#pragma unroll
+    for (uint32_t u = 0; u < 8; ++u) {
+      if (u < done) out[w + u] = sm.words_out[u][lane];
     }
-    if (more) park_tile(tile_first + kTileElements);
+    w += done;
+    __syncwarp();  // the tile's codes and staged input are consumed
   }
   if (pending > 0) out[w] = static_cast<uint32_t>(acc);
 }
 
 template <int kElementBytes>
-__global__ void __launch_bounds__(kWriteWarps* kLanes) WriteKernel(BatchView b) {
+__global__ void __launch_bounds__(kWriteWarps* kLanes, 4) WriteKernel(BatchView b) {
   __shared__ WriteShared sm[kWriteWarps];
   const int warp = threadIdx.x / kLanes;
   const uint64_t unit = uint64_t{blockIdx.x} * kWriteWarps + warp;

@@ -7,6 +7,8 @@
 //     lookup     --clients C --keys 64 --seconds T [--block-bytes B]
 //     throughput --clients C --block-bytes B --blocks-per-batch K --seconds T
 //                [--op put|get|both] [--backend kvtier|redis|memcached] [--working-set SIZE]
+//     replay     --trace FILE [--max-requests N] --capacity-blocks N [--policy P | --belady]
+//     replay     --online --trace FILE [--max-requests N] [--time-scale X] [--block-bytes B]
 //
 // Sizes accept units (64KiB, 4MiB). Exit codes: 0 ok; 1 target unreachable or a request
 // failed; 2 bad command line; 3 verification found wrong bytes. workload.h says how keys and
@@ -101,14 +103,37 @@ int main(int argc, char** argv) {
 
   kvtier::bench::ReplayModeOptions replay;
   auto* replay_cmd = app.add_subcommand(
-      "replay", "replay a Mooncake-format trace through the eviction policies (offline)");
+      "replay",
+      "replay a Mooncake-format trace: offline through the eviction policies, or --online "
+      "against the running kvtierd");
   replay_cmd->add_option("--trace", replay.trace, "JSONL trace file")->required();
-  replay_cmd->add_option("--capacity-blocks", replay.capacity_blocks, "cache size in blocks")
-      ->required();
-  replay_cmd->add_option("--policy", replay.policy,
-                         "eviction policy (default: the daemon's default policy)");
-  replay_cmd->add_flag("--belady", replay.belady,
-                       "replay the offline optimum (evict the block used furthest ahead)");
+  replay_cmd->add_option("--max-requests", replay.max_requests,
+                         "replay only the trace's first N requests (0: all)");
+  auto* capacity_opt = replay_cmd->add_option("--capacity-blocks", replay.capacity_blocks,
+                                              "cache size in blocks (offline; required there)");
+  auto* policy_opt = replay_cmd->add_option(
+      "--policy", replay.policy, "eviction policy (offline; default: the daemon's default)");
+  auto* belady_opt = replay_cmd->add_flag(
+      "--belady", replay.belady,
+      "replay the offline optimum (evict the block used furthest ahead; offline)");
+  auto* online_opt = replay_cmd->add_flag(
+      "--online", replay.online,
+      "drive the running kvtierd (--socket/--tcp) and report its own hit rate; its "
+      "--dram-capacity and --eviction-policy set the cache");
+  auto* time_scale_opt =
+      replay_cmd
+          ->add_option("--time-scale", replay.time_scale,
+                       "online: trace time / X = wall time (0: as fast as possible)")
+          ->check(CLI::NonNegativeNumber)
+          ->capture_default_str();
+  auto* block_bytes_opt =
+      AddSize(replay_cmd, "--block-bytes", &replay.block_bytes,
+              "online: bytes per block (a slot is this rounded up to the daemon's 4 KiB pages)");
+  capacity_opt->excludes(online_opt);
+  policy_opt->excludes(online_opt);
+  belady_opt->excludes(online_opt);
+  time_scale_opt->needs(online_opt);
+  block_bytes_opt->needs(online_opt);
 
   try {
     app.parse(argc, argv);
@@ -120,7 +145,14 @@ int main(int argc, char** argv) {
   if (putget_cmd->parsed()) return kvtier::bench::RunPutGet(common, putget);
   if (verify_cmd->parsed()) return kvtier::bench::RunVerify(common, putget);
   if (lookup_cmd->parsed()) return kvtier::bench::RunLookup(common, lookup);
-  if (replay_cmd->parsed()) return kvtier::bench::RunReplay(common, replay);
+  if (replay_cmd->parsed()) {
+    if (replay.online) return kvtier::bench::RunOnlineReplay(common, replay);
+    if (replay.capacity_blocks == 0) {
+      std::fprintf(stderr, "kvtier-bench replay: --capacity-blocks N (>= 1) is required offline\n");
+      return 2;
+    }
+    return kvtier::bench::RunReplay(common, replay);
+  }
   if (tp.backend != "kvtier" && tcp.empty()) {
     std::fprintf(stderr, "kvtier-bench: --backend %s needs --tcp HOST:PORT\n", tp.backend.c_str());
     return 2;

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/statusor.h"
+#include "kvtier/replay/trace.h"
+
 namespace kvtier::bench {
 
 struct CommonOptions {
@@ -54,14 +57,29 @@ int RunLookup(const CommonOptions& common, const LookupOptions& options);
 int RunThroughput(const CommonOptions& common, const ThroughputOptions& options);
 
 struct ReplayModeOptions {
-  std::string trace;             // Mooncake-format JSONL
-  uint64_t capacity_blocks = 0;  // required
+  std::string trace;          // Mooncake-format JSONL
+  uint64_t max_requests = 0;  // replay only the trace's first N requests; 0: all
+  // Offline only.
+  uint64_t capacity_blocks = 0;  // required offline
   std::string policy;            // empty: the tiers' default policy
   bool belady = false;           // replay the offline optimum instead of a policy
+  // Online only.
+  bool online = false;          // drive the daemon at CommonOptions::uri instead
+  double time_scale = 20;       // trace time / this = wall time; 0: no waiting
+  uint64_t block_bytes = 4096;  // namespace block size (capacity in blocks: bench/README.md)
 };
+
+// Loads options.trace, cut to its first options.max_requests requests (when > 0).
+absl::StatusOr<replay::Trace> LoadReplayTrace(const ReplayModeOptions& options);
 
 // Replays a trace offline through the daemon's real policy code (docs/policy.md); no daemon
 // is involved. JSON: ReplayResultJson, whose `hit_rate` is hit blocks / all blocks.
 int RunReplay(const CommonOptions& common, const ReplayModeOptions& options);
+
+// Replays a trace against the running kvtierd, following the trace's timestamps divided by
+// time_scale, in a fresh namespace: per request, Lookup the keys, Get the hit prefix and check
+// its bytes, Put the rest. The hit rate comes from the daemon's own counters (and, for
+// comparison, from what the client saw). Exit 3 when a block came back with wrong bytes.
+int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& options);
 
 }  // namespace kvtier::bench

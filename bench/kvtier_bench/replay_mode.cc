@@ -1,5 +1,6 @@
 // kvtier-bench replay: the trace replay of docs/policy.md behind kvtier-bench's common flags.
 // The replay itself lives in bench/replay (kvtier_replay); this is only its command line.
+// The online form (replay --online, against a running kvtierd) is online_replay.cc.
 #include <cstdio>
 #include <string>
 
@@ -9,8 +10,16 @@
 
 namespace kvtier::bench {
 
-int RunReplay(const CommonOptions& common, const ReplayModeOptions& options) {
+absl::StatusOr<replay::Trace> LoadReplayTrace(const ReplayModeOptions& options) {
   absl::StatusOr<replay::Trace> trace = replay::LoadMooncakeTrace(options.trace);
+  if (trace.ok() && options.max_requests > 0 && trace->requests.size() > options.max_requests) {
+    trace->requests.resize(options.max_requests);
+  }
+  return trace;
+}
+
+int RunReplay(const CommonOptions& common, const ReplayModeOptions& options) {
+  absl::StatusOr<replay::Trace> trace = LoadReplayTrace(options);
   if (!trace.ok()) {
     std::fprintf(stderr, "kvtier-bench replay: %s\n", trace.status().ToString().c_str());
     return 1;

@@ -1,6 +1,7 @@
 #include "workload.h"
 
 #include <cstring>
+#include <utility>
 
 #include "kvtier/kernels/block_hash.h"
 
@@ -69,6 +70,28 @@ BlockKey IndependentKey(const BlockKey& key_seed, uint64_t seed, uint64_t stream
   tokens.reserve(kBlockTokens);
   AppendBlockTokens(seed, stream, index, &tokens);
   return ChainBlockKey(key_seed, tokens);
+}
+
+NamespaceDescriptor TraceReplayNamespace(uint64_t block_bytes, std::string salt) {
+  NamespaceDescriptor d;
+  d.model_id = "kvtier-bench-replay";
+  d.dtype = "bytes";
+  d.kv_layout = "opaque";
+  d.block_tokens = kTraceBlockTokens;
+  d.block_bytes = block_bytes;
+  d.tenant_salt = std::move(salt);
+  return d;
+}
+
+BlockKey TraceBlockKey(const BlockKey& key_seed, uint64_t hash_id) {
+  const uint32_t tokens[2] = {static_cast<uint32_t>(hash_id), static_cast<uint32_t>(hash_id >> 32)};
+  return ChainBlockKey(key_seed, tokens);
+}
+
+void FillTraceBlock(const BlockKey& key, std::span<std::byte> out) {
+  uint64_t words[3];
+  std::memcpy(words, key.bytes.data(), sizeof(words));
+  FillBlock(words[0], words[1], words[2], out);
 }
 
 }  // namespace kvtier::bench

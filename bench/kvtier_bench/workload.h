@@ -11,6 +11,11 @@
 //     each the first block of its own sequence, so writers never collide or wait on a chain.
 //   - Content of block i of stream s: SplitMix64 output seeded by (seed, s, i), fast to generate
 //     and to recompute for verification.
+//   - Trace replay (replay --online): namespace model_id "kvtier-bench-replay", 512 tokens per
+//     block (the Mooncake traces' block), block_bytes = --block-bytes, tenant_salt = a per-run
+//     nonce. A trace hash id names its prefix block by itself (equal ids, equal prefix), so its
+//     key is one chained step from the namespace seed over the id (TraceBlockKey), and its
+//     content is SplitMix64 seeded by the key's first 24 bytes (FillTraceBlock).
 // Thread-safe (pure functions).
 #pragma once
 
@@ -44,5 +49,16 @@ std::vector<BlockKey> ChainedKeys(const BlockKey& key_seed, uint64_t seed, uint6
 
 // The independent key of block `index` of `stream`.
 BlockKey IndependentKey(const BlockKey& key_seed, uint64_t seed, uint64_t stream, uint64_t index);
+
+inline constexpr uint32_t kTraceBlockTokens = 512;
+
+// The namespace of one online replay run; `salt` (at most 64 bytes) keeps runs apart.
+NamespaceDescriptor TraceReplayNamespace(uint64_t block_bytes, std::string salt);
+
+// Key of the block a trace names `hash_id`: ChainBlockKey(key_seed, {low 32 bits, high 32 bits}).
+BlockKey TraceBlockKey(const BlockKey& key_seed, uint64_t hash_id);
+
+// Fills `out` with the content of the block whose key is `key`.
+void FillTraceBlock(const BlockKey& key, std::span<std::byte> out);
 
 }  // namespace kvtier::bench

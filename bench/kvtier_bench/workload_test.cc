@@ -38,6 +38,25 @@ TEST(Workload, IndependentKeysDoNotCollide) {
   EXPECT_EQ(keys.size(), 4000u);
 }
 
+TEST(Workload, TraceBlocksAreOneKeyPerIdAndContentFollowsTheKey) {
+  const BlockKey seed = NamespaceSeed(TraceReplayNamespace(4096, "run-1"));
+  absl::flat_hash_set<BlockKey> keys;
+  for (uint64_t id = 0; id < 1000; ++id) keys.insert(TraceBlockKey(seed, id));
+  keys.insert(TraceBlockKey(seed, uint64_t{1} << 32));  // the high half counts too
+  EXPECT_EQ(keys.size(), 1001u);
+  EXPECT_EQ(TraceBlockKey(seed, 7), TraceBlockKey(seed, 7));
+  // Another run's salt gives other keys for the same ids.
+  EXPECT_NE(TraceBlockKey(NamespaceSeed(TraceReplayNamespace(4096, "run-2")), 7),
+            TraceBlockKey(seed, 7));
+
+  std::vector<std::byte> a(4096), b(4096), c(4096);
+  FillTraceBlock(TraceBlockKey(seed, 7), a);
+  FillTraceBlock(TraceBlockKey(seed, 7), b);
+  FillTraceBlock(TraceBlockKey(seed, 8), c);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+}
+
 TEST(Report, NearestRankPercentiles) {
   std::vector<uint64_t> ns;
   for (uint64_t i = 1000; i >= 1; --i) ns.push_back(i * 1000);  // 1..1000 us, reversed

@@ -259,6 +259,7 @@ proto::StatsReply Service::Stats() const {
   s->set_error_replies(counters_.error_replies.load(std::memory_order_relaxed));
   s->set_leases_active(dram.leases_active);
   s->set_leases_expired(dram.leases_expired);
+  s->set_eviction_policy(config_.dram_eviction_policy);
 
   proto::TierStats* t = reply.add_tiers();
   t->set_tier(proto::TIER_DRAM);

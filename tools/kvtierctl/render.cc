@@ -141,7 +141,8 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                        {"bad_frames", s.bad_frames()},
                        {"error_replies", s.error_replies()},
                        {"leases_active", s.leases_active()},
-                       {"leases_expired", s.leases_expired()}};
+                       {"leases_expired", s.leases_expired()},
+                       {"eviction_policy", s.eviction_policy()}};
   out["tiers"] = json::array();
   for (const proto::TierStats& t : stats.tiers()) {
     json tier = Merge(json{{"tier", TierName(t.tier())},

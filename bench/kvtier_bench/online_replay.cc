@@ -265,7 +265,9 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
   const uint64_t capacity_blocks_max = slot_bytes ? capacity_bytes / slot_bytes : 0;
   if (common.json) {
     json out{{"mode", "replay-online"},
-             {"policy", "daemon"},  // kvtierd's stats and health do not name their policy
+             {"policy", stats_after->server().eviction_policy().empty()
+                            ? std::string("daemon")  // a kvtierd that does not name it
+                            : stats_after->server().eviction_policy()},
              {"hit_rate", hit_rate},
              {"client_hit_rate", client_hit_rate},
              {"requests", t.requests},

@@ -1,6 +1,9 @@
 // bench_codec_cpu: ratio and single-core throughput of the kvz CPU codec against zstd -1 and
 // lz4 on the same KV-like data in the same run (docs/benchmarks.md, "Compression").
 //   bench_codec_cpu [--mib 16] [--block-kib 256] [--runs 5] [--chunk-log2 14]
+//                   [--input DTYPE:PATH]...
+// --input measures files (e.g. the KV dumps of bench/codec/dump_random_model_kv.py) instead of
+// the generated datasets, each cut to --mib.
 // Each dataset is cut into blocks (one kvz frame / zstd frame / lz4 block each, as the daemon
 // would store them). Two timings, both on one thread and in thread CPU time (so that other
 // processes on a shared machine do not count; "per core"):
@@ -119,7 +122,20 @@ int Main(int argc, char** argv) {
   app.add_option("--block-kib", block_kib, "block (frame) size, in KiB")->capture_default_str();
   app.add_option("--runs", runs, "timed passes; the median is reported")->capture_default_str();
   app.add_option("--chunk-log2", chunk_log2, "kvz chunk size")->capture_default_str();
+  std::vector<std::string> inputs;
+  app.add_option("--input", inputs, "DTYPE:PATH of a raw tensor file to measure instead");
   CLI11_PARSE(app, argc, argv);
+  std::vector<Dataset> datasets;
+  for (const std::string& spec : inputs) {
+    const size_t colon = spec.find(':');
+    absl::StatusOr<Dataset> d =
+        colon == std::string::npos
+            ? absl::InvalidArgumentError("--input takes DTYPE:PATH, e.g. bf16:kv.bin")
+            : FileDataset(spec.substr(0, colon), spec.substr(colon + 1), mib << 20);
+    if (!d.ok()) Die("--input", d.status());
+    datasets.push_back(*std::move(d));
+  }
+  if (inputs.empty()) datasets = StandardDatasets(mib << 20);
 
   std::printf(
       "bench_codec_cpu: %zu MiB per dataset, %zu KiB blocks, median of %d runs, 1 thread, "
@@ -129,7 +145,7 @@ int Main(int argc, char** argv) {
   std::printf(
       "| data | codec | ratio | encode GB/s hot | decode GB/s hot | encode GB/s stream | decode "
       "GB/s stream |\n|---|---|---|---|---|---|---|\n");
-  for (const Dataset& d : StandardDatasets(mib << 20)) {
+  for (const Dataset& d : datasets) {
     const CodecOptions options{.dtype = d.dtype, .chunk_log2 = chunk_log2};
     ZSTD_CCtx* cctx = ZSTD_createCCtx();
     ZSTD_DCtx* dctx = ZSTD_createDCtx();

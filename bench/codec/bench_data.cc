@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "kv_like_data.h"
@@ -25,6 +27,21 @@ std::vector<Dataset> StandardDatasets(size_t target_bytes) {
   }
   out.push_back(std::move(random));
   return out;
+}
+
+absl::StatusOr<Dataset> FileDataset(const std::string& dtype_name, const std::string& path,
+                                    size_t max_bytes) {
+  absl::StatusOr<KvDtype> dtype = ParseKvDtype(dtype_name);
+  if (!dtype.ok()) return dtype.status();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot open " + path);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t eb = KvDtypeBytes(*dtype);
+  const size_t n = std::min(bytes.size(), max_bytes) / eb * eb;
+  if (n == 0) return absl::InvalidArgumentError(path + " holds no whole element");
+  Dataset d{path.substr(path.find_last_of('/') + 1), *dtype, std::vector<std::byte>(n)};
+  std::copy_n(reinterpret_cast<const std::byte*>(bytes.data()), n, d.bytes.begin());
+  return d;
 }
 
 double Order0Bound(const Dataset& d, int chunk_log2) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "kvtier/compression/kv_codec.h"
 
 namespace kvtier::bench {
@@ -21,6 +22,12 @@ struct Dataset {
 // The standard datasets, each about `target_bytes` long (whole KV blocks: layers x K/V x
 // tokens x 8 heads x 128 dims).
 std::vector<Dataset> StandardDatasets(size_t target_bytes);
+
+// A dataset read from a raw file of `dtype_name` elements (as ParseKvDtype spells them), cut to
+// at most `max_bytes` (a whole number of elements), named after the file. NotFound if the file
+// cannot be read; InvalidArgument for an unknown dtype or an empty file.
+absl::StatusOr<Dataset> FileDataset(const std::string& dtype_name, const std::string& path,
+                                    size_t max_bytes);
 
 // Order-0 bound on the ratio for the dtype's split (coded byte entropy-coded with a
 // per-chunk ideal code, raw bytes kept), i.e. what a perfect entropy coder with per-chunk

@@ -5,10 +5,10 @@
 //
 // A batch is many independent frames (one per KV block), compressed or decompressed by a few
 // kernel launches with one warp per chunk. Sizes and errors come back to host memory.
-// Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md): 252 GB/s compress
-// and 467 GB/s decompress for 256-MiB batches, 209 / 373 GB/s at 64 MiB, but only 9 / 11 GB/s
-// for a 1-MiB batch, where a chunk's ~100 us on one warp is the whole time. A chunk_log2 of 12
-// doubles small-batch speed for 1.7% of ratio.
+// Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md): 303 GB/s compress
+// and 550 GB/s decompress for 256-MiB batches, 261 / 443 GB/s at 64 MiB, but only 11 / 17 GB/s
+// for a 1-MiB batch, where one chunk on one warp (~50 us to decode, ~80 us to encode) is the
+// whole time. A chunk_log2 of 12 doubles small-batch speed for 1.7% of ratio.
 //
 // Ownership: the caller owns every input and output buffer (device memory, 16-byte aligned)
 // and keeps them alive until the stream has passed the work. The GpuCodec owns its device

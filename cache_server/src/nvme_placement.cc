@@ -51,7 +51,8 @@ void NvmePlacement::OnEvict(const tiers::EvictedBlock& block) {
     demotions_dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  Staged staged{block.ns, block.key, std::make_unique<std::byte[]>(block.bytes.size()),
+  Staged staged{block.ns, block.key,
+                std::make_unique_for_overwrite<std::byte[]>(block.bytes.size()),
                 block.bytes.size()};
   std::memcpy(staged.bytes.get(), block.bytes.data(), block.bytes.size());
   staged_bytes_ += staged.length;

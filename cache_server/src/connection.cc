@@ -130,6 +130,8 @@ class Connection {
         co_return co_await OnRemove(h);
       case Opcode::kPrefetch:
         co_return co_await OnPrefetch(h);
+      case Opcode::kPin:
+        co_return co_await OnPin(h);
       case Opcode::kStats:
         co_return co_await Simple<proto::StatsRequest>(
             h, [this](const auto&) -> absl::StatusOr<proto::StatsReply> { return svc_->Stats(); });
@@ -190,6 +192,22 @@ class Connection {
       reply = co_await RunOn(blocking_->pool, [this, &req] { return svc_->Remove(req); });
     } else {
       reply = svc_->Remove(req);
+    }
+    if (!reply.ok()) co_return co_await Reject(h, reply.status());
+    co_await SendReply(h, *reply);
+    co_return true;
+  }
+
+  awaitable<bool> OnPin(const FrameHeader& h) {
+    proto::PinRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s);
+    }
+    absl::StatusOr<proto::PinReply> reply = absl::UnknownError("unset");
+    if (Offload(svc_->PinNeedsIo())) {
+      reply = co_await RunOn(blocking_->pool, [this, &req] { return svc_->Pin(req); });
+    } else {
+      reply = svc_->Pin(req);
     }
     if (!reply.ok()) co_return co_await Reject(h, reply.status());
     co_await SendReply(h, *reply);

@@ -369,6 +369,13 @@ std::vector<absl::StatusCode> NvmePlacement::Remove(uint32_t ns, std::span<const
   return codes;
 }
 
+std::vector<absl::StatusCode> NvmePlacement::SetPinned(uint32_t ns, std::span<const BlockKey> keys,
+                                                       bool pinned) {
+  std::vector<absl::StatusCode> codes;
+  for (const absl::Status& s : nvme_->SetPinned(ns, keys, pinned)) codes.push_back(s.code());
+  return codes;
+}
+
 bool NvmePlacement::Drain(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithDeadline(absl::Condition(

@@ -103,6 +103,10 @@ class NvmePlacement final : public tiers::EvictionListener {
   absl::StatusOr<std::vector<absl::StatusCode>> WriteThroughAndCommit(tiers::OwnerId owner,
                                                                       tiers::LeaseId lease);
 
+  // Pins or unpins the blocks held on NVMe: kOk or kNotFound per key (kUnavailable when the
+  // index write failed). Blocks on a synced index write.
+  std::vector<absl::StatusCode> SetPinned(uint32_t ns, std::span<const BlockKey> keys, bool pinned);
+
   // Removes from both tiers: kOk when either held the block, kNotFound when neither did,
   // kUnavailable when the NVMe index could not be updated (the block may come back from NVMe).
   std::vector<absl::StatusCode> Remove(uint32_t ns, std::span<const BlockKey> keys);

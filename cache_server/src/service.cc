@@ -247,6 +247,22 @@ absl::StatusOr<proto::RemoveReply> Service::Remove(const proto::RemoveRequest& r
   return reply;
 }
 
+absl::StatusOr<proto::PinReply> Service::Pin(const proto::PinRequest& req) {
+  KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
+  std::vector<absl::StatusCode> codes =
+      dram_->SetPinned(req.namespace_id(), Keys(req.keys()), req.pinned());
+  if (nvme_ != nullptr) {
+    const std::vector<absl::StatusCode> on_nvme =
+        nvme_->SetPinned(req.namespace_id(), Keys(req.keys()), req.pinned());
+    for (size_t i = 0; i < codes.size(); ++i) {
+      if (on_nvme[i] == absl::StatusCode::kOk) codes[i] = absl::StatusCode::kOk;
+    }
+  }
+  proto::PinReply reply;
+  for (absl::StatusCode c : codes) reply.add_codes(static_cast<int32_t>(c));
+  return reply;
+}
+
 proto::StatsReply Service::Stats() const {
   proto::StatsReply reply;
   const tiers::TierSnapshot dram = dram_->Snapshot();
@@ -294,6 +310,7 @@ proto::StatsReply Service::Stats() const {
     if (auto it = by_id.find(info.id); it != by_id.end()) {
       n->set_blocks(it->second->blocks);
       n->set_used_bytes(it->second->used_bytes);
+      n->set_pinned_blocks(it->second->pinned_blocks);
       FillCounters(it->second->counters, n->mutable_counters());
     }
     if (auto it = nvme_by_id.find(info.id); it != nvme_by_id.end()) {

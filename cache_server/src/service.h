@@ -95,6 +95,9 @@ class Service {
   // Ends a lease; true when it had expired before (copies made under it are void).
   absl::StatusOr<bool> Release(uint64_t conn, uint64_t lease);
   absl::StatusOr<proto::RemoveReply> Remove(const proto::RemoveRequest& req);
+  // Pins in DRAM and, with the NVMe tier, on NVMe (a synced index write: PinNeedsIo).
+  absl::StatusOr<proto::PinReply> Pin(const proto::PinRequest& req);
+  bool PinNeedsIo() const { return nvme_ != nullptr; }
 
   proto::StatsReply Stats() const;
   proto::HealthReply Health() const;

@@ -102,6 +102,12 @@ absl::StatusOr<std::vector<GetResult>> Client::Get(const NamespaceHandle& handle
   return session_->Get(handle, keys, out);
 }
 
+absl::StatusOr<std::vector<absl::Status>> Client::Pin(const NamespaceHandle& handle,
+                                                      std::span<const BlockKey> keys, bool pinned) {
+  std::lock_guard lock(mu_);
+  return session_->Pin(handle, keys, pinned);
+}
+
 absl::StatusOr<PrefetchResult> Client::Prefetch(const NamespaceHandle& handle,
                                                 std::span<const BlockKey> keys) {
   std::lock_guard lock(mu_);

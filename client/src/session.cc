@@ -513,6 +513,31 @@ absl::StatusOr<std::vector<absl::Status>> Session::Remove(const NamespaceHandle&
   return results;
 }
 
+absl::StatusOr<std::vector<absl::Status>> Session::Pin(const NamespaceHandle& ns,
+                                                       std::span<const BlockKey> keys,
+                                                       bool pinned) {
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  std::vector<absl::Status> results;
+  results.reserve(keys.size());
+  const size_t batch = BatchSize(0);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const auto chunk = keys.subspan(start, std::min(batch, keys.size() - start));
+    proto::PinRequest request;
+    request.set_namespace_id(*id);
+    request.set_keys(PackKeys(chunk));
+    request.set_pinned(pinned);
+    proto::PinReply reply;
+    if (auto s = channel_.Call(proto::Opcode::kPin, request, &reply); !s.ok()) return s;
+    if (static_cast<size_t>(reply.codes_size()) != chunk.size()) {
+      return channel_.Break(
+          absl::StrCat("pin of ", chunk.size(), " keys returned ", reply.codes_size(), " codes"));
+    }
+    for (int32_t code : reply.codes()) results.push_back(CodeToStatus(code));
+  }
+  return results;
+}
+
 absl::StatusOr<PrefetchResult> Session::Prefetch(const NamespaceHandle& ns,
                                                  std::span<const BlockKey> keys) {
   auto id = NamespaceId(ns);

@@ -50,6 +50,8 @@ class Session {
   absl::StatusOr<std::vector<GetResult>> Get(const NamespaceHandle& ns,
                                              std::span<const BlockKey> keys,
                                              std::span<const std::span<std::byte>> out);
+  absl::StatusOr<std::vector<absl::Status>> Pin(const NamespaceHandle& ns,
+                                                std::span<const BlockKey> keys, bool pinned);
   absl::StatusOr<PrefetchResult> Prefetch(const NamespaceHandle& ns,
                                           std::span<const BlockKey> keys);
   absl::StatusOr<std::vector<absl::Status>> Remove(const NamespaceHandle& ns,

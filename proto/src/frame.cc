@@ -64,6 +64,8 @@ std::string_view OpcodeName(Opcode op) {
       return "health";
     case Opcode::kPrefetch:
       return "prefetch";
+    case Opcode::kPin:
+      return "pin";
   }
   return "unknown";
 }

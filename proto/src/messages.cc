@@ -272,6 +272,13 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
 }
 
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          PinRequest* msg) {
+  KVTIER_RETURN_IF_ERROR(ParseBody(body, msg));
+  KVTIER_RETURN_IF_ERROR(CheckNoPayload("pin", payload_len));
+  return CheckKeys("pin", msg->keys(), limits).status();
+}
+
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           StatsRequest* msg) {
   KVTIER_RETURN_IF_ERROR(ParseBody(body, msg));
   return CheckNoPayload("stats", payload_len);

@@ -320,7 +320,8 @@ TEST(DescriptorConversionTest, UnsetSizesBecomeOne) {
 
 template <typename Msg>
 class KeyedRequestTest : public ::testing::Test {};
-using KeyedRequests = ::testing::Types<LookupRequest, GetRequest, RemoveRequest, PrefetchRequest>;
+using KeyedRequests =
+    ::testing::Types<LookupRequest, GetRequest, RemoveRequest, PrefetchRequest, PinRequest>;
 TYPED_TEST_SUITE(KeyedRequestTest, KeyedRequests);
 
 TYPED_TEST(KeyedRequestTest, AcceptsOneToMaxKeys) {

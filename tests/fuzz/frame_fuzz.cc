@@ -74,6 +74,8 @@ void ParseAs(Opcode op, std::string_view body, uint64_t payload_len, const Limit
       return ParseAndRecheck<HealthRequest>(body, payload_len, limits);
     case Opcode::kPrefetch:
       return ParseAndRecheck<PrefetchRequest>(body, payload_len, limits);
+    case Opcode::kPin:
+      return ParseAndRecheck<PinRequest>(body, payload_len, limits);
   }
 }
 

@@ -106,6 +106,12 @@ int main(int argc, char** argv) {
   prefetch.set_keys(Keys(2));
   ok &= Write(dir, "prefetch", Opcode::kPrefetch, prefetch);
 
+  PinRequest pin;
+  pin.set_namespace_id(1);
+  pin.set_keys(Keys(1));
+  pin.set_pinned(true);
+  ok &= Write(dir, "pin", Opcode::kPin, pin);
+
   ok &= Write(dir, "stats", Opcode::kStats, StatsRequest());
   ok &= Write(dir, "health", Opcode::kHealth, HealthRequest());
 

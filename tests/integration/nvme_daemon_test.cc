@@ -408,6 +408,45 @@ TEST_F(NvmeDaemonTest, PrefetchUnderConcurrencyNeverChangesWhatGetsReturn) {
   EXPECT_GT(Tier(proto::TIER_NVME).nvme().prefetch_promoted(), 0u);
 }
 
+TEST_F(NvmeDaemonTest, PinnedBlocksStayInDramAndSurviveOnNvme) {
+  Start("16MiB", NvmeArgs({"--nvme-admission", "all", "--eviction-policy", "lru"}));
+  PutRange(0, 4);
+  std::vector<BlockKey> pinned = {Key(0), Key(1), Key(2)};
+  auto r = client_->Pin(ns_, pinned, true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const absl::Status& s : *r) EXPECT_TRUE(s.ok()) << s;
+  auto missing = client_->Pin(ns_, std::vector<BlockKey>{Key(999)}, true);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_TRUE(absl::IsNotFound((*missing)[0]));
+  PutRange(4, 200);  // three times what DRAM holds
+  WaitForDemotions();
+  // The pinned ones never left DRAM; the unpinned block 3 did.
+  for (uint64_t i = 0; i < 3; ++i) {
+    proto::Tier tier = proto::TIER_NONE;
+    auto got = GetOne(i, &tier);
+    ASSERT_TRUE(got.has_value()) << i;
+    EXPECT_TRUE(*got == Content(i, 0));
+    EXPECT_EQ(tier, proto::TIER_DRAM) << i;
+  }
+  proto::Tier tier = proto::TIER_NONE;
+  ASSERT_TRUE(GetOne(3, &tier).has_value());
+  EXPECT_EQ(tier, proto::TIER_NVME);
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->namespaces(0).pinned_blocks(), 3u);
+  // Pinning a block that is only on NVMe pins it there (it survives region eviction).
+  auto on_nvme = client_->Pin(ns_, std::vector<BlockKey>{Key(5)}, true);
+  ASSERT_TRUE(on_nvme.ok());
+  EXPECT_TRUE((*on_nvme)[0].ok()) << (*on_nvme)[0];
+  // Unpinned, they are ordinary blocks again and make way.
+  ASSERT_TRUE(client_->Pin(ns_, pinned, false).ok());
+  PutRange(200, 300);
+  WaitForDemotions();
+  ASSERT_TRUE(GetOne(0, &tier).has_value());
+  EXPECT_EQ(tier, proto::TIER_NVME);
+  EXPECT_EQ(client_->Stats()->namespaces(0).pinned_blocks(), 0u);
+}
+
 // Flips bytes in `path` at `count` random offsets past `skip`.
 void Damage(const std::filesystem::path& path, uint64_t skip, int count, uint64_t seed) {
   const uint64_t size = std::filesystem::file_size(path);

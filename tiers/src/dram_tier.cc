@@ -119,10 +119,11 @@ class DramTier::Impl {
                    options.slab_bytes),
         leases_(options.lease_timeout_ns),
         // Entries in the policy are committed and in the index; only pins keep them.
-        policy_evictable_([this](EntryId id) { return entries_[id].pins == 0; }),
+        policy_evictable_(
+            [this](EntryId id) { return entries_[id].pins == 0 && !entries_[id].user_pinned; }),
         slot_evictable_([this](uint64_t tag) {
           const Entry& e = entries_[tag];
-          return e.state == EntryState::kCommitted && !e.removed && e.pins == 0;
+          return e.state == EntryState::kCommitted && !e.removed && e.pins == 0 && !e.user_pinned;
         }) {}
 
   const ShmArena& arena() const { return *arena_; }
@@ -219,6 +220,7 @@ class DramTier::Impl {
       e.removed = false;
       e.hits = 0;
       e.persisted = persisted;
+      e.user_pinned = false;
       // The key before it in the batch is its prefix parent when it is granted too (the lease
       // commits its entries in order, so the parent enters the policy first).
       e.parent_is_previous = i > 0 && previous_granted == i - 1;
@@ -293,6 +295,29 @@ class DramTier::Impl {
       out.slots.push_back(SlotRef{e.offset, e.length, arena_->Generation(e.offset)});
     }
     return out;
+  }
+
+  std::vector<absl::StatusCode> SetPinned(NamespaceId ns_id, std::span<const BlockKey> keys,
+                                          bool pinned) {
+    std::vector<absl::StatusCode> codes(keys.size(), absl::StatusCode::kNotFound);
+    absl::MutexLock lock(&mu_);
+    Namespace* ns = FindNamespace(ns_id);
+    if (ns == nullptr) return codes;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = ns->index.find(keys[i]);
+      if (it == ns->index.end() || !it->second.committed) continue;
+      Entry& e = entries_[it->second.entry];
+      if (e.user_pinned != pinned) {
+        e.user_pinned = pinned;
+        if (pinned) {
+          ++ns->pinned_blocks;
+        } else {
+          --ns->pinned_blocks;
+        }
+      }
+      codes[i] = absl::StatusCode::kOk;
+    }
+    return codes;
   }
 
   std::vector<bool> Present(NamespaceId ns_id, std::span<const BlockKey> keys) {
@@ -491,8 +516,8 @@ class DramTier::Impl {
     s.counters = counters_;
     s.namespaces.reserve(namespaces_.size());
     for (const auto& [id, ns] : namespaces_) {
-      s.namespaces.push_back(
-          NamespaceSnapshot{id, ns->block_bytes, ns->blocks, ns->used_bytes, ns->counters});
+      s.namespaces.push_back(NamespaceSnapshot{id, ns->block_bytes, ns->blocks, ns->used_bytes,
+                                               ns->pinned_blocks, ns->counters});
     }
     std::sort(s.namespaces.begin(), s.namespaces.end(),
               [](const NamespaceSnapshot& a, const NamespaceSnapshot& b) {
@@ -521,8 +546,9 @@ class DramTier::Impl {
     // While kWriting: the entry before it in its put lease holds the previous key of the
     // request (its prefix parent, for the policy).
     bool parent_is_previous = false;
-    bool persisted = false;  // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
-    uint16_t hits = 0;       // read hits since commit, saturating
+    bool persisted = false;    // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
+    bool user_pinned = false;  // SetPinned: never evicted
+    uint16_t hits = 0;         // read hits since commit, saturating
   };
 
   struct IndexValue {
@@ -535,8 +561,9 @@ class DramTier::Impl {
     uint64_t block_bytes = 0;
     ClassId cls = 0;
     absl::flat_hash_map<BlockKey, IndexValue> index;
-    uint64_t blocks = 0;      // committed, in the index
-    uint64_t used_bytes = 0;  // their stored lengths
+    uint64_t blocks = 0;         // committed, in the index
+    uint64_t used_bytes = 0;     // their stored lengths
+    uint64_t pinned_blocks = 0;  // committed, user_pinned
     TierCounters counters;
   };
 
@@ -649,6 +676,10 @@ class DramTier::Impl {
   // Bookkeeping for a committed block leaving the index.
   void Uncache(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
+    if (e.user_pinned) {
+      e.user_pinned = false;
+      --e.ns->pinned_blocks;
+    }
     policy_->OnRemove(id);
     --e.ns->blocks;
     e.ns->used_bytes -= e.length;
@@ -815,6 +846,10 @@ absl::StatusOr<PutLeaseBlocks> DramTier::GetPutLeaseBlocks(OwnerId owner, LeaseI
 LeaseGrant DramTier::ExtendRead(OwnerId owner, LeaseId lease, NamespaceId ns,
                                 std::span<const BlockKey> keys) {
   return impl_->ExtendRead(owner, lease, ns, keys);
+}
+std::vector<absl::StatusCode> DramTier::SetPinned(NamespaceId ns, std::span<const BlockKey> keys,
+                                                  bool pinned) {
+  return impl_->SetPinned(ns, keys, pinned);
 }
 std::vector<bool> DramTier::Present(NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->Present(ns, keys);

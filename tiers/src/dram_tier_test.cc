@@ -464,6 +464,30 @@ TEST_F(DramTierTest, ExtendReadTurnsAGetsMissesIntoHitsUnderItsLease) {
   EXPECT_TRUE(tier_->Release(kBob, fresh.lease_id).ok());
 }
 
+TEST_F(DramTierTest, PinnedBlocksAreNeverEvictedUntilUnpinned) {
+  Make(3, 3);
+  Put({0, 1, 2});
+  EXPECT_THAT(tier_->SetPinned(kNs, Keys({0, 1, 9}), true),
+              ElementsAre(Code::kOk, Code::kOk, Code::kNotFound));
+  EXPECT_THAT(tier_->SetPinned(kNs, Keys({0}), true), ElementsAre(Code::kOk));  // idempotent
+  EXPECT_EQ(tier_->Snapshot().namespaces[0].pinned_blocks, 2u);
+  // LRU would take 0 first; the pins leave only 2, then each new block, to evict.
+  for (uint64_t k = 3; k < 8; ++k) Put({k});
+  EXPECT_THAT(Cached({0, 1, 7}), ElementsAre(true, true, true));
+  // Everything pinned: a put gets ResourceExhausted instead of taking a pinned block.
+  ASSERT_THAT(tier_->SetPinned(kNs, Keys({7}), true), ElementsAre(Code::kOk));
+  LeaseGrant full = tier_->ReservePut(kAlice, kNs, Keys({8}), std::vector<uint64_t>{kPage});
+  EXPECT_THAT(full.codes, ElementsAre(Code::kResourceExhausted));
+  // Unpinned, 0 is evictable again; one unpin undoes any number of pins.
+  ASSERT_THAT(tier_->SetPinned(kNs, Keys({0}), false), ElementsAre(Code::kOk));
+  Put({8});
+  EXPECT_THAT(Cached({0, 1, 7, 8}), ElementsAre(false, true, true, true));
+  // Remove takes a pinned block and its pin with it.
+  EXPECT_THAT(tier_->Remove(kNs, Keys({1})), ElementsAre(Code::kOk));
+  EXPECT_EQ(tier_->Snapshot().namespaces[0].pinned_blocks, 1u);
+  ExpectInvariants();
+}
+
 TEST_F(DramTierTest, PutLeaseBlocksOfAnExpiredLeaseIsDeadlineExceeded) {
   Make(4, 4);
   std::vector<BlockKey> keys = Keys({1});

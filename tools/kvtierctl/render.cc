@@ -162,7 +162,10 @@ json NamespacesJson(const proto::StatsReply& stats) {
   for (const proto::NamespaceStats& n : stats.namespaces()) {
     json entry = Merge(json{{"namespace_id", n.namespace_id()},
                             {"blocks", n.blocks()},
-                            {"used_bytes", n.used_bytes()}},
+                            {"used_bytes", n.used_bytes()},
+                            {"pinned_blocks", n.pinned_blocks()},
+                            {"nvme_blocks", n.nvme_blocks()},
+                            {"nvme_used_bytes", n.nvme_used_bytes()}},
                        DescriptorJson(n.namespace_descriptor()));
     list.push_back(Merge(std::move(entry), CountersJson(n.counters())));
   }

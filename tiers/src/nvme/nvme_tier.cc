@@ -374,8 +374,11 @@ NvmeTierSnapshot NvmeTier::Impl::Snapshot() const {
   s.tier.blocks = table_.size();
   s.tier.counters = counters_;
   for (const auto& [id, n] : ns_) {
-    s.tier.namespaces.push_back(
-        NamespaceSnapshot{id, n.block_bytes, n.blocks, n.used_bytes, n.counters});
+    s.tier.namespaces.push_back(NamespaceSnapshot{.namespace_id = id,
+                                                  .block_bytes = n.block_bytes,
+                                                  .blocks = n.blocks,
+                                                  .used_bytes = n.used_bytes,
+                                                  .counters = n.counters});
   }
   std::sort(s.tier.namespaces.begin(), s.tier.namespaces.end(),
             [](const NamespaceSnapshot& a, const NamespaceSnapshot& b) {

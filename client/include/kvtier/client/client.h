@@ -193,6 +193,12 @@ class Client {
   absl::StatusOr<std::vector<absl::Status>> Remove(const NamespaceHandle& handle,
                                                    std::span<const BlockKey> keys);
 
+  // Pins (or with pinned=false unpins) cached blocks: a pinned block is never evicted from
+  // DRAM nor dropped from NVMe until it is unpinned or removed. OK per key when the daemon held
+  // the block, NotFound otherwise.
+  absl::StatusOr<std::vector<absl::Status>> Pin(const NamespaceHandle& handle,
+                                                std::span<const BlockKey> keys, bool pinned);
+
   // A hint that `keys` will be read soon: the daemon starts bringing those on NVMe into DRAM
   // and answers without waiting for the I/O. Purely a performance hint: a Get is correct
   // whether or not the promotion has finished.

@@ -38,8 +38,9 @@ enum class Opcode : uint16_t {
   kStats = 9,
   kHealth = 10,
   kPrefetch = 11,
+  kPin = 12,
 };
-inline constexpr uint16_t kMaxOpcode = 11;
+inline constexpr uint16_t kMaxOpcode = 12;
 
 // Returns "hello", "lookup", ... or "unknown".
 std::string_view OpcodeName(Opcode op);

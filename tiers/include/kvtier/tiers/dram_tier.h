@@ -225,6 +225,13 @@ class DramTier {
   LeaseGrant ExtendRead(OwnerId owner, LeaseId lease, NamespaceId ns,
                         std::span<const BlockKey> keys);
 
+  // Pins (true) or unpins committed blocks: a pinned block is never evicted (a system prompt's
+  // prefix, say) until it is unpinned or removed; when everything is pinned, puts get
+  // kResourceExhausted. Pins do not count: pinning twice needs one unpin. codes[i]: kOk or
+  // kNotFound. Remove still removes a pinned block.
+  std::vector<absl::StatusCode> SetPinned(NamespaceId ns, std::span<const BlockKey> keys,
+                                          bool pinned);
+
   // present[i] = whether keys[i] is committed in the tier. Counts nothing and is not a use.
   std::vector<bool> Present(NamespaceId ns, std::span<const BlockKey> keys);
 

@@ -25,7 +25,8 @@ struct NamespaceSnapshot {
   uint32_t namespace_id = 0;
   uint64_t block_bytes = 0;
   uint64_t blocks = 0;
-  uint64_t used_bytes = 0;  // sum of stored lengths
+  uint64_t used_bytes = 0;     // sum of stored lengths
+  uint64_t pinned_blocks = 0;  // held by SetPinned (DRAM tier)
   TierCounters counters;
 };
 

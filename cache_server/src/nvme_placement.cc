@@ -143,7 +143,9 @@ std::vector<proto::Tier> NvmePlacement::Lookup(uint32_t ns, std::span<const Bloc
 bool NvmePlacement::NeedsPromotion(uint32_t ns, std::span<const BlockKey> keys) {
   const std::vector<bool> present = dram_->Present(ns, keys);
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (!present[i] && (nvme_->Contains(ns, keys[i]) || IsStaged(ns, keys[i]))) return true;
+    // Staged first: a demotion leaves the staging set only after its block is indexed on
+    // NVMe, so asking in this order never sees the block in neither place.
+    if (!present[i] && (IsStaged(ns, keys[i]) || nvme_->Contains(ns, keys[i]))) return true;
   }
   return false;
 }

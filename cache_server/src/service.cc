@@ -168,28 +168,36 @@ absl::StatusOr<ReadGrant> Service::AcquireRead(uint64_t conn, const proto::GetRe
 
 bool Service::CompleteRead(uint64_t conn, const proto::GetRequest& req, ReadGrant* read) {
   const std::span<const BlockKey> keys = Keys(req.keys());
-  std::vector<size_t> missed;
-  std::vector<BlockKey> missed_keys;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (read->grant.codes[i] != absl::StatusCode::kOk) {
-      missed.push_back(i);
-      missed_keys.push_back(keys[i]);
-    }
-  }
-  (void)nvme_->Promote(req.namespace_id(), missed_keys);
-  // Blocks another get or a prefetch promoted meanwhile count too: they came from NVMe.
-  const tiers::LeaseGrant more =
-      dram_->ExtendRead(conn, read->grant.lease_id, req.namespace_id(), missed_keys);
   read->from_nvme.assign(keys.size(), false);
   uint64_t bytes = 0;
-  for (size_t k = 0; k < missed.size(); ++k) {
-    if (more.codes[k] != absl::StatusCode::kOk) continue;
-    read->grant.codes[missed[k]] = absl::StatusCode::kOk;
-    read->grant.slots[missed[k]] = more.slots[k];
-    read->from_nvme[missed[k]] = true;
-    bytes += more.slots[k].length;
+  // A promoted block is committed unpinned and joins the lease a moment later; other clients'
+  // promotions may evict it in between (or still be promoting it when Promote stops waiting).
+  // It is still on NVMe then, so a few rounds make the get's answer not depend on that race.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<size_t> missed;
+    std::vector<BlockKey> missed_keys;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (read->grant.codes[i] != absl::StatusCode::kOk) {
+        missed.push_back(i);
+        missed_keys.push_back(keys[i]);
+      }
+    }
+    if (missed.empty() || (round > 0 && !nvme_->NeedsPromotion(req.namespace_id(), missed_keys))) {
+      break;
+    }
+    (void)nvme_->Promote(req.namespace_id(), missed_keys);
+    // Blocks another get or a prefetch promoted meanwhile count too: they came from NVMe.
+    const tiers::LeaseGrant more =
+        dram_->ExtendRead(conn, read->grant.lease_id, req.namespace_id(), missed_keys);
+    for (size_t k = 0; k < missed.size(); ++k) {
+      if (more.codes[k] != absl::StatusCode::kOk) continue;
+      read->grant.codes[missed[k]] = absl::StatusCode::kOk;
+      read->grant.slots[missed[k]] = more.slots[k];
+      read->from_nvme[missed[k]] = true;
+      bytes += more.slots[k].length;
+    }
+    if (read->grant.lease_id == 0) read->grant.lease_id = more.lease_id;
   }
-  if (read->grant.lease_id == 0) read->grant.lease_id = more.lease_id;
   dram_->RecordBytesOut(req.namespace_id(), bytes);
   read->needs_promotion = false;
   return true;

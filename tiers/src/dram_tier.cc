@@ -375,19 +375,7 @@ class DramTier::Impl {
     }
     if (ns == nullptr) return grant;
     std::vector<uint32_t> granted = leases_.TakeVector();
-    for (size_t i = 0; i < keys.size(); ++i) {
-      auto it = ns->index.find(keys[i]);
-      if (it == ns->index.end() || !it->second.committed) continue;
-      const uint32_t id = it->second.entry;
-      Entry& e = entries_[id];
-      ++e.pins;
-      e.last_use_ns = now;
-      if (e.hits < UINT16_MAX) ++e.hits;
-      policy_->OnAccess(id);
-      grant.codes[i] = absl::StatusCode::kOk;
-      grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
-      granted.push_back(id);
-    }
+    PinCommitted(ns, keys, now, &grant, &granted);
     // Misses of the same get turned into hits.
     const uint64_t n = granted.size();
     Count(ns, &TierCounters::hits, n);
@@ -415,21 +403,7 @@ class DramTier::Impl {
     const int64_t now = clock_->NowNanos();
     Namespace* ns = FindNamespace(ns_id);
     std::vector<uint32_t> granted = leases_.TakeVector();
-    if (ns != nullptr) {
-      for (size_t i = 0; i < keys.size(); ++i) {
-        auto it = ns->index.find(keys[i]);
-        if (it == ns->index.end() || !it->second.committed) continue;
-        const uint32_t id = it->second.entry;
-        Entry& e = entries_[id];
-        ++e.pins;
-        e.last_use_ns = now;
-        if (e.hits < UINT16_MAX) ++e.hits;
-        policy_->OnAccess(id);
-        grant.codes[i] = absl::StatusCode::kOk;
-        grant.slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
-        granted.push_back(id);
-      }
-    }
+    if (ns != nullptr) PinCommitted(ns, keys, now, &grant, &granted);
     Count(ns, &TierCounters::hits, granted.size());
     Count(ns, &TierCounters::misses, keys.size() - granted.size());
     if (!granted.empty()) {
@@ -654,6 +628,25 @@ class DramTier::Impl {
       }
     }
     return false;
+  }
+
+  // A get's use of the committed blocks among `keys`: pins each (one pin per occurrence),
+  // stamps its use for eviction, fills its code and slot in `grant` and adds it to `granted`.
+  void PinCommitted(Namespace* ns, std::span<const BlockKey> keys, int64_t now, LeaseGrant* grant,
+                    std::vector<uint32_t>* granted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto it = ns->index.find(keys[i]);
+      if (it == ns->index.end() || !it->second.committed) continue;
+      const uint32_t id = it->second.entry;
+      Entry& e = entries_[id];
+      ++e.pins;
+      e.last_use_ns = now;
+      if (e.hits < UINT16_MAX) ++e.hits;
+      policy_->OnAccess(id);
+      grant->codes[i] = absl::StatusCode::kOk;
+      grant->slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
+      granted->push_back(id);
+    }
   }
 
   // Takes a committed, unpinned block out of the tier to make room.

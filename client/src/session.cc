@@ -490,52 +490,44 @@ absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<absl::Status>> Session::Remove(const NamespaceHandle& ns,
-                                                          std::span<const BlockKey> keys) {
+template <typename Request, typename Reply>
+absl::StatusOr<std::vector<absl::Status>> Session::PerKeyCodes(proto::Opcode op,
+                                                               const NamespaceHandle& ns,
+                                                               std::span<const BlockKey> keys,
+                                                               Request request) {
   auto id = NamespaceId(ns);
   if (!id.ok()) return id.status();
   std::vector<absl::Status> results;
   results.reserve(keys.size());
   const size_t batch = BatchSize(0);
+  request.set_namespace_id(*id);
   for (size_t start = 0; start < keys.size(); start += batch) {
     const auto chunk = keys.subspan(start, std::min(batch, keys.size() - start));
-    proto::RemoveRequest request;
-    request.set_namespace_id(*id);
     request.set_keys(PackKeys(chunk));
-    proto::RemoveReply reply;
-    if (auto s = channel_.Call(proto::Opcode::kRemove, request, &reply); !s.ok()) return s;
+    Reply reply;
+    if (auto s = channel_.Call(op, request, &reply); !s.ok()) return s;
     if (static_cast<size_t>(reply.codes_size()) != chunk.size()) {
-      return channel_.Break(absl::StrCat("remove of ", chunk.size(), " keys returned ",
-                                         reply.codes_size(), " codes"));
+      return channel_.Break(absl::StrCat(AbslView(proto::OpcodeName(op)), " of ", chunk.size(),
+                                         " keys returned ", reply.codes_size(), " codes"));
     }
     for (int32_t code : reply.codes()) results.push_back(CodeToStatus(code));
   }
   return results;
 }
 
+absl::StatusOr<std::vector<absl::Status>> Session::Remove(const NamespaceHandle& ns,
+                                                          std::span<const BlockKey> keys) {
+  return PerKeyCodes<proto::RemoveRequest, proto::RemoveReply>(proto::Opcode::kRemove, ns, keys,
+                                                               {});
+}
+
 absl::StatusOr<std::vector<absl::Status>> Session::Pin(const NamespaceHandle& ns,
                                                        std::span<const BlockKey> keys,
                                                        bool pinned) {
-  auto id = NamespaceId(ns);
-  if (!id.ok()) return id.status();
-  std::vector<absl::Status> results;
-  results.reserve(keys.size());
-  const size_t batch = BatchSize(0);
-  for (size_t start = 0; start < keys.size(); start += batch) {
-    const auto chunk = keys.subspan(start, std::min(batch, keys.size() - start));
-    proto::PinRequest request;
-    request.set_namespace_id(*id);
-    request.set_keys(PackKeys(chunk));
-    request.set_pinned(pinned);
-    proto::PinReply reply;
-    if (auto s = channel_.Call(proto::Opcode::kPin, request, &reply); !s.ok()) return s;
-    if (static_cast<size_t>(reply.codes_size()) != chunk.size()) {
-      return channel_.Break(
-          absl::StrCat("pin of ", chunk.size(), " keys returned ", reply.codes_size(), " codes"));
-    }
-    for (int32_t code : reply.codes()) results.push_back(CodeToStatus(code));
-  }
-  return results;
+  proto::PinRequest request;
+  request.set_pinned(pinned);
+  return PerKeyCodes<proto::PinRequest, proto::PinReply>(proto::Opcode::kPin, ns, keys,
+                                                         std::move(request));
 }
 
 absl::StatusOr<PrefetchResult> Session::Prefetch(const NamespaceHandle& ns,

@@ -67,6 +67,12 @@ class Session {
   // Largest number of keys per request for this call (keys limit, and payload limit when each
   // key carries up to `bytes_per_key` payload bytes).
   size_t BatchSize(uint64_t bytes_per_key) const;
+  // Sends `request` (other fields preset) once per batch of `keys` and collects the reply's
+  // one code per key (remove, pin).
+  template <typename Request, typename Reply>
+  absl::StatusOr<std::vector<absl::Status>> PerKeyCodes(proto::Opcode op, const NamespaceHandle& ns,
+                                                        std::span<const BlockKey> keys,
+                                                        Request request);
   // The daemon's lease timeout (HelloReply), 10 s when it names none.
   std::chrono::milliseconds LeaseTimeout() const;
 

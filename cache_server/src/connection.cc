@@ -114,7 +114,16 @@ class Connection {
       case Opcode::kPut:
         co_return co_await OnPut(h);
       case Opcode::kPutCommit:
-        co_return co_await OnPutCommit(h);
+        co_return co_await Simple<proto::PutCommitRequest>(
+            h,
+            [this](const auto& r) -> absl::StatusOr<proto::PutCommitReply> {
+              auto codes = svc_->CommitPut(id_, r.lease_id());
+              if (!codes.ok()) return codes.status();
+              proto::PutCommitReply reply;
+              for (absl::StatusCode c : *codes) reply.add_codes(static_cast<int32_t>(c));
+              return reply;
+            },
+            svc_->CommitNeedsIo());
       case Opcode::kGet:
         co_return co_await OnGet(h);
       case Opcode::kRelease:
@@ -127,11 +136,13 @@ class Connection {
               return reply;
             });
       case Opcode::kRemove:
-        co_return co_await OnRemove(h);
+        co_return co_await Simple<proto::RemoveRequest>(
+            h, [this](const auto& r) { return svc_->Remove(r); }, svc_->RemoveNeedsIo());
       case Opcode::kPrefetch:
         co_return co_await OnPrefetch(h);
       case Opcode::kPin:
-        co_return co_await OnPin(h);
+        co_return co_await Simple<proto::PinRequest>(
+            h, [this](const auto& r) { return svc_->Pin(r); }, svc_->PinNeedsIo());
       case Opcode::kStats:
         co_return co_await Simple<proto::StatsRequest>(
             h, [this](const auto&) -> absl::StatusOr<proto::StatsReply> { return svc_->Stats(); });
@@ -144,14 +155,21 @@ class Connection {
     co_return co_await Reject(h, absl::UnimplementedError("unknown opcode"));
   }
 
-  // Requests without payload: parse, call, reply.
+  // Requests without payload: parse, call, reply. With `needs_io` (and the NVMe tier on), the
+  // call runs on the NVMe threads while this coroutine waits.
   template <typename Req, typename Fn>
-  awaitable<bool> Simple(const FrameHeader& h, Fn fn) {
+  awaitable<bool> Simple(const FrameHeader& h, Fn fn, bool needs_io = false) {
     Req req;
     if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
       co_return co_await RejectMalformed(h, s);
     }
-    auto reply = fn(req);
+    // (Not a conditional expression: GCC 12 destroys a co_await temporary in one twice.)
+    decltype(fn(req)) reply = absl::UnknownError("unset");
+    if (Offload(needs_io)) {
+      reply = co_await RunOn(blocking_->pool, [&fn, &req] { return fn(req); });
+    } else {
+      reply = fn(req);
+    }
     if (!reply.ok()) co_return co_await Reject(h, reply.status());
     co_await SendReply(h, *reply);
     co_return true;
@@ -166,52 +184,6 @@ class Connection {
                                [this, lease] { return svc_->CommitPut(id_, lease); });
     }
     co_return svc_->CommitPut(id_, lease);
-  }
-
-  awaitable<bool> OnPutCommit(const FrameHeader& h) {
-    proto::PutCommitRequest req;
-    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
-      co_return co_await RejectMalformed(h, s);
-    }
-    absl::StatusOr<std::vector<absl::StatusCode>> codes = co_await CommitPut(req.lease_id());
-    if (!codes.ok()) co_return co_await Reject(h, codes.status());
-    proto::PutCommitReply reply;
-    for (absl::StatusCode c : *codes) reply.add_codes(static_cast<int32_t>(c));
-    co_await SendReply(h, reply);
-    co_return true;
-  }
-
-  awaitable<bool> OnRemove(const FrameHeader& h) {
-    proto::RemoveRequest req;
-    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
-      co_return co_await RejectMalformed(h, s);
-    }
-    // (Not a conditional expression: GCC 12 destroys a co_await temporary in one twice.)
-    absl::StatusOr<proto::RemoveReply> reply = absl::UnknownError("unset");
-    if (Offload(svc_->RemoveNeedsIo())) {
-      reply = co_await RunOn(blocking_->pool, [this, &req] { return svc_->Remove(req); });
-    } else {
-      reply = svc_->Remove(req);
-    }
-    if (!reply.ok()) co_return co_await Reject(h, reply.status());
-    co_await SendReply(h, *reply);
-    co_return true;
-  }
-
-  awaitable<bool> OnPin(const FrameHeader& h) {
-    proto::PinRequest req;
-    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
-      co_return co_await RejectMalformed(h, s);
-    }
-    absl::StatusOr<proto::PinReply> reply = absl::UnknownError("unset");
-    if (Offload(svc_->PinNeedsIo())) {
-      reply = co_await RunOn(blocking_->pool, [this, &req] { return svc_->Pin(req); });
-    } else {
-      reply = svc_->Pin(req);
-    }
-    if (!reply.ok()) co_return co_await Reject(h, reply.status());
-    co_await SendReply(h, *reply);
-    co_return true;
   }
 
   awaitable<bool> OnPrefetch(const FrameHeader& h) {

@@ -189,9 +189,9 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     }
   }
   if (!staged.empty()) AwaitStaged(ns, staged, absl::Milliseconds(200));
-  std::vector<size_t> todo;
+  std::vector<size_t> to_read;
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (!present[i] && nvme_->Contains(ns, keys[i])) todo.push_back(i);
+    if (!present[i] && nvme_->Contains(ns, keys[i])) to_read.push_back(i);
   }
   const uint64_t page = dram_->page_bytes();
   const uint64_t slot_bytes = (block_bytes + page - 1) / page * page;
@@ -199,14 +199,14 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
   // the put lease is abandoned whole -- its failed slot holds garbage and must never be
   // committed -- and the blocks that did read are reserved and read once more.
   std::vector<size_t> others;  // being written into DRAM by someone else (a prefetch, a get)
-  for (int round = 0; round < 2 && !todo.empty(); ++round) {
+  for (int round = 0; round < 2 && !to_read.empty(); ++round) {
     std::vector<BlockKey> want;
-    for (size_t i : todo) want.push_back(keys[i]);
+    for (size_t i : to_read) want.push_back(keys[i]);
     const std::vector<uint64_t> lengths(want.size(), block_bytes);
     tiers::LeaseGrant grant =
         dram_->ReservePut(kPlacementOwner, ns, want, lengths, /*persisted=*/true);
     for (size_t j = 0; round == 0 && j < want.size(); ++j) {
-      if (grant.codes[j] == absl::StatusCode::kAlreadyExists) others.push_back(todo[j]);
+      if (grant.codes[j] == absl::StatusCode::kAlreadyExists) others.push_back(to_read[j]);
     }
     if (grant.lease_id == 0) break;
     std::vector<size_t> granted;  // positions in `want`
@@ -226,14 +226,14 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     for (size_t k = 0; k < reads.size(); ++k) {
       if (reads[k].ok() && reads[k]->length <= block_bytes) {
         final_lengths.push_back(reads[k]->length);
-        next.push_back(todo[granted[k]]);
+        next.push_back(to_read[granted[k]]);
       } else {
         all_read = false;
       }
     }
     if (!all_read) {
       (void)dram_->Release(kPlacementOwner, grant.lease_id);
-      todo = std::move(next);
+      to_read = std::move(next);
       continue;
     }
     absl::StatusOr<std::vector<absl::StatusCode>> codes = dram_->CommitPut(
@@ -241,7 +241,7 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     if (codes.ok()) {
       for (size_t k = 0; k < codes->size(); ++k) {
         if ((*codes)[k] != absl::StatusCode::kOk) continue;
-        promoted[todo[granted[k]]] = true;
+        promoted[to_read[granted[k]]] = true;
         promotions_.fetch_add(1, std::memory_order_relaxed);
       }
     }

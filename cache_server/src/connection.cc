@@ -107,7 +107,8 @@ class Connection {
         co_return co_await OnHello(h);
       case Opcode::kOpenNamespace:
         co_return co_await Simple<proto::OpenNamespaceRequest>(
-            h, [this](const auto& r) { return svc_->OpenNamespace(r); });
+            h, [this](const auto& r) { return svc_->OpenNamespace(r); },
+            svc_->OpenNamespaceNeedsIo());
       case Opcode::kLookup:
         co_return co_await Simple<proto::LookupRequest>(
             h, [this](const auto& r) { return svc_->Lookup(r); });

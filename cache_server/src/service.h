@@ -88,6 +88,8 @@ class Service {
   // ReadGrant::needs_promotion).
   bool CommitNeedsIo() const { return nvme_ != nullptr && config_.nvme_write_through; }
   bool RemoveNeedsIo() const { return nvme_ != nullptr; }
+  // A new namespace is registered in the NVMe index and the namespace file (both synced).
+  bool OpenNamespaceNeedsIo() const { return nvme_ != nullptr; }
 
   // At a clean shutdown, once no request is served any more: writes staged demotions, then
   // DRAM blocks not on NVMe yet, within config.nvme_shutdown_save_ms. No-op without NVMe.

@@ -143,9 +143,10 @@ std::vector<proto::Tier> NvmePlacement::Lookup(uint32_t ns, std::span<const Bloc
 bool NvmePlacement::NeedsPromotion(uint32_t ns, std::span<const BlockKey> keys) {
   const std::vector<bool> present = dram_->Present(ns, keys);
   for (size_t i = 0; i < keys.size(); ++i) {
-    // Staged first: a demotion leaves the staging set only after its block is indexed on
-    // NVMe, so asking in this order never sees the block in neither place.
-    if (!present[i] && (IsStaged(ns, keys[i]) || nvme_->Contains(ns, keys[i]))) return true;
+    // Present: another promotion committed the block since the get missed it. Staged before
+    // NVMe: a demotion leaves the staging set only after its block is indexed on NVMe, so
+    // asking in this order never sees the block in neither place.
+    if (present[i] || IsStaged(ns, keys[i]) || nvme_->Contains(ns, keys[i])) return true;
   }
   return false;
 }
@@ -170,8 +171,12 @@ void NvmePlacement::AwaitStaged(uint32_t ns, std::span<const BlockKey> keys,
 }
 
 std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> keys,
-                                         bool wait_for_others) {
+                                         Reader* reader) {
   std::vector<bool> promoted(keys.size(), false);
+  if (reader != nullptr) {
+    reader->slots.assign(keys.size(), std::nullopt);
+    reader->elsewhere = 0;
+  }
   uint64_t block_bytes = 0;
   {
     absl::MutexLock lock(&ns_mu_);
@@ -180,6 +185,7 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     block_bytes = it->second;
   }
   std::vector<bool> present = dram_->Present(ns, keys);
+  if (reader != nullptr) reader->elsewhere = std::count(present.begin(), present.end(), true);
   // A block evicted a moment ago may still be on its way to flash (staged): wait for that
   // write (one batch, milliseconds) so that it can be read back rather than missed.
   std::vector<BlockKey> staged;
@@ -198,7 +204,6 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
   // Two rounds at most: when a read fails (a checksum, a block evicted from NVMe meanwhile),
   // the put lease is abandoned whole -- its failed slot holds garbage and must never be
   // committed -- and the blocks that did read are reserved and read once more.
-  std::vector<size_t> others;  // being written into DRAM by someone else (a prefetch, a get)
   for (int round = 0; round < 2 && !to_read.empty(); ++round) {
     std::vector<BlockKey> want;
     for (size_t i : to_read) want.push_back(keys[i]);
@@ -206,7 +211,10 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     tiers::LeaseGrant grant =
         dram_->ReservePut(kPlacementOwner, ns, want, lengths, /*persisted=*/true);
     for (size_t j = 0; round == 0 && j < want.size(); ++j) {
-      if (grant.codes[j] == absl::StatusCode::kAlreadyExists) others.push_back(to_read[j]);
+      // Being written into DRAM by another promotion (a prefetch, a get): left to it.
+      if (grant.codes[j] == absl::StatusCode::kAlreadyExists && reader != nullptr) {
+        ++reader->elsewhere;
+      }
     }
     if (grant.lease_id == 0) break;
     std::vector<size_t> granted;  // positions in `want`
@@ -236,32 +244,24 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
       to_read = std::move(next);
       continue;
     }
-    absl::StatusOr<std::vector<absl::StatusCode>> codes = dram_->CommitPut(
-        kPlacementOwner, grant.lease_id, {.persisted = true, .lengths = final_lengths});
+    tiers::ReadHandoff handoff;
+    if (reader != nullptr) handoff = {.owner = reader->owner, .lease = reader->lease};
+    absl::StatusOr<std::vector<absl::StatusCode>> codes =
+        dram_->CommitPut(kPlacementOwner, grant.lease_id,
+                         {.persisted = true,
+                          .lengths = final_lengths,
+                          .read = reader != nullptr ? &handoff : nullptr});
     if (codes.ok()) {
       for (size_t k = 0; k < codes->size(); ++k) {
         if ((*codes)[k] != absl::StatusCode::kOk) continue;
-        promoted[to_read[granted[k]]] = true;
+        const size_t i = to_read[granted[k]];
+        promoted[i] = true;
         promotions_.fetch_add(1, std::memory_order_relaxed);
+        if (reader != nullptr && !handoff.slots.empty()) reader->slots[i] = handoff.slots[k];
       }
+      if (reader != nullptr) reader->lease = handoff.lease;
     }
     break;
-  }
-  // Another promotion of the same block is in flight: a get waits a little for its commit
-  // (a device read takes well under the bound) rather than reporting a miss.
-  if (wait_for_others && !others.empty()) {
-    std::vector<BlockKey> pending;
-    for (size_t i : others) pending.push_back(keys[i]);
-    const absl::Time deadline = absl::Now() + absl::Milliseconds(50);
-    for (;;) {
-      const std::vector<bool> now_present = dram_->Present(ns, pending);
-      if (std::all_of(now_present.begin(), now_present.end(), [](bool b) { return b; }) ||
-          absl::Now() >= deadline) {
-        for (size_t k = 0; k < others.size(); ++k) promoted[others[k]] = now_present[k];
-        break;
-      }
-      absl::SleepFor(absl::Microseconds(200));
-    }
   }
   return promoted;
 }
@@ -297,7 +297,7 @@ proto::PrefetchReply NvmePlacement::PlanPrefetch(uint32_t ns, std::span<const Bl
 }
 
 void NvmePlacement::RunPrefetch(uint32_t ns, std::span<const BlockKey> keys) {
-  const std::vector<bool> promoted = Promote(ns, keys, /*wait_for_others=*/false);
+  const std::vector<bool> promoted = Promote(ns, keys);
   uint64_t n = 0;
   for (bool p : promoted) n += p ? 1 : 0;
   prefetch_promoted_.fetch_add(n, std::memory_order_relaxed);

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -79,13 +80,25 @@ class NvmePlacement final : public tiers::EvictionListener {
   // lookup statistics; no I/O.
   std::vector<proto::Tier> Lookup(uint32_t ns, std::span<const BlockKey> keys);
 
-  // Whether some of `keys` are on NVMe and not in DRAM (no I/O): a get then needs Promote.
+  // Whether a get that missed `keys` in DRAM may still find some (no I/O), and so needs
+  // Promote: they are on NVMe or on their way there, or in DRAM by now (another promotion
+  // committed them since the miss).
   bool NeedsPromotion(uint32_t ns, std::span<const BlockKey> keys);
+  // The get a promotion reads for: the blocks it promotes are pinned under the get's read
+  // lease as they are committed (tiers::ReadHandoff), so that other clients' puts and
+  // promotions cannot evict them before the get copies them out.
+  struct Reader {
+    uint64_t owner = 0;
+    uint64_t lease = 0;  // in: the get's read lease, or 0; out: the lease holding the blocks
+    std::vector<std::optional<tiers::SlotRef>> slots;  // out: keys[i]'s slot when pinned here
+    // Out: blocks in DRAM already, or being written into DRAM by another promotion right now:
+    // the get pins them with ExtendRead (once committed).
+    size_t elsewhere = 0;
+  };
   // Reads the blocks among `keys` that are on NVMe and not in DRAM into DRAM. promoted[i] says
-  // whether keys[i] was. A block that another promotion is writing into DRAM right now is
-  // waited for (up to 50 ms) with `wait_for_others`, else left to it. Blocks on device reads.
-  std::vector<bool> Promote(uint32_t ns, std::span<const BlockKey> keys,
-                            bool wait_for_others = true);
+  // whether keys[i] was. A block that another promotion (a prefetch, another get) is writing
+  // into DRAM right now is left to it. Blocks on device reads.
+  std::vector<bool> Promote(uint32_t ns, std::span<const BlockKey> keys, Reader* reader = nullptr);
 
   // Prefetch, first half (no I/O): sorts `keys` into in DRAM, on NVMe only, and in no tier, and
   // admits the NVMe ones while fewer than `max_in_flight` prefetched keys are being promoted;

@@ -167,38 +167,55 @@ absl::StatusOr<ReadGrant> Service::AcquireRead(uint64_t conn, const proto::GetRe
 }
 
 bool Service::CompleteRead(uint64_t conn, const proto::GetRequest& req, ReadGrant* read) {
+  const uint32_t ns = req.namespace_id();
   const std::span<const BlockKey> keys = Keys(req.keys());
   read->from_nvme.assign(keys.size(), false);
   uint64_t bytes = 0;
-  // A promoted block is committed unpinned and joins the lease a moment later; other clients'
-  // promotions may evict it in between (or still be promoting it when Promote stops waiting).
-  // It is still on NVMe then, so a few rounds make the get's answer not depend on that race.
-  for (int round = 0; round < 3; ++round) {
-    std::vector<size_t> missed;
-    std::vector<BlockKey> missed_keys;
+  auto found = [&](size_t i, const tiers::SlotRef& slot) {
+    read->grant.codes[i] = absl::StatusCode::kOk;
+    read->grant.slots[i] = slot;
+    read->from_nvme[i] = true;
+    bytes += slot.length;
+  };
+  std::vector<size_t> missed;
+  std::vector<BlockKey> missed_keys;
+  auto collect_misses = [&] {
+    missed.clear();
+    missed_keys.clear();
     for (size_t i = 0; i < keys.size(); ++i) {
       if (read->grant.codes[i] != absl::StatusCode::kOk) {
         missed.push_back(i);
         missed_keys.push_back(keys[i]);
       }
     }
-    if (missed.empty() || (round > 0 && !nvme_->NeedsPromotion(req.namespace_id(), missed_keys))) {
-      break;
+    return !missed.empty();
+  };
+  // The blocks this get promotes join its lease as they are committed. A block that another
+  // promotion (a prefetch, another get) committed or is writing is pinned with ExtendRead;
+  // should other clients evict it first, it is still on NVMe and read here in the next round.
+  // So the answer does not depend on those races; the bound only stops a promotion that hangs
+  // (a device read takes well under it).
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(50);
+  while (collect_misses()) {
+    NvmePlacement::Reader reader{.owner = conn, .lease = read->grant.lease_id};
+    (void)nvme_->Promote(ns, missed_keys, &reader);
+    read->grant.lease_id = reader.lease;
+    for (size_t k = 0; k < missed.size(); ++k) {
+      if (reader.slots[k].has_value()) found(missed[k], *reader.slots[k]);
     }
-    (void)nvme_->Promote(req.namespace_id(), missed_keys);
-    // Blocks another get or a prefetch promoted meanwhile count too: they came from NVMe.
-    const tiers::LeaseGrant more =
-        dram_->ExtendRead(conn, read->grant.lease_id, req.namespace_id(), missed_keys);
+    if (reader.elsewhere == 0 || !collect_misses()) break;
+    const tiers::LeaseGrant more = dram_->ExtendRead(conn, read->grant.lease_id, ns, missed_keys);
+    size_t pinned = 0;
     for (size_t k = 0; k < missed.size(); ++k) {
       if (more.codes[k] != absl::StatusCode::kOk) continue;
-      read->grant.codes[missed[k]] = absl::StatusCode::kOk;
-      read->grant.slots[missed[k]] = more.slots[k];
-      read->from_nvme[missed[k]] = true;
-      bytes += more.slots[k].length;
+      found(missed[k], more.slots[k]);
+      ++pinned;
     }
     if (read->grant.lease_id == 0) read->grant.lease_id = more.lease_id;
+    if (absl::Now() >= deadline) break;
+    if (pinned == 0) absl::SleepFor(absl::Microseconds(200));  // still being written
   }
-  dram_->RecordBytesOut(req.namespace_id(), bytes);
+  dram_->RecordBytesOut(ns, bytes);
   read->needs_promotion = false;
   return true;
 }

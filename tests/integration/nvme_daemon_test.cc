@@ -391,6 +391,7 @@ TEST_F(NvmeDaemonTest, PrefetchUnderConcurrencyNeverChangesWhatGetsReturn) {
           gets.fetch_add(1);
           if (!(*r)[0].status.ok()) {
             misses.fetch_add(1);
+            ADD_FAILURE() << "block " << i << " missed: " << (*r)[0].status;
             continue;
           }
           if (!(out == Content(i, 0))) wrong.fetch_add(1);
@@ -404,7 +405,7 @@ TEST_F(NvmeDaemonTest, PrefetchUnderConcurrencyNeverChangesWhatGetsReturn) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GT(gets.load(), 20);
   // Every block is in one tier or the other: nothing is lost by racing promotions.
-  EXPECT_EQ(misses.load(), 0);
+  EXPECT_EQ(misses.load(), 0) << Tier(proto::TIER_NVME).DebugString();
   EXPECT_GT(Tier(proto::TIER_NVME).nvme().prefetch_promoted(), 0u);
 }
 

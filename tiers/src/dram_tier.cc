@@ -57,6 +57,7 @@
 #include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
 #include "kvtier/common/units.h"
+#include "kvtier/tiers/memory_controls.h"
 #include "tiers/src/lease_table.h"
 #include "tiers/src/shm_arena.h"
 #include "tiers/src/slab_allocator.h"
@@ -109,7 +110,7 @@ enum class EntryState : uint8_t { kFree, kWriting, kCommitted };
 
 class DramTier::Impl {
  public:
-  Impl(const DramTierOptions& options, const Clock* clock, std::unique_ptr<EvictionPolicy> policy,
+  Impl(const DramTierOptions& options, const Clock* clock, std::unique_ptr<ControlledPolicy> policy,
        std::unique_ptr<ShmArena> arena)
       : options_(options),
         clock_(clock),
@@ -161,9 +162,9 @@ class DramTier::Impl {
     Namespace* ns = FindNamespace(ns_id);
     size_t hit = 0;
     if (ns != nullptr) {
+      const int64_t now = clock_->NowNanos();
       for (; hit < keys.size(); ++hit) {
-        auto it = ns->index.find(keys[hit]);
-        if (it == ns->index.end() || !it->second.committed) break;
+        if (!FindLive(ns, keys[hit], now)) break;
       }
     }
     Count(ns, &TierCounters::lookups, 1);
@@ -191,12 +192,17 @@ class DramTier::Impl {
     for (size_t i = 0; i < keys.size(); ++i) {
       const uint64_t length = lengths[i];
       if (length == 0 || length > ns->block_bytes) continue;  // kInvalidArgument
+      FindLive(ns, keys[i], now);  // an expired block of the key goes now
       auto it = ns->index.find(keys[i]);
       if (it != ns->index.end()) {
         const bool same_batch =
             !it->second.committed && entries_[it->second.entry].put_lease == lease_id;
         grant.codes[i] =
             same_batch ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kAlreadyExists;
+        continue;
+      }
+      if (!exhausted && !RoomInQuota(ns)) {
+        grant.codes[i] = absl::StatusCode::kResourceExhausted;
         continue;
       }
       std::optional<SlotHandle> slot;
@@ -221,6 +227,8 @@ class DramTier::Impl {
       e.hits = 0;
       e.persisted = persisted;
       e.user_pinned = false;
+      e.expires_at_ns = 0;
+      ++ns->writing;
       // The key before it in the batch is its prefix parent when it is granted too (the lease
       // commits its entries in order, so the parent enters the policy first).
       e.parent_is_previous = i > 0 && previous_granted == i - 1;
@@ -267,12 +275,40 @@ class DramTier::Impl {
         const uint32_t id = lease->entries[j];
         entries_[id].persisted |= options.persisted;
         if (!options.lengths.empty()) entries_[id].length = options.lengths[j];
+        entries_[id].expires_at_ns = options.ttl_nanos > 0 ? now + options.ttl_nanos : 0;
         Commit(id, now, entries_[id].parent_is_previous ? previous : std::nullopt);
         previous = id;
       }
+      if (options.read != nullptr) HandOffToReader(lease->entries, now, options.read);
     }
     leases_.Erase(lease_id);
     return codes;
+  }
+
+  // Pins freshly committed blocks under a read lease (CommitOptions::read).
+  void HandOffToReader(std::span<const uint32_t> ids, int64_t now, ReadHandoff* read)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Lease* reader = nullptr;
+    if (read->lease != 0) {
+      reader = leases_.Find(read->lease);
+      if (reader == nullptr || reader->owner != read->owner || reader->kind != LeaseKind::kRead ||
+          CheckExpired(*reader, now)) {
+        return;
+      }
+    }
+    std::vector<uint32_t> granted = leases_.TakeVector();
+    read->slots.clear();
+    for (uint32_t id : ids) {
+      read->slots.push_back(PinEntry(id, now));
+      granted.push_back(id);
+    }
+    if (!ids.empty()) CountMissesAsHits(entries_[ids.front()].ns, ids.size());
+    if (reader != nullptr) {
+      reader->entries.insert(reader->entries.end(), granted.begin(), granted.end());
+    } else {
+      read->lease = leases_.NextId();
+      leases_.Add(read->lease, read->owner, LeaseKind::kRead, now, std::move(granted));
+    }
   }
 
   absl::StatusOr<PutLeaseBlocks> GetPutLeaseBlocks(OwnerId owner, LeaseId lease_id) {
@@ -311,8 +347,10 @@ class DramTier::Impl {
         e.user_pinned = pinned;
         if (pinned) {
           ++ns->pinned_blocks;
+          policy_->Pin(it->second.entry);
         } else {
           --ns->pinned_blocks;
+          policy_->Unpin(it->second.entry);
         }
       }
       codes[i] = absl::StatusCode::kOk;
@@ -325,21 +363,21 @@ class DramTier::Impl {
     absl::MutexLock lock(&mu_);
     Namespace* ns = FindNamespace(ns_id);
     if (ns == nullptr) return present;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      auto it = ns->index.find(keys[i]);
-      present[i] = it != ns->index.end() && it->second.committed;
-    }
+    const int64_t now = clock_->NowNanos();
+    for (size_t i = 0; i < keys.size(); ++i) present[i] = FindLive(ns, keys[i], now).has_value();
     return present;
   }
 
   std::vector<BlockListing> ListBlocks() const {
     absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowNanos();
     std::vector<std::pair<int64_t, BlockListing>> all;
     all.reserve(committed_blocks_);
     for (const auto& [ns_id, ns] : namespaces_) {
       for (const auto& [key, v] : ns->index) {
         if (!v.committed) continue;
         const Entry& e = entries_[v.entry];
+        if (IsExpired(e, now)) continue;  // not worth saving
         all.push_back(
             {e.last_use_ns, BlockListing{ns_id, key, e.offset, e.length, e.hits, e.persisted}});
       }
@@ -376,11 +414,7 @@ class DramTier::Impl {
     if (ns == nullptr) return grant;
     std::vector<uint32_t> granted = leases_.TakeVector();
     PinCommitted(ns, keys, now, &grant, &granted);
-    // Misses of the same get turned into hits.
-    const uint64_t n = granted.size();
-    Count(ns, &TierCounters::hits, n);
-    counters_.misses -= std::min(counters_.misses, n);
-    ns->counters.misses -= std::min(ns->counters.misses, n);
+    CountMissesAsHits(ns, granted.size());
     if (granted.empty()) {
       grant.lease_id = lease_id;
       return grant;
@@ -448,7 +482,32 @@ class DramTier::Impl {
 
   size_t ExpireLeases() {
     absl::MutexLock lock(&mu_);
-    return ExpireLocked(clock_->NowNanos());
+    const int64_t now = clock_->NowNanos();
+    ReapExpiredBlocks(now);
+    return ExpireLocked(now);
+  }
+
+  absl::Status SetNamespaceLimits(NamespaceId ns_id, const NamespaceLimits& limits) {
+    absl::MutexLock lock(&mu_);
+    Namespace* ns = FindNamespace(ns_id);
+    if (ns == nullptr) return absl::NotFoundError(absl::StrCat("namespace ", ns_id, " unknown"));
+    const uint64_t slot = SlotBytes(*ns);
+    // A quota smaller than one block would refuse every put: it holds one block at least.
+    const uint64_t max_blocks =
+        limits.quota_bytes == 0 ? 0 : std::max<uint64_t>(1, limits.quota_bytes / slot);
+    KVTIER_RETURN_IF_ERROR(policy_->SetLimits(
+        ns_id, GroupLimits{.max_blocks = max_blocks, .priority = limits.priority}));
+    ns->limits = limits;
+    ns->max_blocks = max_blocks;
+    // A lowered quota takes effect now: the namespace's own coldest blocks go (and are demoted,
+    // as any eviction), not only on its next put.
+    while (ns->max_blocks != 0 && ns->blocks > ns->max_blocks) {
+      std::optional<EntryId> v = policy_->GroupVictim(ns_id, ns->cls, policy_evictable_);
+      if (!v) break;  // the rest are in use; they count against the quota until released
+      Count(ns, &TierCounters::quota_evictions, 1);
+      Evict(static_cast<uint32_t>(*v));
+    }
+    return absl::OkStatus();
   }
 
   std::vector<absl::StatusCode> Remove(NamespaceId ns_id, std::span<const BlockKey> keys) {
@@ -490,8 +549,14 @@ class DramTier::Impl {
     s.counters = counters_;
     s.namespaces.reserve(namespaces_.size());
     for (const auto& [id, ns] : namespaces_) {
-      s.namespaces.push_back(NamespaceSnapshot{id, ns->block_bytes, ns->blocks, ns->used_bytes,
-                                               ns->pinned_blocks, ns->counters});
+      s.namespaces.push_back(NamespaceSnapshot{.namespace_id = id,
+                                               .block_bytes = ns->block_bytes,
+                                               .blocks = ns->blocks,
+                                               .used_bytes = ns->used_bytes,
+                                               .pinned_blocks = ns->pinned_blocks,
+                                               .quota_bytes = ns->limits.quota_bytes,
+                                               .priority = ns->limits.priority,
+                                               .counters = ns->counters});
     }
     std::sort(s.namespaces.begin(), s.namespaces.end(),
               [](const NamespaceSnapshot& a, const NamespaceSnapshot& b) {
@@ -520,9 +585,10 @@ class DramTier::Impl {
     // While kWriting: the entry before it in its put lease holds the previous key of the
     // request (its prefix parent, for the policy).
     bool parent_is_previous = false;
-    bool persisted = false;    // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
-    bool user_pinned = false;  // SetPinned: never evicted
-    uint16_t hits = 0;         // read hits since commit, saturating
+    bool persisted = false;     // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
+    bool user_pinned = false;   // SetPinned: never evicted
+    uint16_t hits = 0;          // read hits since commit, saturating
+    int64_t expires_at_ns = 0;  // while kCommitted: 0, or when its TTL runs out
   };
 
   struct IndexValue {
@@ -538,6 +604,9 @@ class DramTier::Impl {
     uint64_t blocks = 0;         // committed, in the index
     uint64_t used_bytes = 0;     // their stored lengths
     uint64_t pinned_blocks = 0;  // committed, user_pinned
+    uint64_t writing = 0;        // reserved, not yet committed or freed
+    NamespaceLimits limits;
+    uint64_t max_blocks = 0;  // the quota in slots; 0: none
     TierCounters counters;
   };
 
@@ -635,35 +704,115 @@ class DramTier::Impl {
   void PinCommitted(Namespace* ns, std::span<const BlockKey> keys, int64_t now, LeaseGrant* grant,
                     std::vector<uint32_t>* granted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (size_t i = 0; i < keys.size(); ++i) {
-      auto it = ns->index.find(keys[i]);
-      if (it == ns->index.end() || !it->second.committed) continue;
-      const uint32_t id = it->second.entry;
-      Entry& e = entries_[id];
-      ++e.pins;
-      e.last_use_ns = now;
-      if (e.hits < UINT16_MAX) ++e.hits;
-      policy_->OnAccess(id);
+      const std::optional<uint32_t> found = FindLive(ns, keys[i], now);
+      if (!found) continue;
+      const uint32_t id = *found;
       grant->codes[i] = absl::StatusCode::kOk;
-      grant->slots[i] = SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
+      grant->slots[i] = PinEntry(id, now);
       granted->push_back(id);
     }
   }
 
+  // One more read pin on a committed block; a read is a use for eviction.
+  SlotRef PinEntry(uint32_t id, int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Entry& e = entries_[id];
+    ++e.pins;
+    e.last_use_ns = now;
+    if (e.hits < UINT16_MAX) ++e.hits;
+    policy_->OnAccess(id);
+    return SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
+  }
+
+  // Blocks a get's AcquireRead counted as misses, found after all (promoted from NVMe).
+  void CountMissesAsHits(Namespace* ns, uint64_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Count(ns, &TierCounters::hits, n);
+    counters_.misses -= std::min(counters_.misses, n);
+    ns->counters.misses -= std::min(ns->counters.misses, n);
+  }
+
   // Takes a committed, unpinned block out of the tier to make room.
+  // An expired block is dropped instead (the policy offers expired blocks first): it is dead,
+  // so it is neither demoted nor counted as an eviction.
   void Evict(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
+    const int64_t now = clock_->NowNanos();
+    if (IsExpired(e, now)) {
+      DropExpired(id);
+      return;
+    }
     if (listener_ != nullptr) {
       listener_->OnEvict(
           EvictedBlock{.ns = e.ns->id,
                        .key = e.key,
                        .bytes = {arena_->base() + e.offset, static_cast<size_t>(e.length)},
                        .hits = e.hits,
-                       .persisted = e.persisted});
+                       .persisted = e.persisted,
+                       .ttl_left_nanos = e.expires_at_ns == 0 ? 0 : e.expires_at_ns - now});
     }
     e.ns->index.erase(e.key);
     Uncache(id);
     Count(e.ns, &TierCounters::evictions, 1);
     FreeEntry(id);
+  }
+
+  // Whether a committed block's TTL has run out. A block pinned with SetPinned does not expire
+  // while pinned.
+  static bool IsExpired(const Entry& e, int64_t now) {
+    return e.expires_at_ns != 0 && now >= e.expires_at_ns && !e.user_pinned;
+  }
+
+  // The committed, unexpired block of `key`. An expired one is dropped on the way (lazily, so
+  // that no reader ever sees a block past its TTL, reaper or not).
+  std::optional<uint32_t> FindLive(Namespace* ns, const BlockKey& key, int64_t now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = ns->index.find(key);
+    if (it == ns->index.end() || !it->second.committed) return std::nullopt;
+    const uint32_t id = it->second.entry;
+    if (IsExpired(entries_[id], now)) {
+      DropExpired(id);
+      return std::nullopt;
+    }
+    return id;
+  }
+
+  // Takes an expired block out of the index; its slot is freed now, or by the last read lease
+  // still holding it.
+  void DropExpired(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Entry& e = entries_[id];
+    e.ns->index.erase(e.key);
+    Uncache(id);
+    Count(e.ns, &TierCounters::expirations, 1);
+    if (e.pins == 0) {
+      FreeEntry(id);
+    } else {
+      e.removed = true;
+    }
+  }
+
+  // Drops blocks whose TTL has run out before their space is needed, a bounded batch per call
+  // (the daemon calls ExpireLeases every few hundred milliseconds).
+  void ReapExpiredBlocks(int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    constexpr size_t kBatch = 1024;
+    for (EntryId id : policy_->ExpiredBlocks(kBatch)) {
+      if (IsExpired(entries_[id], now)) DropExpired(static_cast<uint32_t>(id));
+    }
+  }
+
+  static uint64_t SlotBytes(const Namespace& ns, uint64_t page) {
+    return (ns.block_bytes + page - 1) / page * page;
+  }
+  uint64_t SlotBytes(const Namespace& ns) const { return SlotBytes(ns, options_.page_bytes); }
+
+  // Whether `ns` may reserve one more slot: under its quota, or at it with one of its own
+  // blocks evicted to make room (the namespace pays for its own puts; it does not take other
+  // namespaces' memory). False when every block it holds is in use.
+  bool RoomInQuota(Namespace* ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (ns->max_blocks == 0 || ns->blocks + ns->writing < ns->max_blocks) return true;
+    std::optional<EntryId> v = policy_->GroupVictim(ns->id, ns->cls, policy_evictable_);
+    if (!v) return false;
+    Count(ns, &TierCounters::quota_evictions, 1);
+    Evict(static_cast<uint32_t>(*v));
+    return true;
   }
 
   // Bookkeeping for a committed block leaving the index.
@@ -673,7 +822,7 @@ class DramTier::Impl {
       e.user_pinned = false;
       --e.ns->pinned_blocks;
     }
-    policy_->OnRemove(id);
+    policy_->OnRemove(id);  // drops the policy's mirror of the pin too
     --e.ns->blocks;
     e.ns->used_bytes -= e.length;
     --committed_blocks_;
@@ -691,8 +840,10 @@ class DramTier::Impl {
     // Keys are hashes already: any 8 of their bytes make a stable fingerprint.
     uint64_t fingerprint;
     std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
-    policy_->OnInsertBlock(
-        id, BlockInfo{.size_class = ns->cls, .fingerprint = fingerprint, .parent = parent});
+    policy_->OnInsertControlled(
+        id, BlockInfo{.size_class = ns->cls, .fingerprint = fingerprint, .parent = parent},
+        BlockControls{.group = ns->id, .expires_at_nanos = e.expires_at_ns});
+    --ns->writing;
     ++ns->blocks;
     ns->used_bytes += e.length;
     ++committed_blocks_;
@@ -704,6 +855,7 @@ class DramTier::Impl {
   // may be reserved and rewritten, and any copy of its old bytes must fail its check.
   void FreeEntry(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
+    if (e.state == EntryState::kWriting) --e.ns->writing;
     arena_->BumpGeneration(e.offset);
     allocator_.Free(e.slot);
     e.state = EntryState::kFree;
@@ -768,7 +920,9 @@ class DramTier::Impl {
   const DramTierOptions options_;
   const Clock* const clock_;
   mutable absl::Mutex mu_;
-  const std::unique_ptr<EvictionPolicy> policy_ ABSL_PT_GUARDED_BY(mu_);
+  // The configured policy under the memory controls (TTLs, quotas, priorities; pins are the
+  // tier's own, mirrored into it so that expiry skips them).
+  const std::unique_ptr<ControlledPolicy> policy_ ABSL_PT_GUARDED_BY(mu_);
   const std::unique_ptr<ShmArena> arena_;
   SlabAllocator allocator_ ABSL_GUARDED_BY(mu_);
   LeaseTable leases_ ABSL_GUARDED_BY(mu_);
@@ -800,11 +954,12 @@ absl::StatusOr<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions
   KVTIER_RETURN_IF_ERROR(options.Validate());
   if (clock == nullptr) return absl::InvalidArgumentError("DramTier needs a clock");
   if (policy == nullptr) policy = NewLruPolicy();
+  KVTIER_ASSIGN_OR_RETURN(auto controlled, ControlledPolicy::Create(std::move(policy), {}, clock));
   KVTIER_ASSIGN_OR_RETURN(
       auto arena, ShmArena::Create(options.memfd_name, options.page_bytes, options.capacity_bytes,
                                    options.preallocate));
-  return std::unique_ptr<DramTier>(
-      new DramTier(std::make_unique<Impl>(options, clock, std::move(policy), std::move(arena))));
+  return std::unique_ptr<DramTier>(new DramTier(
+      std::make_unique<Impl>(options, clock, std::move(controlled), std::move(arena))));
 }
 
 DramTier::DramTier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -859,6 +1014,9 @@ absl::StatusOr<bool> DramTier::Release(OwnerId owner, LeaseId lease) {
 }
 void DramTier::ReleaseOwner(OwnerId owner) { impl_->ReleaseOwner(owner); }
 size_t DramTier::ExpireLeases() { return impl_->ExpireLeases(); }
+absl::Status DramTier::SetNamespaceLimits(NamespaceId ns, const NamespaceLimits& limits) {
+  return impl_->SetNamespaceLimits(ns, limits);
+}
 std::vector<absl::StatusCode> DramTier::Remove(NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->Remove(ns, keys);
 }

@@ -175,6 +175,51 @@ TEST_F(DramTierTest, ExtendReadTurnsAGetsMissesIntoHitsUnderItsLease) {
   EXPECT_TRUE(tier_->Release(kBob, fresh.lease_id).ok());
 }
 
+TEST_F(DramTierTest, CommitCanHandTheBlocksToAReadLeaseBeforeAnyEviction) {
+  Make(3, 3);
+  Put({0});
+  LeaseGrant r = Read({0, 1, 2});  // a get: 1 and 2 miss, then are promoted from NVMe
+  ASSERT_NE(r.lease_id, 0u);
+  LeaseGrant p = tier_->ReservePut(kBob, kNs, Keys({1, 2}), std::vector<uint64_t>{kPage, kPage});
+  ASSERT_THAT(p.codes, Each(Code::kOk));
+  Write(1, p.slots[0]);
+  Write(2, p.slots[1]);
+  ReadHandoff handoff{.owner = kAlice, .lease = r.lease_id};
+  auto codes = tier_->CommitPut(kBob, p.lease_id, {.read = &handoff});
+  ASSERT_TRUE(codes.ok()) << codes.status();
+  EXPECT_THAT(*codes, Each(Code::kOk));
+  EXPECT_EQ(handoff.lease, r.lease_id);
+  ASSERT_EQ(handoff.slots.size(), 2u);
+  EXPECT_TRUE(Holds(1, handoff.slots[0]));
+  EXPECT_TRUE(Holds(2, handoff.slots[1]));
+  EXPECT_EQ(tier_->Snapshot().counters.hits, 3u);  // the get's misses became hits
+  EXPECT_EQ(tier_->Snapshot().counters.misses, 0u);
+  // The tier is full and every block is pinned by the get: nothing can be evicted.
+  LeaseGrant g = tier_->ReservePut(kBob, kNs, Keys({3}), std::vector<uint64_t>{kPage});
+  EXPECT_THAT(g.codes, ElementsAre(Code::kResourceExhausted));
+  ASSERT_TRUE(tier_->Release(kAlice, r.lease_id).ok());
+  EXPECT_THAT(tier_->ReservePut(kBob, kNs, Keys({3}), std::vector<uint64_t>{kPage}).codes,
+              ElementsAre(Code::kOk));
+
+  // No read lease yet: a new one holds them.
+  Make(3, 3);
+  LeaseGrant q = tier_->ReservePut(kBob, kNs, Keys({5}), std::vector<uint64_t>{kPage});
+  ReadHandoff fresh{.owner = kAlice};
+  ASSERT_TRUE(tier_->CommitPut(kBob, q.lease_id, {.read = &fresh}).ok());
+  EXPECT_NE(fresh.lease, 0u);
+  EXPECT_EQ(fresh.slots.size(), 1u);
+  EXPECT_TRUE(tier_->Release(kAlice, fresh.lease).ok());
+
+  // Another owner's read lease cannot take them: committed, unpinned, lease unchanged.
+  LeaseGrant mine = Read({5});
+  LeaseGrant s = tier_->ReservePut(kBob, kNs, Keys({6}), std::vector<uint64_t>{kPage});
+  ReadHandoff foreign{.owner = kBob, .lease = mine.lease_id};
+  ASSERT_TRUE(tier_->CommitPut(kBob, s.lease_id, {.read = &foreign}).ok());
+  EXPECT_TRUE(foreign.slots.empty());
+  EXPECT_EQ(foreign.lease, mine.lease_id);
+  EXPECT_THAT(Cached({6}), ElementsAre(true));
+}
+
 TEST_F(DramTierTest, PinnedBlocksAreNeverEvictedUntilUnpinned) {
   Make(3, 3);
   Put({0, 1, 2});

@@ -11,10 +11,20 @@
 
 namespace kvtier::tiers {
 
-absl::Status MemoryControlOptions::Validate() const {
-  // Each distinct priority costs PickVictim one more filtered pass over the base policy.
+namespace {
+
+// The distinct priorities of `groups`, ascending, counting the default 0.
+std::vector<int32_t> Levels(const absl::flat_hash_map<GroupId, GroupLimits>& groups) {
   std::set<int32_t> levels = {0};
   for (const auto& [group, limits] : groups) levels.insert(limits.priority);
+  return {levels.begin(), levels.end()};
+}
+
+}  // namespace
+
+absl::Status MemoryControlOptions::Validate() const {
+  // Each distinct priority costs PickVictim one more filtered pass over the base policy.
+  const std::vector<int32_t> levels = Levels(groups);
   if (levels.size() > kMaxPriorityLevels) {
     return absl::InvalidArgumentError(absl::StrCat("memory controls: ", levels.size(),
                                                    " distinct priorities (counting the default 0); "
@@ -28,9 +38,29 @@ class ControlledPolicy::Impl {
  public:
   Impl(std::unique_ptr<EvictionPolicy> base, MemoryControlOptions options, const Clock* clock)
       : base_(std::move(base)), options_(std::move(options)), clock_(clock) {
-    std::set<int32_t> levels = {0};
-    for (const auto& [group, limits] : options_.groups) levels.insert(limits.priority);
-    levels_.assign(levels.begin(), levels.end());
+    levels_ = Levels(options_.groups);
+  }
+
+  absl::Status SetLimits(GroupId group, const GroupLimits& limits) {
+    MemoryControlOptions next = options_;
+    next.groups[group] = limits;
+    if (absl::Status s = next.Validate(); !s.ok()) return s;
+    options_ = std::move(next);
+    levels_ = Levels(options_.groups);
+    UpdateQuota(group);
+    return absl::OkStatus();
+  }
+
+  GroupLimits Limits(GroupId group) const {
+    const GroupLimits* l = LimitsOf(group);
+    return l == nullptr ? GroupLimits{} : *l;
+  }
+
+  std::optional<EntryId> GroupVictim(GroupId group, uint32_t size_class,
+                                     const std::function<bool(EntryId)>& evictable) {
+    return base_->PickVictim(size_class, [&](EntryId id) {
+      return meta_[id].group == group && meta_[id].pins == 0 && evictable(id);
+    });
   }
 
   EvictionPolicy& base() { return *base_; }
@@ -140,11 +170,7 @@ class ControlledPolicy::Impl {
   std::optional<EntryId> QuotaVictim(const std::function<bool(EntryId)>& evictable) {
     for (GroupId group : over_quota_) {
       for (uint32_t cls = 0; cls < expiring_.size(); ++cls) {
-        if (auto v = base_->PickVictim(cls, [&](EntryId id) {
-              return meta_[id].group == group && meta_[id].pins == 0 && evictable(id);
-            })) {
-          return v;
-        }
+        if (auto v = GroupVictim(group, cls, evictable)) return v;
       }
     }
     return std::nullopt;
@@ -187,7 +213,7 @@ class ControlledPolicy::Impl {
   }
 
   std::unique_ptr<EvictionPolicy> base_;
-  const MemoryControlOptions options_;
+  MemoryControlOptions options_;
   const Clock* const clock_;
   std::vector<Meta> meta_;  // by EntryId
   absl::flat_hash_map<GroupId, GroupState> groups_;
@@ -239,6 +265,14 @@ std::optional<EntryId> ControlledPolicy::QuotaVictim(
     const std::function<bool(EntryId)>& evictable) {
   return impl_->QuotaVictim(evictable);
 }
+std::optional<EntryId> ControlledPolicy::GroupVictim(
+    GroupId group, uint32_t size_class, const std::function<bool(EntryId)>& evictable) {
+  return impl_->GroupVictim(group, size_class, evictable);
+}
+absl::Status ControlledPolicy::SetLimits(GroupId group, const GroupLimits& limits) {
+  return impl_->SetLimits(group, limits);
+}
+GroupLimits ControlledPolicy::Limits(GroupId group) const { return impl_->Limits(group); }
 GroupUsage ControlledPolicy::Usage(GroupId group) const { return impl_->Usage(group); }
 
 }  // namespace kvtier::tiers

@@ -100,8 +100,10 @@ struct EvictedBlock {
   NamespaceId ns = 0;
   BlockKey key;
   std::span<const std::byte> bytes;
-  uint32_t hits = 0;       // read hits since the block was committed (saturates at 65535)
-  bool persisted = false;  // the same bytes are known to sit in a lower tier (see ReservePut)
+  uint32_t hits = 0;           // read hits since the block was committed (saturates at 65535)
+  bool persisted = false;      // the same bytes are known to sit in a lower tier (see ReservePut)
+  int64_t ttl_left_nanos = 0;  // 0: no TTL; else how long the block has left (a lower tier
+                               // keeps the expiry)
 };
 
 // Sees every block the tier evicts for space (not blocks removed by Remove), just before its
@@ -132,6 +134,17 @@ struct PutLeaseBlocks {
   std::vector<SlotRef> slots;
 };
 
+// A read lease that CommitPut also pins the committed blocks under (CommitOptions::read).
+struct ReadHandoff {
+  OwnerId owner = 0;
+  // In: the live read lease of `owner` to extend, or 0 for a new one. Out: the lease holding
+  // the blocks (unchanged when none was pinned).
+  LeaseId lease = 0;
+  // Out: one slot per block of the put lease, in commit order, when they were pinned; empty
+  // when they were not (an unknown, expired or foreign read lease, or an expired put lease).
+  std::vector<SlotRef> slots;
+};
+
 struct CommitOptions {
   // Marks the committed blocks as ReservePut's `persisted` does (write-through puts).
   bool persisted = false;
@@ -140,6 +153,30 @@ struct CommitOptions {
   // length only from the read. Any other size or value: every code is kInvalidArgument and
   // the lease stays open.
   std::span<const uint64_t> lengths;
+  // > 0: the blocks expire this long after the commit (their TTL). An expired block is a miss
+  // for every call, is dropped by ExpireLeases or when its space is wanted (never demoted),
+  // and counts in TierCounters::expirations. A block pinned with SetPinned does not expire
+  // while pinned.
+  int64_t ttl_nanos = 0;
+  // Non-null: the committed blocks are also pinned for reading under read->lease, in the same
+  // critical section as the commit, so that no eviction comes between the two -- a get's
+  // blocks promoted from NVMe. They count as hits that the get's AcquireRead had counted as
+  // misses, as with ExtendRead. A read lease that cannot take them: they are committed
+  // unpinned.
+  ReadHandoff* read = nullptr;
+};
+
+// A namespace's memory controls in the DRAM tier (SetNamespaceLimits).
+struct NamespaceLimits {
+  // Most bytes of slots the namespace's blocks (committed or being written) may hold; 0: no
+  // quota. At the quota, a put evicts the namespace's own coldest block (demoted as any
+  // eviction), never another namespace's; when all of its blocks are in use, the put gets
+  // kResourceExhausted. Rounded down to whole slots, one slot at least.
+  uint64_t quota_bytes = 0;
+  // Under memory pressure, victims come from the lowest priority that has an evictable block
+  // of the size class first; the policy orders blocks within one priority. At most
+  // kMaxPriorityLevels distinct priorities (counting the default 0) across namespaces.
+  int32_t priority = 0;
 };
 
 // Result of ReservePut / AcquireRead: one code and one slot per key, in request order.
@@ -225,6 +262,12 @@ class DramTier {
   LeaseGrant ExtendRead(OwnerId owner, LeaseId lease, NamespaceId ns,
                         std::span<const BlockKey> keys);
 
+  // Sets a namespace's quota and priority (see NamespaceLimits); a lowered quota evicts the
+  // namespace's coldest blocks at once, down to the quota (blocks in use stay until released).
+  // kNotFound for an unknown namespace; kInvalidArgument for one priority too many (nothing
+  // changes then).
+  absl::Status SetNamespaceLimits(NamespaceId ns, const NamespaceLimits& limits);
+
   // Pins (true) or unpins committed blocks: a pinned block is never evicted (a system prompt's
   // prefix, say) until it is unpinned or removed; when everything is pinned, puts get
   // kResourceExhausted. Pins do not count: pinning twice needs one unpin. codes[i]: kOk or
@@ -261,7 +304,8 @@ class DramTier {
   void ReleaseOwner(OwnerId owner);
 
   // Expires leases older than lease_timeout and forgets tombstones older than twice that;
-  // returns how many leases expired in this call. Call periodically (e.g. every second).
+  // returns how many leases expired in this call. Also drops blocks whose TTL has run out (a
+  // bounded batch per call). Call periodically (e.g. every second).
   size_t ExpireLeases();
 
   // Removes committed blocks. codes[i]: kOk or kNotFound. A pinned block disappears from the

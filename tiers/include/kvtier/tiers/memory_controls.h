@@ -50,7 +50,7 @@ struct GroupLimits {
 inline constexpr size_t kMaxPriorityLevels = 8;
 
 struct MemoryControlOptions {
-  // Limits per group; groups not listed have no quota and priority 0. Fixed at construction.
+  // Limits per group; groups not listed have no quota and priority 0. SetLimits changes them.
   absl::flat_hash_map<GroupId, GroupLimits> groups;
 
   // InvalidArgument when the groups use more than kMaxPriorityLevels distinct priorities
@@ -108,6 +108,17 @@ class ControlledPolicy final : public EvictionPolicy {
   // A block of a group over its quota that `evictable` allows, or nullopt when every group is
   // within its quota. The tier evicts it and asks again until nullopt.
   std::optional<EntryId> QuotaVictim(const std::function<bool(EntryId)>& evictable);
+
+  // The next victim among `group`'s own blocks of `size_class` that `evictable` allows (a tier
+  // makes room for a group at its quota from the group's own blocks), or nullopt.
+  std::optional<EntryId> GroupVictim(GroupId group, uint32_t size_class,
+                                     const std::function<bool(EntryId)>& evictable);
+
+  // Replaces `group`'s limits (a namespace's quota or priority changed). InvalidArgument, with
+  // nothing changed, when the new priority would make more than kMaxPriorityLevels distinct
+  // ones. A group pushed over its quota is then reported by QuotaVictim.
+  absl::Status SetLimits(GroupId group, const GroupLimits& limits);
+  GroupLimits Limits(GroupId group) const;
 
   GroupUsage Usage(GroupId group) const;
 

@@ -19,6 +19,9 @@ struct TierCounters {
   uint64_t lookups = 0;
   uint64_t lookup_keys = 0;
   uint64_t lookup_hit_keys = 0;
+  uint64_t expirations = 0;      // blocks dropped because their TTL ran out (not evictions)
+  uint64_t quota_evictions = 0;  // evictions to keep a namespace within its quota (also in
+                                 // evictions)
 };
 
 struct NamespaceSnapshot {
@@ -27,6 +30,8 @@ struct NamespaceSnapshot {
   uint64_t blocks = 0;
   uint64_t used_bytes = 0;     // sum of stored lengths
   uint64_t pinned_blocks = 0;  // held by SetPinned (DRAM tier)
+  uint64_t quota_bytes = 0;    // DRAM tier: SetNamespaceLimits; 0 = no quota
+  int32_t priority = 0;
   TierCounters counters;
 };
 

@@ -144,6 +144,9 @@ class Connection {
       case Opcode::kPin:
         co_return co_await Simple<proto::PinRequest>(
             h, [this](const auto& r) { return svc_->Pin(r); }, svc_->PinNeedsIo());
+      case Opcode::kSetLimits:
+        co_return co_await Simple<proto::SetLimitsRequest>(
+            h, [this](const auto& r) { return svc_->SetLimits(r); });
       case Opcode::kStats:
         co_return co_await Simple<proto::StatsRequest>(
             h, [this](const auto&) -> absl::StatusOr<proto::StatsReply> { return svc_->Stats(); });

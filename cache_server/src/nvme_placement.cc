@@ -34,6 +34,18 @@ absl::Status NvmePlacement::AddNamespace(uint32_t ns, uint64_t block_bytes) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// A TTL for NVMe, which counts whole seconds: rounded up, so that a block never expires on
+// flash before it would have in DRAM. 0 stays 0 (no TTL).
+uint32_t TtlSeconds(int64_t nanos) {
+  if (nanos <= 0) return 0;
+  return static_cast<uint32_t>(
+      std::min<int64_t>((nanos + 999'999'999) / 1'000'000'000, UINT32_MAX));
+}
+
+}  // namespace
+
 void NvmePlacement::OnEvict(const tiers::EvictedBlock& block) {
   // Its bytes are on NVMe already (promoted from there, or written through).
   if (block.persisted) return;
@@ -52,8 +64,8 @@ void NvmePlacement::OnEvict(const tiers::EvictedBlock& block) {
     return;
   }
   Staged staged{block.ns, block.key,
-                std::make_unique_for_overwrite<std::byte[]>(block.bytes.size()),
-                block.bytes.size()};
+                std::make_unique_for_overwrite<std::byte[]>(block.bytes.size()), block.bytes.size(),
+                TtlSeconds(block.ttl_left_nanos)};
   std::memcpy(staged.bytes.get(), block.bytes.data(), block.bytes.size());
   staged_bytes_ += staged.length;
   ++pending_[PendingKey{block.ns, block.key}];
@@ -98,15 +110,18 @@ void NvmePlacement::WriteBatch(std::vector<Staged>& batch) {
   std::vector<std::span<const std::byte>> blocks;
   // A key evicted twice while staged (put again in between) is written once: the last copy.
   absl::flat_hash_map<BlockKey, size_t> last;
+  std::vector<uint32_t> ttls;
   for (size_t i = 0; i < batch.size(); ++i) last[batch[i].key] = i;
   for (size_t i = 0; i < batch.size(); ++i) {
     if (last[batch[i].key] != i) continue;
     keys.push_back(batch[i].key);
     blocks.emplace_back(batch[i].bytes.get(), batch[i].length);
+    ttls.push_back(batch[i].ttl_seconds);
   }
   const std::vector<absl::Status> statuses =
       nvme_->Write(batch.front().ns, keys, blocks,
-                   tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kDemotion});
+                   tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kDemotion,
+                                           .ttls_seconds = ttls});
   uint64_t ok = 0;
   for (const absl::Status& s : statuses) ok += s.ok() ? 1 : 0;
   demotions_.fetch_add(ok, std::memory_order_relaxed);
@@ -209,7 +224,7 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     for (size_t i : to_read) want.push_back(keys[i]);
     const std::vector<uint64_t> lengths(want.size(), block_bytes);
     tiers::LeaseGrant grant =
-        dram_->ReservePut(kPlacementOwner, ns, want, lengths, /*persisted=*/true);
+        dram_->ReservePut(kPlacementOwner, ns, want, lengths, {.persisted = true});
     for (size_t j = 0; round == 0 && j < want.size(); ++j) {
       // Being written into DRAM by another promotion (a prefetch, a get): left to it.
       if (grant.codes[j] == absl::StatusCode::kAlreadyExists && reader != nullptr) {
@@ -229,11 +244,13 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     const std::vector<absl::StatusOr<tiers::NvmeReadResult>> reads =
         nvme_->ReadBatch(ns, read_keys, dsts);
     std::vector<uint64_t> final_lengths;
+    std::vector<int64_t> ttls;  // what is left of each block's TTL on NVMe
     std::vector<size_t> next;
     bool all_read = true;
     for (size_t k = 0; k < reads.size(); ++k) {
       if (reads[k].ok() && reads[k]->length <= block_bytes) {
         final_lengths.push_back(reads[k]->length);
+        ttls.push_back(int64_t{reads[k]->ttl_left_seconds} * 1'000'000'000);
         next.push_back(to_read[granted[k]]);
       } else {
         all_read = false;
@@ -250,6 +267,7 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
         dram_->CommitPut(kPlacementOwner, grant.lease_id,
                          {.persisted = true,
                           .lengths = final_lengths,
+                          .ttls = ttls,
                           .read = reader != nullptr ? &handoff : nullptr});
     if (codes.ok()) {
       for (size_t k = 0; k < codes->size(); ++k) {
@@ -316,9 +334,10 @@ absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndComm
   for (const tiers::SlotRef& slot : blocks->slots) {
     spans.emplace_back(dram_->arena_base() + slot.offset, slot.length);
   }
-  const std::vector<absl::Status> written = nvme_->Write(
-      blocks->ns, blocks->keys, spans,
-      tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kWriteThrough});
+  const std::vector<absl::Status> written =
+      nvme_->Write(blocks->ns, blocks->keys, spans,
+                   tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kWriteThrough,
+                                           .ttl_seconds = TtlSeconds(blocks->ttl_nanos)});
   bool all = true;
   for (const absl::Status& s : written) all &= s.ok();
   if (all) {
@@ -397,17 +416,20 @@ uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
     const uint32_t ns = blocks[i].ns;
     std::vector<BlockKey> keys;
     std::vector<std::span<const std::byte>> spans;
+    std::vector<uint32_t> ttls;
     uint64_t bytes = 0;
     while (i < blocks.size() && blocks[i].ns == ns && keys.size() < options_.batch_blocks &&
            (keys.empty() || bytes + blocks[i].length <= options_.batch_bytes)) {
       keys.push_back(blocks[i].key);
+      ttls.push_back(TtlSeconds(blocks[i].ttl_left_nanos));
       spans.emplace_back(dram_->arena_base() + blocks[i].offset, blocks[i].length);
       bytes += blocks[i].length;
       ++i;
     }
     const std::vector<absl::Status> statuses =
         nvme_->Write(ns, keys, spans,
-                     tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kShutdown});
+                     tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kShutdown,
+                                             .ttls_seconds = ttls});
     for (const absl::Status& s : statuses) saved += s.ok() ? 1 : 0;
   }
   shutdown_saved_.fetch_add(saved, std::memory_order_relaxed);

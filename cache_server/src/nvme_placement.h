@@ -140,6 +140,7 @@ class NvmePlacement final : public tiers::EvictionListener {
     BlockKey key;
     std::unique_ptr<std::byte[]> bytes;
     uint64_t length;
+    uint32_t ttl_seconds;  // what is left of its TTL; 0: none
   };
   struct PendingKey {
     uint32_t ns;

@@ -139,7 +139,8 @@ absl::StatusOr<proto::LookupReply> Service::Lookup(const proto::LookupRequest& r
 absl::StatusOr<tiers::LeaseGrant> Service::ReservePut(uint64_t conn, const proto::PutRequest& req) {
   KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
   return dram_->ReservePut(conn, req.namespace_id(), Keys(req.keys()),
-                           std::span<const uint64_t>(req.lengths().data(), req.lengths_size()));
+                           std::span<const uint64_t>(req.lengths().data(), req.lengths_size()),
+                           {.ttl_nanos = int64_t{req.ttl_seconds()} * 1'000'000'000});
 }
 
 absl::StatusOr<std::vector<absl::StatusCode>> Service::CommitPut(uint64_t conn, uint64_t lease) {
@@ -272,6 +273,18 @@ absl::StatusOr<proto::RemoveReply> Service::Remove(const proto::RemoveRequest& r
   return reply;
 }
 
+absl::StatusOr<proto::SetLimitsReply> Service::SetLimits(const proto::SetLimitsRequest& req) {
+  KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
+  const proto::NamespaceLimits& l = req.limits();
+  KVTIER_RETURN_IF_ERROR(dram_->SetNamespaceLimits(
+      req.namespace_id(),
+      tiers::NamespaceLimits{
+          .quota_bytes = l.dram_quota_bytes(),
+          .priority = l.priority(),
+          .default_ttl_nanos = int64_t{l.default_ttl_seconds()} * 1'000'000'000}));
+  return proto::SetLimitsReply();
+}
+
 absl::StatusOr<proto::PinReply> Service::Pin(const proto::PinRequest& req) {
   KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
   std::vector<absl::StatusCode> codes =
@@ -337,6 +350,13 @@ proto::StatsReply Service::Stats() const {
       n->set_used_bytes(it->second->used_bytes);
       n->set_pinned_blocks(it->second->pinned_blocks);
       FillCounters(it->second->counters, n->mutable_counters());
+      proto::NamespaceLimits* limits = n->mutable_limits();
+      limits->set_dram_quota_bytes(it->second->quota_bytes);
+      limits->set_priority(it->second->priority);
+      limits->set_default_ttl_seconds(
+          static_cast<uint32_t>(it->second->default_ttl_nanos / 1'000'000'000));
+      n->set_expirations(it->second->counters.expirations);
+      n->set_quota_evictions(it->second->counters.quota_evictions);
     }
     if (auto it = nvme_by_id.find(info.id); it != nvme_by_id.end()) {
       n->set_nvme_blocks(it->second->blocks);

@@ -97,6 +97,10 @@ class Service {
   // Ends a lease; true when it had expired before (copies made under it are void).
   absl::StatusOr<bool> Release(uint64_t conn, uint64_t lease);
   absl::StatusOr<proto::RemoveReply> Remove(const proto::RemoveRequest& req);
+  // Replaces a namespace's quota, priority and default TTL (DRAM tier; NVMe keeps the TTLs
+  // of the blocks demoted to it).
+  absl::StatusOr<proto::SetLimitsReply> SetLimits(const proto::SetLimitsRequest& req);
+
   // Pins in DRAM and, with the NVMe tier, on NVMe (a synced index write: PinNeedsIo).
   absl::StatusOr<proto::PinReply> Pin(const proto::PinRequest& req);
   bool PinNeedsIo() const { return nvme_ != nullptr; }

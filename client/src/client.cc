@@ -90,9 +90,20 @@ absl::StatusOr<LookupResult> Client::Lookup(const NamespaceHandle& handle,
 
 absl::StatusOr<std::vector<absl::Status>> Client::Put(
     const NamespaceHandle& handle, std::span<const BlockKey> keys,
-    std::span<const std::span<const std::byte>> blocks) {
+    std::span<const std::span<const std::byte>> blocks, const PutOptions& options) {
   std::lock_guard lock(mu_);
-  return session_->Put(handle, keys, blocks);
+  return session_->Put(handle, keys, blocks, options);
+}
+
+absl::Status Client::SetLimits(const NamespaceHandle& handle,
+                               const proto::NamespaceLimits& limits) {
+  std::lock_guard lock(mu_);
+  return session_->SetLimits(handle, limits);
+}
+
+absl::Status Client::SetLimits(uint32_t namespace_id, const proto::NamespaceLimits& limits) {
+  std::lock_guard lock(mu_);
+  return session_->SetLimits(namespace_id, limits);
 }
 
 absl::StatusOr<std::vector<GetResult>> Client::Get(const NamespaceHandle& handle,

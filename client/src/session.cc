@@ -200,7 +200,7 @@ absl::StatusOr<LookupResult> Session::Lookup(const NamespaceHandle& ns,
 
 absl::StatusOr<std::vector<absl::Status>> Session::Put(
     const NamespaceHandle& ns, std::span<const BlockKey> keys,
-    std::span<const std::span<const std::byte>> blocks) {
+    std::span<const std::span<const std::byte>> blocks, const PutOptions& options) {
   if (keys.size() != blocks.size()) {
     return absl::InvalidArgumentError(absl::StrCat("put got ", keys.size(), " keys but ",
                                                    blocks.size(), " blocks; pass one per key"));
@@ -222,23 +222,24 @@ absl::StatusOr<std::vector<absl::Status>> Session::Put(
   const size_t batch = BatchSize(arena_ ? 0 : ns.block_bytes);
   for (size_t start = 0; start < keys.size(); start += batch) {
     const size_t n = std::min(batch, keys.size() - start);
-    const auto s = arena_ ? PutArena(*id, keys.subspan(start, n), blocks.subspan(start, n),
+    proto::PutRequest request;
+    request.set_namespace_id(*id);
+    request.set_keys(PackKeys(keys.subspan(start, n)));
+    request.set_ttl_seconds(options.ttl_seconds);
+    for (const auto& b : blocks.subspan(start, n)) request.add_lengths(b.size());
+    const auto s = arena_ ? PutArena(request, keys.subspan(start, n), blocks.subspan(start, n),
                                      std::span(results).subspan(start, n))
-                          : PutInline(*id, keys.subspan(start, n), blocks.subspan(start, n),
+                          : PutInline(request, keys.subspan(start, n), blocks.subspan(start, n),
                                       std::span(results).subspan(start, n));
     if (!s.ok()) return s;
   }
   return results;
 }
 
-absl::Status Session::PutInline(uint32_t ns_id, std::span<const BlockKey> keys,
+absl::Status Session::PutInline(proto::PutRequest& request, std::span<const BlockKey> keys,
                                 std::span<const std::span<const std::byte>> blocks,
                                 std::span<absl::Status> results) {
-  proto::PutRequest request;
-  request.set_namespace_id(ns_id);
-  request.set_keys(PackKeys(keys));
   request.set_mode(proto::DATA_INLINE);
-  for (const auto& b : blocks) request.add_lengths(b.size());
   if (auto s = channel_.Send(proto::Opcode::kPut, request, blocks); !s.ok()) return s;
   proto::PutReply reply;
   auto payload = channel_.ReceiveHead(&reply);
@@ -252,14 +253,10 @@ absl::Status Session::PutInline(uint32_t ns_id, std::span<const BlockKey> keys,
   return absl::OkStatus();
 }
 
-absl::Status Session::PutArena(uint32_t ns_id, std::span<const BlockKey> keys,
+absl::Status Session::PutArena(proto::PutRequest& request, std::span<const BlockKey> keys,
                                std::span<const std::span<const std::byte>> blocks,
                                std::span<absl::Status> results) {
-  proto::PutRequest request;
-  request.set_namespace_id(ns_id);
-  request.set_keys(PackKeys(keys));
   request.set_mode(proto::DATA_SHARED_ARENA);
-  for (const auto& b : blocks) request.add_lengths(b.size());
   proto::PutReply reserved;
   if (auto s = channel_.Call(proto::Opcode::kPut, request, &reserved); !s.ok()) return s;
   if (static_cast<size_t>(reserved.codes_size()) != keys.size() ||
@@ -562,6 +559,20 @@ absl::StatusOr<proto::StatsReply> Session::Stats() {
     return s;
   }
   return reply;
+}
+
+absl::Status Session::SetLimits(const NamespaceHandle& ns, const proto::NamespaceLimits& limits) {
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  return SetLimits(*id, limits);
+}
+
+absl::Status Session::SetLimits(uint32_t namespace_id, const proto::NamespaceLimits& limits) {
+  proto::SetLimitsRequest request;
+  request.set_namespace_id(namespace_id);
+  *request.mutable_limits() = limits;
+  proto::SetLimitsReply reply;
+  return channel_.Call(proto::Opcode::kSetLimits, request, &reply);
 }
 
 absl::StatusOr<proto::HealthReply> Session::Health() {

@@ -46,7 +46,8 @@ class Session {
   absl::StatusOr<LookupResult> Lookup(const NamespaceHandle& ns, std::span<const BlockKey> keys);
   absl::StatusOr<std::vector<absl::Status>> Put(const NamespaceHandle& ns,
                                                 std::span<const BlockKey> keys,
-                                                std::span<const std::span<const std::byte>> blocks);
+                                                std::span<const std::span<const std::byte>> blocks,
+                                                const PutOptions& options = {});
   absl::StatusOr<std::vector<GetResult>> Get(const NamespaceHandle& ns,
                                              std::span<const BlockKey> keys,
                                              std::span<const std::span<std::byte>> out);
@@ -58,6 +59,8 @@ class Session {
                                                    std::span<const BlockKey> keys);
   absl::StatusOr<proto::StatsReply> Stats();
   absl::StatusOr<proto::HealthReply> Health();
+  absl::Status SetLimits(const NamespaceHandle& ns, const proto::NamespaceLimits& limits);
+  absl::Status SetLimits(uint32_t namespace_id, const proto::NamespaceLimits& limits);
 
  private:
   explicit Session(FrameChannel channel) : channel_(std::move(channel)) {}
@@ -76,10 +79,11 @@ class Session {
   // The daemon's lease timeout (HelloReply), 10 s when it names none.
   std::chrono::milliseconds LeaseTimeout() const;
 
-  absl::Status PutInline(uint32_t ns_id, std::span<const BlockKey> keys,
+  // `request` has everything but the mode, which these set.
+  absl::Status PutInline(proto::PutRequest& request, std::span<const BlockKey> keys,
                          std::span<const std::span<const std::byte>> blocks,
                          std::span<absl::Status> results);
-  absl::Status PutArena(uint32_t ns_id, std::span<const BlockKey> keys,
+  absl::Status PutArena(proto::PutRequest& request, std::span<const BlockKey> keys,
                         std::span<const std::span<const std::byte>> blocks,
                         std::span<absl::Status> results);
   absl::Status GetInline(uint32_t ns_id, std::span<const BlockKey> keys,

@@ -66,6 +66,8 @@ std::string_view OpcodeName(Opcode op) {
       return "prefetch";
     case Opcode::kPin:
       return "pin";
+    case Opcode::kSetLimits:
+      return "set_limits";
   }
   return "unknown";
 }

@@ -255,6 +255,7 @@ TEST(OpcodeNameTest, NamesEveryOpcode) {
   EXPECT_EQ(OpcodeName(Opcode::kHealth), "health");
   EXPECT_EQ(OpcodeName(Opcode::kPrefetch), "prefetch");
   EXPECT_EQ(OpcodeName(Opcode::kPin), "pin");
+  EXPECT_EQ(OpcodeName(Opcode::kSetLimits), "set_limits");
   EXPECT_EQ(OpcodeName(static_cast<Opcode>(0)), "unknown");
   EXPECT_EQ(OpcodeName(static_cast<Opcode>(kMaxOpcode + 1)), "unknown");
 }

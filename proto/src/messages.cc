@@ -279,6 +279,12 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
 }
 
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          SetLimitsRequest* msg) {
+  KVTIER_RETURN_IF_ERROR(ParseBody(body, msg));
+  return CheckNoPayload("set_limits", payload_len);
+}
+
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           StatsRequest* msg) {
   KVTIER_RETURN_IF_ERROR(ParseBody(body, msg));
   return CheckNoPayload("stats", payload_len);

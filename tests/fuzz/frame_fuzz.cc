@@ -76,6 +76,8 @@ void ParseAs(Opcode op, std::string_view body, uint64_t payload_len, const Limit
       return ParseAndRecheck<PrefetchRequest>(body, payload_len, limits);
     case Opcode::kPin:
       return ParseAndRecheck<PinRequest>(body, payload_len, limits);
+    case Opcode::kSetLimits:
+      return ParseAndRecheck<SetLimitsRequest>(body, payload_len, limits);
   }
 }
 

@@ -112,6 +112,13 @@ int main(int argc, char** argv) {
   pin.set_pinned(true);
   ok &= Write(dir, "pin", Opcode::kPin, pin);
 
+  SetLimitsRequest set_limits;
+  set_limits.set_namespace_id(1);
+  set_limits.mutable_limits()->set_dram_quota_bytes(1 << 20);
+  set_limits.mutable_limits()->set_priority(-1);
+  set_limits.mutable_limits()->set_default_ttl_seconds(60);
+  ok &= Write(dir, "set_limits", Opcode::kSetLimits, set_limits);
+
   ok &= Write(dir, "stats", Opcode::kStats, StatsRequest());
   ok &= Write(dir, "health", Opcode::kHealth, HealthRequest());
 

@@ -24,6 +24,7 @@
 
 #include "kvtier/client/client.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/seeded_blocks.h"
 
 namespace kvtier {
 namespace {
@@ -39,24 +40,10 @@ constexpr uint64_t kBlockBytes = 256 << 10;
 
 // Deterministic bytes of (key index, version): any mix-up shows.
 std::vector<std::byte> Content(uint64_t key, uint64_t version, uint64_t length = kBlockBytes) {
-  std::vector<std::byte> out(length);
-  std::mt19937_64 rng(key * 1000003 + version);
-  for (size_t i = 0; i < length; i += 8) {
-    const uint64_t v = rng();
-    std::memcpy(out.data() + i, &v, std::min<size_t>(8, length - i));
-  }
-  return out;
+  return testing::SeededBytes(key * 1000003 + version, length);
 }
 
-BlockKey Key(uint64_t i) {
-  BlockKey k;
-  std::mt19937_64 rng(i ^ 0x5eed);
-  for (size_t j = 0; j < k.bytes.size(); j += 8) {
-    const uint64_t v = rng();
-    std::memcpy(k.bytes.data() + j, &v, 8);
-  }
-  return k;
-}
+BlockKey Key(uint64_t i) { return testing::SeededKey(i ^ 0x5eed); }
 
 NamespaceDescriptor Descriptor() {
   NamespaceDescriptor d;

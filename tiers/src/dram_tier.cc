@@ -174,7 +174,7 @@ class DramTier::Impl {
   }
 
   LeaseGrant ReservePut(OwnerId owner, NamespaceId ns_id, std::span<const BlockKey> keys,
-                        std::span<const uint64_t> lengths, bool persisted) {
+                        std::span<const uint64_t> lengths, const ReserveOptions& options) {
     LeaseGrant grant;
     grant.codes.assign(keys.size(), absl::StatusCode::kInvalidArgument);
     grant.slots.resize(keys.size());
@@ -186,6 +186,7 @@ class DramTier::Impl {
     if (ns == nullptr || lengths.size() != keys.size()) return grant;
 
     const LeaseId lease_id = leases_.NextId();
+    const int64_t ttl = options.ttl_nanos > 0 ? options.ttl_nanos : ns->limits.default_ttl_nanos;
     std::vector<uint32_t> granted = leases_.TakeVector();
     bool exhausted = false;  // once nothing is evictable, the rest of the batch fails fast
     size_t previous_granted = keys.size();  // request index of the last key granted, if any
@@ -225,9 +226,9 @@ class DramTier::Impl {
       e.state = EntryState::kWriting;
       e.removed = false;
       e.hits = 0;
-      e.persisted = persisted;
+      e.persisted = options.persisted;
       e.user_pinned = false;
-      e.expires_at_ns = 0;
+      e.expires_at_ns = ttl;
       ++ns->writing;
       // The key before it in the batch is its prefix parent when it is granted too (the lease
       // commits its entries in order, so the parent enters the policy first).
@@ -256,9 +257,10 @@ class DramTier::Impl {
           absl::StrCat("lease ", lease_id, " is a read lease; only put leases are committed"));
     }
     std::vector<absl::StatusCode> codes(lease->entries.size(), absl::StatusCode::kOk);
-    if (!options.lengths.empty()) {
-      bool valid = options.lengths.size() == lease->entries.size();
-      for (size_t j = 0; valid && j < lease->entries.size(); ++j) {
+    if (!options.lengths.empty() || !options.ttls.empty()) {
+      bool valid = (options.lengths.empty() || options.lengths.size() == lease->entries.size()) &&
+                   (options.ttls.empty() || options.ttls.size() == lease->entries.size());
+      for (size_t j = 0; valid && !options.lengths.empty() && j < lease->entries.size(); ++j) {
         valid = options.lengths[j] >= 1 && options.lengths[j] <= entries_[lease->entries[j]].length;
       }
       if (!valid) {
@@ -275,7 +277,9 @@ class DramTier::Impl {
         const uint32_t id = lease->entries[j];
         entries_[id].persisted |= options.persisted;
         if (!options.lengths.empty()) entries_[id].length = options.lengths[j];
-        entries_[id].expires_at_ns = options.ttl_nanos > 0 ? now + options.ttl_nanos : 0;
+        // While writing, expires_at_ns held the TTL asked for at ReservePut.
+        const int64_t ttl = options.ttls.empty() ? entries_[id].expires_at_ns : options.ttls[j];
+        entries_[id].expires_at_ns = ttl > 0 ? now + ttl : 0;
         Commit(id, now, entries_[id].parent_is_previous ? previous : std::nullopt);
         previous = id;
       }
@@ -324,6 +328,7 @@ class DramTier::Impl {
     PutLeaseBlocks out;
     out.keys.reserve(lease->entries.size());
     out.slots.reserve(lease->entries.size());
+    if (!lease->entries.empty()) out.ttl_nanos = entries_[lease->entries.front()].expires_at_ns;
     for (uint32_t id : lease->entries) {
       const Entry& e = entries_[id];
       out.ns = e.ns->id;
@@ -379,7 +384,8 @@ class DramTier::Impl {
         const Entry& e = entries_[v.entry];
         if (IsExpired(e, now)) continue;  // not worth saving
         all.push_back(
-            {e.last_use_ns, BlockListing{ns_id, key, e.offset, e.length, e.hits, e.persisted}});
+            {e.last_use_ns, BlockListing{ns_id, key, e.offset, e.length, e.hits, e.persisted,
+                                         e.expires_at_ns == 0 ? 0 : e.expires_at_ns - now}});
       }
     }
     std::sort(all.begin(), all.end(),
@@ -556,6 +562,7 @@ class DramTier::Impl {
                                                .pinned_blocks = ns->pinned_blocks,
                                                .quota_bytes = ns->limits.quota_bytes,
                                                .priority = ns->limits.priority,
+                                               .default_ttl_nanos = ns->limits.default_ttl_nanos,
                                                .counters = ns->counters});
     }
     std::sort(s.namespaces.begin(), s.namespaces.end(),
@@ -585,10 +592,12 @@ class DramTier::Impl {
     // While kWriting: the entry before it in its put lease holds the previous key of the
     // request (its prefix parent, for the policy).
     bool parent_is_previous = false;
-    bool persisted = false;     // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
-    bool user_pinned = false;   // SetPinned: never evicted
-    uint16_t hits = 0;          // read hits since commit, saturating
-    int64_t expires_at_ns = 0;  // while kCommitted: 0, or when its TTL runs out
+    bool persisted = false;    // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
+    bool user_pinned = false;  // SetPinned: never evicted
+    uint16_t hits = 0;         // read hits since commit, saturating
+    // While kWriting: the TTL the put asked for (0: none). While kCommitted: 0, or when the
+    // TTL runs out.
+    int64_t expires_at_ns = 0;
   };
 
   struct IndexValue {
@@ -981,8 +990,8 @@ size_t DramTier::LookupPrefix(NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->LookupPrefix(ns, keys);
 }
 LeaseGrant DramTier::ReservePut(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys,
-                                std::span<const uint64_t> lengths, bool persisted) {
-  return impl_->ReservePut(owner, ns, keys, lengths, persisted);
+                                std::span<const uint64_t> lengths, const ReserveOptions& options) {
+  return impl_->ReservePut(owner, ns, keys, lengths, options);
 }
 absl::StatusOr<std::vector<absl::StatusCode>> DramTier::CommitPut(OwnerId owner, LeaseId lease,
                                                                   const CommitOptions& options) {

@@ -34,10 +34,10 @@ class DramTierControlsTest : public DramTierTest {
   void PutWithTtl(std::initializer_list<uint64_t> ids, int64_t ttl_nanos, NamespaceId ns = kNs) {
     std::vector<BlockKey> keys = Keys(ids);
     std::vector<uint64_t> lengths(keys.size(), kPage);
-    LeaseGrant g = tier_->ReservePut(kAlice, ns, keys, lengths);
+    LeaseGrant g = tier_->ReservePut(kAlice, ns, keys, lengths, {.ttl_nanos = ttl_nanos});
     ASSERT_THAT(g.codes, Each(Code::kOk));
     for (size_t k = 0; k < keys.size(); ++k) Write(*(ids.begin() + k), g.slots[k]);
-    auto codes = tier_->CommitPut(kAlice, g.lease_id, {.ttl_nanos = ttl_nanos});
+    auto codes = tier_->CommitPut(kAlice, g.lease_id);
     ASSERT_TRUE(codes.ok()) << codes.status();
   }
 
@@ -85,6 +85,28 @@ TEST_F(DramTierControlsTest, BlocksPastTheirTtlAreMissesEverywhere) {
   EXPECT_EQ(TryPut(0), Code::kOk);
   EXPECT_THAT(Cached({0}), ElementsAre(true));
   ExpectInvariants();
+}
+
+TEST_F(DramTierControlsTest, TheNamespaceDefaultTtlAppliesToPutsThatAskForNone) {
+  Make(8, 8);
+  ASSERT_TRUE(tier_->SetNamespaceLimits(kNs, {.default_ttl_nanos = 100 * kMilli}).ok());
+  EXPECT_EQ(Ns(tier_->Snapshot(), kNs).default_ttl_nanos, 100 * kMilli);
+  Put({0});                        // the default
+  PutWithTtl({1}, 1000 * kMilli);  // its own
+  // A promotion sets each block's remaining TTL at commit (0: none, not the default).
+  LeaseGrant g = tier_->ReservePut(kBob, kNs, Keys({5, 6}), std::vector<uint64_t>{kPage, kPage},
+                                   {.persisted = true});
+  ASSERT_THAT(g.codes, Each(Code::kOk));
+  const std::vector<int64_t> wrong = {1};
+  auto bad = tier_->CommitPut(kBob, g.lease_id, {.ttls = wrong});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_THAT(*bad, Each(Code::kInvalidArgument));  // and the lease stays open
+  const std::vector<int64_t> ttls = {50 * kMilli, 0};
+  ASSERT_TRUE(tier_->CommitPut(kBob, g.lease_id, {.ttls = ttls}).ok());
+  clock_.Advance(60 * kMilli);
+  EXPECT_THAT(Cached({0, 1, 5, 6}), ElementsAre(true, true, false, true));
+  clock_.Advance(60 * kMilli);
+  EXPECT_THAT(Cached({0, 1, 5, 6}), ElementsAre(false, true, false, true));
 }
 
 TEST_F(DramTierControlsTest, ExpiredBlocksAreReapedAndNeverDemoted) {

@@ -38,7 +38,7 @@ TEST_F(DramTierTest, EvictionListenerSeesEvictedBytesHitsAndPersistedFlag) {
   {
     std::vector<BlockKey> keys = Keys({1});
     std::vector<uint64_t> lengths = {kPage};
-    LeaseGrant g = tier_->ReservePut(kAlice, kNs, keys, lengths, /*persisted=*/true);
+    LeaseGrant g = tier_->ReservePut(kAlice, kNs, keys, lengths, {.persisted = true});
     ASSERT_THAT(g.codes, ElementsAre(Code::kOk));
     Write(1, g.slots[0]);
     ASSERT_TRUE(tier_->CommitPut(kAlice, g.lease_id).ok());

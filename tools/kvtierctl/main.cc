@@ -1,7 +1,9 @@
 // kvtierctl: the admin CLI of kvtierd.
 //
 //   kvtierctl [--socket PATH | --tcp HOST:PORT] [--json] health|stats|namespaces
+//   kvtierctl limits NAMESPACE_ID [--dram-quota SIZE] [--priority N] [--ttl SECONDS]
 //
+// `limits` replaces a namespace's memory controls whole (unset options go back to none/0).
 // Exit codes: 0 success; 1 the daemon is unreachable, refused the request, or (health) is not
 // serving; 2 bad command line. Errors go to stderr as one line naming the cause.
 #include <CLI/CLI.hpp>
@@ -11,6 +13,7 @@
 #include <string>
 
 #include "kvtier/client/client.h"
+#include "kvtier/common/units.h"
 #include "render.h"
 
 namespace {
@@ -46,6 +49,20 @@ int main(int argc, char** argv) {
   auto* health = app.add_subcommand("health", "is the daemon serving? (exit 1 if not)");
   auto* stats = app.add_subcommand("stats", "per-tier, per-namespace and server counters");
   auto* namespaces = app.add_subcommand("namespaces", "the open namespaces and their layout");
+  auto* limits = app.add_subcommand(
+      "limits", "set a namespace's DRAM quota, priority and default TTL (replaces them whole)");
+  uint32_t limits_ns = 0;
+  std::string quota = "0";
+  int32_t priority = 0;
+  uint32_t ttl_seconds = 0;
+  limits->add_option("namespace_id", limits_ns, "the daemon's namespace id (see `namespaces`)")
+      ->required();
+  limits->add_option("--dram-quota", quota, "most DRAM its blocks may hold, e.g. 8GiB; 0: none")
+      ->capture_default_str();
+  limits->add_option("--priority", priority, "lower is evicted first under pressure")
+      ->capture_default_str();
+  limits->add_option("--ttl", ttl_seconds, "default TTL in seconds of its puts; 0: none")
+      ->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -63,6 +80,21 @@ int main(int argc, char** argv) {
   auto client = kvtier::client::Client::Connect(uri, options);
   if (!client.ok()) return Fail(client.status());
   const std::string& canonical = (*client)->uri();
+
+  if (limits->parsed()) {
+    auto quota_bytes = kvtier::ParseByteSize(quota);
+    if (!quota_bytes.ok()) {
+      std::fprintf(stderr, "kvtierctl: --dram-quota: %s\n",
+                   std::string(quota_bytes.status().message()).c_str());
+      return 2;
+    }
+    kvtier::proto::NamespaceLimits l;
+    l.set_dram_quota_bytes(*quota_bytes);
+    l.set_priority(priority);
+    l.set_default_ttl_seconds(ttl_seconds);
+    if (absl::Status s = (*client)->SetLimits(limits_ns, l); !s.ok()) return Fail(s);
+    return 0;
+  }
 
   auto health_reply = (*client)->Health();
   if (!health_reply.ok()) return Fail(health_reply.status());

@@ -164,6 +164,11 @@ json NamespacesJson(const proto::StatsReply& stats) {
                             {"blocks", n.blocks()},
                             {"used_bytes", n.used_bytes()},
                             {"pinned_blocks", n.pinned_blocks()},
+                            {"dram_quota_bytes", n.limits().dram_quota_bytes()},
+                            {"priority", n.limits().priority()},
+                            {"default_ttl_seconds", n.limits().default_ttl_seconds()},
+                            {"expirations", n.expirations()},
+                            {"quota_evictions", n.quota_evictions()},
                             {"nvme_blocks", n.nvme_blocks()},
                             {"nvme_used_bytes", n.nvme_used_bytes()}},
                        DescriptorJson(n.namespace_descriptor()));
@@ -266,14 +271,22 @@ void PrintNamespaces(const proto::StatsReply& stats, std::ostream& out) {
                {"BLOCK"},
                {"SALT"},
                {"BLOCKS"},
-               {"USED"}});
+               {"USED"},
+               {"QUOTA"},
+               {"PRIO"},
+               {"TTL"}});
   for (const proto::NamespaceStats& n : stats.namespaces()) {
     const proto::NamespaceDescriptor& d = n.namespace_descriptor();
     table.AddRow({Num(n.namespace_id()), d.model_id(), d.dtype(),
                   d.kv_layout().empty() ? "-" : d.kv_layout(), Parallel(d), Num(d.block_tokens()),
                   Bytes(d.block_bytes()),
                   d.tenant_salt().empty() ? "-" : absl::StrCat(d.tenant_salt().size(), " B"),
-                  Num(n.blocks()), Bytes(n.used_bytes())});
+                  Num(n.blocks()), Bytes(n.used_bytes()),
+                  n.limits().dram_quota_bytes() == 0 ? "-" : Bytes(n.limits().dram_quota_bytes()),
+                  absl::StrCat(n.limits().priority()),
+                  n.limits().default_ttl_seconds() == 0
+                      ? "-"
+                      : absl::StrCat(n.limits().default_ttl_seconds(), " s")});
   }
   table.Print(out);
 }

@@ -312,7 +312,10 @@ std::vector<absl::StatusOr<NvmeReadResult>> NvmeTier::Impl::ReadBatch(
       suspect_keys.push_back(i);
       continue;
     }
-    results[i] = NvmeReadResult{s.loc.length, s.loc.codec};
+    const uint32_t expiry = s.loc.expiry_unix_s;
+    results[i] =
+        NvmeReadResult{s.loc.length, s.loc.codec,
+                       expiry == 0 ? 0 : std::max<uint32_t>(1, expiry - std::min(expiry, now_s))};
     hit_slots.push_back(i);
   }
 

@@ -190,6 +190,35 @@ TEST(NvmeTierTest, TtlExpires) {
   EXPECT_TRUE(h.tier().Contains(kNs, TestKey(2)));
 }
 
+TEST(NvmeTierTest, EachBlockOfABatchKeepsItsOwnTtlAndReadsReportIt) {
+  TierHarness h;
+  ASSERT_TRUE(h.Open().ok());
+  const std::vector<BlockKey> keys = {TestKey(1), TestKey(2), TestKey(3)};
+  const auto p1 = TestPayload(1, 1, 100), p2 = TestPayload(2, 1, 100), p3 = TestPayload(3, 1, 100);
+  const std::vector<std::span<const std::byte>> blocks = {p1, p2, p3};
+  const std::vector<uint32_t> ttls = {5, 0, 20};
+  NvmeWriteOptions o;
+  o.ttls_seconds = ttls;
+  for (const absl::Status& s : h.tier().Write(kNs, keys, blocks, o)) ASSERT_TRUE(s.ok()) << s;
+  std::vector<std::byte> dst(8192);
+  auto r = h.tier().Read(kNs, TestKey(3), dst);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->ttl_left_seconds, 20u);
+  auto none = h.tier().Read(kNs, TestKey(2), dst);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->ttl_left_seconds, 0u);
+  h.clock().Advance(6'000'000'000);
+  EXPECT_FALSE(h.tier().Contains(kNs, TestKey(1)));
+  EXPECT_TRUE(h.tier().Contains(kNs, TestKey(2)));
+  EXPECT_TRUE(h.tier().Contains(kNs, TestKey(3)));
+  // One TTL per key or none.
+  const std::vector<uint32_t> short_list = {1};
+  o.ttls_seconds = short_list;
+  for (const absl::Status& s : h.tier().Write(kNs, keys, blocks, o)) {
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  }
+}
+
 // 4 regions of 1 MiB; records of 60 KiB + header = 64 KiB: 16 per region.
 constexpr size_t kBlock = 60 << 10;
 

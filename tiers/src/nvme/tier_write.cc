@@ -71,9 +71,10 @@ void NvmeTier::Impl::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
     ReleaseCall(call);
   };
   if (blocks.size() != n ||
-      (!options.upper_tier_hits.empty() && options.upper_tier_hits.size() != n)) {
+      (!options.upper_tier_hits.empty() && options.upper_tier_hits.size() != n) ||
+      (!options.ttls_seconds.empty() && options.ttls_seconds.size() != n)) {
     return fail_all(
-        absl::InvalidArgumentError("NVMe write: keys, blocks and hits differ in number"));
+        absl::InvalidArgumentError("NVMe write: keys, blocks, hits and TTLs differ in number"));
   }
   uint64_t block_bytes = 0;
   {
@@ -85,7 +86,12 @@ void NvmeTier::Impl::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
     return fail_all(absl::InvalidArgumentError(
         absl::StrCat("namespace ", ns, " is not registered with the NVMe tier")));
   }
-  const uint32_t expiry = options.ttl_seconds == 0 ? 0 : NowUnixSeconds() + options.ttl_seconds;
+  const uint32_t now_s = NowUnixSeconds();
+  auto expiry_of = [&](size_t i) -> uint32_t {
+    const uint32_t ttl =
+        options.ttls_seconds.empty() ? options.ttl_seconds : options.ttls_seconds[i];
+    return ttl == 0 ? 0 : now_s + ttl;
+  };
   absl::flat_hash_set<BlockKey> seen;
   call->blocks.reserve(n);
   uint64_t rejected = 0;
@@ -114,7 +120,7 @@ void NvmeTier::Impl::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
       }
       call->blocks.push_back(
           PendingBlock{ns, keys[i], blocks[i], options.codec,
-                       static_cast<uint8_t>(options.pinned ? nvme::kFlagPinned : 0), expiry,
+                       static_cast<uint8_t>(options.pinned ? nvme::kFlagPinned : 0), expiry_of(i),
                        &call->statuses[i]});
     }
   }

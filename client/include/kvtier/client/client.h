@@ -119,6 +119,12 @@ struct GetResult {
 };
 
 // What a prefetch hint found (counts of keys; they add up to the keys sent).
+struct PutOptions {
+  // The blocks expire this many seconds after they are stored, in every tier: gets miss them
+  // from then on. 0: the namespace's default TTL (SetLimits), if any.
+  uint32_t ttl_seconds = 0;
+};
+
 struct PrefetchResult {
   uint32_t queued = 0;      // on NVMe: being promoted to DRAM now
   uint32_t in_dram = 0;     // nothing to do
@@ -180,7 +186,15 @@ class Client {
   // are not retried.
   absl::StatusOr<std::vector<absl::Status>> Put(const NamespaceHandle& handle,
                                                 std::span<const BlockKey> keys,
-                                                std::span<const std::span<const std::byte>> blocks);
+                                                std::span<const std::span<const std::byte>> blocks,
+                                                const PutOptions& options = {});
+
+  // Sets the namespace's DRAM quota, priority and default TTL (proto::NamespaceLimits, whole;
+  // docs/policy.md "Memory controls"). They hold for the life of the daemon process.
+  // InvalidArgument when the priority would make more than 8 distinct ones.
+  absl::Status SetLimits(const NamespaceHandle& handle, const proto::NamespaceLimits& limits);
+  // The same by the daemon's namespace id, as `kvtierctl namespaces` lists it (admin tools).
+  absl::Status SetLimits(uint32_t namespace_id, const proto::NamespaceLimits& limits);
 
   // Fetches keys[i] into out[i]. REQUIRES keys.size() == out.size(); each out[i] should be
   // handle.block_bytes long. Returns one GetResult per key (see GetResult for the codes).

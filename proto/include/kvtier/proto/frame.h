@@ -39,8 +39,9 @@ enum class Opcode : uint16_t {
   kHealth = 10,
   kPrefetch = 11,
   kPin = 12,
+  kSetLimits = 13,
 };
-inline constexpr uint16_t kMaxOpcode = 12;
+inline constexpr uint16_t kMaxOpcode = 13;
 
 // Returns "hello", "lookup", ... or "unknown".
 std::string_view OpcodeName(Opcode op);

@@ -61,6 +61,8 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           PinRequest* msg);
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          SetLimitsRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           StatsRequest* msg);
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           HealthRequest* msg);

@@ -124,12 +124,14 @@ struct BlockListing {
   uint64_t length = 0;
   uint32_t hits = 0;
   bool persisted = false;
+  int64_t ttl_left_nanos = 0;  // 0: no TTL
 };
 
 // Where the blocks of a live put lease sit, for a caller that must read them before the commit
 // (write-through to NVMe).
 struct PutLeaseBlocks {
   NamespaceId ns = 0;
+  int64_t ttl_nanos = 0;       // the put's TTL (ReserveOptions, or the namespace default)
   std::vector<BlockKey> keys;  // in the order of CommitPut's codes
   std::vector<SlotRef> slots;
 };
@@ -145,6 +147,17 @@ struct ReadHandoff {
   std::vector<SlotRef> slots;
 };
 
+struct ReserveOptions {
+  // The caller knows these exact bytes sit in a lower tier already (a promotion from NVMe);
+  // the flag travels to the EvictionListener, which then need not write them again.
+  bool persisted = false;
+  // > 0: the blocks expire this long after their commit; 0: the namespace's default TTL
+  // (NamespaceLimits), if any. An expired block is a miss for every call, is dropped by
+  // ExpireLeases or when its space is wanted (never demoted), and counts in
+  // TierCounters::expirations. A block pinned with SetPinned does not expire while pinned.
+  int64_t ttl_nanos = 0;
+};
+
 struct CommitOptions {
   // Marks the committed blocks as ReservePut's `persisted` does (write-through puts).
   bool persisted = false;
@@ -153,11 +166,10 @@ struct CommitOptions {
   // length only from the read. Any other size or value: every code is kInvalidArgument and
   // the lease stays open.
   std::span<const uint64_t> lengths;
-  // > 0: the blocks expire this long after the commit (their TTL). An expired block is a miss
-  // for every call, is dropped by ExpireLeases or when its space is wanted (never demoted),
-  // and counts in TierCounters::expirations. A block pinned with SetPinned does not expire
-  // while pinned.
-  int64_t ttl_nanos = 0;
+  // Empty, or one TTL per block of the lease (in commit order) replacing ReserveOptions's: 0
+  // none, else nanoseconds from the commit. A promotion learns a block's remaining TTL from
+  // the read. Any other size: every code is kInvalidArgument and the lease stays open.
+  std::span<const int64_t> ttls;
   // Non-null: the committed blocks are also pinned for reading under read->lease, in the same
   // critical section as the commit, so that no eviction comes between the two -- a get's
   // blocks promoted from NVMe. They count as hits that the get's AcquireRead had counted as
@@ -177,6 +189,8 @@ struct NamespaceLimits {
   // of the size class first; the policy orders blocks within one priority. At most
   // kMaxPriorityLevels distinct priorities (counting the default 0) across namespaces.
   int32_t priority = 0;
+  // The TTL of puts that ask for none (ReserveOptions::ttl_nanos 0); 0: blocks do not expire.
+  int64_t default_ttl_nanos = 0;
 };
 
 // Result of ReservePut / AcquireRead: one code and one slot per key, in request order.
@@ -233,11 +247,8 @@ class DramTier {
   // it too without another search. Leases past their deadline are expired first (as by
   // ExpireLeases), so space held by crashed clients is reclaimed before anything is evicted.
   // lengths.size() != keys.size() or an unknown ns: every code is kInvalidArgument.
-  //
-  // `persisted`: the caller knows these exact bytes sit in a lower tier already (a promotion
-  // from NVMe); the flag travels to the EvictionListener, which then need not write them again.
   LeaseGrant ReservePut(OwnerId owner, NamespaceId ns, std::span<const BlockKey> keys,
-                        std::span<const uint64_t> lengths, bool persisted = false);
+                        std::span<const uint64_t> lengths, const ReserveOptions& options = {});
 
   // Publishes the blocks of a ReservePut lease. One code per block granted by ReservePut, in
   // the order of the keys whose ReservePut code was kOk: kOk, or kDeadlineExceeded when the

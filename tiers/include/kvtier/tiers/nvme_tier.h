@@ -116,6 +116,9 @@ struct NvmeWriteOptions {
   bool pinned = false;
   // 0: no expiry. Otherwise the block becomes a miss this many seconds after the write.
   uint32_t ttl_seconds = 0;
+  // Empty, or one TTL per key replacing ttl_seconds (blocks demoted from DRAM keep what is
+  // left of theirs).
+  std::span<const uint32_t> ttls_seconds;
   // Empty, or one entry per key: the block's hits in the tier above, for the admission policy.
   std::span<const uint32_t> upper_tier_hits;
 };
@@ -123,6 +126,7 @@ struct NvmeWriteOptions {
 struct NvmeReadResult {
   uint64_t length = 0;  // payload bytes written into dst
   uint8_t codec = 0;
+  uint32_t ttl_left_seconds = 0;  // 0: no TTL; else what is left of it (at least 1)
 };
 
 // NVMe-specific counters, totals since the tier was created. Invariant (tested):

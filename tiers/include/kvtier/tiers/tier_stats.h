@@ -32,6 +32,7 @@ struct NamespaceSnapshot {
   uint64_t pinned_blocks = 0;  // held by SetPinned (DRAM tier)
   uint64_t quota_bytes = 0;    // DRAM tier: SetNamespaceLimits; 0 = no quota
   int32_t priority = 0;
+  int64_t default_ttl_nanos = 0;
   TierCounters counters;
 };
 

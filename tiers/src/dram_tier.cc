@@ -307,12 +307,20 @@ class DramTier::Impl {
       granted.push_back(id);
     }
     if (!ids.empty()) CountMissesAsHits(entries_[ids.front()].ns, ids.size());
-    if (reader != nullptr) {
-      reader->entries.insert(reader->entries.end(), granted.begin(), granted.end());
-    } else {
-      read->lease = leases_.NextId();
-      leases_.Add(read->lease, read->owner, LeaseKind::kRead, now, std::move(granted));
+    read->lease = AddToReadLease(reader, read->lease, read->owner, now, std::move(granted));
+  }
+
+  // Adds pinned entries to a live read lease (`lease`, its id `lease_id`), or to a new one of
+  // `owner` when `lease` is null. Returns the id of the lease holding them.
+  LeaseId AddToReadLease(Lease* lease, LeaseId lease_id, OwnerId owner, int64_t now,
+                         std::vector<uint32_t> granted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (lease != nullptr) {
+      lease->entries.insert(lease->entries.end(), granted.begin(), granted.end());
+      return lease_id;
     }
+    const LeaseId id = leases_.NextId();
+    leases_.Add(id, owner, LeaseKind::kRead, now, std::move(granted));
+    return id;
   }
 
   absl::StatusOr<PutLeaseBlocks> GetPutLeaseBlocks(OwnerId owner, LeaseId lease_id) {
@@ -425,13 +433,7 @@ class DramTier::Impl {
       grant.lease_id = lease_id;
       return grant;
     }
-    if (lease != nullptr) {
-      lease->entries.insert(lease->entries.end(), granted.begin(), granted.end());
-      grant.lease_id = lease_id;
-    } else {
-      grant.lease_id = leases_.NextId();
-      leases_.Add(grant.lease_id, owner, LeaseKind::kRead, now, std::move(granted));
-    }
+    grant.lease_id = AddToReadLease(lease, lease_id, owner, now, std::move(granted));
     return grant;
   }
 

@@ -309,9 +309,18 @@ class Connection {
     std::vector<asio::const_buffer> payload;
     uint64_t payload_len = 0;
     const std::byte* base = svc_->dram()->arena_base();
+    // Codecs go out only when some block is encoded, so uncompressed namespaces pay nothing.
+    bool encoded = false;
+    for (size_t i = 0; i < grant->codes.size(); ++i) {
+      encoded |= grant->codes[i] == absl::StatusCode::kOk && grant->slots[i].encoding.codec != 0;
+    }
     for (size_t i = 0; i < grant->codes.size(); ++i) {
       const bool hit = grant->codes[i] == absl::StatusCode::kOk;
       const tiers::SlotRef slot = hit ? grant->slots[i] : tiers::SlotRef{};
+      if (encoded) {
+        reply.mutable_codecs()->push_back(static_cast<char>(slot.encoding.codec));
+        reply.add_raw_lengths(slot.encoding.raw_length);
+      }
       reply.add_codes(static_cast<int32_t>(grant->codes[i]));
       reply.add_lengths(slot.length);
       const proto::Tier tier = !hit                                     ? proto::TIER_NONE

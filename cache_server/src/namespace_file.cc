@@ -75,6 +75,7 @@ absl::StatusOr<std::vector<NamespaceInfo>> LoadNamespaceFile(const std::string& 
     info.id = n.id();
     info.descriptor = proto::ToDescriptor(n.namespace_descriptor());
     info.seed = NamespaceSeed(info.descriptor);
+    info.options = n.options();
     out.push_back(std::move(info));
   }
   return out;
@@ -87,6 +88,7 @@ absl::Status SaveNamespaceFile(const std::string& path,
     proto::PersistedNamespace* n = file.add_namespaces();
     n->set_id(info.id);
     *n->mutable_namespace_descriptor() = proto::ToProto(info.descriptor);
+    *n->mutable_options() = info.options;
   }
   const std::string payload = file.SerializeAsString();
   std::string data(kMagic, 8);

@@ -36,8 +36,8 @@ class NamespaceFileTest : public ::testing::Test {
 TEST_F(NamespaceFileTest, SavedIdsAndDescriptorsComeBack) {
   NamespaceRegistry registry;
   bool created = false;
-  ASSERT_TRUE(registry.Open(Descriptor("a", 4096), &created).ok());
-  ASSERT_TRUE(registry.Open(Descriptor("b", 65536), &created).ok());
+  ASSERT_TRUE(registry.Open(Descriptor("a", 4096), {}, &created).ok());
+  ASSERT_TRUE(registry.Open(Descriptor("b", 65536), {}, &created).ok());
   ASSERT_TRUE(SaveNamespaceFile(path_, registry.List()).ok());
   EXPECT_FALSE(std::filesystem::exists(path_ + ".tmp"));
 
@@ -53,7 +53,7 @@ TEST_F(NamespaceFileTest, MissingAndDamagedFilesAreTold) {
   EXPECT_TRUE(absl::IsNotFound(LoadNamespaceFile(path_).status()));
   NamespaceRegistry registry;
   bool created = false;
-  ASSERT_TRUE(registry.Open(Descriptor("a", 4096), &created).ok());
+  ASSERT_TRUE(registry.Open(Descriptor("a", 4096), {}, &created).ok());
   ASSERT_TRUE(SaveNamespaceFile(path_, registry.List()).ok());
   const uint64_t size = std::filesystem::file_size(path_);
   // Every single flipped byte is caught (magic, length, checksum or payload).
@@ -83,11 +83,11 @@ TEST(NamespaceRegistryTest, RestoredAndReservedIdsAreNeverHandedOutAgain) {
   // Ids the NVMe tier holds blocks under, with no descriptor known: skipped too.
   registry.ReserveIdsUpTo(7);
   bool created = false;
-  auto a = registry.Open(Descriptor("a", 4096), &created);
+  auto a = registry.Open(Descriptor("a", 4096), {}, &created);
   ASSERT_TRUE(a.ok());
   EXPECT_FALSE(created);
   EXPECT_EQ(a->id, 3u);
-  auto c = registry.Open(Descriptor("c", 4096), &created);
+  auto c = registry.Open(Descriptor("c", 4096), {}, &created);
   ASSERT_TRUE(c.ok());
   EXPECT_TRUE(created);
   EXPECT_EQ(c->id, 8u);

@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "kvtier.pb.h"
 #include "kvtier/common/block_key.h"
 #include "kvtier/common/namespace_descriptor.h"
 
@@ -25,19 +26,23 @@ struct NamespaceInfo {
   uint32_t id = 0;
   NamespaceDescriptor descriptor;
   BlockKey seed;
+  proto::NamespaceOptions options;  // fixed by the open that created it
 };
 
 class NamespaceRegistry {
  public:
   static constexpr size_t kMaxNamespaces = 4096;
 
-  // Returns the existing namespace with this descriptor or registers a new one (`*created`
-  // says which). kResourceExhausted past kMaxNamespaces.
-  absl::StatusOr<NamespaceInfo> Open(const NamespaceDescriptor& d, bool* created);
+  // Returns the existing namespace with this descriptor or registers a new one with `options`
+  // (`*created` says which). kFailedPrecondition when it exists with other options;
+  // kResourceExhausted past kMaxNamespaces.
+  absl::StatusOr<NamespaceInfo> Open(const NamespaceDescriptor& d,
+                                     const proto::NamespaceOptions& options, bool* created);
   // Registers a namespace under a known id (from a saved registry). kAlreadyExists when the id
   // or the descriptor is registered already; kInvalidArgument for id 0. Later Opens hand out
   // ids above every id seen.
-  absl::Status Restore(uint32_t id, const NamespaceDescriptor& d);
+  absl::Status Restore(uint32_t id, const NamespaceDescriptor& d,
+                       const proto::NamespaceOptions& options = {});
   // Ids of namespaces that exist elsewhere (the NVMe tier's) without a descriptor here: never
   // handed out, so that blocks stored under them cannot surface in a new namespace.
   void ReserveIdsUpTo(uint32_t id);

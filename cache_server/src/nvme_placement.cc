@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kvtier/compression/codec.h"
 #include "spdlog/spdlog.h"
 
 namespace kvtier::server {
@@ -26,12 +27,49 @@ NvmePlacement::~NvmePlacement() {
   demoter_.join();
 }
 
-absl::Status NvmePlacement::AddNamespace(uint32_t ns, uint64_t block_bytes) {
+absl::Status NvmePlacement::AddNamespace(uint32_t ns, uint64_t block_bytes,
+                                         std::optional<KvDtype> compress) {
   absl::Status s = nvme_->AddNamespace(ns, block_bytes);
   if (!s.ok()) return s;
   absl::MutexLock lock(&ns_mu_);
-  block_bytes_[ns] = block_bytes;
+  NamespaceInfo& info = namespaces_[ns];
+  info.block_bytes = block_bytes;
+  info.compress = compress;
   return absl::OkStatus();
+}
+
+std::optional<NvmePlacement::NamespaceInfo> NvmePlacement::Namespace(uint32_t ns) const {
+  absl::MutexLock lock(&ns_mu_);
+  auto it = namespaces_.find(ns);
+  if (it == namespaces_.end()) return std::nullopt;
+  return it->second;
+}
+
+NvmePlacement::WrittenBytes NvmePlacement::Written(std::optional<uint32_t> ns) const {
+  absl::MutexLock lock(&ns_mu_);
+  WrittenBytes out;
+  for (const auto& [id, info] : namespaces_) {
+    if (ns.has_value() && id != *ns) continue;
+    out.stored += info.written.stored;
+    out.raw += info.written.raw;
+  }
+  return out;
+}
+
+void NvmePlacement::CountWritten(uint32_t ns, std::span<const std::span<const std::byte>> blocks,
+                                 std::span<const tiers::BlockEncoding> encodings,
+                                 std::span<const absl::Status> statuses) {
+  WrittenBytes add;
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    if (!statuses[i].ok()) continue;
+    add.stored += blocks[i].size();
+    add.raw += encodings[i].codec != 0 ? encodings[i].raw_length : blocks[i].size();
+  }
+  absl::MutexLock lock(&ns_mu_);
+  auto it = namespaces_.find(ns);
+  if (it == namespaces_.end()) return;
+  it->second.written.stored += add.stored;
+  it->second.written.raw += add.raw;
 }
 
 namespace {
@@ -42,6 +80,34 @@ uint32_t TtlSeconds(int64_t nanos) {
   if (nanos <= 0) return 0;
   return static_cast<uint32_t>(
       std::min<int64_t>((nanos + 999'999'999) / 1'000'000'000, UINT32_MAX));
+}
+
+std::vector<uint8_t> Codecs(std::span<const tiers::BlockEncoding> encodings) {
+  std::vector<uint8_t> out;
+  out.reserve(encodings.size());
+  for (const tiers::BlockEncoding& e : encodings) out.push_back(e.codec);
+  return out;
+}
+
+// How a block read from NVMe into `bytes` is encoded, from its record's codec and, for kvz,
+// the frame's header; nullopt for a codec this build does not know or a frame that does not
+// fit the namespace (never served: the get misses, as for a failed checksum).
+std::optional<tiers::BlockEncoding> EncodingOfRecord(const tiers::NvmeReadResult& read,
+                                                     std::span<const std::byte> bytes,
+                                                     uint64_t block_bytes) {
+  const CodecId codec = static_cast<CodecId>(read.codec);
+  if (codec == CodecId::kStored) return tiers::BlockEncoding{};
+  if (codec != CodecId::kKvz) {
+    spdlog::warn("NVMe record with codec {} ({}): not served", read.codec, CodecName(codec));
+    return std::nullopt;
+  }
+  absl::StatusOr<FrameHeader> h = ReadFrameHeader(bytes.first(read.length));
+  if (!h.ok() || h->frame_bytes != read.length || h->decompressed_bytes > block_bytes ||
+      h->decompressed_bytes < read.length) {
+    spdlog::warn("NVMe record with a kvz frame that does not fit its namespace: not served");
+    return std::nullopt;
+  }
+  return tiers::BlockEncoding{.codec = read.codec, .raw_length = h->decompressed_bytes};
 }
 
 }  // namespace
@@ -63,9 +129,12 @@ void NvmePlacement::OnEvict(const tiers::EvictedBlock& block) {
     demotions_dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  Staged staged{block.ns, block.key,
-                std::make_unique_for_overwrite<std::byte[]>(block.bytes.size()), block.bytes.size(),
-                TtlSeconds(block.ttl_left_nanos)};
+  Staged staged{block.ns,
+                block.key,
+                std::make_unique_for_overwrite<std::byte[]>(block.bytes.size()),
+                block.bytes.size(),
+                TtlSeconds(block.ttl_left_nanos),
+                block.encoding};
   std::memcpy(staged.bytes.get(), block.bytes.data(), block.bytes.size());
   staged_bytes_ += staged.length;
   ++pending_[PendingKey{block.ns, block.key}];
@@ -105,9 +174,42 @@ void NvmePlacement::DemotionLoop() {
   }
 }
 
+std::vector<std::unique_ptr<std::byte[]>> NvmePlacement::EncodeBlocks(
+    KvDtype dtype, std::span<std::span<const std::byte>> blocks,
+    std::span<tiers::BlockEncoding> encodings) const {
+  const CodecOptions codec{.dtype = dtype};
+  std::vector<size_t> which;
+  std::vector<std::unique_ptr<std::byte[]>> frames;
+  std::vector<CompressJob> jobs;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    // Encoded by the client already, or not whole elements (kvz would refuse it).
+    if (encodings[i].codec != 0 || blocks[i].size() % KvDtypeBytes(dtype) != 0) continue;
+    const size_t max = MaxCompressedSize(blocks[i].size(), codec);
+    frames.push_back(std::make_unique_for_overwrite<std::byte[]>(max));
+    jobs.push_back(CompressJob{.input = blocks[i], .output = {frames.back().get(), max}});
+    which.push_back(i);
+  }
+  if (jobs.empty()) return frames;
+  if (absl::Status s = CompressBatch(jobs, codec, options_.compress_threads); !s.ok()) {
+    // Cannot happen for whole elements under 2 GiB; the blocks then go to flash as they are.
+    spdlog::warn("demotion: kvz encoding failed, writing the blocks unencoded: {}", s.ToString());
+    return {};
+  }
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const size_t i = which[j];
+    if (jobs[j].compressed_bytes >= blocks[i].size()) continue;  // does not pay: stored
+    encodings[i] = tiers::BlockEncoding{.codec = static_cast<uint8_t>(CodecId::kKvz),
+                                        .raw_length = blocks[i].size()};
+    blocks[i] = {frames[j].get(), jobs[j].compressed_bytes};
+  }
+  return frames;
+}
+
 void NvmePlacement::WriteBatch(std::vector<Staged>& batch) {
+  const uint32_t ns = batch.front().ns;
   std::vector<BlockKey> keys;
   std::vector<std::span<const std::byte>> blocks;
+  std::vector<tiers::BlockEncoding> encodings;
   // A key evicted twice while staged (put again in between) is written once: the last copy.
   absl::flat_hash_map<BlockKey, size_t> last;
   std::vector<uint32_t> ttls;
@@ -117,11 +219,20 @@ void NvmePlacement::WriteBatch(std::vector<Staged>& batch) {
     keys.push_back(batch[i].key);
     blocks.emplace_back(batch[i].bytes.get(), batch[i].length);
     ttls.push_back(batch[i].ttl_seconds);
+    encodings.push_back(batch[i].encoding);
   }
+  // The frames stay alive until the write is durable.
+  std::vector<std::unique_ptr<std::byte[]>> frames;
+  if (std::optional<NamespaceInfo> info = Namespace(ns); info && info->compress) {
+    frames = EncodeBlocks(*info->compress, blocks, encodings);
+  }
+  const std::vector<uint8_t> codecs = Codecs(encodings);
   const std::vector<absl::Status> statuses =
-      nvme_->Write(batch.front().ns, keys, blocks,
+      nvme_->Write(ns, keys, blocks,
                    tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kDemotion,
+                                           .codecs = codecs,
                                            .ttls_seconds = ttls});
+  CountWritten(ns, blocks, encodings, statuses);
   uint64_t ok = 0;
   for (const absl::Status& s : statuses) ok += s.ok() ? 1 : 0;
   demotions_.fetch_add(ok, std::memory_order_relaxed);
@@ -195,9 +306,9 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
   uint64_t block_bytes = 0;
   {
     absl::MutexLock lock(&ns_mu_);
-    auto it = block_bytes_.find(ns);
-    if (it == block_bytes_.end()) return promoted;
-    block_bytes = it->second;
+    auto it = namespaces_.find(ns);
+    if (it == namespaces_.end()) return promoted;
+    block_bytes = it->second.block_bytes;
   }
   std::vector<bool> present = dram_->Present(ns, keys);
   if (reader != nullptr) reader->elsewhere = std::count(present.begin(), present.end(), true);
@@ -215,14 +326,19 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
     if (!present[i] && nvme_->Contains(ns, keys[i])) to_read.push_back(i);
   }
   const uint64_t page = dram_->page_bytes();
-  const uint64_t slot_bytes = (block_bytes + page - 1) / page * page;
   // Two rounds at most: when a read fails (a checksum, a block evicted from NVMe meanwhile),
   // the put lease is abandoned whole -- its failed slot holds garbage and must never be
   // committed -- and the blocks that did read are reserved and read once more.
   for (int round = 0; round < 2 && !to_read.empty(); ++round) {
     std::vector<BlockKey> want;
     for (size_t i : to_read) want.push_back(keys[i]);
-    const std::vector<uint64_t> lengths(want.size(), block_bytes);
+    // A slot that fits the record: an encoded block takes an encoded-size slot (in a
+    // compressed namespace; elsewhere every slot is block_bytes).
+    std::vector<uint64_t> lengths;
+    for (const BlockKey& k : want) {
+      const uint64_t bound = nvme_->StoredLengthBound(ns, k);
+      lengths.push_back(bound == 0 ? block_bytes : std::min(block_bytes, bound));
+    }
     tiers::LeaseGrant grant =
         dram_->ReservePut(kPlacementOwner, ns, want, lengths, {.persisted = true});
     for (size_t j = 0; round == 0 && j < want.size(); ++j) {
@@ -239,16 +355,23 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
       if (grant.codes[j] != absl::StatusCode::kOk) continue;
       granted.push_back(j);
       read_keys.push_back(want[j]);
-      dsts.emplace_back(dram_->arena_base() + grant.slots[j].offset, slot_bytes);
+      dsts.emplace_back(dram_->arena_base() + grant.slots[j].offset,
+                        (grant.slots[j].length + page - 1) / page * page);
     }
     const std::vector<absl::StatusOr<tiers::NvmeReadResult>> reads =
         nvme_->ReadBatch(ns, read_keys, dsts);
     std::vector<uint64_t> final_lengths;
     std::vector<int64_t> ttls;  // what is left of each block's TTL on NVMe
+    std::vector<tiers::BlockEncoding> encodings;
     std::vector<size_t> next;
     bool all_read = true;
     for (size_t k = 0; k < reads.size(); ++k) {
-      if (reads[k].ok() && reads[k]->length <= block_bytes) {
+      std::optional<tiers::BlockEncoding> encoding;
+      if (reads[k].ok() && reads[k]->length <= grant.slots[granted[k]].length) {
+        encoding = EncodingOfRecord(*reads[k], dsts[k], block_bytes);
+      }
+      if (encoding.has_value()) {
+        encodings.push_back(*encoding);
         final_lengths.push_back(reads[k]->length);
         ttls.push_back(int64_t{reads[k]->ttl_left_seconds} * 1'000'000'000);
         next.push_back(to_read[granted[k]]);
@@ -268,6 +391,7 @@ std::vector<bool> NvmePlacement::Promote(uint32_t ns, std::span<const BlockKey> 
                          {.persisted = true,
                           .lengths = final_lengths,
                           .ttls = ttls,
+                          .encodings = encodings,
                           .read = reader != nullptr ? &handoff : nullptr});
     if (codes.ok()) {
       for (size_t k = 0; k < codes->size(); ++k) {
@@ -330,14 +454,19 @@ absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndComm
     return dram_->CommitPut(owner, lease);
   }
   std::vector<std::span<const std::byte>> spans;
+  std::vector<tiers::BlockEncoding> encodings;
   spans.reserve(blocks->slots.size());
   for (const tiers::SlotRef& slot : blocks->slots) {
     spans.emplace_back(dram_->arena_base() + slot.offset, slot.length);
+    encodings.push_back(slot.encoding);
   }
+  const std::vector<uint8_t> codecs = Codecs(encodings);
   const std::vector<absl::Status> written =
       nvme_->Write(blocks->ns, blocks->keys, spans,
                    tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kWriteThrough,
+                                           .codecs = codecs,
                                            .ttl_seconds = TtlSeconds(blocks->ttl_nanos)});
+  CountWritten(blocks->ns, spans, encodings, written);
   bool all = true;
   for (const absl::Status& s : written) all &= s.ok();
   if (all) {
@@ -417,19 +546,24 @@ uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
     std::vector<BlockKey> keys;
     std::vector<std::span<const std::byte>> spans;
     std::vector<uint32_t> ttls;
+    std::vector<tiers::BlockEncoding> encodings;
     uint64_t bytes = 0;
     while (i < blocks.size() && blocks[i].ns == ns && keys.size() < options_.batch_blocks &&
            (keys.empty() || bytes + blocks[i].length <= options_.batch_bytes)) {
       keys.push_back(blocks[i].key);
+      encodings.push_back(blocks[i].encoding);
       ttls.push_back(TtlSeconds(blocks[i].ttl_left_nanos));
       spans.emplace_back(dram_->arena_base() + blocks[i].offset, blocks[i].length);
       bytes += blocks[i].length;
       ++i;
     }
+    const std::vector<uint8_t> codecs = Codecs(encodings);
     const std::vector<absl::Status> statuses =
         nvme_->Write(ns, keys, spans,
                      tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kShutdown,
+                                             .codecs = codecs,
                                              .ttls_seconds = ttls});
+    CountWritten(ns, spans, encodings, statuses);
     for (const absl::Status& s : statuses) saved += s.ok() ? 1 : 0;
   }
   shutdown_saved_.fetch_add(saved, std::memory_order_relaxed);

@@ -18,6 +18,13 @@
 //                that a demotion queued before the remove cannot bring the block back.
 //   shutdown     Drain writes what is staged, then SaveDram writes DRAM blocks not yet on NVMe,
 //                most recently used first, until the time budget runs out.
+//   compression  in a namespace registered with a dtype to compress (COMPRESSION_KVZ), the
+//                demotion thread encodes stored blocks with the CPU kvz codec before writing
+//                them, and keeps the encoding only where it is smaller. Blocks already encoded
+//                (by the client) go to flash as they are, as do write-through and shutdown
+//                writes (on the put's path and against a time budget: no encoding there).
+//                Every record keeps its codec; a promotion brings it back to DRAM with the
+//                block, in a slot of about the encoded size, and the get serves the frame.
 //
 // Admission is decided here, before the copy (the NVMe tier is created admitting everything),
 // so that a refused block costs no memcpy under the DRAM lock.
@@ -41,6 +48,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kvtier.pb.h"
+#include "kvtier/compression/kv_codec.h"
 #include "kvtier/tiers/dram_tier.h"
 #include "kvtier/tiers/nvme_admission.h"
 #include "kvtier/tiers/nvme_tier.h"
@@ -56,6 +64,9 @@ struct NvmePlacementOptions {
   // Blocks and bytes per demotion write batch.
   size_t batch_blocks = 64;
   uint64_t batch_bytes = 32ull << 20;
+  // Threads that encode a demotion batch of a compressed namespace (the demotion thread
+  // included). Default 2.
+  int compress_threads = 2;
 };
 
 class NvmePlacement final : public tiers::EvictionListener {
@@ -73,8 +84,17 @@ class NvmePlacement final : public tiers::EvictionListener {
   void OnEvict(const tiers::EvictedBlock& block) override;
 
   // Registers a namespace with the NVMe tier (a synced index write) and remembers its block
-  // size for promotions.
-  absl::Status AddNamespace(uint32_t ns, uint64_t block_bytes);
+  // size for promotions and, when `compress` is set, the dtype its demotions are encoded for.
+  absl::Status AddNamespace(uint32_t ns, uint64_t block_bytes,
+                            std::optional<KvDtype> compress = std::nullopt);
+
+  // Stored and original bytes of the blocks this placement wrote to NVMe since it started.
+  struct WrittenBytes {
+    uint64_t stored = 0;
+    uint64_t raw = 0;
+  };
+  // Of one namespace, or (nullopt) of all.
+  WrittenBytes Written(std::optional<uint32_t> ns) const;
 
   // Where each block of the longest prefix cached in either tier is: counts the DRAM tier's
   // lookup statistics; no I/O.
@@ -141,6 +161,12 @@ class NvmePlacement final : public tiers::EvictionListener {
     std::unique_ptr<std::byte[]> bytes;
     uint64_t length;
     uint32_t ttl_seconds;  // what is left of its TTL; 0: none
+    tiers::BlockEncoding encoding;
+  };
+  struct NamespaceInfo {
+    uint64_t block_bytes = 0;
+    std::optional<KvDtype> compress;
+    WrittenBytes written;
   };
   struct PendingKey {
     uint32_t ns;
@@ -159,13 +185,25 @@ class NvmePlacement final : public tiers::EvictionListener {
   void AwaitStaged(uint32_t ns, std::span<const BlockKey> keys, absl::Duration timeout);
   // Writes one batch of one namespace; returns when it is durable.
   void WriteBatch(std::vector<Staged>& batch);
+  // Encodes the stored blocks among `blocks` with kvz for `dtype` where that makes them
+  // smaller: their spans and encodings are replaced by the frames', which live in the
+  // returned buffers.
+  std::vector<std::unique_ptr<std::byte[]>> EncodeBlocks(
+      KvDtype dtype, std::span<std::span<const std::byte>> blocks,
+      std::span<tiers::BlockEncoding> encodings) const;
+  // The namespace's registration, if any.
+  std::optional<NamespaceInfo> Namespace(uint32_t ns) const;
+  // Adds to the namespace's written-bytes counters.
+  void CountWritten(uint32_t ns, std::span<const std::span<const std::byte>> blocks,
+                    std::span<const tiers::BlockEncoding> encodings,
+                    std::span<const absl::Status> statuses);
 
   const NvmePlacementOptions options_;
   tiers::DramTier* const dram_;
   tiers::NvmeTier* const nvme_;
 
   mutable absl::Mutex ns_mu_;
-  absl::flat_hash_map<uint32_t, uint64_t> block_bytes_ ABSL_GUARDED_BY(ns_mu_);
+  absl::flat_hash_map<uint32_t, NamespaceInfo> namespaces_ ABSL_GUARDED_BY(ns_mu_);
 
   mutable absl::Mutex mu_;
   std::unique_ptr<tiers::NvmeAdmissionPolicy> admission_ ABSL_GUARDED_BY(mu_);

@@ -3,6 +3,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "kvtier/common/status_macros.h"
+#include "kvtier/compression/codec.h"
+#include "kvtier/compression/kv_codec.h"
 #include "kvtier/proto/messages.h"
 #include "namespace_file.h"
 #include "spdlog/spdlog.h"
@@ -25,6 +27,34 @@ void FillCounters(const tiers::TierCounters& c, proto::Counters* out) {
   out->set_lookup_hit_keys(c.lookup_hit_keys);
 }
 
+// A compressed namespace's blocks take one of this many slot sizes in DRAM (DramTier::
+// AddNamespace): a block wastes at most 1/16 of block_bytes (6 %) to rounding, and a namespace
+// spreads over at most 16 size classes.
+constexpr uint32_t kCompressedSizeSteps = 16;
+
+// The dtype a namespace's blocks are encoded for, or nullopt when it does not compress.
+// InvalidArgument when it asks for compression of a dtype kvz does not know.
+absl::StatusOr<std::optional<KvDtype>> CompressionDtype(const NamespaceDescriptor& d,
+                                                        const proto::NamespaceOptions& options) {
+  if (options.compression() == proto::COMPRESSION_NONE) return std::nullopt;
+  absl::StatusOr<KvDtype> dtype = ParseKvDtype(d.dtype);
+  if (!dtype.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("COMPRESSION_KVZ needs a dtype kvz knows; the descriptor's dtype: ",
+                     dtype.status().message(), " (or open the namespace with COMPRESSION_NONE)"));
+  }
+  if (d.block_bytes % KvDtypeBytes(*dtype) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("COMPRESSION_KVZ: block_bytes ", d.block_bytes, " is not a whole number of ",
+                     d.dtype, " elements (", KvDtypeBytes(*dtype), " bytes each)"));
+  }
+  return *dtype;
+}
+
+uint32_t SizeSteps(const std::optional<KvDtype>& compress) {
+  return compress.has_value() ? kCompressedSizeSteps : 1;
+}
+
 }  // namespace
 
 Service::Service(const ServerConfig& config, tiers::DramTier* dram, const Clock* clock,
@@ -39,10 +69,14 @@ Service::Service(const ServerConfig& config, tiers::DramTier* dram, const Clock*
 absl::Status Service::RestoreNamespaces(const std::vector<NamespaceInfo>& saved,
                                         std::span<const uint32_t> nvme_ids) {
   for (const NamespaceInfo& info : saved) {
-    KVTIER_RETURN_IF_ERROR(namespaces_.Restore(info.id, info.descriptor));
-    KVTIER_RETURN_IF_ERROR(dram_->AddNamespace(info.id, info.descriptor.block_bytes));
+    KVTIER_ASSIGN_OR_RETURN(const std::optional<KvDtype> compress,
+                            CompressionDtype(info.descriptor, info.options));
+    KVTIER_RETURN_IF_ERROR(namespaces_.Restore(info.id, info.descriptor, info.options));
+    KVTIER_RETURN_IF_ERROR(
+        dram_->AddNamespace(info.id, info.descriptor.block_bytes, SizeSteps(compress)));
     if (nvme_ != nullptr) {
-      if (absl::Status s = nvme_->AddNamespace(info.id, info.descriptor.block_bytes); !s.ok()) {
+      if (absl::Status s = nvme_->AddNamespace(info.id, info.descriptor.block_bytes, compress);
+          !s.ok()) {
         spdlog::warn("namespace {}: not cached on NVMe: {}", info.id, s.ToString());
       }
     }
@@ -101,13 +135,15 @@ absl::StatusOr<proto::HelloReply> Service::Hello(const proto::HelloRequest& req,
 absl::StatusOr<proto::OpenNamespaceReply> Service::OpenNamespace(
     const proto::OpenNamespaceRequest& req) {
   const NamespaceDescriptor d = proto::ToDescriptor(req.namespace_descriptor());
+  KVTIER_ASSIGN_OR_RETURN(const std::optional<KvDtype> compress,
+                          CompressionDtype(d, req.options()));
   bool created = false;
-  KVTIER_ASSIGN_OR_RETURN(NamespaceInfo info, namespaces_.Open(d, &created));
+  KVTIER_ASSIGN_OR_RETURN(NamespaceInfo info, namespaces_.Open(d, req.options(), &created));
   if (created) {
-    KVTIER_RETURN_IF_ERROR(dram_->AddNamespace(info.id, d.block_bytes));
+    KVTIER_RETURN_IF_ERROR(dram_->AddNamespace(info.id, d.block_bytes, SizeSteps(compress)));
     if (nvme_ != nullptr) {
       // A block larger than an NVMe region is kept in DRAM only; that is not the client's error.
-      if (absl::Status s = nvme_->AddNamespace(info.id, d.block_bytes); !s.ok()) {
+      if (absl::Status s = nvme_->AddNamespace(info.id, d.block_bytes, compress); !s.ok()) {
         spdlog::warn("namespace {}: not cached on NVMe: {}", info.id, s.ToString());
       }
       SaveNamespaces();
@@ -116,6 +152,7 @@ absl::StatusOr<proto::OpenNamespaceReply> Service::OpenNamespace(
   proto::OpenNamespaceReply reply;
   reply.set_namespace_id(info.id);
   reply.set_key_seed(info.seed.bytes.data(), info.seed.bytes.size());
+  *reply.mutable_options() = info.options;
   return reply;
 }
 
@@ -137,10 +174,33 @@ absl::StatusOr<proto::LookupReply> Service::Lookup(const proto::LookupRequest& r
 }
 
 absl::StatusOr<tiers::LeaseGrant> Service::ReservePut(uint64_t conn, const proto::PutRequest& req) {
-  KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
-  return dram_->ReservePut(conn, req.namespace_id(), Keys(req.keys()),
-                           std::span<const uint64_t>(req.lengths().data(), req.lengths_size()),
-                           {.ttl_nanos = int64_t{req.ttl_seconds()} * 1'000'000'000});
+  const std::optional<NamespaceInfo> ns = namespaces_.Get(req.namespace_id());
+  if (!ns.has_value()) return CheckNamespace(req.namespace_id());
+  // Parsing checked the counts and lengths; the codecs themselves are checked here.
+  std::vector<tiers::BlockEncoding> encodings;
+  for (size_t i = 0; i < req.codecs().size(); ++i) {
+    const auto codec = static_cast<uint8_t>(req.codecs()[i]);
+    if (codec == 0) {
+      encodings.push_back({});
+      continue;
+    }
+    if (!IsKnownCodec(static_cast<CodecId>(codec))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("put.codecs[", i, "] is ", codec,
+                       ", a codec this kvtierd does not know (0 stored, 1 kvz)"));
+    }
+    if (ns->options.compression() == proto::COMPRESSION_NONE) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "put.codecs[", i, "] is ", std::string(CodecName(static_cast<CodecId>(codec))),
+          " but namespace ", ns->id,
+          " does not compress; open it with COMPRESSION_KVZ to send encoded blocks"));
+    }
+    encodings.push_back({.codec = codec, .raw_length = req.raw_lengths(static_cast<int>(i))});
+  }
+  return dram_->ReservePut(
+      conn, req.namespace_id(), Keys(req.keys()),
+      std::span<const uint64_t>(req.lengths().data(), req.lengths_size()),
+      {.ttl_nanos = int64_t{req.ttl_seconds()} * 1'000'000'000, .encodings = encodings});
 }
 
 absl::StatusOr<std::vector<absl::StatusCode>> Service::CommitPut(uint64_t conn, uint64_t lease) {
@@ -321,6 +381,8 @@ proto::StatsReply Service::Stats() const {
   t->set_used_bytes(dram.used_bytes);
   t->set_blocks(dram.blocks);
   FillCounters(dram.counters, t->mutable_counters());
+  t->set_stored_bytes(dram.stored_bytes);
+  t->set_raw_bytes(dram.raw_bytes);
 
   tiers::NvmeTierSnapshot nvme;
   absl::flat_hash_map<uint32_t, const tiers::NamespaceSnapshot*> nvme_by_id;
@@ -333,6 +395,9 @@ proto::StatsReply Service::Stats() const {
     n->set_blocks(nvme.tier.blocks);
     FillCounters(nvme.tier.counters, n->mutable_counters());
     nvme_->FillStats(nvme, n->mutable_nvme());
+    const NvmePlacement::WrittenBytes written = nvme_->Written(std::nullopt);
+    n->set_stored_bytes(written.stored);
+    n->set_raw_bytes(written.raw);
     for (const tiers::NamespaceSnapshot& ns : nvme.tier.namespaces) {
       nvme_by_id.emplace(ns.namespace_id, &ns);
     }
@@ -345,9 +410,11 @@ proto::StatsReply Service::Stats() const {
     proto::NamespaceStats* n = reply.add_namespaces();
     n->set_namespace_id(info.id);
     *n->mutable_namespace_descriptor() = proto::ToProto(info.descriptor);
+    *n->mutable_options() = info.options;
     if (auto it = by_id.find(info.id); it != by_id.end()) {
       n->set_blocks(it->second->blocks);
       n->set_used_bytes(it->second->used_bytes);
+      n->set_raw_bytes(it->second->raw_bytes);
       n->set_pinned_blocks(it->second->pinned_blocks);
       FillCounters(it->second->counters, n->mutable_counters());
       proto::NamespaceLimits* limits = n->mutable_limits();
@@ -362,6 +429,11 @@ proto::StatsReply Service::Stats() const {
       n->set_nvme_blocks(it->second->blocks);
       n->set_nvme_used_bytes(it->second->used_bytes);
       FillCounters(it->second->counters, n->mutable_nvme_counters());
+    }
+    if (nvme_ != nullptr) {
+      const NvmePlacement::WrittenBytes written = nvme_->Written(info.id);
+      n->set_nvme_written_stored_bytes(written.stored);
+      n->set_nvme_written_raw_bytes(written.raw);
     }
   }
   return reply;

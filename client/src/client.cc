@@ -72,9 +72,10 @@ AsyncWorkers& Client::workers() {
   return *workers_;
 }
 
-absl::StatusOr<NamespaceHandle> Client::OpenNamespace(const NamespaceDescriptor& descriptor) {
+absl::StatusOr<NamespaceHandle> Client::OpenNamespace(const NamespaceDescriptor& descriptor,
+                                                      const proto::NamespaceOptions& options) {
   std::lock_guard lock(mu_);
-  return session_->OpenNamespace(descriptor);
+  return session_->OpenNamespace(descriptor, options);
 }
 
 std::vector<BlockKey> Client::HashTokens(const NamespaceHandle& handle,
@@ -108,9 +109,10 @@ absl::Status Client::SetLimits(uint32_t namespace_id, const proto::NamespaceLimi
 
 absl::StatusOr<std::vector<GetResult>> Client::Get(const NamespaceHandle& handle,
                                                    std::span<const BlockKey> keys,
-                                                   std::span<const std::span<std::byte>> out) {
+                                                   std::span<const std::span<std::byte>> out,
+                                                   const GetOptions& options) {
   std::lock_guard lock(mu_);
-  return session_->Get(handle, keys, out);
+  return session_->Get(handle, keys, out, options);
 }
 
 absl::StatusOr<std::vector<absl::Status>> Client::Pin(const NamespaceHandle& handle,

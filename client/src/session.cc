@@ -10,6 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "kvtier/common/strings.h"
+#include "kvtier/compression/codec.h"
+#include "kvtier/compression/kv_codec.h"
 #include "kvtier/proto/messages.h"
 
 namespace kvtier::client {
@@ -50,6 +52,40 @@ absl::Status BufferTooSmall(uint64_t stored, size_t buffer) {
   return absl::InvalidArgumentError(absl::StrCat("output buffer holds ", buffer,
                                                  " bytes but the stored block is ", stored,
                                                  " bytes; pass buffers of block_bytes"));
+}
+
+// The blocks of a cpu_compress put, encoded: frames where they shrink, the block elsewhere.
+struct EncodedBlocks {
+  std::vector<std::vector<std::byte>> frames;
+  std::vector<std::span<const std::byte>> blocks;
+  std::vector<uint8_t> codecs;
+  std::vector<uint64_t> raw_lengths;
+};
+
+absl::StatusOr<EncodedBlocks> EncodeOnCpu(const NamespaceHandle& ns,
+                                          std::span<const std::span<const std::byte>> blocks) {
+  absl::StatusOr<KvDtype> dtype = ParseKvDtype(ns.descriptor.dtype);
+  if (!dtype.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cpu_compress: the namespace's dtype: ", dtype.status().message()));
+  }
+  const CodecOptions codec{.dtype = *dtype};
+  EncodedBlocks out;
+  out.frames.resize(blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    out.blocks.push_back(blocks[i]);
+    out.codecs.push_back(0);
+    out.raw_lengths.push_back(0);
+    if (blocks[i].size() % KvDtypeBytes(*dtype) != 0) continue;  // not whole elements: as is
+    out.frames[i].resize(MaxCompressedSize(blocks[i].size(), codec));
+    absl::StatusOr<size_t> n = Compress(blocks[i], codec, out.frames[i]);
+    if (!n.ok()) return n.status();
+    if (*n >= blocks[i].size()) continue;  // does not shrink: stored
+    out.blocks[i] = std::span<const std::byte>(out.frames[i]).first(*n);
+    out.codecs[i] = static_cast<uint8_t>(CodecId::kKvz);
+    out.raw_lengths[i] = blocks[i].size();
+  }
+  return out;
 }
 
 absl::Status VoidedCopy(std::string_view why) {
@@ -134,9 +170,11 @@ size_t Session::BatchSize(uint64_t bytes_per_key) const {
   return static_cast<size_t>(n);
 }
 
-absl::StatusOr<NamespaceHandle> Session::OpenNamespace(const NamespaceDescriptor& descriptor) {
+absl::StatusOr<NamespaceHandle> Session::OpenNamespace(const NamespaceDescriptor& descriptor,
+                                                       const proto::NamespaceOptions& options) {
   proto::OpenNamespaceRequest request;
   *request.mutable_namespace_descriptor() = proto::ToProto(descriptor);
+  *request.mutable_options() = options;
   if (auto s = proto::ValidateDescriptor(request.namespace_descriptor(), channel_.limits());
       !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("bad namespace descriptor: ", s.message()));
@@ -153,13 +191,14 @@ absl::StatusOr<NamespaceHandle> Session::OpenNamespace(const NamespaceDescriptor
   handle.block_bytes = descriptor.block_bytes;
   handle.block_tokens = descriptor.block_tokens;
   handle.descriptor = descriptor;
+  handle.options = reply.options();
   namespace_ids_[handle.id] = handle.id;
   return handle;
 }
 
 absl::StatusOr<uint32_t> Session::NamespaceId(const NamespaceHandle& ns) {
   if (auto it = namespace_ids_.find(ns.id); it != namespace_ids_.end()) return it->second;
-  auto here = OpenNamespace(ns.descriptor);
+  auto here = OpenNamespace(ns.descriptor, ns.options);
   if (!here.ok()) return here.status();
   if (here->key_seed != ns.key_seed) {
     return absl::FailedPreconditionError(
@@ -216,6 +255,37 @@ absl::StatusOr<std::vector<absl::Status>> Session::Put(
                        " bytes, larger than the namespace's block_bytes ", ns.block_bytes));
     }
   }
+  std::span<const uint8_t> codecs = options.codecs;
+  std::span<const uint64_t> raw_lengths = options.raw_lengths;
+  if (codecs.size() != raw_lengths.size() || (!codecs.empty() && codecs.size() != blocks.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "put got ", blocks.size(), " blocks, ", codecs.size(), " codecs and ", raw_lengths.size(),
+        " raw lengths; pass one codec and one raw length per block, or none"));
+  }
+  for (size_t i = 0; i < codecs.size(); ++i) {
+    if (codecs[i] == 0) continue;
+    if (ns.options.compression() != proto::COMPRESSION_KVZ) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", i,
+                       " is encoded but the namespace was not opened with "
+                       "COMPRESSION_KVZ; send it decoded or open a compressed namespace"));
+    }
+    if (raw_lengths[i] < blocks[i].size() || raw_lengths[i] > ns.block_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", i, " has raw length ", raw_lengths[i], " for ", blocks[i].size(),
+                       " encoded bytes; it must be from that to block_bytes ", ns.block_bytes));
+    }
+  }
+  EncodedBlocks encoded;
+  if (codecs.empty() && options.cpu_compress &&
+      ns.options.compression() == proto::COMPRESSION_KVZ) {
+    absl::StatusOr<EncodedBlocks> e = EncodeOnCpu(ns, blocks);
+    if (!e.ok()) return e.status();
+    encoded = *std::move(e);
+    blocks = encoded.blocks;
+    codecs = encoded.codecs;
+    raw_lengths = encoded.raw_lengths;
+  }
   auto id = NamespaceId(ns);
   if (!id.ok()) return id.status();
   std::vector<absl::Status> results(keys.size());
@@ -227,6 +297,12 @@ absl::StatusOr<std::vector<absl::Status>> Session::Put(
     request.set_keys(PackKeys(keys.subspan(start, n)));
     request.set_ttl_seconds(options.ttl_seconds);
     for (const auto& b : blocks.subspan(start, n)) request.add_lengths(b.size());
+    if (!codecs.empty()) {
+      request.set_codecs(reinterpret_cast<const char*>(codecs.data() + start), n);
+      for (size_t i = start; i < start + n; ++i) {
+        request.add_raw_lengths(codecs[i] == 0 ? 0 : raw_lengths[i]);
+      }
+    }
     const auto s = arena_ ? PutArena(request, keys.subspan(start, n), blocks.subspan(start, n),
                                      std::span(results).subspan(start, n))
                           : PutInline(request, keys.subspan(start, n), blocks.subspan(start, n),
@@ -342,7 +418,8 @@ absl::Status Session::PutArena(proto::PutRequest& request, std::span<const Block
 
 absl::StatusOr<std::vector<GetResult>> Session::Get(const NamespaceHandle& ns,
                                                     std::span<const BlockKey> keys,
-                                                    std::span<const std::span<std::byte>> out) {
+                                                    std::span<const std::span<std::byte>> out,
+                                                    const GetOptions& options) {
   if (keys.size() != out.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "get got ", keys.size(), " keys but ", out.size(), " output buffers; pass one per key"));
@@ -354,16 +431,75 @@ absl::StatusOr<std::vector<GetResult>> Session::Get(const NamespaceHandle& ns,
   for (size_t start = 0; start < keys.size(); start += batch) {
     const size_t n = std::min(batch, keys.size() - start);
     const auto s = arena_ ? GetArena(*id, keys.subspan(start, n), out.subspan(start, n),
-                                     std::span(results).subspan(start, n))
+                                     options.decode, std::span(results).subspan(start, n))
                           : GetInline(*id, keys.subspan(start, n), out.subspan(start, n),
-                                      std::span(results).subspan(start, n));
+                                      options.decode, std::span(results).subspan(start, n));
     if (!s.ok()) return s;
   }
   return results;
 }
 
+absl::Status Session::CheckEncodings(const proto::GetReply& reply, size_t n) {
+  if ((reply.codecs().empty() || reply.codecs().size() == n) &&
+      static_cast<size_t>(reply.raw_lengths_size()) == reply.codecs().size()) {
+    return absl::OkStatus();
+  }
+  return channel_.Break(absl::StrCat("get of ", n, " keys returned ", reply.codecs().size(),
+                                     " codecs and ", reply.raw_lengths_size(), " raw lengths"));
+}
+
+std::span<std::byte> Session::GetDestination(const proto::GetReply& reply, size_t i,
+                                             std::span<std::byte> out, bool decode,
+                                             GetResult* result,
+                                             std::vector<PendingDecode>* decodes) {
+  result->length = reply.lengths(i);
+  const uint8_t codec = reply.codecs().empty() ? 0 : static_cast<uint8_t>(reply.codecs()[i]);
+  if (codec == 0 || !decode) {
+    if (codec != 0) {
+      result->codec = codec;
+      result->raw_length = reply.raw_lengths(static_cast<int>(i));
+    }
+    if (result->length > out.size()) {
+      result->status = BufferTooSmall(result->length, out.size());
+      return {};
+    }
+    return out.first(result->length);
+  }
+  const uint64_t raw = reply.raw_lengths(static_cast<int>(i));
+  if (raw > out.size()) {
+    result->status = BufferTooSmall(raw, out.size());
+    result->length = raw;
+    return {};
+  }
+  if (codec != static_cast<uint8_t>(CodecId::kKvz)) {
+    result->status =
+        absl::UnimplementedError(absl::StrCat("block is encoded with codec ", codec,
+                                              ", which this client cannot decode; upgrade it "
+                                              "or get with decode off"));
+    return {};
+  }
+  decodes->push_back(PendingDecode{i, std::vector<std::byte>(result->length), out.first(raw)});
+  return decodes->back().frame;
+}
+
+void Session::DecodeFrames(std::vector<PendingDecode>& decodes, std::span<GetResult> results) {
+  for (PendingDecode& d : decodes) {
+    GetResult& r = results[d.index];
+    if (!r.status.ok()) continue;
+    absl::Status s = Decompress(d.frame, d.out);
+    if (!s.ok()) {
+      // The daemon never changes bytes; a frame that fails its checks was damaged (or lied
+      // about): a miss, never wrong bytes.
+      r.status = absl::DataLossError(absl::StrCat("the block's kvz frame failed to decode (",
+                                                  s.message(), "); count it as a miss"));
+      continue;
+    }
+    r.length = d.out.size();
+  }
+}
+
 absl::Status Session::GetInline(uint32_t ns_id, std::span<const BlockKey> keys,
-                                std::span<const std::span<std::byte>> out,
+                                std::span<const std::span<std::byte>> out, bool decode,
                                 std::span<GetResult> results) {
   proto::GetRequest request;
   request.set_namespace_id(ns_id);
@@ -379,23 +515,25 @@ absl::Status Session::GetInline(uint32_t ns_id, std::span<const BlockKey> keys,
     return channel_.Break(absl::StrCat("get of ", n, " keys returned ", reply.codes_size(),
                                        " codes and ", reply.lengths_size(), " lengths"));
   }
+  if (auto s = CheckEncodings(reply, n); !s.ok()) return s;
   uint64_t total = 0;
-  uint64_t largest_misfit = 0;
+  uint64_t largest = 0;
   for (size_t i = 0; i < n; ++i) {
     if (reply.codes(i) != 0) continue;
     total += reply.lengths(i);
-    if (reply.lengths(i) > out[i].size()) {
-      largest_misfit = std::max<uint64_t>(largest_misfit, reply.lengths(i));
-    }
+    largest = std::max<uint64_t>(largest, reply.lengths(i));
   }
   if (total != *payload_len) {
     return channel_.Break(absl::StrCat("get reply lengths add up to ", total,
                                        " bytes but its payload is ", *payload_len, " bytes"));
   }
-  // Read every hit straight into its buffer; blocks that do not fit land in one shared scratch
-  // buffer (their bytes are dropped) so the stream stays in step.
-  std::vector<std::byte> scratch(largest_misfit);
+  // Read every hit straight into its buffer (an encoded one into its frame buffer); blocks that
+  // do not fit land in one shared scratch buffer (their bytes are dropped) so the stream stays
+  // in step.
+  std::vector<std::byte> scratch;
   std::vector<std::span<std::byte>> dst;
+  std::vector<PendingDecode> decodes;
+  decodes.reserve(n);  // GetDestination hands out spans into its elements
   dst.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     GetResult& r = results[i];
@@ -405,19 +543,20 @@ absl::Status Session::GetInline(uint32_t ns_id, std::span<const BlockKey> keys,
       r.tier = proto::TIER_NONE;
       continue;
     }
-    r.length = reply.lengths(i);
-    if (r.length <= out[i].size()) {
-      dst.push_back(out[i].first(r.length));
-    } else {
-      r.status = BufferTooSmall(r.length, out[i].size());
-      dst.push_back(std::span(scratch).first(r.length));
+    std::span<std::byte> to = GetDestination(reply, i, out[i], decode, &r, &decodes);
+    if (to.empty()) {
+      if (scratch.empty()) scratch.resize(largest);
+      to = std::span(scratch).first(reply.lengths(i));
     }
+    dst.push_back(to);
   }
-  return channel_.ReceivePayload(dst);
+  if (auto s = channel_.ReceivePayload(dst); !s.ok()) return s;
+  DecodeFrames(decodes, results);
+  return absl::OkStatus();
 }
 
 absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
-                               std::span<const std::span<std::byte>> out,
+                               std::span<const std::span<std::byte>> out, bool decode,
                                std::span<GetResult> results) {
   proto::GetRequest request;
   request.set_namespace_id(ns_id);
@@ -435,38 +574,43 @@ absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
                                        " lengths, ", reply.offsets_size(), " offsets, ",
                                        reply.generations_size(), " generations"));
   }
+  if (auto s = CheckEncodings(reply, n); !s.ok()) return s;
   for (size_t i = 0; i < n; ++i) {
     if (reply.codes(i) != 0) continue;
     if (auto s = arena_->CheckSlot(reply.offsets(i), reply.lengths(i)); !s.ok()) {
       return channel_.Break(absl::StrCat("get reply for key ", i, ": ", s.message()));
     }
   }
+  // Encoded blocks are copied into frame buffers and decoded once the lease is released: never
+  // decode bytes that another writer may be changing.
+  std::vector<PendingDecode> decodes;
+  decodes.reserve(n);  // GetDestination hands out spans into its elements
   for (size_t i = 0; i < n; ++i) {
     GetResult& r = results[i];
     if (reply.codes(i) != 0) {
       r.status = CodeToStatus(reply.codes(i));
       continue;
     }
-    r.length = reply.lengths(i);
     r.tier = TierAt(reply.tiers(), i);
     const uint64_t offset = reply.offsets(i);
-    if (r.length > out[i].size()) {
-      r.status = BufferTooSmall(r.length, out[i].size());
-      continue;
-    }
+    const std::span<std::byte> to = GetDestination(reply, i, out[i], decode, &r, &decodes);
+    if (!r.status.ok()) continue;
     // Seqlock read: the copy counts only if the slot's generation is the quoted one both
     // before and after it. The check before saves copying a slot already reused.
     if (arena_->Generation(offset) != reply.generations(i)) {
       r.status = VoidedCopy("was evicted");
       continue;
     }
-    arena_->CopyOut(offset, out[i].first(r.length));
+    arena_->CopyOut(offset, to);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (arena_->Generation(offset) != reply.generations(i)) {
       r.status = VoidedCopy("was evicted");
     }
   }
-  if (reply.lease_id() == 0) return absl::OkStatus();
+  if (reply.lease_id() == 0) {
+    DecodeFrames(decodes, results);
+    return absl::OkStatus();
+  }
   proto::ReleaseRequest release;
   release.set_lease_id(reply.lease_id());
   proto::ReleaseReply released;
@@ -484,6 +628,7 @@ absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
       }
     }
   }
+  DecodeFrames(decodes, results);
   return absl::OkStatus();
 }
 

@@ -42,7 +42,8 @@ class Session {
   bool has_arena() const { return arena_ != nullptr; }
   bool broken() const { return channel_.broken(); }
 
-  absl::StatusOr<NamespaceHandle> OpenNamespace(const NamespaceDescriptor& descriptor);
+  absl::StatusOr<NamespaceHandle> OpenNamespace(const NamespaceDescriptor& descriptor,
+                                                const proto::NamespaceOptions& options = {});
   absl::StatusOr<LookupResult> Lookup(const NamespaceHandle& ns, std::span<const BlockKey> keys);
   absl::StatusOr<std::vector<absl::Status>> Put(const NamespaceHandle& ns,
                                                 std::span<const BlockKey> keys,
@@ -50,7 +51,8 @@ class Session {
                                                 const PutOptions& options = {});
   absl::StatusOr<std::vector<GetResult>> Get(const NamespaceHandle& ns,
                                              std::span<const BlockKey> keys,
-                                             std::span<const std::span<std::byte>> out);
+                                             std::span<const std::span<std::byte>> out,
+                                             const GetOptions& options = {});
   absl::StatusOr<std::vector<absl::Status>> Pin(const NamespaceHandle& ns,
                                                 std::span<const BlockKey> keys, bool pinned);
   absl::StatusOr<PrefetchResult> Prefetch(const NamespaceHandle& ns,
@@ -86,10 +88,30 @@ class Session {
   absl::Status PutArena(proto::PutRequest& request, std::span<const BlockKey> keys,
                         std::span<const std::span<const std::byte>> blocks,
                         std::span<absl::Status> results);
+  // An encoded block copied into `frame`, to be decoded into `out` once the copy is known good.
+  struct PendingDecode {
+    size_t index;  // in the batch
+    std::vector<std::byte> frame;
+    std::span<std::byte> out;  // exactly the decoded length
+  };
+  // Where the get of block i of `reply` copies its `length` bytes to (out[i], or a frame
+  // buffer in `*decodes` when it is encoded and `decode` is on); sets results[i]'s length,
+  // codec and raw length, or its status when out[i] is too small (then returns an empty span).
+  static std::span<std::byte> GetDestination(const proto::GetReply& reply, size_t i,
+                                             std::span<std::byte> out, bool decode,
+                                             GetResult* result,
+                                             std::vector<PendingDecode>* decodes);
+  // Decodes the pending frames whose results are still OK (the others were voided).
+  static void DecodeFrames(std::vector<PendingDecode>& decodes, std::span<GetResult> results);
+  // A get reply's codecs and raw_lengths are both empty or hold one entry per key.
+  absl::Status CheckEncodings(const proto::GetReply& reply, size_t n);
+
   absl::Status GetInline(uint32_t ns_id, std::span<const BlockKey> keys,
-                         std::span<const std::span<std::byte>> out, std::span<GetResult> results);
+                         std::span<const std::span<std::byte>> out, bool decode,
+                         std::span<GetResult> results);
   absl::Status GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
-                        std::span<const std::span<std::byte>> out, std::span<GetResult> results);
+                        std::span<const std::span<std::byte>> out, bool decode,
+                        std::span<GetResult> results);
 
   FrameChannel channel_;
   proto::HelloReply hello_;

@@ -181,6 +181,11 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
   if (!msg->has_namespace_descriptor()) {
     return absl::InvalidArgumentError("open_namespace needs a namespace_descriptor");
   }
+  if (!Compression_IsValid(msg->options().compression())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("open_namespace.options.compression is ", msg->options().compression(),
+                     "; use COMPRESSION_NONE (0) or COMPRESSION_KVZ (1)"));
+  }
   return ValidateDescriptor(msg->namespace_descriptor(), limits);
 }
 
@@ -190,6 +195,33 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
   KVTIER_RETURN_IF_ERROR(CheckNoPayload("lookup", payload_len));
   return CheckKeys("lookup", msg->keys(), limits).status();
 }
+
+namespace {
+
+// A put's codecs and raw_lengths: both empty, or one of each per key, with raw lengths that fit
+// their codec. Whether a codec is known, and allowed in the namespace, the daemon checks.
+absl::Status CheckEncodings(const PutRequest& msg, size_t n) {
+  if (msg.codecs().empty() && msg.raw_lengths_size() == 0) return absl::OkStatus();
+  if (msg.codecs().size() != n || static_cast<size_t>(msg.raw_lengths_size()) != n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("put has ", n, " keys but ", msg.codecs().size(), " codecs and ",
+                     msg.raw_lengths_size(), " raw_lengths; send one of each per key, or none"));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t raw = msg.raw_lengths(static_cast<int>(i));
+    const uint64_t len = msg.lengths(static_cast<int>(i));
+    const bool stored = msg.codecs()[i] == 0;
+    if (stored ? raw != 0 && raw != len : raw < len) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "put.raw_lengths[", i, "] is ", raw, " for a block of ", len, " bytes with codec ",
+          static_cast<int>(static_cast<uint8_t>(msg.codecs()[i])),
+          "; a stored block has 0 or its length, an encoded one at least its length"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           PutRequest* msg) {
@@ -206,6 +238,7 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
           absl::StrCat("put.lengths[", i, "] is 0; a block has at least one byte"));
     }
   }
+  KVTIER_RETURN_IF_ERROR(CheckEncodings(*msg, n));
   if (msg->mode() == DATA_SHARED_ARENA) {
     if (payload_len != 0) {
       return absl::InvalidArgumentError(absl::StrCat(

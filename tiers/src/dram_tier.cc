@@ -129,7 +129,12 @@ class DramTier::Impl {
 
   const ShmArena& arena() const { return *arena_; }
 
-  absl::Status AddNamespace(NamespaceId ns_id, uint64_t block_bytes) {
+  absl::Status AddNamespace(NamespaceId ns_id, uint64_t block_bytes, uint32_t size_steps) {
+    if (size_steps == 0 || size_steps > DramTier::kMaxSizeSteps) {
+      return absl::InvalidArgumentError(absl::StrCat("namespace ", ns_id, ": size_steps ",
+                                                     size_steps, " is not in [1, ",
+                                                     DramTier::kMaxSizeSteps, "]"));
+    }
     if (block_bytes == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("namespace ", ns_id, ": block_bytes must be at least 1"));
@@ -144,15 +149,19 @@ class DramTier::Impl {
     absl::MutexLock lock(&mu_);
     auto it = namespaces_.find(ns_id);
     if (it != namespaces_.end()) {
-      if (it->second->block_bytes == block_bytes) return absl::OkStatus();
-      return absl::AlreadyExistsError(absl::StrCat("namespace ", ns_id,
-                                                   " is registered with block_bytes ",
-                                                   it->second->block_bytes, ", not ", block_bytes));
+      if (it->second->block_bytes == block_bytes && it->second->size_steps == size_steps) {
+        return absl::OkStatus();
+      }
+      return absl::AlreadyExistsError(absl::StrCat(
+          "namespace ", ns_id, " is registered with block_bytes ", it->second->block_bytes,
+          " and size_steps ", it->second->size_steps, ", not ", block_bytes, " and ", size_steps));
     }
     auto ns = std::make_unique<Namespace>();
     ns->id = ns_id;
     ns->block_bytes = block_bytes;
+    ns->size_steps = size_steps;
     ns->cls = allocator_.ClassFor(block_bytes);
+    ns->classes.push_back(ns->cls);
     namespaces_.emplace(ns_id, std::move(ns));
     return absl::OkStatus();
   }
@@ -190,10 +199,14 @@ class DramTier::Impl {
     std::vector<uint32_t> granted = leases_.TakeVector();
     bool exhausted = false;  // once nothing is evictable, the rest of the batch fails fast
     size_t previous_granted = keys.size();  // request index of the last key granted, if any
+    const bool encoded = !options.encodings.empty();
+    if (encoded && options.encodings.size() != keys.size()) return grant;
     for (size_t i = 0; i < keys.size(); ++i) {
       const uint64_t length = lengths[i];
       if (length == 0 || length > ns->block_bytes) continue;  // kInvalidArgument
-      FindLive(ns, keys[i], now);  // an expired block of the key goes now
+      const BlockEncoding encoding = encoded ? options.encodings[i] : BlockEncoding{};
+      if (!ValidEncoding(*ns, length, encoding)) continue;  // kInvalidArgument
+      FindLive(ns, keys[i], now);                           // an expired block of the key goes now
       auto it = ns->index.find(keys[i]);
       if (it != ns->index.end()) {
         const bool same_batch =
@@ -208,7 +221,7 @@ class DramTier::Impl {
       }
       std::optional<SlotHandle> slot;
       const uint32_t id = NewEntry();
-      if (!exhausted) slot = AllocateSlot(ns->cls, id);
+      if (!exhausted) slot = AllocateSlot(ClassForLength(ns, length), id);
       if (!slot) {
         exhausted = true;
         free_entries_.push_back(id);
@@ -221,6 +234,8 @@ class DramTier::Impl {
       e.slot = *slot;
       e.offset = allocator_.Offset(*slot);
       e.length = length;
+      e.codec = encoding.codec;
+      e.raw_length = encoding.raw_length == 0 ? length : encoding.raw_length;
       e.put_lease = lease_id;
       e.pins = 0;
       e.state = EntryState::kWriting;
@@ -236,7 +251,7 @@ class DramTier::Impl {
       previous_granted = i;
       ns->index.emplace(keys[i], IndexValue{id, false});
       grant.codes[i] = absl::StatusCode::kOk;
-      grant.slots[i] = SlotRef{e.offset, length, arena_->Generation(e.offset)};
+      grant.slots[i] = RefOf(e);
       granted.push_back(id);
     }
     if (!granted.empty()) {
@@ -257,11 +272,16 @@ class DramTier::Impl {
           absl::StrCat("lease ", lease_id, " is a read lease; only put leases are committed"));
     }
     std::vector<absl::StatusCode> codes(lease->entries.size(), absl::StatusCode::kOk);
-    if (!options.lengths.empty() || !options.ttls.empty()) {
-      bool valid = (options.lengths.empty() || options.lengths.size() == lease->entries.size()) &&
-                   (options.ttls.empty() || options.ttls.size() == lease->entries.size());
-      for (size_t j = 0; valid && !options.lengths.empty() && j < lease->entries.size(); ++j) {
-        valid = options.lengths[j] >= 1 && options.lengths[j] <= entries_[lease->entries[j]].length;
+    if (!options.lengths.empty() || !options.ttls.empty() || !options.encodings.empty()) {
+      const size_t n = lease->entries.size();
+      bool valid = (options.lengths.empty() || options.lengths.size() == n) &&
+                   (options.ttls.empty() || options.ttls.size() == n) &&
+                   (options.encodings.empty() || options.encodings.size() == n);
+      for (size_t j = 0; valid && j < n; ++j) {
+        const Entry& e = entries_[lease->entries[j]];
+        const uint64_t length = options.lengths.empty() ? e.length : options.lengths[j];
+        valid = length >= 1 && length <= e.length &&
+                (options.encodings.empty() || ValidEncoding(*e.ns, length, options.encodings[j]));
       }
       if (!valid) {
         std::fill(codes.begin(), codes.end(), absl::StatusCode::kInvalidArgument);
@@ -276,7 +296,13 @@ class DramTier::Impl {
       for (size_t j = 0; j < lease->entries.size(); ++j) {
         const uint32_t id = lease->entries[j];
         entries_[id].persisted |= options.persisted;
-        if (!options.lengths.empty()) entries_[id].length = options.lengths[j];
+        Entry& e = entries_[id];
+        if (!options.lengths.empty()) e.length = options.lengths[j];
+        if (!options.encodings.empty()) {
+          e.codec = options.encodings[j].codec;
+          e.raw_length = options.encodings[j].raw_length;
+        }
+        if (e.codec == 0 || e.raw_length == 0) e.raw_length = e.length;
         // While writing, expires_at_ns held the TTL asked for at ReservePut.
         const int64_t ttl = options.ttls.empty() ? entries_[id].expires_at_ns : options.ttls[j];
         entries_[id].expires_at_ns = ttl > 0 ? now + ttl : 0;
@@ -341,7 +367,7 @@ class DramTier::Impl {
       const Entry& e = entries_[id];
       out.ns = e.ns->id;
       out.keys.push_back(e.key);
-      out.slots.push_back(SlotRef{e.offset, e.length, arena_->Generation(e.offset)});
+      out.slots.push_back(RefOf(e));
     }
     return out;
   }
@@ -392,8 +418,9 @@ class DramTier::Impl {
         const Entry& e = entries_[v.entry];
         if (IsExpired(e, now)) continue;  // not worth saving
         all.push_back(
-            {e.last_use_ns, BlockListing{ns_id, key, e.offset, e.length, e.hits, e.persisted,
-                                         e.expires_at_ns == 0 ? 0 : e.expires_at_ns - now}});
+            {e.last_use_ns,
+             BlockListing{ns_id, key, e.offset, e.length, e.hits, e.persisted,
+                          e.expires_at_ns == 0 ? 0 : e.expires_at_ns - now, EncodingOf(e)}});
       }
     }
     std::sort(all.begin(), all.end(),
@@ -510,7 +537,7 @@ class DramTier::Impl {
     // A lowered quota takes effect now: the namespace's own coldest blocks go (and are demoted,
     // as any eviction), not only on its next put.
     while (ns->max_blocks != 0 && ns->blocks > ns->max_blocks) {
-      std::optional<EntryId> v = policy_->GroupVictim(ns_id, ns->cls, policy_evictable_);
+      std::optional<EntryId> v = QuotaVictim(*ns);
       if (!v) break;  // the rest are in use; they count against the quota until released
       Count(ns, &TierCounters::quota_evictions, 1);
       Evict(static_cast<uint32_t>(*v));
@@ -552,6 +579,10 @@ class DramTier::Impl {
     s.capacity_bytes = options_.capacity_bytes;
     s.used_bytes = allocator_.used_bytes();
     s.blocks = committed_blocks_;
+    for (const auto& [id, ns] : namespaces_) {
+      s.stored_bytes += ns->used_bytes;
+      s.raw_bytes += ns->raw_bytes;
+    }
     s.leases_active = leases_.live();
     s.leases_expired = leases_expired_;
     s.counters = counters_;
@@ -561,6 +592,7 @@ class DramTier::Impl {
                                                .block_bytes = ns->block_bytes,
                                                .blocks = ns->blocks,
                                                .used_bytes = ns->used_bytes,
+                                               .raw_bytes = ns->raw_bytes,
                                                .pinned_blocks = ns->pinned_blocks,
                                                .quota_bytes = ns->limits.quota_bytes,
                                                .priority = ns->limits.priority,
@@ -582,6 +614,7 @@ class DramTier::Impl {
     Namespace* ns = nullptr;
     uint64_t offset = 0;
     uint64_t length = 0;
+    uint64_t raw_length = 0;  // the original bytes it stands for (== length when stored)
     // One word for two lifetimes, so the last-use stamp costs no memory.
     union {
       LeaseId put_lease = 0;  // while kWriting: the lease that reserved it
@@ -597,6 +630,7 @@ class DramTier::Impl {
     bool persisted = false;    // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
     bool user_pinned = false;  // SetPinned: never evicted
     uint16_t hits = 0;         // read hits since commit, saturating
+    uint8_t codec = 0;         // BlockEncoding::codec
     // While kWriting: the TTL the put asked for (0: none). While kCommitted: 0, or when the
     // TTL runs out.
     int64_t expires_at_ns = 0;
@@ -610,10 +644,13 @@ class DramTier::Impl {
   struct Namespace {
     NamespaceId id = 0;
     uint64_t block_bytes = 0;
-    ClassId cls = 0;
+    uint32_t size_steps = 1;       // AddNamespace: slot sizes a block may take
+    ClassId cls = 0;               // the class of full-size blocks
+    std::vector<ClassId> classes;  // every class its blocks use (cls first)
     absl::flat_hash_map<BlockKey, IndexValue> index;
     uint64_t blocks = 0;         // committed, in the index
     uint64_t used_bytes = 0;     // their stored lengths
+    uint64_t raw_bytes = 0;      // their original lengths
     uint64_t pinned_blocks = 0;  // committed, user_pinned
     uint64_t writing = 0;        // reserved, not yet committed or freed
     NamespaceLimits limits;
@@ -731,7 +768,44 @@ class DramTier::Impl {
     e.last_use_ns = now;
     if (e.hits < UINT16_MAX) ++e.hits;
     policy_->OnAccess(id);
-    return SlotRef{e.offset, e.length, arena_->Generation(e.offset)};
+    return RefOf(e);
+  }
+
+  static BlockEncoding EncodingOf(const Entry& e) {
+    return BlockEncoding{.codec = e.codec, .raw_length = e.codec == 0 ? 0 : e.raw_length};
+  }
+  SlotRef RefOf(const Entry& e) const {
+    return SlotRef{e.offset, e.length, arena_->Generation(e.offset), EncodingOf(e)};
+  }
+
+  // An encoding a block of `length` stored bytes may carry in `ns` (ReserveOptions::encodings).
+  static bool ValidEncoding(const Namespace& ns, uint64_t length, const BlockEncoding& enc) {
+    if (enc.codec == 0) return enc.raw_length == 0 || enc.raw_length == length;
+    return ns.size_steps > 1 && enc.raw_length >= length && enc.raw_length <= ns.block_bytes;
+  }
+
+  // The size class for a block of `length` stored bytes in `ns`: the smallest of its
+  // size_steps slot sizes that holds it (AddNamespace).
+  ClassId ClassForLength(Namespace* ns, uint64_t length) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (ns->size_steps == 1) return ns->cls;
+    const uint64_t n = ns->size_steps;
+    const uint64_t step = (length * n + ns->block_bytes - 1) / ns->block_bytes;  // 1..n
+    const uint64_t bytes = (ns->block_bytes * step + n - 1) / n;
+    const ClassId cls = allocator_.ClassFor(bytes);
+    if (std::find(ns->classes.begin(), ns->classes.end(), cls) == ns->classes.end()) {
+      ns->classes.push_back(cls);
+    }
+    return cls;
+  }
+
+  // The namespace's coldest evictable block over all of its size classes, for its quota.
+  std::optional<EntryId> QuotaVictim(const Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::optional<EntryId> best;
+    for (ClassId cls : ns.classes) {
+      std::optional<EntryId> v = policy_->GroupVictim(ns.id, cls, policy_evictable_);
+      if (v && (!best || entries_[*v].last_use_ns < entries_[*best].last_use_ns)) best = v;
+    }
+    return best;
   }
 
   // Blocks a get's AcquireRead counted as misses, found after all (promoted from NVMe).
@@ -758,7 +832,8 @@ class DramTier::Impl {
                        .bytes = {arena_->base() + e.offset, static_cast<size_t>(e.length)},
                        .hits = e.hits,
                        .persisted = e.persisted,
-                       .ttl_left_nanos = e.expires_at_ns == 0 ? 0 : e.expires_at_ns - now});
+                       .ttl_left_nanos = e.expires_at_ns == 0 ? 0 : e.expires_at_ns - now,
+                       .encoding = EncodingOf(e)});
     }
     e.ns->index.erase(e.key);
     Uncache(id);
@@ -819,7 +894,7 @@ class DramTier::Impl {
   // namespaces' memory). False when every block it holds is in use.
   bool RoomInQuota(Namespace* ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (ns->max_blocks == 0 || ns->blocks + ns->writing < ns->max_blocks) return true;
-    std::optional<EntryId> v = policy_->GroupVictim(ns->id, ns->cls, policy_evictable_);
+    std::optional<EntryId> v = QuotaVictim(*ns);
     if (!v) return false;
     Count(ns, &TierCounters::quota_evictions, 1);
     Evict(static_cast<uint32_t>(*v));
@@ -836,6 +911,7 @@ class DramTier::Impl {
     policy_->OnRemove(id);  // drops the policy's mirror of the pin too
     --e.ns->blocks;
     e.ns->used_bytes -= e.length;
+    e.ns->raw_bytes -= e.raw_length;
     --committed_blocks_;
   }
 
@@ -852,11 +928,14 @@ class DramTier::Impl {
     uint64_t fingerprint;
     std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
     policy_->OnInsertControlled(
-        id, BlockInfo{.size_class = ns->cls, .fingerprint = fingerprint, .parent = parent},
+        id,
+        BlockInfo{
+            .size_class = allocator_.ClassOf(e.slot), .fingerprint = fingerprint, .parent = parent},
         BlockControls{.group = ns->id, .expires_at_nanos = e.expires_at_ns});
     --ns->writing;
     ++ns->blocks;
     ns->used_bytes += e.length;
+    ns->raw_bytes += e.raw_length;
     ++committed_blocks_;
     Count(ns, &TierCounters::puts, 1);
     Count(ns, &TierCounters::bytes_in, e.length);
@@ -985,8 +1064,8 @@ uint64_t DramTier::SlotGeneration(uint64_t offset) const {
   return impl_->arena().Generation(offset);
 }
 
-absl::Status DramTier::AddNamespace(NamespaceId ns, uint64_t block_bytes) {
-  return impl_->AddNamespace(ns, block_bytes);
+absl::Status DramTier::AddNamespace(NamespaceId ns, uint64_t block_bytes, uint32_t size_steps) {
+  return impl_->AddNamespace(ns, block_bytes, size_steps);
 }
 size_t DramTier::LookupPrefix(NamespaceId ns, std::span<const BlockKey> keys) {
   return impl_->LookupPrefix(ns, keys);

@@ -75,6 +75,8 @@ class SlabAllocator {
     return s.offset + uint64_t{slot.index} * classes_[s.cls].slot_bytes;
   }
   uint64_t Tag(SlotHandle slot) const { return slabs_[slot.slab].tags[slot.index]; }
+  // The class of an allocated slot.
+  ClassId ClassOf(SlotHandle slot) const { return slabs_[slot.slab].cls; }
 
   // Finds a run of address-adjacent free extents and slabs, long enough for one new slab of
   // `cls`, in which every used slot's tag satisfies `evictable`; among such runs, the one

@@ -69,6 +69,9 @@ absl::Status NvmeTier::RegisterMemory(std::span<std::byte> memory) {
   return impl_->RegisterMemory(memory);
 }
 bool NvmeTier::Contains(uint32_t ns, const BlockKey& key) const { return impl_->Contains(ns, key); }
+uint64_t NvmeTier::StoredLengthBound(uint32_t ns, const BlockKey& key) const {
+  return impl_->StoredLengthBound(ns, key);
+}
 size_t NvmeTier::LookupPrefix(uint32_t ns, std::span<const BlockKey> keys) {
   return impl_->LookupPrefix(ns, keys);
 }
@@ -169,6 +172,13 @@ bool NvmeTier::Impl::Contains(uint32_t ns, const BlockKey& key) const {
   absl::MutexLock lock(&mu_);
   auto it = table_.find(TableKey(ns, key));
   return it != table_.end() && !Expired(it->second, now_s);
+}
+
+uint64_t NvmeTier::Impl::StoredLengthBound(uint32_t ns, const BlockKey& key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = table_.find(TableKey(ns, key));
+  if (it == table_.end() || it->second.record_units == 0) return 0;
+  return uint64_t{it->second.record_units - 1u} * alignment_;  // the first unit is the header
 }
 
 size_t NvmeTier::Impl::LookupPrefix(uint32_t ns, std::span<const BlockKey> keys) {

@@ -58,6 +58,7 @@ class NvmeTier::Impl {
     return device_->RegisterMemory(memory);
   }
   bool Contains(uint32_t ns, const BlockKey& key) const;
+  uint64_t StoredLengthBound(uint32_t ns, const BlockKey& key) const;
   size_t LookupPrefix(uint32_t ns, std::span<const BlockKey> keys);
   void WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
                   std::span<const std::span<const std::byte>> blocks,

@@ -72,9 +72,10 @@ void NvmeTier::Impl::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
   };
   if (blocks.size() != n ||
       (!options.upper_tier_hits.empty() && options.upper_tier_hits.size() != n) ||
-      (!options.ttls_seconds.empty() && options.ttls_seconds.size() != n)) {
-    return fail_all(
-        absl::InvalidArgumentError("NVMe write: keys, blocks, hits and TTLs differ in number"));
+      (!options.ttls_seconds.empty() && options.ttls_seconds.size() != n) ||
+      (!options.codecs.empty() && options.codecs.size() != n)) {
+    return fail_all(absl::InvalidArgumentError(
+        "NVMe write: keys, blocks, hits, TTLs and codecs differ in number"));
   }
   uint64_t block_bytes = 0;
   {
@@ -118,10 +119,10 @@ void NvmeTier::Impl::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
           continue;
         }
       }
-      call->blocks.push_back(
-          PendingBlock{ns, keys[i], blocks[i], options.codec,
-                       static_cast<uint8_t>(options.pinned ? nvme::kFlagPinned : 0), expiry_of(i),
-                       &call->statuses[i]});
+      call->blocks.push_back(PendingBlock{
+          ns, keys[i], blocks[i], options.codecs.empty() ? options.codec : options.codecs[i],
+          static_cast<uint8_t>(options.pinned ? nvme::kFlagPinned : 0), expiry_of(i),
+          &call->statuses[i]});
     }
   }
   if (rejected > 0) {

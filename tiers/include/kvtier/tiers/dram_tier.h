@@ -25,8 +25,14 @@
 // that it is forgotten and Release returns kNotFound, which a client must treat as void too.
 //
 // Space: capacity is split into slabs per slot size (block_bytes rounded up to page_bytes);
-// see tiers/src/slab_allocator.h. Metadata lives in the daemon's heap, about 170 bytes per
-// cached block, plus 8 bytes per page of generation table in the arena.
+// see tiers/src/slab_allocator.h. A namespace registered with size_steps > 1 (a compressed
+// namespace) puts each block in the smallest of its size_steps slot sizes that holds the
+// stored (encoded) length, so capacity counts the bytes blocks really take.
+//
+// Encoded blocks: the tier stores and returns bytes as given, plus each block's BlockEncoding
+// (codec id and original length), which it never interprets beyond accounting: used_bytes
+// counts stored bytes, raw_bytes the original bytes they stand for. Metadata lives in the daemon's
+// heap, about 170 bytes per cached block, plus 8 bytes per page of generation table in the arena.
 //
 // Eviction approximates one global recency order across size classes, at slab granularity,
 // so that slabs follow the workload instead of staying with whichever namespace filled the
@@ -87,11 +93,20 @@ struct DramTierOptions {
   absl::Status Validate() const;
 };
 
+// How a block's stored bytes encode its original bytes (kvtier/compression/codec.h's CodecId
+// values; the tier does not decode). codec 0 (stored): the bytes are the block itself.
+struct BlockEncoding {
+  uint8_t codec = 0;
+  // Bytes of the block before encoding; 0 means the stored length (always so for codec 0).
+  uint64_t raw_length = 0;
+};
+
 // Where one block sits in the arena. `offset` is from the start of the arena (fd offset 0).
 struct SlotRef {
   uint64_t offset = 0;
   uint64_t length = 0;      // stored bytes of the block
   uint64_t generation = 0;  // the slot's generation while this ref is valid
+  BlockEncoding encoding;   // set for committed blocks (AcquireRead, ExtendRead, handoffs)
 };
 
 // A committed block leaving the tier to make room, as shown to an EvictionListener. `bytes`
@@ -104,6 +119,7 @@ struct EvictedBlock {
   bool persisted = false;      // the same bytes are known to sit in a lower tier (see ReservePut)
   int64_t ttl_left_nanos = 0;  // 0: no TTL; else how long the block has left (a lower tier
                                // keeps the expiry)
+  BlockEncoding encoding;
 };
 
 // Sees every block the tier evicts for space (not blocks removed by Remove), just before its
@@ -125,6 +141,7 @@ struct BlockListing {
   uint32_t hits = 0;
   bool persisted = false;
   int64_t ttl_left_nanos = 0;  // 0: no TTL
+  BlockEncoding encoding;
 };
 
 // Where the blocks of a live put lease sit, for a caller that must read them before the commit
@@ -133,7 +150,7 @@ struct PutLeaseBlocks {
   NamespaceId ns = 0;
   int64_t ttl_nanos = 0;       // the put's TTL (ReserveOptions, or the namespace default)
   std::vector<BlockKey> keys;  // in the order of CommitPut's codes
-  std::vector<SlotRef> slots;
+  std::vector<SlotRef> slots;  // with the encodings given to ReservePut
 };
 
 // A read lease that CommitPut also pins the committed blocks under (CommitOptions::read).
@@ -156,6 +173,10 @@ struct ReserveOptions {
   // ExpireLeases or when its space is wanted (never demoted), and counts in
   // TierCounters::expirations. A block pinned with SetPinned does not expire while pinned.
   int64_t ttl_nanos = 0;
+  // Empty (every block stored as is), or one encoding per key. A raw_length below the length
+  // or above the namespace's block_bytes, or a codec other than 0 in a namespace without
+  // size steps: that key's code is kInvalidArgument.
+  std::span<const BlockEncoding> encodings;
 };
 
 struct CommitOptions {
@@ -170,6 +191,10 @@ struct CommitOptions {
   // none, else nanoseconds from the commit. A promotion learns a block's remaining TTL from
   // the read. Any other size: every code is kInvalidArgument and the lease stays open.
   std::span<const int64_t> ttls;
+  // Empty, or one encoding per block of the lease (in commit order) replacing ReservePut's: a
+  // promotion learns it from the read. Checked as ReserveOptions::encodings (against the final
+  // lengths); any bad entry or size: every code is kInvalidArgument and the lease stays open.
+  std::span<const BlockEncoding> encodings;
   // Non-null: the committed blocks are also pinned for reading under read->lease, in the same
   // critical section as the commit, so that no eviction comes between the two -- a get's
   // blocks promoted from NVMe. They count as hits that the get's AcquireRead had counted as
@@ -228,10 +253,16 @@ class DramTier {
   // exactly as a client does through its mapping. REQUIRES: offset < arena_bytes().
   uint64_t SlotGeneration(uint64_t offset) const;
 
-  // Registers a namespace and its fixed block size. Idempotent for the same size;
-  // kInvalidArgument if block_bytes is 0 or larger than the capacity; kAlreadyExists if `ns`
-  // is registered with another block size. Namespaces are never unregistered.
-  absl::Status AddNamespace(NamespaceId ns, uint64_t block_bytes);
+  // Registers a namespace and its fixed block size. Idempotent for the same size and steps;
+  // kInvalidArgument if block_bytes is 0 or larger than the capacity, or size_steps is 0 or
+  // above kMaxSizeSteps; kAlreadyExists if `ns` is registered with another block size or
+  // steps. Namespaces are never unregistered.
+  // size_steps: 1 (default), every block takes a slot of block_bytes; n > 1 (compressed
+  // namespaces), a block takes the smallest slot of ceil(block_bytes * k / n) bytes, k in
+  // 1..n, rounded up to pages, that holds its stored length -- at most block_bytes / n (or a
+  // page) more than it needs, from at most n size classes.
+  absl::Status AddNamespace(NamespaceId ns, uint64_t block_bytes, uint32_t size_steps = 1);
+  static constexpr uint32_t kMaxSizeSteps = 64;
 
   // Number of leading keys that are committed in the tier (the longest cached prefix). Does
   // not count as a use for eviction. Unknown namespace: 0.

@@ -112,6 +112,8 @@ struct NvmeWriteOptions {
   Source source = Source::kDemotion;
   // Opaque to the tier: how the payload is encoded (compression codec id); returned by Read.
   uint8_t codec = 0;
+  // Empty, or one codec per key replacing `codec`.
+  std::span<const uint8_t> codecs;
   // Pinned blocks survive region eviction (they are always reinserted).
   bool pinned = false;
   // 0: no expiry. Otherwise the block becomes a miss this many seconds after the write.
@@ -209,6 +211,10 @@ class NvmeTier {
 
   // Whether the block is cached and not expired. No I/O; not a use.
   bool Contains(uint32_t ns, const BlockKey& key) const;
+  // An upper bound on a cached block's payload length (its record's size less the header
+  // unit), without I/O; 0 when it is not cached. A promotion sizes its DRAM slot with it, so a
+  // compressed block lands in a compressed-size slot.
+  uint64_t StoredLengthBound(uint32_t ns, const BlockKey& key) const;
   // Number of leading keys that are cached (the longest cached prefix). No I/O.
   size_t LookupPrefix(uint32_t ns, std::span<const BlockKey> keys);
 

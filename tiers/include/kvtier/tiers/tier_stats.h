@@ -29,6 +29,8 @@ struct NamespaceSnapshot {
   uint64_t block_bytes = 0;
   uint64_t blocks = 0;
   uint64_t used_bytes = 0;     // sum of stored lengths
+  uint64_t raw_bytes = 0;      // DRAM tier: the original bytes those stand for (>= used_bytes
+                               // when blocks are compressed; ratio = raw_bytes / used_bytes)
   uint64_t pinned_blocks = 0;  // held by SetPinned (DRAM tier)
   uint64_t quota_bytes = 0;    // DRAM tier: SetNamespaceLimits; 0 = no quota
   int32_t priority = 0;
@@ -38,8 +40,10 @@ struct NamespaceSnapshot {
 
 struct TierSnapshot {
   uint64_t capacity_bytes = 0;
-  uint64_t used_bytes = 0;  // bytes of slots holding blocks (committed or being written)
-  uint64_t blocks = 0;      // committed blocks
+  uint64_t used_bytes = 0;    // bytes of slots holding blocks (committed or being written)
+  uint64_t blocks = 0;        // committed blocks
+  uint64_t stored_bytes = 0;  // DRAM tier: stored lengths of committed blocks
+  uint64_t raw_bytes = 0;     // DRAM tier: their original lengths (see NamespaceSnapshot)
   uint64_t leases_active = 0;
   uint64_t leases_expired = 0;  // total since start
   TierCounters counters;

@@ -89,6 +89,19 @@ std::string FormatDuration(uint64_t ms) {
 
 std::string FormatHitRate(uint64_t hits, uint64_t misses) { return Percent(hits, hits + misses); }
 
+std::string FormatRatio(uint64_t raw, uint64_t stored) {
+  if (stored == 0) return "-";
+  return absl::StrFormat("%.2fx", static_cast<double>(raw) / static_cast<double>(stored));
+}
+
+namespace {
+// Ratio for JSON: null when nothing is stored.
+json RatioJson(uint64_t raw, uint64_t stored) {
+  if (stored == 0) return nullptr;
+  return static_cast<double>(raw) / static_cast<double>(stored);
+}
+}  // namespace
+
 json HealthJson(const proto::HealthReply& health, std::string_view uri) {
   return json{{"uri", uri},
               {"serving", health.serving()},
@@ -148,7 +161,10 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
     json tier = Merge(json{{"tier", TierName(t.tier())},
                            {"capacity_bytes", t.capacity_bytes()},
                            {"used_bytes", t.used_bytes()},
-                           {"blocks", t.blocks()}},
+                           {"blocks", t.blocks()},
+                           {"stored_bytes", t.stored_bytes()},
+                           {"raw_bytes", t.raw_bytes()},
+                           {"compression_ratio", RatioJson(t.raw_bytes(), t.stored_bytes())}},
                       CountersJson(t.counters()));
     if (t.has_nvme()) tier["nvme"] = NvmeJson(t.nvme());
     out["tiers"].push_back(std::move(tier));
@@ -160,18 +176,24 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
 json NamespacesJson(const proto::StatsReply& stats) {
   json list = json::array();
   for (const proto::NamespaceStats& n : stats.namespaces()) {
-    json entry = Merge(json{{"namespace_id", n.namespace_id()},
-                            {"blocks", n.blocks()},
-                            {"used_bytes", n.used_bytes()},
-                            {"pinned_blocks", n.pinned_blocks()},
-                            {"dram_quota_bytes", n.limits().dram_quota_bytes()},
-                            {"priority", n.limits().priority()},
-                            {"default_ttl_seconds", n.limits().default_ttl_seconds()},
-                            {"expirations", n.expirations()},
-                            {"quota_evictions", n.quota_evictions()},
-                            {"nvme_blocks", n.nvme_blocks()},
-                            {"nvme_used_bytes", n.nvme_used_bytes()}},
-                       DescriptorJson(n.namespace_descriptor()));
+    json entry = Merge(
+        json{{"namespace_id", n.namespace_id()},
+             {"blocks", n.blocks()},
+             {"used_bytes", n.used_bytes()},
+             {"pinned_blocks", n.pinned_blocks()},
+             {"dram_quota_bytes", n.limits().dram_quota_bytes()},
+             {"priority", n.limits().priority()},
+             {"default_ttl_seconds", n.limits().default_ttl_seconds()},
+             {"expirations", n.expirations()},
+             {"quota_evictions", n.quota_evictions()},
+             {"nvme_blocks", n.nvme_blocks()},
+             {"nvme_used_bytes", n.nvme_used_bytes()},
+             {"compression", n.options().compression() == proto::COMPRESSION_KVZ ? "kvz" : "none"},
+             {"raw_bytes", n.raw_bytes()},
+             {"compression_ratio", RatioJson(n.raw_bytes(), n.used_bytes())},
+             {"nvme_written_stored_bytes", n.nvme_written_stored_bytes()},
+             {"nvme_written_raw_bytes", n.nvme_written_raw_bytes()}},
+        DescriptorJson(n.namespace_descriptor()));
     list.push_back(Merge(std::move(entry), CountersJson(n.counters())));
   }
   return list;
@@ -203,13 +225,15 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
                {"HIT RATE"},
                {"EVICTIONS"},
                {"BYTES IN"},
-               {"BYTES OUT"}});
+               {"BYTES OUT"},
+               {"RATIO"}});
   for (const proto::TierStats& t : stats.tiers()) {
     const proto::Counters& c = t.counters();
     tiers.AddRow({TierName(t.tier()), Bytes(t.capacity_bytes()), Bytes(t.used_bytes()),
                   Percent(t.used_bytes(), t.capacity_bytes()), Num(t.blocks()), Num(c.hits()),
                   Num(c.misses()), FormatHitRate(c.hits(), c.misses()), Num(c.evictions()),
-                  Bytes(c.bytes_in()), Bytes(c.bytes_out())});
+                  Bytes(c.bytes_in()), Bytes(c.bytes_out()),
+                  FormatRatio(t.raw_bytes(), t.stored_bytes())});
   }
   tiers.Print(out);
   for (const proto::TierStats& t : stats.tiers()) {
@@ -246,13 +270,16 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
                 {"HIT RATE"},
                 {"EVICTIONS"},
                 {"BYTES IN"},
-                {"BYTES OUT"}});
+                {"BYTES OUT"},
+                {"RATIO"},
+                {"NVME RATIO"}});
   for (const proto::NamespaceStats& n : stats.namespaces()) {
     const proto::Counters& c = n.counters();
     spaces.AddRow({Num(n.namespace_id()), n.namespace_descriptor().model_id(), Num(n.blocks()),
                    Bytes(n.used_bytes()), Num(c.hits()), Num(c.misses()),
                    FormatHitRate(c.hits(), c.misses()), Num(c.evictions()), Bytes(c.bytes_in()),
-                   Bytes(c.bytes_out())});
+                   Bytes(c.bytes_out()), FormatRatio(n.raw_bytes(), n.used_bytes()),
+                   FormatRatio(n.nvme_written_raw_bytes(), n.nvme_written_stored_bytes())});
   }
   spaces.Print(out);
 }
@@ -274,7 +301,8 @@ void PrintNamespaces(const proto::StatsReply& stats, std::ostream& out) {
                {"USED"},
                {"QUOTA"},
                {"PRIO"},
-               {"TTL"}});
+               {"TTL"},
+               {"COMPRESS", Align::kLeft}});
   for (const proto::NamespaceStats& n : stats.namespaces()) {
     const proto::NamespaceDescriptor& d = n.namespace_descriptor();
     table.AddRow({Num(n.namespace_id()), d.model_id(), d.dtype(),
@@ -286,7 +314,8 @@ void PrintNamespaces(const proto::StatsReply& stats, std::ostream& out) {
                   absl::StrCat(n.limits().priority()),
                   n.limits().default_ttl_seconds() == 0
                       ? "-"
-                      : absl::StrCat(n.limits().default_ttl_seconds(), " s")});
+                      : absl::StrCat(n.limits().default_ttl_seconds(), " s"),
+                  n.options().compression() == proto::COMPRESSION_KVZ ? "kvz" : "-"});
   }
   table.Print(out);
 }

@@ -22,6 +22,8 @@ std::string TierName(proto::Tier tier);
 std::string FormatDuration(uint64_t ms);
 // "97.5%", or "-" with no requests.
 std::string FormatHitRate(uint64_t hits, uint64_t misses);
+// Compression ratio raw / stored as "1.50x"; "-" when nothing is stored.
+std::string FormatRatio(uint64_t raw, uint64_t stored);
 
 nlohmann::json HealthJson(const proto::HealthReply& health, std::string_view uri);
 nlohmann::json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,

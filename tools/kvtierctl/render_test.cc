@@ -70,6 +70,8 @@ TEST(Render, Durations) {
 TEST(Render, HitRateIsUndefinedWithoutRequests) {
   EXPECT_EQ(FormatHitRate(0, 0), "-");
   EXPECT_EQ(FormatHitRate(3, 1), "75.0%");
+  EXPECT_EQ(FormatRatio(3, 2), "1.50x");
+  EXPECT_EQ(FormatRatio(3, 0), "-");
 }
 
 TEST(Render, StatsJsonHasEveryFieldScriptsUse) {
@@ -105,6 +107,30 @@ TEST(Render, StatsTableShowsTiersAndNamespaces) {
   EXPECT_NE(text.find("25.0%"), std::string::npos) << text;
   EXPECT_NE(text.find("75.0%"), std::string::npos) << text;
   EXPECT_NE(text.find("llama"), std::string::npos) << text;
+}
+
+TEST(Render, CompressionRatiosPerTierAndNamespace) {
+  proto::StatsReply r = SampleStats();
+  r.mutable_tiers(0)->set_stored_bytes(2 << 20);
+  r.mutable_tiers(0)->set_raw_bytes(3 << 20);
+  proto::NamespaceStats* n = r.mutable_namespaces(0);
+  n->mutable_options()->set_compression(proto::COMPRESSION_KVZ);
+  n->set_used_bytes(4 << 20);
+  n->set_raw_bytes(6 << 20);
+  n->set_nvme_written_stored_bytes(10);
+  n->set_nvme_written_raw_bytes(15);
+  const auto j = StatsJson(r, proto::HealthReply(), "unix:///x.sock");
+  EXPECT_DOUBLE_EQ(j["tiers"][0]["compression_ratio"].get<double>(), 1.5);
+  EXPECT_EQ(j["namespaces"][0]["compression"], "kvz");
+  EXPECT_DOUBLE_EQ(j["namespaces"][0]["compression_ratio"].get<double>(), 1.5);
+  EXPECT_EQ(j["namespaces"][0]["nvme_written_raw_bytes"], 15);
+  proto::HealthReply h;
+  std::ostringstream stats;
+  PrintStats(r, h, "unix:///x.sock", stats);
+  EXPECT_NE(stats.str().find("1.50x"), std::string::npos) << stats.str();
+  std::ostringstream spaces;
+  PrintNamespaces(r, spaces);
+  EXPECT_NE(spaces.str().find("kvz"), std::string::npos) << spaces.str();
 }
 
 }  // namespace

@@ -1,0 +1,285 @@
+// Compression through the real kvtierd: COMPRESSION_KVZ namespaces, blocks encoded by the
+// client's CPU codec (over the shared arena and over TCP), decoded on get or handed over as
+// frames, demotion that encodes blocks on their way to NVMe and promotion that serves the
+// frames back, across a restart; the stats that show the ratio; and the errors for requests
+// that get compression wrong. The GPU path has its own test (client/cuda, label gpu).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+#include "kv_like_data.h"
+#include "kvtier/client/client.h"
+#include "kvtier/compression/kv_codec.h"
+#include "tests/testing/daemon_process.h"
+#include "tests/testing/seeded_blocks.h"
+
+namespace kvtier {
+namespace {
+
+using client::Client;
+using client::IsStored;
+using client::NamespaceHandle;
+using testing::DaemonOptions;
+using testing::DaemonProcess;
+
+constexpr uint64_t kBlockBytes = 256 << 10;  // 128 tokens x 8 heads x 128 dims of bf16
+
+// KV-like bf16 content for block `i` (keys for even i, values for odd).
+std::vector<std::byte> KvBlock(uint64_t i) {
+  testing::KvLikeOptions o;
+  o.dtype = KvDtype::kBf16;
+  o.keys = i % 2 == 0;
+  o.tokens = 128;
+  o.heads = 8;
+  o.head_dim = 128;
+  o.seed = i + 1;
+  return testing::GenerateKvLike(o);
+}
+
+BlockKey Key(uint64_t i) { return testing::SeededKey(i ^ 0x5eed); }
+
+NamespaceDescriptor Descriptor(const std::string& model, const std::string& dtype = "bf16",
+                               uint64_t block_bytes = kBlockBytes) {
+  NamespaceDescriptor d;
+  d.model_id = model;
+  d.dtype = dtype;
+  d.block_tokens = 16;
+  d.block_bytes = block_bytes;
+  return d;
+}
+
+proto::NamespaceOptions Kvz() {
+  proto::NamespaceOptions o;
+  o.set_compression(proto::COMPRESSION_KVZ);
+  return o;
+}
+
+class CompressionTest : public ::testing::Test {
+ protected:
+  void Start(std::vector<std::string> args = {}, const std::string& dram = "64MiB") {
+    options_.dram_capacity = dram;
+    options_.tcp = true;
+    options_.extra_args = std::move(args);
+    auto d = DaemonProcess::Start(options_);
+    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
+    ASSERT_TRUE(d.ok()) << d.status();
+    daemon_ = std::move(*d);
+    Connect();
+  }
+
+  void Connect() {
+    auto c = Client::Connect(daemon_->unix_uri(), {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = std::move(*c);
+    ASSERT_TRUE(client_->shared_arena());
+  }
+
+  NamespaceHandle Open(const std::string& model, const proto::NamespaceOptions& options) {
+    auto ns = client_->OpenNamespace(Descriptor(model), options);
+    EXPECT_TRUE(ns.ok()) << ns.status();
+    return ns.ok() ? *ns : NamespaceHandle{};
+  }
+
+  static void PutBlocks(Client* c, const NamespaceHandle& ns, uint64_t begin, uint64_t end,
+                        bool cpu_compress) {
+    for (uint64_t i = begin; i < end; ++i) {
+      const std::vector<std::byte> bytes = KvBlock(i);
+      const BlockKey key = Key(i);
+      std::span<const std::byte> block(bytes);
+      auto r = c->Put(ns, {&key, 1}, {&block, 1}, {.cpu_compress = cpu_compress});
+      ASSERT_TRUE(r.ok()) << r.status();
+      ASSERT_TRUE(IsStored((*r)[0])) << i << ": " << (*r)[0];
+    }
+  }
+
+  // Gets block i (decoded) and checks its bytes; returns where it was found.
+  static proto::Tier ExpectBlock(Client* c, const NamespaceHandle& ns, uint64_t i) {
+    std::vector<std::byte> out(kBlockBytes);
+    const BlockKey key = Key(i);
+    std::span<std::byte> o(out);
+    auto r = c->Get(ns, {&key, 1}, {&o, 1});
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return proto::TIER_NONE;
+    EXPECT_TRUE((*r)[0].status.ok()) << "block " << i << ": " << (*r)[0].status;
+    EXPECT_EQ((*r)[0].length, kBlockBytes) << "block " << i;
+    EXPECT_EQ((*r)[0].codec, 0);
+    EXPECT_TRUE(out == KvBlock(i)) << "block " << i << " came back with other bytes";
+    return (*r)[0].tier;
+  }
+
+  proto::NamespaceStats NsStats(const NamespaceHandle& ns) {
+    auto s = client_->Stats();
+    EXPECT_TRUE(s.ok()) << s.status();
+    for (const proto::NamespaceStats& n : s->namespaces()) {
+      if (n.namespace_id() == ns.id) return n;
+    }
+    ADD_FAILURE() << "namespace " << ns.id << " not in stats";
+    return {};
+  }
+
+  proto::TierStats TierStats(proto::Tier tier) {
+    auto s = client_->Stats();
+    EXPECT_TRUE(s.ok()) << s.status();
+    for (const proto::TierStats& t : s->tiers()) {
+      if (t.tier() == tier) return t;
+    }
+    ADD_FAILURE() << "tier " << tier << " not in stats";
+    return {};
+  }
+
+  DaemonOptions options_;
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(CompressionTest, CpuEncodedBlocksRoundTripThroughTheArenaAndTcp) {
+  Start();
+  NamespaceHandle ns = Open("cpu", Kvz());
+  EXPECT_EQ(ns.options.compression(), proto::COMPRESSION_KVZ);
+  PutBlocks(client_.get(), ns, 0, 16, /*cpu_compress=*/true);
+  for (uint64_t i = 0; i < 16; ++i) EXPECT_EQ(ExpectBlock(client_.get(), ns, i), proto::TIER_DRAM);
+
+  // The daemon holds frames: fewer bytes than the blocks stand for, in DRAM slots to match.
+  proto::NamespaceStats n = NsStats(ns);
+  EXPECT_EQ(n.options().compression(), proto::COMPRESSION_KVZ);
+  EXPECT_EQ(n.blocks(), 16u);
+  EXPECT_EQ(n.raw_bytes(), 16 * kBlockBytes);
+  EXPECT_LT(n.used_bytes() * 5, n.raw_bytes() * 4) << "expected a ratio above 1.25";
+  proto::TierStats dram = TierStats(proto::TIER_DRAM);
+  EXPECT_EQ(dram.raw_bytes(), 16 * kBlockBytes);
+  EXPECT_EQ(dram.stored_bytes(), n.used_bytes());
+  EXPECT_LT(dram.used_bytes(), 16 * kBlockBytes) << "slots should be smaller than blocks";
+
+  // A TCP client gets the frames inline and decodes them; its own encoded puts read back over
+  // the arena.
+  auto tcp = Client::Connect(daemon_->tcp_uri(), {});
+  ASSERT_TRUE(tcp.ok()) << tcp.status();
+  for (uint64_t i = 0; i < 16; ++i) ExpectBlock(tcp->get(), ns, i);
+  PutBlocks(tcp->get(), ns, 100, 104, /*cpu_compress=*/true);
+  for (uint64_t i = 100; i < 104; ++i) ExpectBlock(client_.get(), ns, i);
+
+  // With decode off, the frame comes as it is, and the CPU codec decodes it.
+  for (Client* c : {client_.get(), tcp->get()}) {
+    std::vector<std::byte> frame(kBlockBytes);
+    const BlockKey key = Key(3);
+    std::span<std::byte> o(frame);
+    auto r = c->Get(ns, {&key, 1}, {&o, 1}, {.decode = false});
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE((*r)[0].status.ok()) << (*r)[0].status;
+    EXPECT_EQ((*r)[0].codec, 1);
+    EXPECT_EQ((*r)[0].raw_length, kBlockBytes);
+    ASSERT_LT((*r)[0].length, kBlockBytes);
+    frame.resize((*r)[0].length);
+    auto decoded = Decompress(frame);
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    EXPECT_TRUE(*decoded == KvBlock(3));
+  }
+
+  // Bytes that do not compress are stored as they are.
+  const std::vector<std::byte> noise = testing::SeededBytes(77, kBlockBytes);
+  const BlockKey key = Key(500);
+  std::span<const std::byte> block(noise);
+  auto put = client_->Put(ns, {&key, 1}, {&block, 1}, {.cpu_compress = true});
+  ASSERT_TRUE(put.ok() && (*put)[0].ok());
+  std::vector<std::byte> out(kBlockBytes);
+  std::span<std::byte> o(out);
+  auto got = client_->Get(ns, {&key, 1}, {&o, 1}, {.decode = false});
+  ASSERT_TRUE(got.ok() && (*got)[0].status.ok());
+  EXPECT_EQ((*got)[0].codec, 0);
+  EXPECT_TRUE(out == noise);
+}
+
+TEST_F(CompressionTest, DemotionEncodesAndPromotionServesFramesAcrossARestart) {
+  const std::vector<std::string> nvme = {"--nvme-path",       "{data_dir}/nvme.img",
+                                         "--nvme-capacity",   "128MiB",
+                                         "--nvme-admission",  "all",
+                                         "--eviction-policy", "lru"};
+  Start(nvme, "16MiB");  // 64 blocks of DRAM
+  NamespaceHandle ns = Open("demote", Kvz());
+  PutBlocks(client_.get(), ns, 0, 160, /*cpu_compress=*/false);  // stored as sent
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));   // demotion batches
+
+  // What went to flash was encoded on the way.
+  proto::NamespaceStats n = NsStats(ns);
+  ASSERT_GT(n.nvme_written_raw_bytes(), 0u);
+  EXPECT_LT(n.nvme_written_stored_bytes() * 5, n.nvme_written_raw_bytes() * 4);
+  proto::TierStats flash = TierStats(proto::TIER_NVME);
+  EXPECT_EQ(flash.raw_bytes(), n.nvme_written_raw_bytes());
+  EXPECT_EQ(flash.stored_bytes(), n.nvme_written_stored_bytes());
+
+  // Every block reads back exactly; the early ones from NVMe, as frames the client decodes.
+  EXPECT_EQ(ExpectBlock(client_.get(), ns, 0), proto::TIER_NVME);
+  for (uint64_t i = 1; i < 160; ++i) ExpectBlock(client_.get(), ns, i);
+  // A promoted frame sits in DRAM encoded: raw bytes above stored bytes there too.
+  n = NsStats(ns);
+  EXPECT_GT(n.raw_bytes(), n.used_bytes());
+
+  // A restart keeps the namespace's options and the records' codecs.
+  client_.reset();
+  auto stopped = daemon_->Stop(SIGTERM);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  ASSERT_TRUE(daemon_->Restart(options_).ok());
+  Connect();
+  auto none = client_->OpenNamespace(Descriptor("demote"), {});
+  EXPECT_TRUE(absl::IsFailedPrecondition(none.status())) << none.status();
+  ns = Open("demote", Kvz());
+  for (uint64_t i = 0; i < 160; ++i) ExpectBlock(client_.get(), ns, i);
+}
+
+TEST_F(CompressionTest, RequestsThatGetCompressionWrongAreRefused) {
+  Start();
+  // Compression of a dtype kvz does not know, or of blocks that are not whole elements.
+  auto bad = client_->OpenNamespace(Descriptor("int4", "int4"), Kvz());
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status())) << bad.status();
+  EXPECT_NE(bad.status().message().find("COMPRESSION_NONE"), std::string::npos) << bad.status();
+  bad = client_->OpenNamespace(Descriptor("odd", "bf16", 4097), Kvz());
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status())) << bad.status();
+  // Options other than the namespace's.
+  NamespaceHandle plain = Open("plain", {});
+  bad = client_->OpenNamespace(Descriptor("plain"), Kvz());
+  EXPECT_TRUE(absl::IsFailedPrecondition(bad.status())) << bad.status();
+
+  // Encoded blocks in a namespace that does not compress.
+  const std::vector<std::byte> bytes = KvBlock(1);
+  auto frame = Compress(bytes, CodecOptions{});
+  ASSERT_TRUE(frame.ok());
+  const BlockKey key = Key(1);
+  std::span<const std::byte> block(*frame);
+  const uint8_t kvz = 1;
+  const uint64_t raw = kBlockBytes;
+  auto put =
+      client_->Put(plain, {&key, 1}, {&block, 1}, {.codecs = {&kvz, 1}, .raw_lengths = {&raw, 1}});
+  EXPECT_TRUE(absl::IsInvalidArgument(put.status())) << put.status();
+
+  // A frame that lies about its contents is stored (the daemon does not decode) but never
+  // served as wrong bytes: the decoding get reports DataLoss.
+  NamespaceHandle z = Open("z", Kvz());
+  std::vector<std::byte> damaged = *frame;
+  damaged[damaged.size() / 2] ^= std::byte{0x40};
+  std::span<const std::byte> damaged_block(damaged);
+  put = client_->Put(z, {&key, 1}, {&damaged_block, 1},
+                     {.codecs = {&kvz, 1}, .raw_lengths = {&raw, 1}});
+  ASSERT_TRUE(put.ok() && (*put)[0].ok()) << put.status();
+  std::vector<std::byte> out(kBlockBytes);
+  std::span<std::byte> o(out);
+  auto got = client_->Get(z, {&key, 1}, {&o, 1});
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(absl::IsDataLoss((*got)[0].status)) << (*got)[0].status;
+  // A buffer too small for the decoded block is refused before anything is copied.
+  std::vector<std::byte> small(kBlockBytes / 2);
+  std::span<std::byte> s(small);
+  const BlockKey good_key = Key(2);
+  const std::vector<std::byte> good = KvBlock(2);
+  std::span<const std::byte> good_block(good);
+  put = client_->Put(z, {&good_key, 1}, {&good_block, 1}, {.cpu_compress = true});
+  ASSERT_TRUE(put.ok() && (*put)[0].ok());
+  got = client_->Get(z, {&good_key, 1}, {&s, 1});
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument((*got)[0].status)) << (*got)[0].status;
+  EXPECT_EQ((*got)[0].length, kBlockBytes);
+}
+
+}  // namespace
+}  // namespace kvtier

@@ -266,6 +266,48 @@ TEST_F(NvmeDaemonTest, WriteThroughBlocksSurviveKill9) {
   EXPECT_EQ(nvme.nvme().write_throughs(), 300u);
 }
 
+// A write-through put that finds the device full (every region holds pinned blocks) fails
+// with RESOURCE_EXHAUSTED, stores nothing, and the daemon goes on serving; unpinning makes room.
+TEST_F(NvmeDaemonTest, WriteThroughToAFullDeviceFailsThePutAndKeepsServing) {
+  Start("64MiB", {"--nvme-path", "{data_dir}/nvme.img", "--nvme-capacity", "48MiB",
+                  "--nvme-write-through", "--lease-timeout", "10000"});
+  uint64_t stored = 0;
+  absl::Status refused;
+  for (uint64_t i = 0; i < 400 && refused.ok(); ++i) {
+    const std::vector<std::byte> bytes = Content(i, 0);
+    const BlockKey key = Key(i);
+    std::span<const std::byte> block(bytes);
+    auto r = client_->Put(ns_, {&key, 1}, {&block, 1});
+    ASSERT_TRUE(r.ok()) << r.status();
+    if (!(*r)[0].ok()) {
+      refused = (*r)[0];
+      break;
+    }
+    auto pinned = client_->Pin(ns_, {&key, 1}, true);
+    ASSERT_TRUE(pinned.ok() && (*pinned)[0].ok());
+    ++stored;
+  }
+  ASSERT_FALSE(refused.ok()) << "48 MiB of flash took " << stored << " pinned 256 KiB blocks";
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_LT(stored, 48u * 4);
+  // The refused block was not stored anywhere; the others read back exactly.
+  EXPECT_FALSE(GetOne(stored).has_value());
+  for (uint64_t i = 0; i < stored; ++i) {
+    auto got = GetOne(i);
+    ASSERT_TRUE(got.has_value()) << i;
+    ASSERT_TRUE(*got == Content(i, 0)) << i;
+  }
+  auto health = client_->Health();
+  ASSERT_TRUE(health.ok() && health->serving());
+  // Unpinned, the oldest regions can be evicted again, and puts succeed.
+  for (uint64_t i = 0; i < stored; ++i) {
+    const BlockKey key = Key(i);
+    ASSERT_TRUE(client_->Pin(ns_, {&key, 1}, false).ok());
+  }
+  PutRange(1000, 1040);
+  EXPECT_EQ(*GetOne(1039), Content(1039, 0));
+}
+
 TEST_F(NvmeDaemonTest, RemoveReachesFlashAndStaysRemovedAcrossRestarts) {
   Start("16MiB", NvmeArgs({"--nvme-admission", "all"}));
   PutRange(0, 120);

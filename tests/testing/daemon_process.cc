@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <thread>
@@ -41,7 +42,11 @@ bool CanConnectTcp(uint16_t port) {
 
 }  // namespace
 
-std::string DaemonProcess::BinaryPath() { return KVTIERD_PATH; }
+// $KVTIER_KVTIERD, where set, wins: on a GPU machine the binaries live in a bundle.
+std::string DaemonProcess::BinaryPath() {
+  const char* env = std::getenv("KVTIER_KVTIERD");
+  return env != nullptr && env[0] != '\0' ? env : KVTIERD_PATH;
+}
 
 absl::StatusOr<uint16_t> PickFreePort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

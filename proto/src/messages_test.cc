@@ -205,6 +205,17 @@ TEST(OpenNamespaceTest, RejectsMissingDescriptorAndPayload) {
   EXPECT_EQ(Code(Parse(o, 8)), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(OpenNamespaceTest, AcceptsKnownCompressionAndRejectsOthers) {
+  OpenNamespaceRequest o;
+  *o.mutable_namespace_descriptor() = GoodDescriptor();
+  o.mutable_options()->set_compression(COMPRESSION_KVZ);
+  EXPECT_TRUE(Parse(o).ok());
+  o.mutable_options()->set_compression(static_cast<Compression>(9));
+  absl::Status s = Parse(o);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("compression is 9"));
+}
+
 TEST(OpenNamespaceTest, RejectsBadDescriptor) {
   OpenNamespaceRequest o;
   *o.mutable_namespace_descriptor() = GoodDescriptor();
@@ -393,6 +404,35 @@ TEST(PutTest, RejectsLengthCountMismatch) {
   EXPECT_THAT(s.message(), HasSubstr("2 keys but 3 lengths"));
   p.clear_lengths();
   EXPECT_EQ(Code(Parse(p, 0)), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PutTest, AcceptsEncodedBlocks) {
+  PutRequest p = InlinePut({10, 20});
+  p.set_codecs(std::string("\x01\x00", 2));
+  p.add_raw_lengths(40);  // a frame of 10 bytes that decodes to 40
+  p.add_raw_lengths(0);   // stored
+  EXPECT_TRUE(Parse(p, 30).ok());
+  p.set_raw_lengths(1, 20);  // stored, with its own length: fine too
+  EXPECT_TRUE(Parse(p, 30).ok());
+}
+
+TEST(PutTest, RejectsEncodingsThatDoNotFit) {
+  PutRequest p = InlinePut({10, 20});
+  p.set_codecs(std::string("\x01", 1));  // one codec for two keys
+  p.add_raw_lengths(40);
+  absl::Status s = Parse(p, 30);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("1 codecs and 1 raw_lengths"));
+  p.set_codecs(std::string("\x01\x00", 2));  // raw_lengths still short
+  EXPECT_EQ(Code(Parse(p, 30)), absl::StatusCode::kInvalidArgument);
+  p.add_raw_lengths(0);
+  p.set_raw_lengths(0, 9);  // a frame that decodes to fewer bytes than it has
+  s = Parse(p, 30);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("raw_lengths[0] is 9"));
+  p.set_raw_lengths(0, 40);
+  p.set_raw_lengths(1, 21);  // a stored block with another length
+  EXPECT_EQ(Code(Parse(p, 30)), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(PutTest, RejectsZeroLength) {

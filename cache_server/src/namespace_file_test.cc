@@ -49,6 +49,31 @@ TEST_F(NamespaceFileTest, SavedIdsAndDescriptorsComeBack) {
   EXPECT_EQ((*loaded)[1].seed, registry.Get(2)->seed);
 }
 
+TEST_F(NamespaceFileTest, OptionsAreFixedAtCreationAndSaved) {
+  NamespaceRegistry registry;
+  bool created = false;
+  proto::NamespaceOptions kvz;
+  kvz.set_compression(proto::COMPRESSION_KVZ);
+  ASSERT_TRUE(registry.Open(Descriptor("z", 4096), kvz, &created).ok());
+  EXPECT_TRUE(created);
+  // Another open with other options is refused; the same options find it.
+  auto other = registry.Open(Descriptor("z", 4096), {}, &created);
+  EXPECT_TRUE(absl::IsFailedPrecondition(other.status())) << other.status();
+  auto same = registry.Open(Descriptor("z", 4096), kvz, &created);
+  ASSERT_TRUE(same.ok());
+  EXPECT_FALSE(created);
+  ASSERT_TRUE(SaveNamespaceFile(path_, registry.List()).ok());
+  auto loaded = LoadNamespaceFile(path_);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].options.compression(), proto::COMPRESSION_KVZ);
+  NamespaceRegistry restored;
+  ASSERT_TRUE(
+      restored.Restore((*loaded)[0].id, (*loaded)[0].descriptor, (*loaded)[0].options).ok());
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(restored.Open(Descriptor("z", 4096), {}, &created).status()));
+}
+
 TEST_F(NamespaceFileTest, MissingAndDamagedFilesAreTold) {
   EXPECT_TRUE(absl::IsNotFound(LoadNamespaceFile(path_).status()));
   NamespaceRegistry registry;

@@ -14,6 +14,7 @@
 #include "kvtier/compression/kv_codec.h"
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/seeded_blocks.h"
+#include "tests/testing/stats_lookup.h"
 
 namespace kvtier {
 namespace {
@@ -112,21 +113,17 @@ class CompressionTest : public ::testing::Test {
   proto::NamespaceStats NsStats(const NamespaceHandle& ns) {
     auto s = client_->Stats();
     EXPECT_TRUE(s.ok()) << s.status();
-    for (const proto::NamespaceStats& n : s->namespaces()) {
-      if (n.namespace_id() == ns.id) return n;
-    }
-    ADD_FAILURE() << "namespace " << ns.id << " not in stats";
-    return {};
+    const proto::NamespaceStats* n = s.ok() ? testing::FindNamespaceStats(*s, ns.id) : nullptr;
+    EXPECT_NE(n, nullptr) << "namespace " << ns.id << " not in stats";
+    return n != nullptr ? *n : proto::NamespaceStats();
   }
 
   proto::TierStats TierStats(proto::Tier tier) {
     auto s = client_->Stats();
     EXPECT_TRUE(s.ok()) << s.status();
-    for (const proto::TierStats& t : s->tiers()) {
-      if (t.tier() == tier) return t;
-    }
-    ADD_FAILURE() << "tier " << tier << " not in stats";
-    return {};
+    const proto::TierStats* t = s.ok() ? testing::FindTierStats(*s, tier) : nullptr;
+    EXPECT_NE(t, nullptr) << "tier " << tier << " not in stats";
+    return t != nullptr ? *t : proto::TierStats();
   }
 
   DaemonOptions options_;
@@ -225,6 +222,13 @@ TEST_F(CompressionTest, DemotionEncodesAndPromotionServesFramesAcrossARestart) {
   auto none = client_->OpenNamespace(Descriptor("demote"), {});
   EXPECT_TRUE(absl::IsFailedPrecondition(none.status())) << none.status();
   ns = Open("demote", Kvz());
+  // DRAM starts empty: these ten are promoted from their encoded records (demoted first, never
+  // written again), into slots of about the frame's size, not block_bytes.
+  for (uint64_t i = 0; i < 10; ++i) EXPECT_EQ(ExpectBlock(client_.get(), ns, i), proto::TIER_NVME);
+  proto::TierStats dram = TierStats(proto::TIER_DRAM);
+  EXPECT_EQ(dram.blocks(), 10u);
+  EXPECT_EQ(dram.raw_bytes(), 10 * kBlockBytes);
+  EXPECT_LT(dram.used_bytes() * 5, 10 * kBlockBytes * 4) << "promoted frames in full-size slots";
   for (uint64_t i = 0; i < 160; ++i) ExpectBlock(client_.get(), ns, i);
 }
 

@@ -14,6 +14,7 @@
 #include "kvtier/client/client.h"
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/seeded_blocks.h"
+#include "tests/testing/stats_lookup.h"
 
 namespace kvtier {
 namespace {
@@ -96,11 +97,9 @@ class MemoryControlsTest : public ::testing::Test {
   proto::NamespaceStats NsStats(const NamespaceHandle& ns) {
     auto s = client_->Stats();
     EXPECT_TRUE(s.ok()) << s.status();
-    for (const proto::NamespaceStats& n : s->namespaces()) {
-      if (n.namespace_id() == ns.id) return n;
-    }
-    ADD_FAILURE() << "no stats for namespace " << ns.id;
-    return {};
+    const proto::NamespaceStats* n = s.ok() ? testing::FindNamespaceStats(*s, ns.id) : nullptr;
+    EXPECT_NE(n, nullptr) << "no stats for namespace " << ns.id;
+    return n != nullptr ? *n : proto::NamespaceStats();
   }
 
   std::unique_ptr<DaemonProcess> daemon_;

@@ -25,6 +25,7 @@
 #include "kvtier/client/client.h"
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/seeded_blocks.h"
+#include "tests/testing/stats_lookup.h"
 
 namespace kvtier {
 namespace {
@@ -118,11 +119,9 @@ class NvmeDaemonTest : public ::testing::Test {
   proto::TierStats Tier(proto::Tier which) {
     auto s = client_->Stats();
     EXPECT_TRUE(s.ok()) << s.status();
-    for (const proto::TierStats& t : s->tiers()) {
-      if (t.tier() == which) return t;
-    }
-    ADD_FAILURE() << "no stats for tier " << which;
-    return {};
+    const proto::TierStats* t = s.ok() ? testing::FindTierStats(*s, which) : nullptr;
+    EXPECT_NE(t, nullptr) << "no stats for tier " << which;
+    return t != nullptr ? *t : proto::TierStats();
   }
 
   // Waits until staged demotions are written.

@@ -23,6 +23,7 @@
 #include "kvtier/kernels/cuda_status.h"
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/seeded_blocks.h"
+#include "tests/testing/stats_lookup.h"
 
 namespace kvtier {
 namespace {
@@ -219,18 +220,15 @@ TEST_F(GpuBlocksTest, DaemonHoldsFramesAndCountsThem) {
 
   auto stats = client_->Stats();
   ASSERT_TRUE(stats.ok()) << stats.status();
-  bool seen = false;
-  for (const proto::NamespaceStats& ns : stats->namespaces()) {
-    if (ns.namespace_id() != compressed_.id) continue;
-    seen = true;
-    EXPECT_EQ(ns.blocks(), 23u);
-    EXPECT_GT(ns.raw_bytes(), ns.used_bytes());
-    std::printf("daemon DRAM: %llu raw bytes in %llu (ratio %.3f)\n",
-                static_cast<unsigned long long>(ns.raw_bytes()),
-                static_cast<unsigned long long>(ns.used_bytes()),
-                static_cast<double>(ns.raw_bytes()) / static_cast<double>(ns.used_bytes()));
-  }
-  EXPECT_TRUE(seen);
+  const proto::NamespaceStats* found = testing::FindNamespaceStats(*stats, compressed_.id);
+  ASSERT_NE(found, nullptr);
+  const proto::NamespaceStats& ns = *found;
+  EXPECT_EQ(ns.blocks(), 23u);
+  EXPECT_GT(ns.raw_bytes(), ns.used_bytes());
+  std::printf("daemon DRAM: %llu raw bytes in %llu (ratio %.3f)\n",
+              static_cast<unsigned long long>(ns.raw_bytes()),
+              static_cast<unsigned long long>(ns.used_bytes()),
+              static_cast<double>(ns.raw_bytes()) / static_cast<double>(ns.used_bytes()));
 }
 
 // GPU frames decode on the CPU; CPU frames (cpu_compress) decode on the GPU.

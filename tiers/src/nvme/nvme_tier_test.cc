@@ -53,6 +53,9 @@ TEST(NvmeTierTest, MissesAndCountersKeepTheirInvariants) {
   EXPECT_EQ(s.tier.counters.bytes_out, 50000u);
   EXPECT_EQ(s.tier.blocks, 5u);
   EXPECT_EQ(s.tier.used_bytes, 5u * 16384);  // header unit + 10000 bytes padded to 12288
+  // What a promotion reserves in DRAM: the padded payload, without the header unit; no I/O.
+  EXPECT_EQ(h.tier().StoredLengthBound(kNs, TestKey(0)), 12288u);
+  EXPECT_EQ(h.tier().StoredLengthBound(kNs, TestKey(99)), 0u);
   EXPECT_EQ(s.nvme.flash_bytes_written, 5u * 16384);
   EXPECT_EQ(s.nvme.write_batches, 5u);
   EXPECT_EQ(s.engine, "memory");

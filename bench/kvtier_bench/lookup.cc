@@ -44,6 +44,7 @@ int RunLookup(const CommonOptions& common, const LookupOptions& o) {
     options.busy_poll = std::chrono::microseconds(common.busy_poll_us);
     options.client_name = "kvtier-bench";
     options.auth_token = common.auth_token;
+    options.use_request_mailbox = !o.no_mailbox;
     auto cl = client::Client::Connect(common.uri, options);
     if (!cl.ok()) return cl.status();
     s.client = *std::move(cl);
@@ -88,6 +89,8 @@ int RunLookup(const CommonOptions& common, const LookupOptions& o) {
   }
   std::vector<uint64_t> all;
   uint64_t full = 0;
+  // Which path the lookups took: the first client's (all of them ask for the same).
+  const char* transport = states[0].client->request_mailbox() ? "mailbox" : "socket";
   for (auto& s : states) {
     all.insert(all.end(), s.samples_ns.begin(), s.samples_ns.end());
     full += s.full_prefix;
@@ -98,6 +101,7 @@ int RunLookup(const CommonOptions& common, const LookupOptions& o) {
     nlohmann::json out{{"mode", "lookup"},
                        {"clients", o.clients},
                        {"keys", o.keys},
+                       {"transport", transport},
                        {"seconds", seconds},
                        {"lookups", lat.count},
                        {"lookups_per_s", rate},
@@ -111,9 +115,9 @@ int RunLookup(const CommonOptions& common, const LookupOptions& o) {
     std::cout << out.dump(2) << "\n";
   } else {
     std::printf(
-        "lookup of %u keys, %d clients, %.1f s: %llu lookups, %.0f/s (%llu found the whole "
+        "lookup of %u keys (%s), %d clients, %.1f s: %llu lookups, %.0f/s (%llu found the whole "
         "prefix)\n  latency us: mean %.1f  p50 %.1f  p99 %.1f  p999 %.1f  max %.1f\n",
-        o.keys, o.clients, seconds, static_cast<unsigned long long>(lat.count), rate,
+        o.keys, transport, o.clients, seconds, static_cast<unsigned long long>(lat.count), rate,
         static_cast<unsigned long long>(full), lat.mean_us, lat.p50_us, lat.p99_us, lat.p999_us,
         lat.max_us);
   }

@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
   lookup_cmd->add_option("--seconds", lookup.seconds)->capture_default_str();
   AddSize(lookup_cmd, "--block-bytes", &lookup.block_bytes, "block size of the stored prefix");
   lookup_cmd->add_option("--seed", lookup.seed)->capture_default_str();
+  lookup_cmd->add_flag("--no-mailbox", lookup.no_mailbox,
+                       "send lookups over the socket even where kvtierd offers a request mailbox");
 
   kvtier::bench::ThroughputOptions tp;
   auto* tp_cmd = app.add_subcommand("throughput", "put/get bandwidth vs memcpy");

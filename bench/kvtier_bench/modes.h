@@ -33,6 +33,7 @@ struct LookupOptions {
   double seconds = 5;
   uint64_t block_bytes = 4096;
   uint64_t seed = 1;
+  bool no_mailbox = false;  // lookups over the socket even where a mailbox is offered
 };
 
 struct ThroughputOptions {

@@ -50,12 +50,21 @@ template <typename Socket>
 class Connection {
  public:
   Connection(Socket socket, Service* service, NvmeExecutors* blocking, uint64_t id,
-             bool unix_socket)
+             MailboxSet* mailboxes)
       : socket_(std::move(socket)),
         svc_(service),
         blocking_(blocking),
         id_(id),
-        unix_(unix_socket) {}
+        unix_(mailboxes != nullptr),
+        mailboxes_(mailboxes) {}
+
+  // Also when the io_context is destroyed with the coroutine suspended (daemon shutdown).
+  ~Connection() {
+    if (mailbox_ != nullptr) {
+      mailboxes_->Remove(mailbox_.get());
+      svc_->counters().mailboxes_active.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 
   awaitable<void> Run() {
     try {
@@ -76,7 +85,10 @@ class Connection {
         if (h->body_len > 0) {
           co_await asio::async_read(socket_, asio::buffer(body_), use_awaitable);
         }
-        svc_->counters().requests.fetch_add(1, std::memory_order_relaxed);
+        // A doorbell is not a request: the mailbox counts the one it announces.
+        if (h->opcode != Opcode::kMailboxDoorbell) {
+          svc_->counters().requests.fetch_add(1, std::memory_order_relaxed);
+        }
         keep = co_await Handle(*h);
       }
     } catch (const boost::system::system_error& e) {
@@ -154,6 +166,21 @@ class Connection {
         co_return co_await Simple<proto::HealthRequest>(
             h,
             [this](const auto&) -> absl::StatusOr<proto::HealthReply> { return svc_->Health(); });
+      case Opcode::kAttachMailbox:
+        co_return co_await OnAttachMailbox(h);
+      case Opcode::kMailboxDoorbell:
+        // No reply: the answer goes to the mailbox. A doorbell without a mailbox is a client bug
+        // that harms nobody; it is counted and ignored.
+        if (h.payload_len != 0) {
+          co_return co_await RejectMalformed(
+              h, absl::InvalidArgumentError("mailbox_doorbell carries no payload"));
+        }
+        if (mailbox_ == nullptr) {
+          svc_->counters().bad_frames.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          mailbox_->Serve(svc_);
+        }
+        co_return true;
     }
     // DecodeFrameHeader rejects unknown opcodes; this is unreachable for valid headers.
     co_return co_await Reject(h, absl::UnimplementedError("unknown opcode"));
@@ -226,6 +253,31 @@ class Connection {
     } else {
       co_await SendReply(h, *reply);
     }
+    co_return true;
+  }
+
+  awaitable<bool> OnAttachMailbox(const FrameHeader& h) {
+    proto::AttachMailboxRequest req;
+    if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
+      co_return co_await RejectMalformed(h, s);
+    }
+    if (!unix_ || !svc_->config().request_mailbox) {
+      co_return co_await Reject(
+          h, absl::FailedPreconditionError(
+                 "this connection is not offered a mailbox (Unix socket only, and "
+                 "server.request_mailbox on); send requests on the socket"));
+    }
+    if (mailbox_ != nullptr) {
+      co_return co_await Reject(
+          h, absl::FailedPreconditionError("a mailbox is already attached to this connection"));
+    }
+    absl::StatusOr<std::unique_ptr<RequestMailbox>> m = RequestMailbox::Create();
+    if (!m.ok()) co_return co_await Reject(h, m.status());
+    mailbox_ = *std::move(m);
+    mailboxes_->Add(mailbox_.get());
+    svc_->counters().mailboxes_active.fetch_add(1, std::memory_order_relaxed);
+    co_await SendReplyWithFd(h, mailbox_->info(), mailbox_->fd());
+    mailbox_->CloseFd();  // the client holds its own copy now
     co_return true;
   }
 
@@ -458,6 +510,8 @@ class Connection {
   NvmeExecutors* const blocking_;
   const uint64_t id_;
   const bool unix_;
+  MailboxSet* const mailboxes_;  // null for TCP
+  std::unique_ptr<RequestMailbox> mailbox_;
   bool hello_done_ = false;
   bool arena_attached_ = false;
   std::array<std::byte, proto::kFrameHeaderSize> header_in_;
@@ -469,9 +523,9 @@ class Connection {
 }  // namespace
 
 awaitable<void> ServeConnection(asio::local::stream_protocol::socket socket, Service* service,
-                                NvmeExecutors* blocking, uint64_t conn_id) {
+                                NvmeExecutors* blocking, uint64_t conn_id, MailboxSet* mailboxes) {
   Connection<asio::local::stream_protocol::socket> c(std::move(socket), service, blocking, conn_id,
-                                                     true);
+                                                     mailboxes);
   co_await c.Run();
 }
 
@@ -480,7 +534,7 @@ awaitable<void> ServeConnection(asio::ip::tcp::socket socket, Service* service,
   boost::system::error_code ignored;
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
   socket.set_option(asio::socket_base::keep_alive(true), ignored);
-  Connection<asio::ip::tcp::socket> c(std::move(socket), service, blocking, conn_id, false);
+  Connection<asio::ip::tcp::socket> c(std::move(socket), service, blocking, conn_id, nullptr);
   co_await c.Run();
 }
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "request_mailbox.h"
 #include "service.h"
 
 namespace kvtier::server {
@@ -33,10 +34,12 @@ struct NvmeExecutors {
 // Each coroutine returns when the peer closes or misbehaves; it never throws. Requests that
 // block on NVMe I/O run on `blocking` (null when the NVMe tier is off) while the coroutine
 // waits, so that the network thread keeps serving its other connections; it must outlive the
-// connection's io_context work (the server joins it before destroying the contexts).
+// connection's io_context work (the server joins it before destroying the contexts). A Unix
+// connection's request mailbox, once attached, joins `mailboxes`: the set of the network
+// thread that runs the socket's io_context, which must outlive the coroutine.
 boost::asio::awaitable<void> ServeConnection(boost::asio::local::stream_protocol::socket socket,
                                              Service* service, NvmeExecutors* blocking,
-                                             uint64_t conn_id);
+                                             uint64_t conn_id, MailboxSet* mailboxes);
 boost::asio::awaitable<void> ServeConnection(boost::asio::ip::tcp::socket socket, Service* service,
                                              NvmeExecutors* blocking, uint64_t conn_id);
 

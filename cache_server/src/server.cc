@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "kvtier/tiers/policies.h"
 #include "namespace_file.h"
 #include "nvme_placement.h"
+#include "request_mailbox.h"
 #include "service.h"
 #include "spdlog/spdlog.h"
 
@@ -77,22 +79,30 @@ absl::Status ClaimSocketPath(const std::string& path) {
 }
 
 // Runs `ctx` until it is stopped. With `spin` > 0 the thread keeps polling (non-blocking
-// epoll) for `spin` after the last handler ran before it sleeps in epoll_wait: a client that
-// sends its next request within that window is served without waking a sleeping thread.
-void RunLoop(asio::io_context& ctx, std::chrono::microseconds spin) {
+// epoll, and the request mailboxes of its connections) for `spin` after the last request before
+// it sleeps in epoll_wait: a client that sends its next request within that window is served
+// without waking a sleeping thread, and a mailbox request without any system call. Before it
+// sleeps it tells the mailboxes' clients to ring the doorbell (a socket frame, which wakes it),
+// then looks once more, so that a request stored meanwhile is not left waiting (see
+// kvtier/proto/mailbox.h). Without spinning, mailbox clients always ring.
+void RunLoop(asio::io_context& ctx, std::chrono::microseconds spin, MailboxSet& mailboxes) {
   if (spin.count() == 0) {
     ctx.run();
     return;
   }
   auto busy_until = std::chrono::steady_clock::now() + spin;
+  mailboxes.SetPolling(true);
   while (!ctx.stopped()) {
-    if (ctx.poll() > 0) {
+    if (ctx.poll() + mailboxes.ServeAll() > 0) {
       busy_until = std::chrono::steady_clock::now() + spin;
     } else if (std::chrono::steady_clock::now() >= busy_until) {
-      if (ctx.run_one() == 0) break;  // slept until the next handler; 0 means stopped
+      mailboxes.SetPolling(false);
+      if (mailboxes.ServeAll() == 0 && ctx.run_one() == 0) break;  // 0: stopped
+      mailboxes.SetPolling(true);
       busy_until = std::chrono::steady_clock::now() + spin;
     }
   }
+  mailboxes.SetPolling(false);
 }
 
 }  // namespace
@@ -145,6 +155,7 @@ class Server::Impl {
     for (uint32_t i = 0; i < config_.io_threads; ++i) {
       contexts_.push_back(std::make_unique<asio::io_context>(1));
       guards_.emplace_back(asio::make_work_guard(*contexts_.back()));
+      mailboxes_.push_back(std::make_unique<MailboxSet>(service_.get()));
     }
     return OpenListeners();
   }
@@ -287,9 +298,11 @@ class Server::Impl {
     std::vector<std::thread> threads;
     const std::chrono::microseconds spin(config_.EffectiveBusyPollUs());
     for (size_t i = 1; i < contexts_.size(); ++i) {
-      threads.emplace_back([ctx = contexts_[i].get(), spin] { RunLoop(*ctx, spin); });
+      threads.emplace_back([ctx = contexts_[i].get(), mailboxes = mailboxes_[i].get(), spin] {
+        RunLoop(*ctx, spin, *mailboxes);
+      });
     }
-    RunLoop(main, spin);
+    RunLoop(main, spin, *mailboxes_.front());
     for (auto& t : threads) t.join();
     if (blocking_) {
       blocking_->pool.join();
@@ -313,8 +326,19 @@ class Server::Impl {
   uint16_t tcp_port() const { return tcp_acceptor_ ? tcp_acceptor_->local_endpoint().port() : 0; }
 
  private:
-  asio::io_context& NextContext() {
-    return *contexts_[next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
+  size_t NextContext() {
+    return next_context_.fetch_add(1, std::memory_order_relaxed) % contexts_.size();
+  }
+
+  // Unix connections get their network thread's mailbox set; TCP ones none.
+  template <typename Socket>
+  awaitable<void> Serve(Socket socket, uint64_t id, size_t context) {
+    if constexpr (std::is_same_v<typename Socket::protocol_type, UnixProtocol>) {
+      return ServeConnection(std::move(socket), service_.get(), blocking_.get(), id,
+                             mailboxes_[context].get());
+    } else {
+      return ServeConnection(std::move(socket), service_.get(), blocking_.get(), id);
+    }
   }
 
   template <typename Acceptor>
@@ -323,7 +347,8 @@ class Server::Impl {
     while (acceptor.is_open()) {
       bool backoff = false;
       try {
-        auto socket = co_await acceptor.async_accept(NextContext(), use_awaitable);
+        const size_t context = NextContext();
+        auto socket = co_await acceptor.async_accept(*contexts_[context], use_awaitable);
         counters.connections_total.fetch_add(1, std::memory_order_relaxed);
         if (counters.connections_active.load(std::memory_order_relaxed) >=
             config_.max_connections) {
@@ -335,9 +360,7 @@ class Server::Impl {
         counters.connections_active.fetch_add(1, std::memory_order_relaxed);
         const uint64_t id = next_connection_id_.fetch_add(1, std::memory_order_relaxed);
         auto executor = socket.get_executor();
-        asio::co_spawn(executor,
-                       ServeConnection(std::move(socket), service_.get(), blocking_.get(), id),
-                       asio::detached);
+        asio::co_spawn(executor, Serve(std::move(socket), id, context), asio::detached);
       } catch (const boost::system::system_error& e) {
         if (!acceptor.is_open()) break;
         // EMFILE and friends: log, back off briefly, keep serving existing clients.
@@ -377,6 +400,9 @@ class Server::Impl {
   std::unique_ptr<NvmePlacement> placement_;  // between dram_ and nvme_: destroyed before them
   std::unique_ptr<NvmeExecutors> blocking_;
   std::unique_ptr<Service> service_;
+  // One per network thread, beside contexts_; connections remove their mailboxes as their
+  // coroutine frames die with the contexts, so these outlive them.
+  std::vector<std::unique_ptr<MailboxSet>> mailboxes_;
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::unique_ptr<UnixProtocol::acceptor> unix_acceptor_;

@@ -129,6 +129,7 @@ absl::StatusOr<proto::HelloReply> Service::Hello(const proto::HelloRequest& req,
     arena->set_generation_table_bytes(dram_->generation_table_bytes());
     arena->set_page_bytes(dram_->page_bytes());
   }
+  reply.set_mailbox_offered(unix_socket && config_.request_mailbox);
   return reply;
 }
 
@@ -374,6 +375,8 @@ proto::StatsReply Service::Stats() const {
   s->set_leases_active(dram.leases_active);
   s->set_leases_expired(dram.leases_expired);
   s->set_eviction_policy(config_.dram_eviction_policy);
+  s->set_mailbox_requests(counters_.mailbox_requests.load(std::memory_order_relaxed));
+  s->set_mailboxes_active(counters_.mailboxes_active.load(std::memory_order_relaxed));
 
   proto::TierStats* t = reply.add_tiers();
   t->set_tier(proto::TIER_DRAM);

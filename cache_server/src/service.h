@@ -32,6 +32,8 @@ struct ServerCounters {
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> bad_frames{0};
   std::atomic<uint64_t> error_replies{0};
+  std::atomic<uint64_t> mailbox_requests{0};  // also counted in `requests`
+  std::atomic<uint64_t> mailboxes_active{0};
 };
 
 // A get's grant, and which of its blocks were just read from NVMe into DRAM.

@@ -60,6 +60,7 @@ Client::Client(std::string uri, ClientOptions options, std::unique_ptr<Session> 
       options_(std::move(options)),
       hello_(session->hello()),
       shared_arena_(session->has_arena()),
+      request_mailbox_(session->has_mailbox()),
       session_(std::move(session)) {}
 
 Client::~Client() = default;

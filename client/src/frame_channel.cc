@@ -1,5 +1,6 @@
 #include "frame_channel.h"
 
+#include <poll.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -27,6 +28,15 @@ absl::Status FrameChannel::Fail(absl::Status s) {
 absl::Status FrameChannel::Break(std::string_view cause) {
   return Fail(
       absl::InternalError(absl::StrCat("protocol error from ", peer_, ": ", AbslView(cause))));
+}
+
+absl::Status FrameChannel::RingDoorbell() {
+  return Send(proto::Opcode::kMailboxDoorbell, proto::MailboxDoorbell());
+}
+
+bool FrameChannel::PeerClosedOrUnexpected() const {
+  pollfd p{.fd = socket_.fd(), .events = POLLIN | POLLRDHUP, .revents = 0};
+  return ::poll(&p, 1, 0) > 0 && p.revents != 0;
 }
 
 absl::Status FrameChannel::Send(proto::Opcode op, const google::protobuf::MessageLite& body,

@@ -66,6 +66,12 @@ class FrameChannel {
   absl::Status Call(proto::Opcode op, const google::protobuf::MessageLite& request,
                     google::protobuf::MessageLite* reply, int* received_fd = nullptr);
 
+  // Sends a mailbox_doorbell frame (no reply comes; protocol.md 7.4).
+  absl::Status RingDoorbell();
+  // True when the daemon has closed its end, or sent something no request asked for (it only
+  // does that when it is closing the connection). Does not block.
+  bool PeerClosedOrUnexpected() const;
+
   // Marks the channel broken with `cause` (used by callers that find a protocol violation
   // in a parsed reply, e.g. an arena offset out of range). Returns the Internal status.
   absl::Status Break(std::string_view cause);

@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "frame_channel.h"
 #include "kvtier/client/client.h"
+#include "mailbox_client.h"
 #include "shared_arena.h"
 
 namespace kvtier::client {
@@ -40,6 +41,7 @@ class Session {
 
   const proto::HelloReply& hello() const { return hello_; }
   bool has_arena() const { return arena_ != nullptr; }
+  bool has_mailbox() const { return mailbox_ != nullptr; }
   bool broken() const { return channel_.broken(); }
 
   absl::StatusOr<NamespaceHandle> OpenNamespace(const NamespaceDescriptor& descriptor,
@@ -78,6 +80,12 @@ class Session {
   absl::StatusOr<std::vector<absl::Status>> PerKeyCodes(proto::Opcode op, const NamespaceHandle& ns,
                                                         std::span<const BlockKey> keys,
                                                         Request request);
+  // Maps the mailbox the daemon offered at Hello; on any failure the session goes on without.
+  void AttachMailbox();
+  // A call through the mailbox; a transport failure breaks the whole session, as on the socket.
+  absl::Status MailboxCall(proto::Opcode op, const google::protobuf::MessageLite& request,
+                           google::protobuf::MessageLite* reply);
+
   // The daemon's lease timeout (HelloReply), 10 s when it names none.
   std::chrono::milliseconds LeaseTimeout() const;
 
@@ -116,6 +124,8 @@ class Session {
   FrameChannel channel_;
   proto::HelloReply hello_;
   std::unique_ptr<SharedArena> arena_;
+  std::unique_ptr<MailboxClient> mailbox_;
+  MailboxClient::Wait mailbox_wait_;
   absl::flat_hash_map<uint32_t, uint32_t> namespace_ids_;  // handle id -> id on this connection
 };
 

@@ -68,6 +68,10 @@ std::string_view OpcodeName(Opcode op) {
       return "pin";
     case Opcode::kSetLimits:
       return "set_limits";
+    case Opcode::kAttachMailbox:
+      return "attach_mailbox";
+    case Opcode::kMailboxDoorbell:
+      return "mailbox_doorbell";
   }
   return "unknown";
 }

@@ -256,6 +256,8 @@ TEST(OpcodeNameTest, NamesEveryOpcode) {
   EXPECT_EQ(OpcodeName(Opcode::kPrefetch), "prefetch");
   EXPECT_EQ(OpcodeName(Opcode::kPin), "pin");
   EXPECT_EQ(OpcodeName(Opcode::kSetLimits), "set_limits");
+  EXPECT_EQ(OpcodeName(Opcode::kAttachMailbox), "attach_mailbox");
+  EXPECT_EQ(OpcodeName(Opcode::kMailboxDoorbell), "mailbox_doorbell");
   EXPECT_EQ(OpcodeName(static_cast<Opcode>(0)), "unknown");
   EXPECT_EQ(OpcodeName(static_cast<Opcode>(kMaxOpcode + 1)), "unknown");
 }

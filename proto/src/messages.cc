@@ -329,6 +329,12 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
   return CheckNoPayload("health", payload_len);
 }
 
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits&,
+                          AttachMailboxRequest* msg) {
+  KVTIER_RETURN_IF_ERROR(ParseBody(body, msg));
+  return CheckNoPayload("attach_mailbox", payload_len);
+}
+
 absl::Status ValidateDescriptor(const NamespaceDescriptor& d, const Limits& limits) {
   constexpr std::string_view kOp = "descriptor";
   KVTIER_RETURN_IF_ERROR(

@@ -78,6 +78,10 @@ void ParseAs(Opcode op, std::string_view body, uint64_t payload_len, const Limit
       return ParseAndRecheck<PinRequest>(body, payload_len, limits);
     case Opcode::kSetLimits:
       return ParseAndRecheck<SetLimitsRequest>(body, payload_len, limits);
+    case Opcode::kAttachMailbox:
+      return ParseAndRecheck<AttachMailboxRequest>(body, payload_len, limits);
+    case Opcode::kMailboxDoorbell:
+      return;  // no body to parse: the daemon reads and ignores it
   }
 }
 

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
 
   ok &= Write(dir, "stats", Opcode::kStats, StatsRequest());
   ok &= Write(dir, "health", Opcode::kHealth, HealthRequest());
+  ok &= Write(dir, "attach_mailbox", Opcode::kAttachMailbox, AttachMailboxRequest());
 
   if (!ok) {
     std::fprintf(stderr, "could not write the corpus to %s\n", dir.c_str());

@@ -78,7 +78,7 @@ absl::Status RawConnection::SendRequest(proto::Opcode op, const google::protobuf
   return SendFrame(h, body, payload);
 }
 
-absl::Status RawConnection::ReadExact(char* out, size_t n, int timeout_ms) {
+absl::Status RawConnection::ReadExact(char* out, size_t n, int timeout_ms, int* received_fd) {
   while (n > 0) {
     pollfd p{fd_, POLLIN, 0};
     const int r = ::poll(&p, 1, timeout_ms);
@@ -87,7 +87,26 @@ absl::Status RawConnection::ReadExact(char* out, size_t n, int timeout_ms) {
       if (errno == EINTR) continue;
       return absl::UnavailableError(absl::StrCat("poll: ", std::strerror(errno)));
     }
-    const ssize_t got = ::recv(fd_, out, n, 0);
+    iovec iov{out, n};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    const ssize_t got = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
+    if (got > 0) {
+      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+        if (received_fd != nullptr && *received_fd < 0) {
+          *received_fd = fd;
+        } else {
+          ::close(fd);
+        }
+      }
+    }
     if (got == 0) return absl::UnavailableError("connection closed by kvtierd");
     if (got < 0) {
       if (errno == EINTR) continue;
@@ -99,9 +118,11 @@ absl::Status RawConnection::ReadExact(char* out, size_t n, int timeout_ms) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<RawFrame> RawConnection::ReadFrame(int timeout_ms) {
+absl::StatusOr<RawFrame> RawConnection::ReadFrame(int timeout_ms, int* received_fd) {
+  if (received_fd != nullptr) *received_fd = -1;
   std::array<std::byte, proto::kFrameHeaderSize> hdr;
-  if (auto s = ReadExact(reinterpret_cast<char*>(hdr.data()), hdr.size(), timeout_ms); !s.ok()) {
+  if (auto s = ReadExact(reinterpret_cast<char*>(hdr.data()), hdr.size(), timeout_ms, received_fd);
+      !s.ok()) {
     return s;
   }
   proto::Limits generous;

@@ -34,8 +34,9 @@ class RawConnection {
   // Sends a well-formed request frame for `msg` with the given payload.
   absl::Status SendRequest(proto::Opcode op, const google::protobuf::MessageLite& msg,
                            std::string_view payload = {}, uint64_t request_id = 7);
-  // Reads one frame (header, body, payload) within `timeout_ms`.
-  absl::StatusOr<RawFrame> ReadFrame(int timeout_ms = 5000);
+  // Reads one frame (header, body, payload) within `timeout_ms`. With `received_fd`, an fd
+  // attached to the frame (SCM_RIGHTS) is stored there (-1 when none came; the caller owns it).
+  absl::StatusOr<RawFrame> ReadFrame(int timeout_ms = 5000, int* received_fd = nullptr);
   // True when the peer closed the connection (read returns 0) within `timeout_ms`.
   bool ClosedByPeer(int timeout_ms = 5000);
 
@@ -44,7 +45,7 @@ class RawConnection {
 
  private:
   explicit RawConnection(int fd) : fd_(fd) {}
-  absl::Status ReadExact(char* out, size_t n, int timeout_ms);
+  absl::Status ReadExact(char* out, size_t n, int timeout_ms, int* received_fd = nullptr);
   int fd_;
 };
 

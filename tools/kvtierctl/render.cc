@@ -151,6 +151,8 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                        {"connections_total", s.connections_total()},
                        {"connections_active", s.connections_active()},
                        {"requests", s.requests()},
+                       {"mailbox_requests", s.mailbox_requests()},
+                       {"mailboxes_active", s.mailboxes_active()},
                        {"bad_frames", s.bad_frames()},
                        {"error_replies", s.error_replies()},
                        {"leases_active", s.leases_active()},
@@ -211,7 +213,8 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
   out << "kvtierd " << health.server_version() << " at " << uri << ", up "
       << FormatDuration(s.uptime_ms()) << "\n"
       << "  connections " << s.connections_active() << " active / " << s.connections_total()
-      << " total, requests " << s.requests() << ", error replies " << s.error_replies()
+      << " total, requests " << s.requests() << " (" << s.mailbox_requests() << " through "
+      << s.mailboxes_active() << " mailboxes), error replies " << s.error_replies()
       << ", bad frames " << s.bad_frames() << ", leases " << s.leases_active() << " active / "
       << s.leases_expired() << " expired\n\n";
 

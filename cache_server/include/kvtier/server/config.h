@@ -43,6 +43,9 @@ struct ServerConfig {
   int32_t busy_poll_us = -1;
   // busy_poll_us with "auto" resolved for this machine.
   uint32_t EffectiveBusyPollUs() const;
+  // Offer local clients a request mailbox: lookups through shared memory, polled by the network
+  // threads while they busy-poll, instead of through the socket (protocol.md 7.4). Default true.
+  bool request_mailbox = true;
   // trace, debug, info, warn, error, off. Default "info".
   std::string log_level = "info";
 

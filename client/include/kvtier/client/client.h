@@ -70,6 +70,11 @@ struct ClientOptions {
   // Default true. When the daemon does not offer the arena, the client silently uses inline
   // frames; Client::shared_arena() tells which.
   bool use_shared_arena = true;
+  // Send lookups through a request mailbox in memory shared with the daemon instead of the
+  // socket (Unix sockets only; protocol.md 7.4): with the daemon's threads busy-polling, a
+  // lookup then costs no system call on either side. Default true. When the daemon does not
+  // offer one, lookups use the socket; Client::request_mailbox() tells which.
+  bool use_request_mailbox = true;
   // Longest time a socket operation may wait without any progress. Default 10 s; >= 1 ms.
   std::chrono::milliseconds io_timeout{10'000};
   // Time to establish the connection (TCP connect + Hello). Default 5 s; >= 1 ms.
@@ -186,6 +191,8 @@ class Client {
   const proto::HelloReply& server_info() const { return hello_; }
   // True when block bytes move through the shared arena rather than inline frames.
   bool shared_arena() const { return shared_arena_; }
+  // True when the synchronous lookups go through a request mailbox.
+  bool request_mailbox() const { return request_mailbox_; }
   // The canonical URI this client connected to.
   const std::string& uri() const { return uri_; }
 
@@ -277,6 +284,7 @@ class Client {
   const ClientOptions options_;
   proto::HelloReply hello_;
   bool shared_arena_ = false;
+  bool request_mailbox_ = false;
 
   std::mutex mu_;  // serializes synchronous calls on session_
   std::unique_ptr<Session> session_;

@@ -40,8 +40,11 @@ enum class Opcode : uint16_t {
   kPrefetch = 11,
   kPin = 12,
   kSetLimits = 13,
+  // Unix socket only (protocol.md 7.4): maps a request mailbox, then rings its doorbell.
+  kAttachMailbox = 14,
+  kMailboxDoorbell = 15,  // no reply: tells the daemon a mailbox request is waiting
 };
-inline constexpr uint16_t kMaxOpcode = 13;
+inline constexpr uint16_t kMaxOpcode = 15;
 
 // Returns "hello", "lookup", ... or "unknown".
 std::string_view OpcodeName(Opcode op);

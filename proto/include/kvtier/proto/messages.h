@@ -66,6 +66,8 @@ absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Lim
                           StatsRequest* msg);
 absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
                           HealthRequest* msg);
+absl::Status ParseRequest(std::string_view body, uint64_t payload_len, const Limits& limits,
+                          AttachMailboxRequest* msg);
 
 // Checks a namespace descriptor: non-empty model_id and dtype, block_tokens >= 1,
 // block_bytes >= 1, tp/pp rank < size (size 0 is read as 1), strings within limits

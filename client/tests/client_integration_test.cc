@@ -11,22 +11,23 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
 
-#include "daemon_fixture.h"
 #include "frame_channel.h"
 #include "kvtier/client/client.h"
 #include "kvtier/kernels/block_hash.h"
 #include "kvtier/proto/messages.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/daemon_process.h"
 
 namespace kvtier::client {
 namespace {
 
+using kvtier::testing::DaemonOptions;
+using kvtier::testing::DaemonProcess;
 using std::chrono::milliseconds;
-using testing::DaemonArgs;
-using testing::RunningDaemon;
 
 constexpr uint64_t kBlockBytes = 64 << 10;
 
@@ -85,8 +86,8 @@ Buffers MakeBuffers(size_t n, size_t size = kBlockBytes) {
 
 class ClientIntegrationTest : public ::testing::Test {
  protected:
-  void StartDaemon(const DaemonArgs& args = {}) {
-    auto d = RunningDaemon::Start(args);
+  void StartDaemon(const DaemonOptions& options = {}) {
+    auto d = DaemonProcess::Start(options);
     ASSERT_TRUE(d.ok()) << d.status();
     daemon_ = *std::move(d);
   }
@@ -139,7 +140,7 @@ class ClientIntegrationTest : public ::testing::Test {
     EXPECT_TRUE(absl::IsNotFound((*got)[0].status));
   }
 
-  std::unique_ptr<RunningDaemon> daemon_;
+  std::unique_ptr<DaemonProcess> daemon_;
 };
 
 TEST_F(ClientIntegrationTest, SharedArenaRoundTrip) {
@@ -277,7 +278,7 @@ TEST_F(ClientIntegrationTest, ConcurrentClientsWithDistinctAndSharedKeys) {
 // once) and gives the slots back one lease timeout later -- a closed connection does not prove
 // that the process stopped writing into them (tiers/dram_tier.h, ReleaseOwner).
 TEST_F(ClientIntegrationTest, ClientKilledMidPutDoesNotLeakCapacity) {
-  StartDaemon({.dram_capacity = "64MiB", .extra = {"--lease-timeout", "1000"}});
+  StartDaemon({.dram_capacity = "64MiB", .extra_args = {"--lease-timeout", "1000"}});
   constexpr uint32_t kReserve = 800;  // 50 MiB of 64 MiB
   auto c = Connect(daemon_->unix_uri());
   ASSERT_NE(c, nullptr);
@@ -507,13 +508,13 @@ TEST_F(ClientIntegrationTest, KvtierctlJsonStatsFieldsAndInvariants) {
   EXPECT_EQ(table_rc, 0);
   EXPECT_NE(table.find("integration-model"), std::string::npos) << table;
 
-  ASSERT_TRUE(daemon_->Stop().ok());
+  ASSERT_TRUE(daemon_->Stop(SIGTERM).ok());
   auto [down_rc, down] = RunCtl(where + " stats");
   EXPECT_EQ(down_rc, 1) << down;
 }
 
 TEST_F(ClientIntegrationTest, WrongAuthTokenAndVanishedDaemon) {
-  StartDaemon({.auth_token = "s3cret"});
+  StartDaemon({.extra_args = {"--auth-token", "s3cret"}});
   auto refused = Client::Connect(daemon_->unix_uri(), ClientOptions());
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(std::string(refused.status().message()).find("auth"), std::string::npos)
@@ -523,7 +524,7 @@ TEST_F(ClientIntegrationTest, WrongAuthTokenAndVanishedDaemon) {
   auto c = Client::Connect(daemon_->unix_uri(), options);
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_TRUE((*c)->Health().ok());
-  ASSERT_TRUE(daemon_->Stop().ok());
+  ASSERT_TRUE(daemon_->Stop(SIGTERM).ok());
   auto health = (*c)->Health();
   EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable) << health.status();
 }
@@ -533,8 +534,9 @@ TEST_F(ClientIntegrationTest, WrongAuthTokenAndVanishedDaemon) {
 
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
-  if (!kvtier::client::testing::RunningDaemon::BinaryExists()) {
-    std::fprintf(stderr, "skipped: %s is not built\n", KVTIERD_PATH);
+  const std::string kvtierd = kvtier::testing::DaemonProcess::BinaryPath();
+  if (!std::filesystem::exists(kvtierd)) {
+    std::fprintf(stderr, "skipped: %s is not built\n", kvtierd.c_str());
     return 77;
   }
   return RUN_ALL_TESTS();

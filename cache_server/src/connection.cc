@@ -158,7 +158,7 @@ class Connection {
             h, [this](const auto& r) { return svc_->Pin(r); }, svc_->PinNeedsIo());
       case Opcode::kSetLimits:
         co_return co_await Simple<proto::SetLimitsRequest>(
-            h, [this](const auto& r) { return svc_->SetLimits(r); });
+            h, [this](const auto& r) { return svc_->SetLimits(r); }, svc_->SetLimitsNeedsIo());
       case Opcode::kStats:
         co_return co_await Simple<proto::StatsRequest>(
             h, [this](const auto&) -> absl::StatusOr<proto::StatsReply> { return svc_->Stats(); });

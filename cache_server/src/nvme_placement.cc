@@ -38,6 +38,12 @@ absl::Status NvmePlacement::AddNamespace(uint32_t ns, uint64_t block_bytes,
   return absl::OkStatus();
 }
 
+absl::Status NvmePlacement::SetLimits(uint32_t ns, const tiers::NvmeNamespaceLimits& limits) {
+  // A namespace whose blocks do not fit a region is not cached on NVMe: nothing to limit.
+  if (!Namespace(ns).has_value()) return absl::OkStatus();
+  return nvme_->SetNamespaceLimits(ns, limits);
+}
+
 std::optional<NvmePlacement::NamespaceInfo> NvmePlacement::Namespace(uint32_t ns) const {
   absl::MutexLock lock(&ns_mu_);
   auto it = namespaces_.find(ns);
@@ -538,6 +544,19 @@ bool NvmePlacement::Drain(absl::Time deadline) {
 uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
   std::vector<tiers::BlockListing> blocks = dram_->ListBlocks();
   std::erase_if(blocks, [](const tiers::BlockListing& b) { return b.persisted; });
+  // Saved most recently used first, a namespace's blocks would drop its own hotter ones once
+  // they fill its NVMe quota: so a namespace's save stops at its quota (each saved block still
+  // drops older records from flash, as a demotion does).
+  absl::flat_hash_map<uint32_t, uint64_t> quota_left;
+  std::erase_if(blocks, [&](const tiers::BlockListing& b) {
+    const uint64_t quota = nvme_->Limits(b.ns).quota_bytes;
+    if (quota == 0) return false;
+    auto [left, inserted] = quota_left.try_emplace(b.ns, quota);
+    const uint64_t record_bytes = nvme_->DeviceBytes(b.length);
+    if (record_bytes > left->second) return true;
+    left->second -= record_bytes;
+    return false;
+  });
   // Most recently used first, one namespace per write: group consecutive runs.
   uint64_t saved = 0;
   size_t i = 0;
@@ -602,6 +621,8 @@ void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats
   out->set_prefetch_requests(prefetch_requests_.load(std::memory_order_relaxed));
   out->set_prefetch_promoted(prefetch_promoted_.load(std::memory_order_relaxed));
   out->set_prefetch_dropped(prefetch_dropped_.load(std::memory_order_relaxed));
+  out->set_quota_drops(s.nvme.quota_drops);
+  out->set_quota_rejections(s.nvme.quota_rejections);
   absl::MutexLock lock(&mu_);
   out->set_admission_policy(std::string(admission_->Name()));
   out->set_demotion_queue_bytes(staged_bytes_);

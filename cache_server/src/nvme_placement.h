@@ -17,7 +17,8 @@
 //   remove       removes from both tiers; waits for staged demotions of the same keys first, so
 //                that a demotion queued before the remove cannot bring the block back.
 //   shutdown     Drain writes what is staged, then SaveDram writes DRAM blocks not yet on NVMe,
-//                most recently used first, until the time budget runs out.
+//                most recently used first, until the time budget runs out (or, per namespace,
+//                its NVMe quota is filled).
 //   compression  in a namespace registered with a dtype to compress (COMPRESSION_KVZ), the
 //                demotion thread encodes stored blocks with the CPU kvz codec before writing
 //                them, and keeps the encoding only where it is smaller. Blocks already encoded
@@ -29,8 +30,9 @@
 // Admission is decided here, before the copy (the NVMe tier is created admitting everything),
 // so that a refused block costs no memcpy under the DRAM lock.
 //
-// Promote, WriteThroughAndCommit, Remove, Drain and SaveDram block on device I/O: the daemon
-// runs them on its NVMe threads, never on a network thread. Lookup never does I/O.
+// Promote, WriteThroughAndCommit, Remove, SetLimits, Drain and SaveDram block on device or index
+// I/O: the daemon runs them on its NVMe threads, never on a network thread. Lookup never does
+// I/O.
 // Thread-safe.
 #pragma once
 
@@ -87,6 +89,11 @@ class NvmePlacement final : public tiers::EvictionListener {
   // size for promotions and, when `compress` is set, the dtype its demotions are encoded for.
   absl::Status AddNamespace(uint32_t ns, uint64_t block_bytes,
                             std::optional<KvDtype> compress = std::nullopt);
+
+  // Sets the namespace's NVMe quota and priority (NvmeTier::SetNamespaceLimits; a lowered quota
+  // drops records at once). OK and nothing done for a namespace not cached on NVMe. Blocks on
+  // a synced index write.
+  absl::Status SetLimits(uint32_t ns, const tiers::NvmeNamespaceLimits& limits);
 
   // Stored and original bytes of the blocks this placement wrote to NVMe since it started.
   struct WrittenBytes {

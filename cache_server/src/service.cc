@@ -337,12 +337,23 @@ absl::StatusOr<proto::RemoveReply> Service::Remove(const proto::RemoveRequest& r
 absl::StatusOr<proto::SetLimitsReply> Service::SetLimits(const proto::SetLimitsRequest& req) {
   KVTIER_RETURN_IF_ERROR(CheckNamespace(req.namespace_id()));
   const proto::NamespaceLimits& l = req.limits();
+  if (nvme_ == nullptr && l.nvme_quota_bytes() != 0) {
+    return absl::FailedPreconditionError(
+        "nvme_quota_bytes is set but this kvtierd runs without an NVMe tier (--nvme-path); "
+        "leave it 0");
+  }
+  // DRAM first: it refuses a ninth distinct priority before anything changes.
   KVTIER_RETURN_IF_ERROR(dram_->SetNamespaceLimits(
       req.namespace_id(),
       tiers::NamespaceLimits{
           .quota_bytes = l.dram_quota_bytes(),
           .priority = l.priority(),
           .default_ttl_nanos = int64_t{l.default_ttl_seconds()} * 1'000'000'000}));
+  if (nvme_ != nullptr) {
+    KVTIER_RETURN_IF_ERROR(nvme_->SetLimits(
+        req.namespace_id(),
+        tiers::NvmeNamespaceLimits{.quota_bytes = l.nvme_quota_bytes(), .priority = l.priority()}));
+  }
   return proto::SetLimitsReply();
 }
 
@@ -432,6 +443,9 @@ proto::StatsReply Service::Stats() const {
       n->set_nvme_blocks(it->second->blocks);
       n->set_nvme_used_bytes(it->second->used_bytes);
       FillCounters(it->second->counters, n->mutable_nvme_counters());
+      n->mutable_limits()->set_nvme_quota_bytes(it->second->quota_bytes);
+      n->set_nvme_quota_drops(it->second->counters.quota_evictions);
+      n->set_nvme_quota_rejections(it->second->counters.quota_rejections);
     }
     if (nvme_ != nullptr) {
       const NvmePlacement::WrittenBytes written = nvme_->Written(info.id);

@@ -99,9 +99,13 @@ class Service {
   // Ends a lease; true when it had expired before (copies made under it are void).
   absl::StatusOr<bool> Release(uint64_t conn, uint64_t lease);
   absl::StatusOr<proto::RemoveReply> Remove(const proto::RemoveRequest& req);
-  // Replaces a namespace's quota, priority and default TTL (DRAM tier; NVMe keeps the TTLs
-  // of the blocks demoted to it).
+  // Replaces a namespace's quotas, priority and default TTL: DRAM's quota, priority and TTL,
+  // and with the NVMe tier its NVMe quota and priority (NVMe keeps the TTLs of the blocks
+  // demoted to it). A lowered quota evicts (DRAM) and drops (NVMe: a synced index write,
+  // SetLimitsNeedsIo) down to it before the reply. kFailedPrecondition for an NVMe quota
+  // without the NVMe tier.
   absl::StatusOr<proto::SetLimitsReply> SetLimits(const proto::SetLimitsRequest& req);
+  bool SetLimitsNeedsIo() const { return nvme_ != nullptr; }
 
   // Pins in DRAM and, with the NVMe tier, on NVMe (a synced index write: PinNeedsIo).
   absl::StatusOr<proto::PinReply> Pin(const proto::PinRequest& req);

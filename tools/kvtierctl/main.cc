@@ -1,7 +1,8 @@
 // kvtierctl: the admin CLI of kvtierd.
 //
 //   kvtierctl [--socket PATH | --tcp HOST:PORT] [--json] health|stats|namespaces
-//   kvtierctl limits NAMESPACE_ID [--dram-quota SIZE] [--priority N] [--ttl SECONDS]
+//   kvtierctl limits NAMESPACE_ID [--dram-quota SIZE] [--nvme-quota SIZE] [--priority N]
+//                                 [--ttl SECONDS]
 //
 // `limits` replaces a namespace's memory controls whole (unset options go back to none/0).
 // Exit codes: 0 success; 1 the daemon is unreachable, refused the request, or (health) is not
@@ -50,16 +51,24 @@ int main(int argc, char** argv) {
   auto* stats = app.add_subcommand("stats", "per-tier, per-namespace and server counters");
   auto* namespaces = app.add_subcommand("namespaces", "the open namespaces and their layout");
   auto* limits = app.add_subcommand(
-      "limits", "set a namespace's DRAM quota, priority and default TTL (replaces them whole)");
+      "limits",
+      "set a namespace's DRAM and NVMe quotas, priority and default TTL (replaces them whole)");
   uint32_t limits_ns = 0;
   std::string quota = "0";
+  std::string nvme_quota = "0";
   int32_t priority = 0;
   uint32_t ttl_seconds = 0;
   limits->add_option("namespace_id", limits_ns, "the daemon's namespace id (see `namespaces`)")
       ->required();
   limits->add_option("--dram-quota", quota, "most DRAM its blocks may hold, e.g. 8GiB; 0: none")
       ->capture_default_str();
-  limits->add_option("--priority", priority, "lower is evicted first under pressure")
+  limits
+      ->add_option("--nvme-quota", nvme_quota,
+                   "most NVMe its blocks may take, e.g. 100GiB; 0: none (needs the NVMe tier)")
+      ->capture_default_str();
+  limits
+      ->add_option("--priority", priority,
+                   "lower is evicted first under pressure, and rewritten last on NVMe")
       ->capture_default_str();
   limits->add_option("--ttl", ttl_seconds, "default TTL in seconds of its puts; 0: none")
       ->capture_default_str();
@@ -88,8 +97,15 @@ int main(int argc, char** argv) {
                    std::string(quota_bytes.status().message()).c_str());
       return 2;
     }
+    auto nvme_quota_bytes = kvtier::ParseByteSize(nvme_quota);
+    if (!nvme_quota_bytes.ok()) {
+      std::fprintf(stderr, "kvtierctl: --nvme-quota: %s\n",
+                   std::string(nvme_quota_bytes.status().message()).c_str());
+      return 2;
+    }
     kvtier::proto::NamespaceLimits l;
     l.set_dram_quota_bytes(*quota_bytes);
+    l.set_nvme_quota_bytes(*nvme_quota_bytes);
     l.set_priority(priority);
     l.set_default_ttl_seconds(ttl_seconds);
     if (absl::Status s = (*client)->SetLimits(limits_ns, l); !s.ok()) return Fail(s);

@@ -138,7 +138,9 @@ json NvmeJson(const proto::NvmeStats& n) {
               {"demotion_queue_bytes", n.demotion_queue_bytes()},
               {"prefetch_requests", n.prefetch_requests()},
               {"prefetch_promoted", n.prefetch_promoted()},
-              {"prefetch_dropped", n.prefetch_dropped()}};
+              {"prefetch_dropped", n.prefetch_dropped()},
+              {"quota_drops", n.quota_drops()},
+              {"quota_rejections", n.quota_rejections()}};
 }
 
 json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
@@ -190,6 +192,9 @@ json NamespacesJson(const proto::StatsReply& stats) {
              {"quota_evictions", n.quota_evictions()},
              {"nvme_blocks", n.nvme_blocks()},
              {"nvme_used_bytes", n.nvme_used_bytes()},
+             {"nvme_quota_bytes", n.limits().nvme_quota_bytes()},
+             {"nvme_quota_drops", n.nvme_quota_drops()},
+             {"nvme_quota_rejections", n.nvme_quota_rejections()},
              {"compression", n.options().compression() == proto::COMPRESSION_KVZ ? "kvz" : "none"},
              {"raw_bytes", n.raw_bytes()},
              {"compression_ratio", RatioJson(n.raw_bytes(), n.used_bytes())},
@@ -256,6 +261,8 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
         << " (reinserted " << n.reinserted_blocks() << ", dropped " << n.evicted_blocks()
         << "), checksum failures " << n.checksum_failures() << ", I/O errors " << n.io_errors()
         << ", index errors " << n.index_errors() << "\n"
+        << "  quotas: " << n.quota_drops() << " records dropped, " << n.quota_rejections()
+        << " blocks refused\n"
         << "  this start: " << n.blocks_recovered() << " blocks recovered in " << n.startup_ms()
         << " ms" << (n.index_rebuilt() ? " (index rebuilt)" : "") << "\n";
   }
@@ -303,6 +310,7 @@ void PrintNamespaces(const proto::StatsReply& stats, std::ostream& out) {
                {"BLOCKS"},
                {"USED"},
                {"QUOTA"},
+               {"NVME QUOTA"},
                {"PRIO"},
                {"TTL"},
                {"COMPRESS", Align::kLeft}});
@@ -314,6 +322,7 @@ void PrintNamespaces(const proto::StatsReply& stats, std::ostream& out) {
                   d.tenant_salt().empty() ? "-" : absl::StrCat(d.tenant_salt().size(), " B"),
                   Num(n.blocks()), Bytes(n.used_bytes()),
                   n.limits().dram_quota_bytes() == 0 ? "-" : Bytes(n.limits().dram_quota_bytes()),
+                  n.limits().nvme_quota_bytes() == 0 ? "-" : Bytes(n.limits().nvme_quota_bytes()),
                   absl::StrCat(n.limits().priority()),
                   n.limits().default_ttl_seconds() == 0
                       ? "-"

@@ -133,5 +133,31 @@ TEST(Render, CompressionRatiosPerTierAndNamespace) {
   EXPECT_NE(spaces.str().find("kvz"), std::string::npos) << spaces.str();
 }
 
+TEST(Render, NvmeQuotasInJsonAndTables) {
+  proto::StatsReply r = SampleStats();
+  proto::TierStats* t = r.add_tiers();
+  t->set_tier(proto::TIER_NVME);
+  t->mutable_nvme()->set_quota_drops(9);
+  t->mutable_nvme()->set_quota_rejections(4);
+  proto::NamespaceStats* n = r.mutable_namespaces(0);
+  n->mutable_limits()->set_nvme_quota_bytes(3ull << 30);
+  n->set_nvme_quota_drops(9);
+  n->set_nvme_quota_rejections(4);
+  const auto j = StatsJson(r, proto::HealthReply(), "unix:///x.sock");
+  EXPECT_EQ(j["namespaces"][0]["nvme_quota_bytes"], 3ull << 30);
+  EXPECT_EQ(j["namespaces"][0]["nvme_quota_drops"], 9);
+  EXPECT_EQ(j["namespaces"][0]["nvme_quota_rejections"], 4);
+  EXPECT_EQ(j["tiers"][1]["nvme"]["quota_drops"], 9);
+  EXPECT_EQ(j["tiers"][1]["nvme"]["quota_rejections"], 4);
+  std::ostringstream stats;
+  PrintStats(r, proto::HealthReply(), "unix:///x.sock", stats);
+  EXPECT_NE(stats.str().find("quotas: 9 records dropped, 4 blocks refused"), std::string::npos)
+      << stats.str();
+  std::ostringstream spaces;
+  PrintNamespaces(r, spaces);
+  EXPECT_NE(spaces.str().find("NVME QUOTA"), std::string::npos) << spaces.str();
+  EXPECT_NE(spaces.str().find("3.00 GiB"), std::string::npos) << spaces.str();
+}
+
 }  // namespace
 }  // namespace kvtier::ctl

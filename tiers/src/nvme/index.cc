@@ -316,6 +316,28 @@ absl::Status NvmeIndex::ForEachInRegion(
   });
 }
 
+absl::Status NvmeIndex::ScanRegion(
+    uint32_t region, uint32_t from_offset,
+    const std::function<bool(uint32_t offset, uint32_t ns, const BlockKey& key)>& fn) {
+  const std::string prefix = Key(kLocator, {region});
+  rocksdb::ReadOptions ro;
+  ro.verify_checksums = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro));
+  for (it->Seek(LocatorKey(region, from_offset)); it->Valid() && it->key().starts_with(prefix);
+       it->Next()) {
+    const rocksdb::Slice k = it->key();
+    const rocksdb::Slice v = it->value();
+    if (k.size() != 9 || v.size() != 4 + BlockKey::kSize) {
+      return absl::DataLossError("NVMe index: malformed locator");
+    }
+    if (!fn(LoadBe<uint32_t>(Bytes(k) + 5), LoadLe32(Bytes(v)),
+            BlockKey::FromBytes(v.data() + 4))) {
+      break;
+    }
+  }
+  return FromRocks(it->status(), "scan");
+}
+
 absl::Status NvmeIndex::Clear() {
   rocksdb::WriteBatch batch;
   // Every key starts with one uppercase letter, so ["\0", "\x7f") covers the keyspace.

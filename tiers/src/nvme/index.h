@@ -125,6 +125,12 @@ class NvmeIndex {
   absl::Status ForEachInRegion(
       uint32_t region,
       const std::function<void(uint32_t offset, uint32_t ns, const BlockKey& key)>& fn);
+  // The 'L' entries of one region at `from_offset` or after it, by offset, until `fn` returns
+  // false. Unlike the full scans it keeps what it reads in the block cache: quota walks come
+  // back to the same region. Errors as ForEachInRegion.
+  absl::Status ScanRegion(
+      uint32_t region, uint32_t from_offset,
+      const std::function<bool(uint32_t offset, uint32_t ns, const BlockKey& key)>& fn);
 
   // Deletes every entry (synced).
   absl::Status Clear();

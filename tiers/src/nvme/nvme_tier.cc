@@ -108,6 +108,13 @@ std::vector<absl::Status> NvmeTier::SetPinned(uint32_t ns, std::span<const Block
                                               bool pinned) {
   return impl_->SetPinned(ns, keys, pinned);
 }
+absl::Status NvmeTier::SetNamespaceLimits(uint32_t ns, const NvmeNamespaceLimits& limits) {
+  return impl_->SetNamespaceLimits(ns, limits);
+}
+NvmeNamespaceLimits NvmeTier::Limits(uint32_t ns) const { return impl_->Limits(ns); }
+uint64_t NvmeTier::DeviceBytes(uint64_t length) const {
+  return nvme::RecordBytes(length, impl_->alignment());
+}
 NvmeTierSnapshot NvmeTier::Snapshot() const { return impl_->Snapshot(); }
 
 // --- Impl: shared helpers ---
@@ -147,13 +154,17 @@ uint32_t NvmeTier::Impl::NowUnixSeconds() const {
                                                    std::numeric_limits<uint32_t>::max()));
 }
 
-void NvmeTier::Impl::EraseLocked(uint32_t ns, uint64_t table_key, const Entry& e) {
+void NvmeTier::Impl::EraseLocked(uint32_t ns, uint64_t table_key, Entry e) {
   table_.erase(table_key);
   const uint64_t bytes = uint64_t{e.record_units} * alignment_;
   log_->RemoveLive(e.region, bytes, (e.flags & nvme::kFlagPinned) != 0);
   Namespace& n = NamespaceLocked(ns);
   --n.blocks;
   n.used_bytes -= bytes;
+  auto it = n.region_bytes.find(e.region);
+  if (it != n.region_bytes.end() && (it->second -= static_cast<uint32_t>(bytes)) == 0) {
+    n.region_bytes.erase(it);
+  }
 }
 
 void NvmeTier::Impl::InsertLocked(uint32_t ns, uint64_t table_key, const Entry& e) {
@@ -163,6 +174,13 @@ void NvmeTier::Impl::InsertLocked(uint32_t ns, uint64_t table_key, const Entry& 
   Namespace& n = NamespaceLocked(ns);
   ++n.blocks;
   n.used_bytes += bytes;
+  n.region_bytes[e.region] += static_cast<uint32_t>(bytes);
+}
+
+NvmeNamespaceLimits NvmeTier::Impl::Limits(uint32_t ns) const {
+  absl::MutexLock lock(&mu_);
+  auto it = ns_.find(ns);
+  return it == ns_.end() ? NvmeNamespaceLimits{} : it->second.limits;
 }
 
 // --- lookups ---
@@ -386,21 +404,28 @@ NvmeTierSnapshot NvmeTier::Impl::Snapshot() const {
   s.tier.used_bytes = log_->live_bytes();
   s.tier.blocks = table_.size();
   s.tier.counters = counters_;
+  uint64_t region_map_bytes = 0;
   for (const auto& [id, n] : ns_) {
     s.tier.namespaces.push_back(NamespaceSnapshot{.namespace_id = id,
                                                   .block_bytes = n.block_bytes,
                                                   .blocks = n.blocks,
                                                   .used_bytes = n.used_bytes,
+                                                  .quota_bytes = n.limits.quota_bytes,
+                                                  .priority = n.limits.priority,
                                                   .counters = n.counters});
+    region_map_bytes +=
+        n.region_bytes.capacity() * (sizeof(std::pair<const uint32_t, uint32_t>) + 1);
   }
   std::sort(s.tier.namespaces.begin(), s.tier.namespaces.end(),
             [](const NamespaceSnapshot& a, const NamespaceSnapshot& b) {
               return a.namespace_id < b.namespace_id;
             });
   s.nvme = nvme_;
-  // flat_hash_map: one slot (key + Entry) and one control byte per bucket.
-  s.dram_index_bytes =
-      table_.capacity() * (sizeof(std::pair<const uint64_t, Entry>) + 1) + ns_.capacity() * 128;
+  // flat_hash_map: one slot (key + Entry) and one control byte per bucket; per namespace, its
+  // fixed part and its map of live bytes per region.
+  s.dram_index_bytes = table_.capacity() * (sizeof(std::pair<const uint64_t, Entry>) + 1) +
+                       ns_.capacity() * (sizeof(std::pair<const uint32_t, Namespace>) + 1) +
+                       region_map_bytes;
   s.recovery = recovery_;
   return s;
 }

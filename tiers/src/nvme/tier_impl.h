@@ -18,6 +18,15 @@
 // `done`. A stage takes everything queued while it was busy, so consecutive batches share one
 // submission and one pair of syncs.
 //
+// Quotas. Each namespace keeps its live record bytes per region (a small map: one entry per
+// region holding its records, not per block). A namespace's oldest records are found by
+// walking those regions oldest generation first and reading each one's 'L' entries from the
+// index in offset order (write order), a chunk at a time, from where the namespace's last
+// walk stopped (a cursor per namespace), so that a namespace at its quota reads about as many
+// locators as it drops. The walk runs only where no region can be reclaimed meanwhile: on the
+// commit thread (the write thread drains the commit queue before it reclaims a region) or
+// under write_mu_ with the pipeline drained.
+//
 // Locks. write_mu_ serializes placement with eviction, Remove, SetPinned and AddNamespace;
 // pipe_mu_ guards the pipeline's queues; mu_ guards the table, the region log and the counters
 // and is held only for short sections with no I/O. Order: write_mu_, pipe_mu_, mu_. Readers
@@ -34,6 +43,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "kvtier/tiers/nvme_tier.h"
 #include "tiers/src/nvme/index.h"
@@ -68,6 +78,8 @@ class NvmeTier::Impl {
                                                         std::span<const std::span<std::byte>> dsts);
   std::vector<absl::Status> Remove(uint32_t ns, std::span<const BlockKey> keys);
   std::vector<absl::Status> SetPinned(uint32_t ns, std::span<const BlockKey> keys, bool pinned);
+  absl::Status SetNamespaceLimits(uint32_t ns, const NvmeNamespaceLimits& limits);
+  NvmeNamespaceLimits Limits(uint32_t ns) const;
   NvmeTierSnapshot Snapshot() const;
 
  private:
@@ -87,6 +99,18 @@ class NvmeTier::Impl {
     uint64_t block_bytes = 0;  // 0: seen only in recovered records, not registered yet
     uint64_t blocks = 0;
     uint64_t used_bytes = 0;  // record bytes on the device
+    // Live record bytes per region holding any (a region's bytes fit 32 bits: <= 128 MiB).
+    absl::flat_hash_map<uint32_t, uint32_t> region_bytes;
+    // Where the last quota walk stopped: the region (at that generation) and the offset its
+    // next walk starts from. Every record before it in the region is gone or is not the
+    // namespace's (a walk stops at the first live record it leaves, pinned or not; records
+    // are only ever appended after it). Reset when an index write fails.
+    struct WalkCursor {
+      uint64_t generation = 0;  // 0: none
+      uint32_t region = 0;
+      uint32_t offset = 0;
+    } walk;
+    NvmeNamespaceLimits limits;  // not persisted
     TierCounters counters;
   };
 
@@ -128,6 +152,29 @@ class NvmeTier::Impl {
     std::vector<absl::Status> io_status;
   };
 
+  // A block at the commit stage: written and synced, about to be indexed.
+  struct CommitItem {
+    enum class Fate : uint8_t {
+      kIndex,       // indexed (the normal case)
+      kSuperseded,  // a later item of the same group writes the same key: never indexed
+      kDropped,     // its namespace's quota drops it at once (the oldest of what is left)
+      kRefused,     // the quota cannot hold it: only pinned records stand in the way
+    };
+    const PendingBlock* block;
+    nvme::BlockLocation loc;
+    uint64_t table_key = 0;
+    Fate fate = Fate::kIndex;
+  };
+
+  // A live record dropped to keep its namespace within its quota.
+  struct QuotaVictim {
+    uint32_t ns = 0;
+    BlockKey key;
+    uint64_t table_key = 0;
+    uint32_t region = 0;
+    uint32_t offset = 0;
+  };
+
   // Blocks of an evicted region worth keeping, read back before the region is reused.
   struct Reinsert {
     uint32_t ns = 0;
@@ -151,9 +198,9 @@ class NvmeTier::Impl {
     auto it = ns_.find(ns);
     return it == ns_.end() ? nullptr : &it->second.counters;
   }
-  // Removes a table entry and its accounting.
-  void EraseLocked(uint32_t ns, uint64_t table_key, const Entry& e)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes a table entry and its accounting. `e` by value: callers pass the entry being
+  // erased.
+  void EraseLocked(uint32_t ns, uint64_t table_key, Entry e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void InsertLocked(uint32_t ns, uint64_t table_key, const Entry& e)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -165,6 +212,9 @@ class NvmeTier::Impl {
   void WriteLoop();
   void CommitLoop();
   void CommitGroup(std::vector<CommitJob>& jobs);
+  // Refuses the blocks of one write call that its namespace's quota cannot hold (see
+  // NvmeTier::Write), removing them from `blocks` and counting them.
+  void RefuseOverQuota(uint32_t ns, uint64_t quota, std::vector<PendingBlock>& blocks);
   // Places and writes the calls' blocks, opening (and evicting) regions as needed; queues
   // commit jobs. The write stage passes every call queued while it was busy, so that small
   // batches reach the device as one large submission. `evictions_left` bounds the regions
@@ -183,6 +233,19 @@ class NvmeTier::Impl {
   void DrainAll();
   // Reclaims the next region and makes it the active one, reinserting its hot blocks.
   absl::Status OpenNextRegion(int& evictions_left) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Decides the fate of `items` whose namespaces have quotas (see NvmeTier::Write), and which
+  // of their namespaces' recorded blocks go to make room. Blocks on index reads.
+  // REQUIRES: on the commit thread (no region is reclaimed meanwhile).
+  void PlanQuotas(std::vector<CommitItem>& items, std::vector<QuotaVictim>& victims);
+  // Appends to `victims` the namespace's live unpinned records, least recently written first,
+  // until their record bytes reach `bytes` or none is left; table keys in `exclude` are
+  // skipped. Returns the bytes found; moves the namespace's walk cursor. Blocks on index reads
+  // (scans of up to 64 of the namespace's locators, from the cursor on). REQUIRES: no region
+  // is reclaimed meanwhile (see the file comment).
+  uint64_t OldestRecords(uint32_t ns, uint64_t bytes, const absl::flat_hash_set<uint64_t>& exclude,
+                         std::vector<QuotaVictim>& victims);
+  // Removes dropped records from the table (those still where the victim says), counting them.
+  void EraseVictimsLocked(std::span<const QuotaVictim> victims) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads back the blocks of `region` chosen for reinsertion and fills `batch` with the
   // deletions of all its index entries; `members` gets the (ns, table key) pairs to erase.
   void CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batch,

@@ -225,9 +225,11 @@ class Client {
                                                 std::span<const std::span<const std::byte>> blocks,
                                                 const PutOptions& options = {});
 
-  // Sets the namespace's DRAM quota, priority and default TTL (proto::NamespaceLimits, whole;
-  // docs/policy.md "Memory controls"). They hold for the life of the daemon process.
-  // InvalidArgument when the priority would make more than 8 distinct ones.
+  // Sets the namespace's DRAM and NVMe quotas, priority and default TTL (proto::NamespaceLimits,
+  // whole; docs/policy.md "Memory controls"). They hold for the life of the daemon process; a
+  // lowered quota takes effect before the call returns. InvalidArgument when the priority
+  // would make more than 8 distinct ones; FailedPrecondition for an NVMe quota on a daemon
+  // without an NVMe tier.
   absl::Status SetLimits(const NamespaceHandle& handle, const proto::NamespaceLimits& limits);
   // The same by the daemon's namespace id, as `kvtierctl namespaces` lists it (admin tools).
   absl::Status SetLimits(uint32_t namespace_id, const proto::NamespaceLimits& limits);

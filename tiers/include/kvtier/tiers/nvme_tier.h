@@ -6,7 +6,12 @@
 // instance id shared with the index), then equal regions of 16-64 MiB filled append-only with
 // records (header unit + payload; docs/nvme.md). When the log needs room, the oldest region is
 // evicted whole; the blocks the reinsertion policy calls hot (and pinned blocks) are written
-// again at the head of the log.
+// again at the head of the log, higher-priority namespaces' first (SetNamespaceLimits).
+//
+// Per-namespace quotas (SetNamespaceLimits): once a write commits, a namespace's live records
+// take no more device bytes than its quota (unless its pinned records alone do); the write
+// drops the namespace's own oldest records (least recently written) to make room, never
+// another namespace's.
 //
 // Promise, as for every trusted cache: a block may be lost, wrong bytes are never returned.
 // Every record carries its key, namespace, lengths, its region's generation, a header checksum
@@ -103,6 +108,22 @@ struct NvmeTierOptions {
   absl::Status Validate() const;
 };
 
+// A namespace's memory controls on NVMe (SetNamespaceLimits). Held in DRAM only: not persisted,
+// like the DRAM tier's limits (the deployment sets them again after a restart).
+struct NvmeNamespaceLimits {
+  // Most device bytes the namespace's live records may take, counted as Snapshot's used_bytes
+  // counts them (DeviceBytes: the header unit and padding included); 0 (default): no quota.
+  // A write that would take the namespace past it first drops the namespace's own oldest
+  // unpinned records (a miss from then on; their space is reclaimed with their region), in
+  // the same synced index batch that indexes the new blocks. Pinned records are never dropped
+  // for a quota. Can change at any time; a lowered quota drops down to it at once.
+  uint64_t quota_bytes = 0;
+  // When a region is reclaimed and the reinsertion budget cannot keep every hot block, higher
+  // priorities' blocks are rewritten first; no block of a priority is rewritten once a block of
+  // a higher priority did not fit. Default 0. Pinned blocks are rewritten whatever it is.
+  int32_t priority = 0;
+};
+
 struct NvmeWriteOptions {
   enum class Source {
     kDemotion,      // a block evicted from DRAM: subject to the admission policy
@@ -145,6 +166,8 @@ struct NvmeCounters {
   uint64_t flash_bytes_written = 0;   // device bytes written: records, padding, reinsertions
   uint64_t flash_bytes_read = 0;      // device bytes read
   uint64_t write_batches = 0;         // device write batches (each one fdatasync)
+  uint64_t quota_drops = 0;           // records dropped to keep a namespace within its quota
+  uint64_t quota_rejections = 0;      // blocks refused: they cannot fit their namespace's quota
 };
 
 // What Create found and did, for the startup log line and for stats.
@@ -222,8 +245,15 @@ class NvmeTier {
   // Returns one status per key: OK once the block is durable on the device and in the index;
   // kInvalidArgument (unknown namespace, empty or longer than the namespace's block size,
   // duplicate in the batch, upper_tier_hits of the wrong size); kResourceExhausted (refused by
-  // the admission policy, or the device is full: ENOSPC, or every region holds pinned blocks);
-  // kUnavailable (device or index I/O failed; nothing of the failed blocks is indexed).
+  // the admission policy, or the device is full: ENOSPC, or every region holds pinned blocks,
+  // or the namespace's quota cannot hold it: see below); kUnavailable (device or index I/O
+  // failed; nothing of the failed blocks is indexed).
+  // Quota (NvmeNamespaceLimits::quota_bytes): a block larger than the quota is refused, and so
+  // are the earliest blocks of a call whose blocks together exceed it (the call keeps its last
+  // blocks that fit: later blocks would drop earlier ones anyway); the rest drop the
+  // namespace's oldest records at commit. A block acknowledged OK may thus be dropped at once
+  // by a block committed with it, as by any eviction. A block that only pinned records stand
+  // in the way of is refused at commit. Refusals count in quota_rejections.
   // Blocks on device writes, an fdatasync and a synced index write per batch, plus a region
   // eviction when the log needs room. Run it off the request path (demotion thread); readers
   // are not blocked while it runs.
@@ -262,6 +292,18 @@ class NvmeTier {
   // Pins or unpins cached blocks: OK, kNotFound, or kUnavailable (index). Blocks on a synced
   // index write.
   std::vector<absl::Status> SetPinned(uint32_t ns, std::span<const BlockKey> keys, bool pinned);
+
+  // Replaces a namespace's limits (NvmeNamespaceLimits). A quota below the namespace's live
+  // bytes drops its oldest unpinned records down to it before returning (a synced index write);
+  // the limits take effect even when that write fails (then kUnavailable, and the next write
+  // of the namespace drops down to the quota). kNotFound for a namespace the tier does not
+  // know. Blocks on index I/O.
+  absl::Status SetNamespaceLimits(uint32_t ns, const NvmeNamespaceLimits& limits);
+  // The namespace's limits; defaults for a namespace never given any. No I/O.
+  NvmeNamespaceLimits Limits(uint32_t ns) const;
+  // Device bytes a record of a `length`-byte payload takes: one header unit plus the payload
+  // padded to the alignment. What used_bytes and quotas count.
+  uint64_t DeviceBytes(uint64_t length) const;
 
   NvmeTierSnapshot Snapshot() const;
 

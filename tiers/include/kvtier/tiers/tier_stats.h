@@ -19,9 +19,11 @@ struct TierCounters {
   uint64_t lookups = 0;
   uint64_t lookup_keys = 0;
   uint64_t lookup_hit_keys = 0;
-  uint64_t expirations = 0;      // blocks dropped because their TTL ran out (not evictions)
-  uint64_t quota_evictions = 0;  // evictions to keep a namespace within its quota (also in
-                                 // evictions)
+  uint64_t expirations = 0;       // blocks dropped because their TTL ran out (not evictions)
+  uint64_t quota_evictions = 0;   // evictions to keep a namespace within its quota (DRAM: also
+                                  // in evictions; NVMe: records dropped, NvmeCounters::quota_drops)
+  uint64_t quota_rejections = 0;  // NVMe tier: blocks refused because the namespace's quota
+                                  // cannot hold them
 };
 
 struct NamespaceSnapshot {
@@ -32,7 +34,7 @@ struct NamespaceSnapshot {
   uint64_t raw_bytes = 0;      // DRAM tier: the original bytes those stand for (>= used_bytes
                                // when blocks are compressed; ratio = raw_bytes / used_bytes)
   uint64_t pinned_blocks = 0;  // held by SetPinned (DRAM tier)
-  uint64_t quota_bytes = 0;    // DRAM tier: SetNamespaceLimits; 0 = no quota
+  uint64_t quota_bytes = 0;    // the tier's SetNamespaceLimits; 0 = no quota
   int32_t priority = 0;
   int64_t default_ttl_nanos = 0;
   TierCounters counters;

@@ -28,35 +28,19 @@ KVTIER_HD uint64_t XxMerge(uint64_t acc, uint64_t val) {
   return acc * kXxPrime1 + kXxPrime4;
 }
 
-// XXH64 of `len` bytes at `p`. Load64(p) / Load32(p) / Load8(p) read little-endian values at
-// byte pointer p (a const uint8_t*).
+// The hash of the four stripe accumulators, once every whole 32-byte stripe is in.
+KVTIER_HD uint64_t XxConverge(uint64_t v1, uint64_t v2, uint64_t v3, uint64_t v4) {
+  uint64_t h = XxRotl(v1, 1) + XxRotl(v2, 7) + XxRotl(v3, 12) + XxRotl(v4, 18);
+  h = XxMerge(h, v1);
+  h = XxMerge(h, v2);
+  h = XxMerge(h, v3);
+  return XxMerge(h, v4);
+}
+
+// The end of XXH64: `h` already holds the stripes' hash (or seed + prime 5) plus the total
+// length; folds in the bytes [p, end) that follow the last whole stripe, then avalanches.
 template <typename Loads>
-KVTIER_HD uint64_t Xxh64With(const uint8_t* p, size_t len, uint64_t seed) {
-  const uint8_t* const end = p + len;
-  uint64_t h;
-  if (len >= 32) {
-    uint64_t v1 = seed + kXxPrime1 + kXxPrime2;
-    uint64_t v2 = seed + kXxPrime2;
-    uint64_t v3 = seed;
-    uint64_t v4 = seed - kXxPrime1;
-    const uint8_t* const limit = end - 32;
-    KVTIER_UNROLL4
-    do {
-      v1 = XxRound(v1, Loads::Load64(p));
-      v2 = XxRound(v2, Loads::Load64(p + 8));
-      v3 = XxRound(v3, Loads::Load64(p + 16));
-      v4 = XxRound(v4, Loads::Load64(p + 24));
-      p += 32;
-    } while (p <= limit);
-    h = XxRotl(v1, 1) + XxRotl(v2, 7) + XxRotl(v3, 12) + XxRotl(v4, 18);
-    h = XxMerge(h, v1);
-    h = XxMerge(h, v2);
-    h = XxMerge(h, v3);
-    h = XxMerge(h, v4);
-  } else {
-    h = seed + kXxPrime5;
-  }
-  h += static_cast<uint64_t>(len);
+KVTIER_HD uint64_t XxFinish(uint64_t h, const uint8_t* p, const uint8_t* end) {
   while (p + 8 <= end) {
     h ^= XxRound(0, Loads::Load64(p));
     h = XxRotl(h, 27) * kXxPrime1 + kXxPrime4;
@@ -78,6 +62,33 @@ KVTIER_HD uint64_t Xxh64With(const uint8_t* p, size_t len, uint64_t seed) {
   h *= kXxPrime3;
   h ^= h >> 32;
   return h;
+}
+
+// XXH64 of `len` bytes at `p`. Load64(p) / Load32(p) / Load8(p) read little-endian values at
+// byte pointer p (a const uint8_t*).
+template <typename Loads>
+KVTIER_HD uint64_t Xxh64With(const uint8_t* p, size_t len, uint64_t seed) {
+  const uint8_t* const end = p + len;
+  uint64_t h;
+  if (len >= 32) {
+    uint64_t v1 = seed + kXxPrime1 + kXxPrime2;
+    uint64_t v2 = seed + kXxPrime2;
+    uint64_t v3 = seed;
+    uint64_t v4 = seed - kXxPrime1;
+    const uint8_t* const limit = end - 32;
+    KVTIER_UNROLL4
+    do {
+      v1 = XxRound(v1, Loads::Load64(p));
+      v2 = XxRound(v2, Loads::Load64(p + 8));
+      v3 = XxRound(v3, Loads::Load64(p + 16));
+      v4 = XxRound(v4, Loads::Load64(p + 24));
+      p += 32;
+    } while (p <= limit);
+    h = XxConverge(v1, v2, v3, v4);
+  } else {
+    h = seed + kXxPrime5;
+  }
+  return XxFinish<Loads>(h + static_cast<uint64_t>(len), p, end);
 }
 
 #if !defined(__CUDACC__)  // CPU only: nvcc sees the device loads of the CUDA codec instead

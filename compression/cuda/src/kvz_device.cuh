@@ -156,38 +156,11 @@ __device__ __forceinline__ uint64_t Xxh64Vectors(const uint8_t* p, uint32_t len,
       on_vector(a0);
       on_vector(a1);
     }
-    h = XxRotl(v1, 1) + XxRotl(v2, 7) + XxRotl(v3, 12) + XxRotl(v4, 18);
-    h = XxMerge(h, v1);
-    h = XxMerge(h, v2);
-    h = XxMerge(h, v3);
-    h = XxMerge(h, v4);
+    h = XxConverge(v1, v2, v3, v4);
   } else {
     h = seed + kXxPrime5;
   }
-  h += static_cast<uint64_t>(len);
-  const uint8_t* t = p + 32 * stripes;
-  const uint8_t* const end = p + len;
-  while (t + 8 <= end) {
-    h ^= XxRound(0, Loads::Load64(t));
-    h = XxRotl(h, 27) * kXxPrime1 + kXxPrime4;
-    t += 8;
-  }
-  if (t + 4 <= end) {
-    h ^= static_cast<uint64_t>(Loads::Load32(t)) * kXxPrime1;
-    h = XxRotl(h, 23) * kXxPrime2 + kXxPrime3;
-    t += 4;
-  }
-  while (t < end) {
-    h ^= static_cast<uint64_t>(Loads::Load8(t)) * kXxPrime5;
-    h = XxRotl(h, 11) * kXxPrime1;
-    ++t;
-  }
-  h ^= h >> 33;
-  h *= kXxPrime2;
-  h ^= h >> 29;
-  h *= kXxPrime3;
-  h ^= h >> 32;
-  return h;
+  return XxFinish<Loads>(h + static_cast<uint64_t>(len), p + 32 * stripes, p + len);
 }
 
 // The chunk check from each lane's slice digest; every lane returns it. `digests` is 32 u64 of

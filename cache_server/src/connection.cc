@@ -55,7 +55,6 @@ class Connection {
         svc_(service),
         blocking_(blocking),
         id_(id),
-        unix_(mailboxes != nullptr),
         mailboxes_(mailboxes) {}
 
   // Also when the io_context is destroyed with the coroutine suspended (daemon shutdown).
@@ -206,6 +205,9 @@ class Connection {
     co_return true;
   }
 
+  // Mailboxes come only with the Unix socket, so having a set says which socket this is.
+  bool is_unix() const { return mailboxes_ != nullptr; }
+
   // Whether calls that may block on NVMe must leave the network thread.
   bool Offload(bool needs_io) const { return needs_io && blocking_ != nullptr; }
 
@@ -244,7 +246,7 @@ class Connection {
           h, absl::FailedPreconditionError("hello was sent twice on one connection"));
     }
     // A wrong token leaves the connection open for another hello (protocol.md 3).
-    auto reply = svc_->Hello(req, unix_);
+    auto reply = svc_->Hello(req, is_unix());
     if (!reply.ok()) co_return co_await Reject(h, reply.status());
     hello_done_ = true;
     arena_attached_ = reply->has_arena();
@@ -261,7 +263,7 @@ class Connection {
     if (absl::Status s = proto::ParseRequest(body_, h.payload_len, svc_->limits(), &req); !s.ok()) {
       co_return co_await RejectMalformed(h, s);
     }
-    if (!unix_ || !svc_->config().request_mailbox) {
+    if (!is_unix() || !svc_->config().request_mailbox) {
       co_return co_await Reject(
           h, absl::FailedPreconditionError(
                  "this connection is not offered a mailbox (Unix socket only, and "
@@ -509,7 +511,6 @@ class Connection {
   Service* const svc_;
   NvmeExecutors* const blocking_;
   const uint64_t id_;
-  const bool unix_;
   MailboxSet* const mailboxes_;  // null for TCP
   std::unique_ptr<RequestMailbox> mailbox_;
   bool hello_done_ = false;

@@ -1,9 +1,7 @@
 #include "request_mailbox.h"
 
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -140,9 +138,7 @@ void RequestMailbox::Reply(uint32_t seq, const google::protobuf::MessageLite* bo
   std::atomic_ref<uint32_t> reply_seq = MailboxWord(base_, MailboxWords::kReplySeq);
   reply_seq.store(seq);
   if (MailboxWord(base_, MailboxWords::kClientWaiting).load() != 0) {
-    // Not FUTEX_PRIVATE: the waiter is another process.
-    syscall(SYS_futex, reinterpret_cast<uint32_t*>(base_ + MailboxWords::kReplySeq), FUTEX_WAKE, 1,
-            nullptr, nullptr, 0);
+    proto::MailboxWakeReplyWaiter(base_);
   }
 }
 

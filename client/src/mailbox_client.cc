@@ -1,13 +1,10 @@
 #include "mailbox_client.h"
 
-#include <linux/futex.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
 
 #include "absl/strings/str_cat.h"
 #include "kvtier/common/strings.h"
@@ -123,9 +120,7 @@ absl::Status MailboxClient::AwaitReply(uint32_t seq, const Wait& wait,
     // kClientWaiting, so one of the two sides sees the other.
     waiting.store(1);
     if (reply_seq.load() == seq) break;
-    const timespec slice{0, std::chrono::nanoseconds(kSleepSlice).count()};
-    syscall(SYS_futex, reinterpret_cast<uint32_t*>(base_ + MailboxWords::kReplySeq), FUTEX_WAIT,
-            seen, &slice, nullptr, 0);
+    proto::MailboxWaitForReply(base_, seen, kSleepSlice);
     if (reply_seq.load() == seq) break;
     if (peer_gone()) {
       waiting.store(0);

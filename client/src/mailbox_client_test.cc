@@ -5,9 +5,7 @@
 #include "mailbox_client.h"
 
 #include <gtest/gtest.h>
-#include <linux/futex.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -88,8 +86,7 @@ class FakeDaemon {
             .store(len_override != 0 ? len_override : static_cast<uint32_t>(body.size()));
         MailboxWord(base_, MailboxWords::kReplySeq).store(seq);
         if (MailboxWord(base_, MailboxWords::kClientWaiting).load() != 0) {
-          syscall(SYS_futex, reinterpret_cast<uint32_t*>(base_ + MailboxWords::kReplySeq),
-                  FUTEX_WAKE, 1, nullptr, nullptr, 0);
+          proto::MailboxWakeReplyWaiter(base_);
         }
       }
     });

@@ -38,6 +38,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 
@@ -63,5 +64,11 @@ inline constexpr size_t kMailboxHeaderBytes = 128;
 inline std::atomic_ref<uint32_t> MailboxWord(std::byte* base, size_t offset) {
   return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(base + offset));
 }
+
+// The daemon's side: wakes the client sleeping on kReplySeq (if any).
+void MailboxWakeReplyWaiter(std::byte* base);
+// The client's side: sleeps while kReplySeq still reads `seen`, at most `timeout` (and may wake
+// early: callers re-check the word).
+void MailboxWaitForReply(std::byte* base, uint32_t seen, std::chrono::nanoseconds timeout);
 
 }  // namespace kvtier::proto

@@ -20,7 +20,8 @@ struct Config {
   uint64_t region_bytes = 64ull << 20;
   uint64_t block_bytes = 256ull << 10;
   uint32_t queue_depth = 32;
-  uint64_t write_bytes = 4ull << 30;  // write mode: payload bytes to write
+  uint64_t write_bytes = 4ull << 30;  // write mode: payload bytes to write, timed
+  uint64_t fill_bytes = 0;            // write mode: payload bytes written before, untimed
   uint32_t batch_blocks = 32;         // blocks per WriteAsync (write) / ReadBatch (read) call
   uint32_t window = 4;                // write mode: WriteAsync calls in flight
   double seconds = 10;                // read and latency modes

@@ -47,8 +47,11 @@ absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> OpenBenchTier(const Config& c,
   tiers::NvmeDeviceOptions d;
   d.path = c.file;
   d.capacity_bytes = c.capacity_bytes;
-  d.queue_depth = c.queue_depth;
-  d.rings = std::max<uint32_t>(4, c.readers);
+  // fio's --iodepth is the I/Os in flight in all; readers share it (each ring takes qd/readers),
+  // so more readers overlap their index lookups and batch tails, never more I/O than fio's.
+  const uint32_t readers = std::max<uint32_t>(1, c.readers);
+  d.queue_depth = std::max<uint32_t>(1, c.queue_depth / readers);
+  d.rings = std::max<uint32_t>(4, readers);
   if (c.engine == "io_uring") {
     d.engine = tiers::NvmeDeviceOptions::Engine::kIoUring;
   } else if (c.engine == "thread_pool") {

@@ -7,8 +7,12 @@
 #            pipeline (checksums, record writes at QD, fdatasync + synced index write per
 #            group) — every block durable and indexed before it is acknowledged.
 #            fio:  --rw=write --iodepth=QD, plain (nothing durable), and with --fdatasync=QD.
-#   read     tier: ReadBatch calls of 4*QD random blocks, QD in flight, each block's checksum
-#            verified as it arrives; fio: --rw=randread --iodepth=QD.
+#            Also "full": the same writes after the tier was filled to its capacity (untimed),
+#            so that every region they open is reclaimed first (a full cache's steady state),
+#            against the same plain fio writes.
+#   read     tier: 4 threads, each with QD/4 reads in flight (QD in all, as fio) through
+#            ReadBatch calls of QD random blocks, each block's checksum verified as it
+#            arrives; fio: --rw=randread --iodepth=QD.
 #   latency  one block at a time (QD 1): tier Read (index lookup + read + checksum) against
 #            fio --rw=randread --iodepth=1 (total latency percentiles).
 #
@@ -77,7 +81,7 @@ for bs in $BLOCKS; do
     v=$("$BENCH" --mode write --file "$FILE" --capacity "$SIZE" --block "$bs" --qd "$QD" \
           --batch "$QD" --window 16 --bytes "$wbytes" | jq_py "d['mb_s']")
     record "$bs" "$run" tier_write "$v"
-    v=$("$BENCH" --mode read --file "$FILE" --block "$bs" --qd "$QD" --batch $((4 * QD)) \
+    v=$("$BENCH" --mode read --file "$FILE" --block "$bs" --qd "$QD" --readers 4 --batch "$QD" \
           --seconds "$SECONDS_PER_READ" | jq_py "d['mb_s']")
     record "$bs" "$run" tier_read "$v"
     v=$(fio_json "$bs" --rw=randread --iodepth="$QD" --runtime="$SECONDS_PER_READ" --time_based | jq_py "d['jobs'][0]['read']['bw_bytes']/1e6")
@@ -88,6 +92,10 @@ for bs in $BLOCKS; do
     lat=$(fio_json "$bs" --rw=randread --iodepth=1 --runtime="$SECONDS_PER_READ" --time_based --lat_percentiles=1)
     record "$bs" "$run" fio_p50_us "$(echo "$lat" | jq_py "d['jobs'][0]['read']['lat_ns']['percentile']['50.000000']/1e3")"
     record "$bs" "$run" fio_p99_us "$(echo "$lat" | jq_py "d['jobs'][0]['read']['lat_ns']['percentile']['99.000000']/1e3")"
+    fresh_tier
+    v=$("$BENCH" --mode write --file "$FILE" --capacity "$SIZE" --block "$bs" --qd "$QD" \
+          --batch "$QD" --window 16 --fill "$SIZE" --bytes "$wbytes" | jq_py "d['mb_s']")
+    record "$bs" "$run" tier_write_full "$v"
   done
 done
 
@@ -106,6 +114,7 @@ for block in sorted({r["block"] for r in rows}):
     lines = [
         (f"write MB/s (QD {qd})", "tier_write", "fio_write"),
         (f"write MB/s vs fio --fdatasync={qd}", "tier_write", "fio_write_fdatasync"),
+        (f"write MB/s, tier full (QD {qd})", "tier_write_full", "fio_write"),
         (f"random read MB/s (QD {qd})", "tier_read", "fio_read"),
         ("get latency p50 us (QD 1)", "tier_p50_us", "fio_p50_us"),
         ("get latency p99 us (QD 1)", "tier_p99_us", "fio_p99_us"),

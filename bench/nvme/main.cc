@@ -10,7 +10,8 @@
 int main(int argc, char** argv) {
   using kvtier::bench::nvme::Config;
   Config c;
-  std::string mode = "write", capacity = "0", region = "64MiB", block = "256KiB", bytes = "4GiB";
+  std::string mode = "write", capacity = "0", region = "64MiB", block = "256KiB", bytes = "4GiB",
+              fill = "0";
   CLI::App app{"kvtier-nvme-bench: NVMe tier throughput, latency and startup on a file"};
   app.add_option("--mode", mode, "write | read | latency | startup")->required();
   app.add_option("--file", c.file, "tier file (index beside it: FILE.index)")->required();
@@ -20,6 +21,10 @@ int main(int argc, char** argv) {
   app.add_option("--block", block, "block size")->capture_default_str();
   app.add_option("--qd", c.queue_depth, "queue depth (blocks in flight)")->capture_default_str();
   app.add_option("--bytes", bytes, "write mode: bytes to write")->capture_default_str();
+  app.add_option("--fill", fill,
+                 "write mode: bytes written first, untimed (the capacity or more: the timed "
+                 "writes then reclaim regions, as a full tier does)")
+      ->capture_default_str();
   app.add_option("--batch", c.batch_blocks, "blocks per WriteAsync / ReadBatch call")
       ->capture_default_str();
   app.add_option("--window", c.window, "write mode: WriteAsync calls in flight")
@@ -37,7 +42,8 @@ int main(int argc, char** argv) {
   for (auto [text, out] : {std::pair{&capacity, &c.capacity_bytes},
                            {&region, &c.region_bytes},
                            {&block, &c.block_bytes},
-                           {&bytes, &c.write_bytes}}) {
+                           {&bytes, &c.write_bytes},
+                           {&fill, &c.fill_bytes}}) {
     absl::StatusOr<uint64_t> v = kvtier::ParseByteSize(*text);
     if (!v.ok()) {
       std::cerr << v.status() << "\n";

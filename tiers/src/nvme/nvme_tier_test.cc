@@ -225,6 +225,43 @@ TEST(NvmeTierTest, EachBlockOfABatchKeepsItsOwnTtlAndReadsReportIt) {
 // 4 regions of 1 MiB; records of 60 KiB + header = 64 KiB: 16 per region.
 constexpr size_t kBlock = 60 << 10;
 
+TEST(NvmeTierTest, AWriteAcrossFreeRegionsIsOneBatchAndEvictionStillDrains) {
+  TierHarness h(4);  // 16 records of kBlock per region
+  ASSERT_TRUE(h.Open().ok());
+  auto write = [&](int first, int n) {
+    std::vector<BlockKey> keys;
+    std::vector<std::vector<std::byte>> payloads;
+    std::vector<std::span<const std::byte>> blocks;
+    for (int i = first; i < first + n; ++i) {
+      keys.push_back(TestKey(i));
+      payloads.push_back(TestPayload(i, 1, kBlock));
+    }
+    for (auto& p : payloads) blocks.emplace_back(p);
+    for (const absl::Status& s : h.tier().Write(kNs, keys, blocks)) ASSERT_TRUE(s.ok()) << s;
+  };
+  // Regions 1 and 2 are free when region 0 fills: they are opened without waiting for the
+  // commits in flight, so the whole call reaches the device as one batch and one fdatasync
+  // (it took three when every region boundary drained the pipeline).
+  write(0, 40);
+  NvmeTierSnapshot s = h.tier().Snapshot();
+  EXPECT_EQ(s.nvme.write_batches, 1u);
+  EXPECT_EQ(s.nvme.region_evictions, 0u);
+  EXPECT_EQ(s.tier.blocks, 40u);
+  // 8 more fill region 2, 16 go to the free region 3, then region 0 is evicted for the last
+  // 16: the batch splits there (what was placed is written and committed before the region's
+  // entries are listed), and everything reads back.
+  write(40, 40);
+  s = h.tier().Snapshot();
+  EXPECT_EQ(s.nvme.region_evictions, 1u);
+  EXPECT_EQ(s.nvme.write_batches, 3u);
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(h.tier().Contains(kNs, TestKey(i))) << i;
+  for (int i = 16; i < 80; ++i) {
+    absl::StatusOr<std::vector<std::byte>> got = Get(h.tier(), i);
+    ASSERT_TRUE(got.ok()) << i << ": " << got.status();
+    EXPECT_EQ(*got, TestPayload(i, 1, kBlock)) << i;
+  }
+}
+
 TEST(NvmeTierTest, EvictsTheOldestRegionAndReinsertsHotBlocks) {
   TierHarness h(4);
   ASSERT_TRUE(h.Open().ok());

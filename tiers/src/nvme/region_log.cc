@@ -22,7 +22,7 @@ std::optional<uint32_t> RegionLog::NextToOpen() const {
   std::optional<uint32_t> oldest;
   for (uint32_t r = 0; r < regions_.size(); ++r) {
     if (active_ == r) continue;
-    if (regions_[r].live_bytes == 0) return r;
+    if (Quiet(r)) return r;
     if (regions_[r].pinned_bytes * 2 > region_bytes_) continue;
     if (!oldest || regions_[r].generation < regions_[*oldest].generation) oldest = r;
   }
@@ -49,6 +49,11 @@ void RegionLog::RemoveLive(uint32_t region, uint64_t bytes, bool pinned) {
   regions_[region].live_bytes -= bytes;
   if (pinned) regions_[region].pinned_bytes -= bytes;
   live_total_ -= bytes;
+}
+
+void RegionLog::RemovePending(uint32_t region) {
+  assert(regions_[region].pending_records > 0);
+  --regions_[region].pending_records;
 }
 
 uint32_t RegionLog::regions_in_use() const {

@@ -35,11 +35,17 @@ class RegionLog {
   std::optional<uint32_t> Allocate(uint64_t bytes);
 
   // The region to open next, never the active one: an empty region if there is one, else the
-  // one with the smallest generation (oldest first). Regions more than half full of pinned
-  // blocks are skipped: reclaiming them would rewrite the pinned blocks and free little, so a
-  // tier full of pins reports itself full instead of wearing the flash. nullopt when no region
-  // qualifies.
+  // one with the smallest generation (oldest first). Empty means no live records and no
+  // pending ones (placed, not yet committed: such a region was filled a moment ago and is the
+  // newest, not free). Regions more than half full of pinned blocks are skipped: reclaiming
+  // them would rewrite the pinned blocks and free little, so a tier full of pins reports
+  // itself full instead of wearing the flash. nullopt when no region qualifies.
   std::optional<uint32_t> NextToOpen() const;
+  // True when `region` holds neither live nor pending records: opening it evicts nothing, so
+  // the writer need not wait for the commits in flight (see NvmeTier's write pipeline).
+  bool Quiet(uint32_t region) const {
+    return regions_[region].live_bytes == 0 && regions_[region].pending_records == 0;
+  }
 
   // Makes `region` the active one, with `generation` and write position 0; the previously
   // active region is sealed. REQUIRES: generation is larger than every generation before.
@@ -55,6 +61,10 @@ class RegionLog {
   void RemoveLive(uint32_t region, uint64_t bytes, bool pinned);
   uint64_t live_bytes(uint32_t region) const { return regions_[region].live_bytes; }
   uint64_t live_bytes() const { return live_total_; }
+  // Records placed in `region` whose commit (index write, or failure) has not finished.
+  void AddPending(uint32_t region) { ++regions_[region].pending_records; }
+  void RemovePending(uint32_t region);
+  uint32_t pending_records(uint32_t region) const { return regions_[region].pending_records; }
   // Regions holding live records, plus the active one.
   uint32_t regions_in_use() const;
 
@@ -63,6 +73,7 @@ class RegionLog {
     uint64_t generation = 0;
     uint64_t live_bytes = 0;
     uint64_t pinned_bytes = 0;
+    uint32_t pending_records = 0;
   };
   const uint64_t region_bytes_;
   std::vector<Region> regions_;

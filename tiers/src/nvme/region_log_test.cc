@@ -59,6 +59,26 @@ TEST(RegionLogTest, SkipsRegionsMostlyPinned) {
   EXPECT_FALSE(pins.NextToOpen().has_value());
 }
 
+TEST(RegionLogTest, PendingRecordsKeepARegionFromLookingEmpty) {
+  RegionLog log(4, kRegion);
+  log.Open(0, 1);
+  log.AddPending(0);  // placed, not committed yet: live bytes still 0
+  log.AddPending(0);
+  EXPECT_FALSE(log.Quiet(0));
+  EXPECT_EQ(log.NextToOpen(), 1u);
+  log.Open(1, 2);
+  EXPECT_EQ(log.NextToOpen(), 2u);  // region 0 is the newest but one, not a free region
+  EXPECT_TRUE(log.Quiet(2));
+  log.AddLive(0, 4096, false);  // one record committed, the other failed
+  log.RemovePending(0);
+  log.RemovePending(0);
+  EXPECT_EQ(log.pending_records(0), 0u);
+  EXPECT_FALSE(log.Quiet(0));
+  log.RemoveLive(0, 4096, false);
+  EXPECT_TRUE(log.Quiet(0));
+  EXPECT_EQ(log.NextToOpen(), 0u);
+}
+
 TEST(RegionLogTest, CountsLiveBytes) {
   RegionLog log(3, kRegion);
   log.Restore(1, 9);

@@ -231,8 +231,17 @@ class NvmeTier::Impl {
   void Drain();
   // Waits until the whole pipeline is idle (for shutdown).
   void DrainAll();
-  // Reclaims the next region and makes it the active one, reinserting its hot blocks.
+  // Reclaims the next region and makes it the active one, reinserting its hot blocks. Waits
+  // for every commit in flight first. REQUIRES: no record placed and not yet written.
   absl::Status OpenNextRegion(int& evictions_left) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Opens the next region without waiting for the commits in flight, if it is quiet (holds no
+  // live or pending record: a free region, or one emptied by removals); false, opening nothing,
+  // if it is not. Records placed and not yet written may be outstanding.
+  absl::StatusOr<bool> OpenQuietRegion() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // OpenNextRegion's work once `region` is chosen: deletes its index entries and records its
+  // new generation (synced), opens it, and reinserts the hot blocks CollectRegion picked.
+  absl::Status ReclaimAndOpen(uint32_t region, int& evictions_left)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Decides the fate of `items` whose namespaces have quotas (see NvmeTier::Write), and which
   // of their namespaces' recorded blocks go to make room. Blocks on index reads.
   // REQUIRES: on the commit thread (no region is reclaimed meanwhile).

@@ -411,8 +411,12 @@ absl::Status NvmeTier::Impl::VerifyRegions() {
       max_gen = std::max(max_gen, device_gens[r]);
       if (log_->live_bytes(r) > 0 && device_gens[r] > log_->generation(r)) stale.push_back(r);
     }
-    // Generations must never repeat on the device, including ones the index lost.
-    next_generation_ = std::max(next_generation_, max_gen + 1);
+    // Generations must never repeat on the device, including ones the index lost. A region
+    // never opened since format is opened with an unsynced index batch (tier_write.cc,
+    // ReclaimAndOpen), so the generations of up to region_count such openings can be lost
+    // with the index's tail while a record of one reached the device past the region's first
+    // header; skipping region_count generations keeps each of them unused.
+    next_generation_ = std::max(next_generation_, max_gen + 1) + sb_.region_count;
   }
   if (stale.empty()) return absl::OkStatus();
 

@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
 #include "spdlog/spdlog.h"
 #include "tiers/src/nvme/record.h"
@@ -243,6 +244,7 @@ void NvmeTier::Impl::WriteBlocks(std::span<const std::shared_ptr<WriteCall>> cal
         if (offset) {
           region = *log_->active();
           generation = log_->generation(region);
+          log_->AddPending(region);  // until CommitLoop has committed (or failed) it
         }
       }
       if (offset) {
@@ -250,13 +252,18 @@ void NvmeTier::Impl::WriteBlocks(std::span<const std::shared_ptr<WriteCall>> cal
         ++i;
         continue;
       }
-      // The active region is full: write what it got, then move to the next region.
+      // The active region is full. If the next region holds nothing (a free region, or one
+      // emptied by removals), it is opened at once and placement goes on, so that the records
+      // on both sides of the boundary reach the device in one submission. Otherwise its
+      // blocks are evicted, which waits for every commit in flight: what was placed so far
+      // is written first.
+      absl::StatusOr<bool> opened = OpenQuietRegion();
+      if (opened.ok() && *opened) continue;
       if (!placed.empty()) {
         WriteRecords(calls, std::move(placed));
         placed.clear();
-        continue;
       }
-      const absl::Status s = OpenNextRegion(evictions_left);
+      const absl::Status s = opened.ok() ? OpenNextRegion(evictions_left) : opened.status();
       if (!s.ok()) {
         for (; c < calls.size(); ++c, i = 0) {
           for (; i < calls[c]->blocks.size(); ++i) *calls[c]->blocks[i].status = s;
@@ -358,6 +365,12 @@ void NvmeTier::Impl::CommitLoop() {
       committing_ = true;
     }
     CommitGroup(jobs);
+    {
+      absl::MutexLock lock(&mu_);
+      for (const CommitJob& job : jobs) {
+        for (const Placed& p : job.placed) log_->RemovePending(p.region);
+      }
+    }
     for (CommitJob& job : jobs) {
       for (const auto& call : job.calls) ReleaseCall(call);
     }
@@ -707,8 +720,27 @@ absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {
         "NVMe tier full: every region is mostly pinned blocks; unpin blocks or raise "
         "--nvme-capacity");
   }
-  const uint32_t region = *target;
+  return ReclaimAndOpen(*target, evictions_left);
+}
 
+absl::StatusOr<bool> NvmeTier::Impl::OpenQuietRegion() {
+  std::optional<uint32_t> target;
+  {
+    absl::MutexLock lock(&mu_);
+    target = log_->NextToOpen();
+    if (!target || !log_->Quiet(*target)) return false;
+  }
+  // Nothing in the region is live or pending, so no commit in flight can touch it: the ones
+  // that replace a block point away from it, quota walks visit only regions with live bytes,
+  // and new records go only to the active region. Its stale index entries, if any, are
+  // deleted with the generation bump; there is nothing to reinsert. It stays quiet until it
+  // is opened: only this thread places records.
+  int no_evictions = 0;
+  KVTIER_RETURN_IF_ERROR(ReclaimAndOpen(*target, no_evictions));
+  return true;
+}
+
+absl::Status NvmeTier::Impl::ReclaimAndOpen(uint32_t region, int& evictions_left) {
   nvme::NvmeIndex::Batch batch;
   std::vector<std::pair<uint32_t, uint64_t>> members;
   std::vector<Reinsert> reinserts;
@@ -716,9 +748,18 @@ absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {
   const uint64_t generation = next_generation_;
   batch.PutRegion(region, generation);
   batch.PutNextGeneration(generation + 1);
+  bool fresh;
+  {
+    absl::MutexLock lock(&mu_);
+    fresh = log_->generation(region) == 0;
+  }
   // Synced before a byte of the region is overwritten: afterwards, no index entry points into
-  // the region's previous generation.
-  const absl::Status s = index_->Commit(batch, /*sync=*/true);
+  // the region's previous generation. A region never opened since format has no previous
+  // generation and no entries (they are only ever written after their region's 'R' entry, in
+  // one log), so its batch need not wait for the disk: the next synced commit carries it, and
+  // if it is lost in a crash, so is everything written after it, and startup takes the next
+  // generation above every record header it finds.
+  const absl::Status s = index_->Commit(batch, /*sync=*/!fresh);
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     ++nvme_.index_errors;
@@ -734,6 +775,10 @@ absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {
     }
     log_->Open(region, generation);
     if (!members.empty()) ++nvme_.region_evictions;
+    if (reinserts.empty()) {
+      nvme_.evicted_blocks += members.size();
+      return absl::OkStatus();
+    }
   }
 
   auto call = std::make_shared<WriteCall>();

@@ -478,26 +478,60 @@ absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndComm
   if (all) {
     absl::StatusOr<std::vector<absl::StatusCode>> codes =
         dram_->CommitPut(owner, lease, {.persisted = true});
-    if (codes.ok()) write_throughs_.fetch_add(codes->size(), std::memory_order_relaxed);
+    // The lease can run out while the device writes (a slow or failing one): the client is
+    // then told that nothing was stored (DEADLINE_EXCEEDED), so NVMe must not keep the blocks
+    // for a later get either. The lease no longer holds the keys in DRAM, so a get may have
+    // promoted them meanwhile: they leave both tiers.
+    std::vector<BlockKey> undo;
+    uint64_t committed = 0;
+    for (size_t i = 0; i < blocks->keys.size(); ++i) {
+      if (codes.ok() && i < codes->size() && (*codes)[i] == absl::StatusCode::kOk) {
+        ++committed;
+      } else {
+        undo.push_back(blocks->keys[i]);
+      }
+    }
+    write_throughs_.fetch_add(committed, std::memory_order_relaxed);
+    if (!undo.empty()) {
+      spdlog::warn(
+          "write-through put of {} block(s): the put lease expired while NVMe wrote them; "
+          "removed again",
+          blocks->keys.size());
+      UndoWriteThrough(blocks->ns, undo, /*dram_too=*/true);
+    }
     return codes;
   }
-  // All or nothing: nothing unacknowledged may stay readable.
-  (void)dram_->Release(owner, lease);
+  // All or nothing: nothing unacknowledged may stay readable. What did reach NVMe leaves it
+  // while the put lease still holds the keys in DRAM, so that no get can promote it between
+  // the two.
+  write_through_failures_.fetch_add(written.size(), std::memory_order_relaxed);
   std::vector<BlockKey> undo;
   std::vector<absl::StatusCode> codes;
+  const absl::Status* failure = nullptr;
   for (size_t i = 0; i < written.size(); ++i) {
     codes.push_back(written[i].ok() ? absl::StatusCode::kAborted : written[i].code());
     if (written[i].ok()) undo.push_back(blocks->keys[i]);
+    if (!written[i].ok() && failure == nullptr) failure = &written[i];
   }
-  if (!undo.empty()) (void)nvme_->Remove(blocks->ns, undo);
-  spdlog::warn("write-through put of {} block(s) failed and was abandoned: {}", written.size(),
-               [&] {
-                 for (const absl::Status& s : written) {
-                   if (!s.ok()) return s.ToString();
-                 }
-                 return std::string();
-               }());
+  spdlog::warn("write-through put of {} block(s) failed and was abandoned, nothing stored: {}",
+               written.size(), failure->ToString());
+  if (!undo.empty()) UndoWriteThrough(blocks->ns, undo, /*dram_too=*/false);
+  (void)dram_->Release(owner, lease);
   return codes;
+}
+
+void NvmePlacement::UndoWriteThrough(uint32_t ns, std::span<const BlockKey> keys, bool dram_too) {
+  // NVMe first: once the blocks are gone from it, no new promotion can bring them to DRAM.
+  const std::vector<absl::Status> removed = nvme_->Remove(ns, keys);
+  if (dram_too) (void)dram_->Remove(ns, keys);
+  for (const absl::Status& s : removed) {
+    if (s.ok() || absl::IsNotFound(s)) continue;
+    spdlog::error(
+        "write-through: {} block(s) of an unacknowledged put could not be removed from NVMe "
+        "({}); a get may serve them",
+        keys.size(), s.ToString());
+    return;
+  }
 }
 
 std::vector<absl::StatusCode> NvmePlacement::Remove(uint32_t ns, std::span<const BlockKey> keys) {
@@ -599,6 +633,7 @@ void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats
   out->set_demotions_dropped(demotions_dropped_.load(std::memory_order_relaxed));
   out->set_admission_rejections(admission_rejections_.load(std::memory_order_relaxed));
   out->set_write_throughs(write_throughs_.load(std::memory_order_relaxed));
+  out->set_write_through_failures(write_through_failures_.load(std::memory_order_relaxed));
   out->set_shutdown_saved(shutdown_saved_.load(std::memory_order_relaxed));
   out->set_checksum_failures(s.nvme.checksum_failures);
   out->set_io_errors(s.nvme.io_errors);

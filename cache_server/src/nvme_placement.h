@@ -137,9 +137,12 @@ class NvmePlacement final : public tiers::EvictionListener {
   void RunPrefetch(uint32_t ns, std::span<const BlockKey> keys);
 
   // Write-through: writes the blocks of `owner`'s put lease to NVMe, then commits them in DRAM
-  // (persisted). When a block cannot be written, the whole put is abandoned: that block's code
-  // is the NVMe error (kResourceExhausted: device full; kUnavailable: I/O) and the others'
-  // kAborted. Errors as DramTier::CommitPut. Blocks on device writes.
+  // (persisted). When a block cannot be written (EIO, a torn write, a failed fdatasync, a full
+  // device), the whole put is abandoned: that block's code is the NVMe error
+  // (kResourceExhausted: device full; kUnavailable: I/O) and the others' kAborted; what did
+  // reach NVMe is removed again, and the blocks count in write_through_failures. When the lease
+  // expires while NVMe writes (kDeadlineExceeded from the commit), the blocks are removed from
+  // both tiers. Errors as DramTier::CommitPut. Blocks on device writes.
   absl::StatusOr<std::vector<absl::StatusCode>> WriteThroughAndCommit(tiers::OwnerId owner,
                                                                       tiers::LeaseId lease);
 
@@ -186,6 +189,9 @@ class NvmePlacement final : public tiers::EvictionListener {
   };
 
   void DemotionLoop();
+  // Removes the blocks of an unacknowledged write-through put from NVMe (and from DRAM too
+  // when `dram_too`: the put lease no longer keeps promotions out). Logs what it cannot remove.
+  void UndoWriteThrough(uint32_t ns, std::span<const BlockKey> keys, bool dram_too);
   // Whether a demotion of the block is staged or being written.
   bool IsStaged(uint32_t ns, const BlockKey& key) const;
   // Waits until no demotion of `keys` is staged, or `timeout`.
@@ -226,6 +232,7 @@ class NvmePlacement final : public tiers::EvictionListener {
   std::atomic<uint64_t> demotions_dropped_{0};
   std::atomic<uint64_t> admission_rejections_{0};
   std::atomic<uint64_t> write_throughs_{0};
+  std::atomic<uint64_t> write_through_failures_{0};
   std::atomic<uint64_t> shutdown_saved_{0};
   std::atomic<uint64_t> prefetch_requests_{0};
   std::atomic<uint64_t> prefetch_promoted_{0};

@@ -575,9 +575,11 @@ bool NvmePlacement::Drain(absl::Time deadline) {
                                deadline);
 }
 
-uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
+NvmePlacement::SaveReport NvmePlacement::SaveDram(absl::Time deadline) {
+  SaveReport report;
   std::vector<tiers::BlockListing> blocks = dram_->ListBlocks();
   std::erase_if(blocks, [](const tiers::BlockListing& b) { return b.persisted; });
+  report.blocks = blocks.size();
   // Saved most recently used first, a namespace's blocks would drop its own hotter ones once
   // they fill its NVMe quota: so a namespace's save stops at its quota (each saved block still
   // drops older records from flash, as a demotion does).
@@ -591,8 +593,8 @@ uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
     left->second -= record_bytes;
     return false;
   });
+  report.over_quota = report.blocks - blocks.size();
   // Most recently used first, one namespace per write: group consecutive runs.
-  uint64_t saved = 0;
   size_t i = 0;
   while (i < blocks.size() && absl::Now() < deadline) {
     const uint32_t ns = blocks[i].ns;
@@ -617,14 +619,17 @@ uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
                                              .codecs = codecs,
                                              .ttls_seconds = ttls});
     CountWritten(ns, spans, encodings, statuses);
-    for (const absl::Status& s : statuses) saved += s.ok() ? 1 : 0;
+    for (const absl::Status& s : statuses) {
+      if (s.ok()) {
+        ++report.saved;
+        continue;
+      }
+      if (report.failed++ == 0) report.first_error = s.ToString();
+    }
   }
-  shutdown_saved_.fetch_add(saved, std::memory_order_relaxed);
-  if (i < blocks.size()) {
-    spdlog::warn("shutdown: the time budget ran out; {} of {} DRAM blocks were not saved to NVMe",
-                 blocks.size() - i, blocks.size());
-  }
-  return saved;
+  report.out_of_time = blocks.size() - i;
+  shutdown_saved_.fetch_add(report.saved, std::memory_order_relaxed);
+  return report;
 }
 
 void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats* out) const {

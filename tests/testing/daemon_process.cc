@@ -1,5 +1,6 @@
 #include "daemon_process.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -96,16 +97,22 @@ absl::Status DaemonProcess::Spawn(const DaemonOptions& options) {
     args.push_back("--tcp-listen");
     args.push_back(absl::StrCat("127.0.0.1:", tcp_port_));
   }
-  for (std::string arg : options.extra_args) {
+  auto expand = [&](std::string arg) {
     for (size_t at; (at = arg.find("{data_dir}")) != std::string::npos;) {
       arg.replace(at, 10, data_dir_);
     }
-    args.push_back(std::move(arg));
-  }
+    return arg;
+  };
+  for (const std::string& arg : options.extra_args) args.push_back(expand(arg));
+  const std::string stderr_path = expand(options.stderr_path);
 
   const pid_t pid = ::fork();
   if (pid < 0) return absl::UnavailableError(absl::StrCat("fork: ", std::strerror(errno)));
   if (pid == 0) {
+    if (!stderr_path.empty()) {
+      const int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (fd < 0 || ::dup2(fd, 2) < 0) ::_exit(126);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

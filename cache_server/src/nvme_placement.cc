@@ -594,9 +594,12 @@ NvmePlacement::SaveReport NvmePlacement::SaveDram(absl::Time deadline) {
     return false;
   });
   report.over_quota = report.blocks - blocks.size();
+  // Every record of this save lands in a region at or after the mark.
+  const uint64_t mark = nvme_->LogMark();
   // Most recently used first, one namespace per write: group consecutive runs.
   size_t i = 0;
-  while (i < blocks.size() && absl::Now() < deadline) {
+  bool full = false;
+  while (i < blocks.size() && !full && absl::Now() < deadline) {
     const uint32_t ns = blocks[i].ns;
     std::vector<BlockKey> keys;
     std::vector<std::span<const std::byte>> spans;
@@ -617,17 +620,23 @@ NvmePlacement::SaveReport NvmePlacement::SaveDram(absl::Time deadline) {
         nvme_->Write(ns, keys, spans,
                      tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kShutdown,
                                              .codecs = codecs,
-                                             .ttls_seconds = ttls});
+                                             .ttls_seconds = ttls,
+                                             .keep_from = mark});
     CountWritten(ns, spans, encodings, statuses);
     for (const absl::Status& s : statuses) {
       if (s.ok()) {
         ++report.saved;
-        continue;
+      } else if (absl::IsResourceExhausted(s)) {
+        // Full of this save's blocks (or of pinned ones, or ENOSPC): colder blocks would only
+        // push hotter ones out.
+        ++report.no_room;
+        full = true;
+      } else if (report.failed++ == 0) {
+        report.first_error = s.ToString();
       }
-      if (report.failed++ == 0) report.first_error = s.ToString();
     }
   }
-  report.out_of_time = blocks.size() - i;
+  (full ? report.no_room : report.out_of_time) += blocks.size() - i;
   shutdown_saved_.fetch_add(report.saved, std::memory_order_relaxed);
   return report;
 }

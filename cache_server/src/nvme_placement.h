@@ -158,19 +158,22 @@ class NvmePlacement final : public tiers::EvictionListener {
   // Waits until the staged demotions are written, or until `deadline`. True when drained.
   bool Drain(absl::Time deadline);
   // What SaveDram did with the DRAM blocks not on NVMe yet. Invariant (tested):
-  // blocks == saved + failed + over_quota + out_of_time.
+  // blocks == saved + failed + over_quota + no_room + out_of_time.
   struct SaveReport {
     uint64_t blocks = 0;       // DRAM blocks not on NVMe yet when the save began
     uint64_t saved = 0;        // durable and indexed on NVMe: served after a restart
-    uint64_t failed = 0;       // refused by NVMe (I/O error, device full): lost
+    uint64_t failed = 0;       // refused by NVMe (I/O error): lost
     uint64_t over_quota = 0;   // left out: their namespace's NVMe quota was full: lost
+    uint64_t no_room = 0;      // left out: NVMe is full of what this save wrote (or full): lost
     uint64_t out_of_time = 0;  // left out: the time budget ran out first: lost
     std::string first_error;   // of the failed ones, if any
   };
   // Writes DRAM blocks not on NVMe yet, most recently used first, until `deadline` (checked
   // before each write batch: the batch in flight at the deadline finishes, at most
-  // NvmePlacementOptions::batch_blocks / batch_bytes). Call only once the DRAM tier serves no
-  // more requests.
+  // NvmePlacementOptions::batch_blocks / batch_bytes) or until NVMe could only take more by
+  // reclaiming regions this save wrote (NvmeWriteOptions::keep_from: the blocks saved first are
+  // the hottest, and must not make room for colder ones). Call only once the DRAM tier serves
+  // no more requests.
   SaveReport SaveDram(absl::Time deadline);
 
   // This layer's counters and the NVMe tier's figures (from `nvme`, a snapshot of it).

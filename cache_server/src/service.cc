@@ -323,6 +323,10 @@ void Service::SaveForShutdown() {
                     " not saved: the time budget (shutdown_save_ms=", config_.nvme_shutdown_save_ms,
                     ") ran out");
   }
+  if (r.no_room > 0) {
+    absl::StrAppend(&line, "; ", r.no_room,
+                    " not saved: NVMe holds no more without dropping blocks saved before them");
+  }
   if (r.over_quota > 0) {
     absl::StrAppend(&line, "; ", r.over_quota, " not saved: their namespace's NVMe quota is full");
   }

@@ -82,17 +82,34 @@ std::string ReadFile(const std::string& path) {
 
 class NvmeShutdownSaveTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  // kvtierd's options: DRAM for every block, an NVMe file of `nvme_capacity`, a save budget of
+  // `budget_ms`.
+  void Configure(const std::string& nvme_capacity, int budget_ms) {
     const std::string config = dir_ / "kvtierd.toml";
-    std::ofstream(config) << "[nvme]\nshutdown_save_ms = " << kBudgetMs << "\n";
+    std::ofstream(config) << "[nvme]\nshutdown_save_ms = " << budget_ms << "\n";
     options_.dram_capacity = "256MiB";
     // LRU: most recently used is simply most recently put, which the test checks against.
     options_.extra_args = {"--nvme-path",       "{data_dir}/nvme.img",
-                           "--nvme-capacity",   "384MiB",
+                           "--nvme-capacity",   nvme_capacity,
                            "--eviction-policy", "lru",
                            "--config",          config,
                            "--lease-timeout",   "10000"};
     options_.stderr_path = dir_ / "kvtierd.log";
+  }
+
+  // Starts kvtierd and puts every block; all stay in DRAM, none is on NVMe yet.
+  void StartAndPutAll() {
+    auto d = DaemonProcess::Start(options_);
+    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
+    ASSERT_TRUE(d.ok()) << d.status() << "\n" << ReadFile(options_.stderr_path);
+    daemon_ = std::move(*d);
+    ASSERT_NO_FATAL_FAILURE(Connect());
+    ASSERT_NO_FATAL_FAILURE(PutAll());
+    auto stats = client_->Stats();
+    ASSERT_TRUE(stats.ok());
+    ASSERT_EQ(testing::FindTierStats(*stats, proto::TIER_DRAM)->blocks(), kBlocks);
+    ASSERT_EQ(NvmeStats().blocks(), 0u);
+    client_.reset();
   }
 
   void Connect() {
@@ -112,6 +129,71 @@ class NvmeShutdownSaveTest : public ::testing::Test {
     return t != nullptr ? *t : proto::TierStats();
   }
 
+  // Puts blocks 0..kBlocks-1, in that order, kBatch at a time.
+  void PutAll() {
+    for (uint64_t first = 0; first < kBlocks; first += kBatch) {
+      std::vector<BlockKey> keys;
+      std::vector<std::vector<std::byte>> bytes;
+      std::vector<std::span<const std::byte>> blocks;
+      for (uint64_t i = first; i < first + kBatch; ++i) {
+        keys.push_back(Key(i));
+        bytes.push_back(Content(i));
+      }
+      for (const auto& b : bytes) blocks.emplace_back(b);
+      auto r = client_->Put(ns_, keys, blocks);
+      ASSERT_TRUE(r.ok()) << r.status();
+      for (const absl::Status& s : *r) ASSERT_TRUE(s.ok()) << s;
+    }
+  }
+
+  // Gets every block: (*hit)[i] says whether block i was served; a block served with other
+  // bytes than its own fails the test.
+  void GetAll(std::vector<bool>* hit) {
+    hit->assign(kBlocks, false);
+    for (uint64_t first = 0; first < kBlocks; first += kBatch) {
+      std::vector<BlockKey> keys;
+      std::vector<std::vector<std::byte>> outs(kBatch, std::vector<std::byte>(kBlockBytes));
+      std::vector<std::span<std::byte>> dsts;
+      for (uint64_t i = first; i < first + kBatch; ++i) keys.push_back(Key(i));
+      for (auto& o : outs) dsts.emplace_back(o);
+      auto r = client_->Get(ns_, keys, dsts);
+      ASSERT_TRUE(r.ok()) << r.status();
+      for (uint64_t k = 0; k < kBatch; ++k) {
+        const client::GetResult& g = (*r)[k];
+        if (absl::IsNotFound(g.status)) continue;
+        ASSERT_TRUE(g.status.ok()) << first + k << ": " << g.status;
+        ASSERT_EQ(g.length, kBlockBytes) << first + k;
+        ASSERT_TRUE(outs[k] == Content(first + k)) << "wrong bytes served for block " << first + k;
+        (*hit)[first + k] = true;
+      }
+    }
+  }
+
+  // Whether the blocks that came back are the `saved` most recently used: all blocks put after
+  // them back, all put before them missing. The blocks of one put share their last use, so in
+  // the put that straddles the boundary any may be back.
+  ::testing::AssertionResult MostRecentCameBack(const std::vector<bool>& hit, uint64_t saved) {
+    const uint64_t boundary = kBlocks - saved;
+    const uint64_t all_back_from = (boundary + kBatch - 1) / kBatch * kBatch;
+    const uint64_t none_back_before = boundary / kBatch * kBatch;
+    uint64_t hits = 0;
+    for (uint64_t i = 0; i < kBlocks; ++i) {
+      hits += hit[i] ? 1 : 0;
+      if (i >= all_back_from && !hit[i]) {
+        return ::testing::AssertionFailure() << "block " << i << " missed, but only the oldest "
+                                             << boundary << " blocks were left out";
+      }
+      if (i < none_back_before && hit[i]) {
+        return ::testing::AssertionFailure() << "block " << i << " came back, but it is not "
+                                             << "among the " << saved << " most recently used";
+      }
+    }
+    if (hits != saved) {
+      return ::testing::AssertionFailure() << hits << " blocks came back, " << saved << " saved";
+    }
+    return ::testing::AssertionSuccess();
+  }
+
   TempDir dir_;
   DaemonOptions options_;
   std::unique_ptr<DaemonProcess> daemon_;
@@ -120,31 +202,9 @@ class NvmeShutdownSaveTest : public ::testing::Test {
 };
 
 TEST_F(NvmeShutdownSaveTest, BudgetTooSmallExitsPromptlyReportsAndRestartsByteExact) {
-  auto d = DaemonProcess::Start(options_);
-  if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
-  ASSERT_TRUE(d.ok()) << d.status() << "\n" << ReadFile(options_.stderr_path);
-  daemon_ = std::move(*d);
-  ASSERT_NO_FATAL_FAILURE(Connect());
-
-  for (uint64_t first = 0; first < kBlocks; first += kBatch) {
-    std::vector<BlockKey> keys;
-    std::vector<std::vector<std::byte>> bytes;
-    std::vector<std::span<const std::byte>> blocks;
-    for (uint64_t i = first; i < first + kBatch; ++i) {
-      keys.push_back(Key(i));
-      bytes.push_back(Content(i));
-    }
-    for (const auto& b : bytes) blocks.emplace_back(b);
-    auto r = client_->Put(ns_, keys, blocks);
-    ASSERT_TRUE(r.ok()) << r.status();
-    for (const absl::Status& s : *r) ASSERT_TRUE(s.ok()) << s;
-  }
-  // All in DRAM, nothing on NVMe yet: the save has all of it to do.
-  auto stats = client_->Stats();
-  ASSERT_TRUE(stats.ok());
-  ASSERT_EQ(testing::FindTierStats(*stats, proto::TIER_DRAM)->blocks(), kBlocks);
-  ASSERT_EQ(NvmeStats().blocks(), 0u);
-  client_.reset();
+  Configure("384MiB", kBudgetMs);  // room for every block: only the budget stops the save
+  ASSERT_NO_FATAL_FAILURE(StartAndPutAll());
+  if (IsSkipped()) return;
 
   const auto t0 = std::chrono::steady_clock::now();
   auto stopped = daemon_->Stop(SIGTERM, std::chrono::seconds(60));
@@ -176,32 +236,40 @@ TEST_F(NvmeShutdownSaveTest, BudgetTooSmallExitsPromptlyReportsAndRestartsByteEx
   ASSERT_NO_FATAL_FAILURE(Connect());
   EXPECT_EQ(NvmeStats().nvme().blocks_recovered(), saved);
   // Every block: a miss, or exactly its bytes; the hits are the `saved` most recently put.
-  uint64_t hits = 0;
-  for (uint64_t first = 0; first < kBlocks; first += kBatch) {
-    std::vector<BlockKey> keys;
-    std::vector<std::vector<std::byte>> outs(kBatch, std::vector<std::byte>(kBlockBytes));
-    std::vector<std::span<std::byte>> dsts;
-    for (uint64_t i = first; i < first + kBatch; ++i) keys.push_back(Key(i));
-    for (auto& o : outs) dsts.emplace_back(o);
-    auto r = client_->Get(ns_, keys, dsts);
-    ASSERT_TRUE(r.ok()) << r.status();
-    for (uint64_t k = 0; k < kBatch; ++k) {
-      const uint64_t i = first + k;
-      const client::GetResult& g = (*r)[k];
-      const bool expected_hit = i >= kBlocks - saved;
-      if (absl::IsNotFound(g.status)) {
-        EXPECT_FALSE(expected_hit) << "block " << i << " was saved but missed";
-        continue;
-      }
-      ASSERT_TRUE(g.status.ok()) << i << ": " << g.status;
-      ASSERT_EQ(g.length, kBlockBytes) << i;
-      ASSERT_TRUE(outs[k] == Content(i)) << "wrong bytes served for block " << i;
-      EXPECT_TRUE(expected_hit) << "block " << i << " came back but was not among the last "
-                                << saved << " put";
-      ++hits;
-    }
-  }
-  EXPECT_EQ(hits, saved);
+  std::vector<bool> hit;
+  ASSERT_NO_FATAL_FAILURE(GetAll(&hit));
+  EXPECT_TRUE(MostRecentCameBack(hit, saved));
+}
+
+// DRAM holds three times what the NVMe tier can: the save must keep the most recently used
+// blocks that fit, not write everything and let the log's region eviction drop the first
+// (hottest) ones it wrote.
+TEST_F(NvmeShutdownSaveTest, SaveLargerThanTheNvmeTierKeepsTheMostRecentlyUsed) {
+  Configure("81MiB", 60000);  // 5 regions of 16 MiB: about 1200 of the 3840 blocks
+  ASSERT_NO_FATAL_FAILURE(StartAndPutAll());
+  if (IsSkipped()) return;
+  auto stopped = daemon_->Stop(SIGTERM, std::chrono::seconds(60));
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0) << *stopped;
+  const std::string log = ReadFile(options_.stderr_path);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      log, m,
+      std::regex(R"(shutdown: saved (\d+) of (\d+) DRAM block\(s\) to NVMe in \d+ ms; (\d+) not )"
+                 R"(saved: NVMe holds no more without dropping blocks saved before them)")))
+      << log;
+  const uint64_t saved = std::stoull(m[1]);
+  EXPECT_EQ(std::stoull(m[2]), kBlocks);
+  EXPECT_EQ(saved + std::stoull(m[3]), kBlocks);
+
+  ASSERT_TRUE(daemon_->Restart(options_).ok()) << ReadFile(options_.stderr_path);
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  EXPECT_EQ(NvmeStats().nvme().blocks_recovered(), saved);
+  std::vector<bool> hit;
+  ASSERT_NO_FATAL_FAILURE(GetAll(&hit));
+  EXPECT_TRUE(MostRecentCameBack(hit, saved));
+  // Nearly all the tier can hold: it is new, so nothing else is kept.
+  EXPECT_GT(saved, kBlocks / 4) << "the NVMe tier holds about a third of DRAM";
 }
 
 }  // namespace

@@ -25,6 +25,9 @@ struct DaemonOptions {
   // Non-empty: the daemon's stderr (its log) is appended to this file instead of going to the
   // test's stderr, so that a test can check what it logged. "{data_dir}" is replaced as above.
   std::string stderr_path;
+  // > 0: the daemon runs with this RLIMIT_MEMLOCK and without CAP_IPC_LOCK (which would lift
+  // it), as an unprivileged service does: e.g. to see io_uring refuse to pin its arena.
+  uint64_t memlock_bytes = 0;
 };
 
 class DaemonProcess {

@@ -478,26 +478,60 @@ absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndComm
   if (all) {
     absl::StatusOr<std::vector<absl::StatusCode>> codes =
         dram_->CommitPut(owner, lease, {.persisted = true});
-    if (codes.ok()) write_throughs_.fetch_add(codes->size(), std::memory_order_relaxed);
+    // The lease can run out while the device writes (a slow or failing one): the client is
+    // then told that nothing was stored (DEADLINE_EXCEEDED), so NVMe must not keep the blocks
+    // for a later get either. The lease no longer holds the keys in DRAM, so a get may have
+    // promoted them meanwhile: they leave both tiers.
+    std::vector<BlockKey> undo;
+    uint64_t committed = 0;
+    for (size_t i = 0; i < blocks->keys.size(); ++i) {
+      if (codes.ok() && i < codes->size() && (*codes)[i] == absl::StatusCode::kOk) {
+        ++committed;
+      } else {
+        undo.push_back(blocks->keys[i]);
+      }
+    }
+    write_throughs_.fetch_add(committed, std::memory_order_relaxed);
+    if (!undo.empty()) {
+      spdlog::warn(
+          "write-through put of {} block(s): the put lease expired while NVMe wrote them; "
+          "removed again",
+          blocks->keys.size());
+      UndoWriteThrough(blocks->ns, undo, /*dram_too=*/true);
+    }
     return codes;
   }
-  // All or nothing: nothing unacknowledged may stay readable.
-  (void)dram_->Release(owner, lease);
+  // All or nothing: nothing unacknowledged may stay readable. What did reach NVMe leaves it
+  // while the put lease still holds the keys in DRAM, so that no get can promote it between
+  // the two.
+  write_through_failures_.fetch_add(written.size(), std::memory_order_relaxed);
   std::vector<BlockKey> undo;
   std::vector<absl::StatusCode> codes;
+  const absl::Status* failure = nullptr;
   for (size_t i = 0; i < written.size(); ++i) {
     codes.push_back(written[i].ok() ? absl::StatusCode::kAborted : written[i].code());
     if (written[i].ok()) undo.push_back(blocks->keys[i]);
+    if (!written[i].ok() && failure == nullptr) failure = &written[i];
   }
-  if (!undo.empty()) (void)nvme_->Remove(blocks->ns, undo);
-  spdlog::warn("write-through put of {} block(s) failed and was abandoned: {}", written.size(),
-               [&] {
-                 for (const absl::Status& s : written) {
-                   if (!s.ok()) return s.ToString();
-                 }
-                 return std::string();
-               }());
+  spdlog::warn("write-through put of {} block(s) failed and was abandoned, nothing stored: {}",
+               written.size(), failure->ToString());
+  if (!undo.empty()) UndoWriteThrough(blocks->ns, undo, /*dram_too=*/false);
+  (void)dram_->Release(owner, lease);
   return codes;
+}
+
+void NvmePlacement::UndoWriteThrough(uint32_t ns, std::span<const BlockKey> keys, bool dram_too) {
+  // NVMe first: once the blocks are gone from it, no new promotion can bring them to DRAM.
+  const std::vector<absl::Status> removed = nvme_->Remove(ns, keys);
+  if (dram_too) (void)dram_->Remove(ns, keys);
+  for (const absl::Status& s : removed) {
+    if (s.ok() || absl::IsNotFound(s)) continue;
+    spdlog::error(
+        "write-through: {} block(s) of an unacknowledged put could not be removed from NVMe "
+        "({}); a get may serve them",
+        keys.size(), s.ToString());
+    return;
+  }
 }
 
 std::vector<absl::StatusCode> NvmePlacement::Remove(uint32_t ns, std::span<const BlockKey> keys) {
@@ -541,9 +575,11 @@ bool NvmePlacement::Drain(absl::Time deadline) {
                                deadline);
 }
 
-uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
+NvmePlacement::SaveReport NvmePlacement::SaveDram(absl::Time deadline) {
+  SaveReport report;
   std::vector<tiers::BlockListing> blocks = dram_->ListBlocks();
   std::erase_if(blocks, [](const tiers::BlockListing& b) { return b.persisted; });
+  report.blocks = blocks.size();
   // Saved most recently used first, a namespace's blocks would drop its own hotter ones once
   // they fill its NVMe quota: so a namespace's save stops at its quota (each saved block still
   // drops older records from flash, as a demotion does).
@@ -557,10 +593,13 @@ uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
     left->second -= record_bytes;
     return false;
   });
+  report.over_quota = report.blocks - blocks.size();
+  // Every record of this save lands in a region at or after the mark.
+  const uint64_t mark = nvme_->LogMark();
   // Most recently used first, one namespace per write: group consecutive runs.
-  uint64_t saved = 0;
   size_t i = 0;
-  while (i < blocks.size() && absl::Now() < deadline) {
+  bool full = false;
+  while (i < blocks.size() && !full && absl::Now() < deadline) {
     const uint32_t ns = blocks[i].ns;
     std::vector<BlockKey> keys;
     std::vector<std::span<const std::byte>> spans;
@@ -581,16 +620,25 @@ uint64_t NvmePlacement::SaveDram(absl::Time deadline) {
         nvme_->Write(ns, keys, spans,
                      tiers::NvmeWriteOptions{.source = tiers::NvmeWriteOptions::Source::kShutdown,
                                              .codecs = codecs,
-                                             .ttls_seconds = ttls});
+                                             .ttls_seconds = ttls,
+                                             .keep_from = mark});
     CountWritten(ns, spans, encodings, statuses);
-    for (const absl::Status& s : statuses) saved += s.ok() ? 1 : 0;
+    for (const absl::Status& s : statuses) {
+      if (s.ok()) {
+        ++report.saved;
+      } else if (absl::IsResourceExhausted(s)) {
+        // Full of this save's blocks (or of pinned ones, or ENOSPC): colder blocks would only
+        // push hotter ones out.
+        ++report.no_room;
+        full = true;
+      } else if (report.failed++ == 0) {
+        report.first_error = s.ToString();
+      }
+    }
   }
-  shutdown_saved_.fetch_add(saved, std::memory_order_relaxed);
-  if (i < blocks.size()) {
-    spdlog::warn("shutdown: the time budget ran out; {} of {} DRAM blocks were not saved to NVMe",
-                 blocks.size() - i, blocks.size());
-  }
-  return saved;
+  (full ? report.no_room : report.out_of_time) += blocks.size() - i;
+  shutdown_saved_.fetch_add(report.saved, std::memory_order_relaxed);
+  return report;
 }
 
 void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats* out) const {
@@ -599,6 +647,7 @@ void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats
   out->set_demotions_dropped(demotions_dropped_.load(std::memory_order_relaxed));
   out->set_admission_rejections(admission_rejections_.load(std::memory_order_relaxed));
   out->set_write_throughs(write_throughs_.load(std::memory_order_relaxed));
+  out->set_write_through_failures(write_through_failures_.load(std::memory_order_relaxed));
   out->set_shutdown_saved(shutdown_saved_.load(std::memory_order_relaxed));
   out->set_checksum_failures(s.nvme.checksum_failures);
   out->set_io_errors(s.nvme.io_errors);

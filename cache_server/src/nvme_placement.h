@@ -42,6 +42,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -137,9 +138,12 @@ class NvmePlacement final : public tiers::EvictionListener {
   void RunPrefetch(uint32_t ns, std::span<const BlockKey> keys);
 
   // Write-through: writes the blocks of `owner`'s put lease to NVMe, then commits them in DRAM
-  // (persisted). When a block cannot be written, the whole put is abandoned: that block's code
-  // is the NVMe error (kResourceExhausted: device full; kUnavailable: I/O) and the others'
-  // kAborted. Errors as DramTier::CommitPut. Blocks on device writes.
+  // (persisted). When a block cannot be written (EIO, a torn write, a failed fdatasync, a full
+  // device), the whole put is abandoned: that block's code is the NVMe error
+  // (kResourceExhausted: device full; kUnavailable: I/O) and the others' kAborted; what did
+  // reach NVMe is removed again, and the blocks count in write_through_failures. When the lease
+  // expires while NVMe writes (kDeadlineExceeded from the commit), the blocks are removed from
+  // both tiers. Errors as DramTier::CommitPut. Blocks on device writes.
   absl::StatusOr<std::vector<absl::StatusCode>> WriteThroughAndCommit(tiers::OwnerId owner,
                                                                       tiers::LeaseId lease);
 
@@ -153,9 +157,24 @@ class NvmePlacement final : public tiers::EvictionListener {
 
   // Waits until the staged demotions are written, or until `deadline`. True when drained.
   bool Drain(absl::Time deadline);
-  // Writes DRAM blocks not on NVMe yet, most recently used first, until `deadline`. Call only
-  // once the DRAM tier serves no more requests. Returns how many blocks were saved.
-  uint64_t SaveDram(absl::Time deadline);
+  // What SaveDram did with the DRAM blocks not on NVMe yet. Invariant (tested):
+  // blocks == saved + failed + over_quota + no_room + out_of_time.
+  struct SaveReport {
+    uint64_t blocks = 0;       // DRAM blocks not on NVMe yet when the save began
+    uint64_t saved = 0;        // durable and indexed on NVMe: served after a restart
+    uint64_t failed = 0;       // refused by NVMe (I/O error): lost
+    uint64_t over_quota = 0;   // left out: their namespace's NVMe quota was full: lost
+    uint64_t no_room = 0;      // left out: NVMe is full of what this save wrote (or full): lost
+    uint64_t out_of_time = 0;  // left out: the time budget ran out first: lost
+    std::string first_error;   // of the failed ones, if any
+  };
+  // Writes DRAM blocks not on NVMe yet, most recently used first, until `deadline` (checked
+  // before each write batch: the batch in flight at the deadline finishes, at most
+  // NvmePlacementOptions::batch_blocks / batch_bytes) or until NVMe could only take more by
+  // reclaiming regions this save wrote (NvmeWriteOptions::keep_from: the blocks saved first are
+  // the hottest, and must not make room for colder ones). Call only once the DRAM tier serves
+  // no more requests.
+  SaveReport SaveDram(absl::Time deadline);
 
   // This layer's counters and the NVMe tier's figures (from `nvme`, a snapshot of it).
   void FillStats(const tiers::NvmeTierSnapshot& nvme, proto::NvmeStats* out) const;
@@ -186,6 +205,9 @@ class NvmePlacement final : public tiers::EvictionListener {
   };
 
   void DemotionLoop();
+  // Removes the blocks of an unacknowledged write-through put from NVMe (and from DRAM too
+  // when `dram_too`: the put lease no longer keeps promotions out). Logs what it cannot remove.
+  void UndoWriteThrough(uint32_t ns, std::span<const BlockKey> keys, bool dram_too);
   // Whether a demotion of the block is staged or being written.
   bool IsStaged(uint32_t ns, const BlockKey& key) const;
   // Waits until no demotion of `keys` is staged, or `timeout`.
@@ -226,6 +248,7 @@ class NvmePlacement final : public tiers::EvictionListener {
   std::atomic<uint64_t> demotions_dropped_{0};
   std::atomic<uint64_t> admission_rejections_{0};
   std::atomic<uint64_t> write_throughs_{0};
+  std::atomic<uint64_t> write_through_failures_{0};
   std::atomic<uint64_t> shutdown_saved_{0};
   std::atomic<uint64_t> prefetch_requests_{0};
   std::atomic<uint64_t> prefetch_promoted_{0};

@@ -313,9 +313,29 @@ void Service::SaveForShutdown() {
   if (!nvme_->Drain(deadline)) {
     spdlog::warn("shutdown: staged demotions were not all written within the time budget");
   }
-  const uint64_t saved = nvme_->SaveDram(deadline);
-  spdlog::info("shutdown: saved {} DRAM block(s) to NVMe in {} ms", saved,
-               (clock_->NowNanos() - start) / 1'000'000);
+  const NvmePlacement::SaveReport r = nvme_->SaveDram(deadline);
+  // One line with every count, so that an operator sees what the next start will not find.
+  std::string line =
+      absl::StrCat("shutdown: saved ", r.saved, " of ", r.blocks, " DRAM block(s) to NVMe in ",
+                   (clock_->NowNanos() - start) / 1'000'000, " ms");
+  if (r.out_of_time > 0) {
+    absl::StrAppend(&line, "; ", r.out_of_time,
+                    " not saved: the time budget (shutdown_save_ms=", config_.nvme_shutdown_save_ms,
+                    ") ran out");
+  }
+  if (r.no_room > 0) {
+    absl::StrAppend(&line, "; ", r.no_room,
+                    " not saved: NVMe holds no more without dropping blocks saved before them");
+  }
+  if (r.over_quota > 0) {
+    absl::StrAppend(&line, "; ", r.over_quota, " not saved: their namespace's NVMe quota is full");
+  }
+  if (r.failed > 0) absl::StrAppend(&line, "; ", r.failed, " failed: ", r.first_error);
+  if (r.saved == r.blocks) {
+    spdlog::info("{}", line);
+  } else {
+    spdlog::warn("{}", line);
+  }
 }
 
 absl::StatusOr<bool> Service::Release(uint64_t conn, uint64_t lease) {

@@ -42,6 +42,28 @@ std::string_view BlockCodeMessage(int32_t code) {
 
 absl::Status CodeToStatus(int32_t code) { return BlockStatus(code, BlockCodeMessage(code)); }
 
+// A put's codes: the failures a daemon with --nvme-write-through adds say so, since the client
+// gets only the code and the daemon's log is elsewhere.
+absl::Status PutCodeToStatus(int32_t code) {
+  switch (static_cast<absl::StatusCode>(code)) {
+    case absl::StatusCode::kResourceExhausted:
+      return BlockStatus(code,
+                         "no room in any tier even after eviction, or (write-through) the NVMe "
+                         "device is full; nothing was stored");
+    case absl::StatusCode::kUnavailable:
+      return BlockStatus(code,
+                         "write-through to NVMe failed (device I/O error or failed fdatasync; "
+                         "the daemon's log has the cause, nvme.io_errors counts it); nothing "
+                         "was stored; retry");
+    case absl::StatusCode::kAborted:
+      return BlockStatus(code,
+                         "not stored: another block of this write-through put could not be "
+                         "written to NVMe, and a put is all or nothing; retry");
+    default:
+      return CodeToStatus(code);
+  }
+}
+
 proto::Tier TierAt(const std::string& tiers, size_t i) {
   if (i >= tiers.size()) return proto::TIER_NONE;
   const auto t = static_cast<uint8_t>(tiers[i]);
@@ -358,7 +380,7 @@ absl::Status Session::PutInline(proto::PutRequest& request, std::span<const Bloc
     return channel_.Break(
         absl::StrCat("put of ", keys.size(), " blocks returned ", reply.codes_size(), " codes"));
   }
-  for (size_t i = 0; i < keys.size(); ++i) results[i] = CodeToStatus(reply.codes(i));
+  for (size_t i = 0; i < keys.size(); ++i) results[i] = PutCodeToStatus(reply.codes(i));
   return absl::OkStatus();
 }
 
@@ -384,7 +406,7 @@ absl::Status Session::PutArena(proto::PutRequest& request, std::span<const Block
     }
   }
   if (!any_reserved) {
-    for (size_t i = 0; i < keys.size(); ++i) results[i] = CodeToStatus(reserved.codes(i));
+    for (size_t i = 0; i < keys.size(); ++i) results[i] = PutCodeToStatus(reserved.codes(i));
     if (reserved.lease_id() == 0) return absl::OkStatus();
   }
   // The protocol forbids writing into a granted slot later than lease_timeout_ms after the
@@ -408,7 +430,7 @@ absl::Status Session::PutArena(proto::PutRequest& request, std::span<const Block
     }
     for (size_t i = 0; i < keys.size(); ++i) {
       results[i] = reserved.codes(i) != 0
-                       ? CodeToStatus(reserved.codes(i))
+                       ? PutCodeToStatus(reserved.codes(i))
                        : absl::DeadlineExceededError(
                              "copying the batch into the arena outlasted the put lease; nothing "
                              "was stored (use smaller batches)");
@@ -424,9 +446,9 @@ absl::Status Session::PutArena(proto::PutRequest& request, std::span<const Block
     // NotFound: the lease expired and the daemon has forgotten it; nothing was stored.
     if (!absl::IsNotFound(s) || channel_.broken()) return s;
     for (size_t i = 0; i < keys.size(); ++i) {
-      results[i] = CodeToStatus(reserved.codes(i) == 0
-                                    ? static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded)
-                                    : reserved.codes(i));
+      results[i] = PutCodeToStatus(reserved.codes(i) == 0
+                                       ? static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded)
+                                       : reserved.codes(i));
     }
     return absl::OkStatus();
   }
@@ -441,9 +463,9 @@ absl::Status Session::PutArena(proto::PutRequest& request, std::span<const Block
   }
   for (size_t i = 0, j = 0; i < keys.size(); ++i) {
     if (reserved.codes(i) != 0) {
-      results[i] = CodeToStatus(reserved.codes(i));
+      results[i] = PutCodeToStatus(reserved.codes(i));
     } else {
-      results[i] = CodeToStatus(committed.codes(got == keys.size() ? i : j++));
+      results[i] = PutCodeToStatus(committed.codes(got == keys.size() ? i : j++));
     }
   }
   return absl::OkStatus();

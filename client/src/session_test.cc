@@ -278,6 +278,45 @@ TEST_F(SessionTest, InlinePutAndGetWithTooSmallBuffer) {
   EXPECT_TRUE(health->serving());
 }
 
+// A daemon running --nvme-write-through answers a put whose NVMe write failed with
+// UNAVAILABLE for the block the device failed and ABORTED for the others (all or nothing): the
+// statuses must tell the user that, not just "block failed".
+TEST_F(SessionTest, WriteThroughFailuresSayWhatHappened) {
+  const auto b = Block(100, 5);
+  auto session = Start(
+      [&](FakePeer& p) {
+        p.ServeHello(-1);
+        p.ServeOpenNamespace(7);
+        auto r = p.Read();
+        (void)p.Parse<proto::PutRequest>(r, proto::Opcode::kPut);
+        proto::PutReply pr;
+        for (absl::StatusCode c : {absl::StatusCode::kAborted, absl::StatusCode::kUnavailable,
+                                   absl::StatusCode::kResourceExhausted}) {
+          pr.add_codes(static_cast<int>(c));
+        }
+        p.Reply(r, pr);
+      },
+      /*want_arena=*/false);
+  ASSERT_NE(session, nullptr);
+  auto ns = session->OpenNamespace(Descriptor(128));
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const BlockKey keys[] = {Key(1), Key(2), Key(3)};
+  const std::span<const std::byte> blocks[] = {b, b, b};
+  auto put = session->Put(*ns, keys, blocks);
+  ASSERT_TRUE(put.ok()) << put.status();
+  const absl::Status& aborted = (*put)[0];
+  const absl::Status& failed = (*put)[1];
+  const absl::Status& full = (*put)[2];
+  EXPECT_TRUE(absl::IsAborted(aborted)) << aborted;
+  EXPECT_NE(aborted.message().find("all or nothing"), std::string::npos) << aborted;
+  EXPECT_TRUE(absl::IsUnavailable(failed)) << failed;
+  EXPECT_NE(failed.message().find("NVMe"), std::string::npos) << failed;
+  EXPECT_NE(failed.message().find("nothing was stored"), std::string::npos) << failed;
+  EXPECT_TRUE(absl::IsResourceExhausted(full)) << full;
+  EXPECT_NE(full.message().find("NVMe device is full"), std::string::npos) << full;
+  for (const absl::Status& s : *put) EXPECT_FALSE(IsStored(s)) << s;
+}
+
 TEST_F(SessionTest, ArenaPutCopiesThenCommits) {
   FakeArena arena;
   const auto b0 = Block(5000, 3), b1 = Block(70, 4);

@@ -1,12 +1,17 @@
 #include "daemon_process.h"
 
+#include <fcntl.h>
+#include <linux/capability.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -96,16 +101,32 @@ absl::Status DaemonProcess::Spawn(const DaemonOptions& options) {
     args.push_back("--tcp-listen");
     args.push_back(absl::StrCat("127.0.0.1:", tcp_port_));
   }
-  for (std::string arg : options.extra_args) {
+  auto expand = [&](std::string arg) {
     for (size_t at; (at = arg.find("{data_dir}")) != std::string::npos;) {
       arg.replace(at, 10, data_dir_);
     }
-    args.push_back(std::move(arg));
-  }
+    return arg;
+  };
+  for (const std::string& arg : options.extra_args) args.push_back(expand(arg));
+  const std::string stderr_path = expand(options.stderr_path);
 
   const pid_t pid = ::fork();
   if (pid < 0) return absl::UnavailableError(absl::StrCat("fork: ", std::strerror(errno)));
   if (pid == 0) {
+    if (!stderr_path.empty()) {
+      const int fd = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (fd < 0 || ::dup2(fd, 2) < 0) ::_exit(126);
+    }
+    if (options.memlock_bytes > 0) {
+      // Root gets back at exec every capability in its bounding set, so drop it there (fails
+      // harmlessly for a user who never had it).
+      (void)::prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0);
+      rlimit limit;
+      ::getrlimit(RLIMIT_MEMLOCK, &limit);
+      limit.rlim_cur = std::min<rlim_t>(options.memlock_bytes, limit.rlim_max);
+      limit.rlim_max = limit.rlim_cur;
+      if (::setrlimit(RLIMIT_MEMLOCK, &limit) != 0) ::_exit(125);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -22,6 +22,12 @@ struct DaemonOptions {
   bool tcp = false;
   // e.g. {"--auth-token", "s3cret"}; "{data_dir}" is replaced by the data directory's path.
   std::vector<std::string> extra_args;
+  // Non-empty: the daemon's stderr (its log) is appended to this file instead of going to the
+  // test's stderr, so that a test can check what it logged. "{data_dir}" is replaced as above.
+  std::string stderr_path;
+  // > 0: the daemon runs with this RLIMIT_MEMLOCK and without CAP_IPC_LOCK (which would lift
+  // it), as an unprivileged service does: e.g. to see io_uring refuse to pin its arena.
+  uint64_t memlock_bytes = 0;
 };
 
 class DaemonProcess {

@@ -115,6 +115,7 @@ json NvmeJson(const proto::NvmeStats& n) {
               {"demotions_dropped", n.demotions_dropped()},
               {"admission_rejections", n.admission_rejections()},
               {"write_throughs", n.write_throughs()},
+              {"write_through_failures", n.write_through_failures()},
               {"shutdown_saved", n.shutdown_saved()},
               {"checksum_failures", n.checksum_failures()},
               {"io_errors", n.io_errors()},
@@ -253,9 +254,10 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
         << "  promotions " << n.promotions() << ", demotions " << n.demotions() << " (dropped "
         << n.demotions_dropped() << ", refused by admission " << n.admission_rejections()
         << ", staged " << Bytes(n.demotion_queue_bytes()) << "), write-through "
-        << n.write_throughs() << ", saved at shutdown " << n.shutdown_saved() << ", prefetch "
-        << n.prefetch_promoted() << " promoted of " << n.prefetch_requests() << " hints ("
-        << n.prefetch_dropped() << " keys dropped)\n"
+        << n.write_throughs() << " (failed " << n.write_through_failures()
+        << "), saved at shutdown " << n.shutdown_saved() << ", prefetch " << n.prefetch_promoted()
+        << " promoted of " << n.prefetch_requests() << " hints (" << n.prefetch_dropped()
+        << " keys dropped)\n"
         << "  flash written " << Bytes(n.flash_bytes_written()) << ", read "
         << Bytes(n.flash_bytes_read()) << ", region evictions " << n.region_evictions()
         << " (reinserted " << n.reinserted_blocks() << ", dropped " << n.evicted_blocks()

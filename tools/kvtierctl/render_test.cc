@@ -133,12 +133,14 @@ TEST(Render, CompressionRatiosPerTierAndNamespace) {
   EXPECT_NE(spaces.str().find("kvz"), std::string::npos) << spaces.str();
 }
 
-TEST(Render, NvmeQuotasInJsonAndTables) {
+TEST(Render, NvmeQuotasAndWriteThroughFailuresInJsonAndTables) {
   proto::StatsReply r = SampleStats();
   proto::TierStats* t = r.add_tiers();
   t->set_tier(proto::TIER_NVME);
   t->mutable_nvme()->set_quota_drops(9);
   t->mutable_nvme()->set_quota_rejections(4);
+  t->mutable_nvme()->set_write_throughs(12);
+  t->mutable_nvme()->set_write_through_failures(3);
   proto::NamespaceStats* n = r.mutable_namespaces(0);
   n->mutable_limits()->set_nvme_quota_bytes(3ull << 30);
   n->set_nvme_quota_drops(9);
@@ -149,10 +151,12 @@ TEST(Render, NvmeQuotasInJsonAndTables) {
   EXPECT_EQ(j["namespaces"][0]["nvme_quota_rejections"], 4);
   EXPECT_EQ(j["tiers"][1]["nvme"]["quota_drops"], 9);
   EXPECT_EQ(j["tiers"][1]["nvme"]["quota_rejections"], 4);
+  EXPECT_EQ(j["tiers"][1]["nvme"]["write_through_failures"], 3);
   std::ostringstream stats;
   PrintStats(r, proto::HealthReply(), "unix:///x.sock", stats);
   EXPECT_NE(stats.str().find("quotas: 9 records dropped, 4 blocks refused"), std::string::npos)
       << stats.str();
+  EXPECT_NE(stats.str().find("write-through 12 (failed 3)"), std::string::npos) << stats.str();
   std::ostringstream spaces;
   PrintNamespaces(r, spaces);
   EXPECT_NE(spaces.str().find("NVME QUOTA"), std::string::npos) << spaces.str();

@@ -287,5 +287,31 @@ TEST(MemoryDeviceTest, InjectsFaults) {
   EXPECT_EQ(medium->Read(10, 1)[0], std::byte{0xff});
 }
 
+TEST(MemoryDeviceTest, TornWritesLandTheirBudgetThenFailAndHooksRunFirst) {
+  auto medium = std::make_shared<testing::MemoryMedium>(1 << 20);
+  auto dev = testing::NewMemoryDevice(medium);
+  AlignedBuffer buf(3 * 4096);
+  std::memset(buf.data.get(), 0x6b, buf.size);
+  IoSegment s{buf.data.get(), buf.size};
+  IoOp op;
+  op.type = IoOp::Type::kWrite;
+  op.segments = {&s, 1};
+  int hooks = 0;
+  medium->OnWrite([&] { ++hooks; });
+  medium->FailWritesAfter(5000, EIO, /*torn=*/true);
+  EXPECT_TRUE(absl::IsUnavailable(dev->Submit({&op, 1})));
+  EXPECT_EQ(hooks, 1);
+  EXPECT_EQ(medium->Read(4999, 1)[0], std::byte{0x6b});     // the first 5000 bytes landed
+  EXPECT_EQ(medium->Read(5000, 1)[0], std::byte{0});        // the rest did not
+  EXPECT_EQ(medium->writes(), 0u);                          // a failed op is no completed write
+  EXPECT_TRUE(absl::IsUnavailable(dev->Submit({&op, 1})));  // the budget is spent
+  medium->ClearFaults();
+  EXPECT_TRUE(dev->Submit({&op, 1}).ok());
+  EXPECT_EQ(medium->Read(3 * 4096 - 1, 1)[0], std::byte{0x6b});
+  medium->OnWrite(nullptr);
+  EXPECT_TRUE(dev->Submit({&op, 1}).ok());
+  EXPECT_EQ(hooks, 3);
+}
+
 }  // namespace
 }  // namespace kvtier::tiers

@@ -116,6 +116,7 @@ uint64_t NvmeTier::DeviceBytes(uint64_t length) const {
   return nvme::RecordBytes(length, impl_->alignment());
 }
 NvmeTierSnapshot NvmeTier::Snapshot() const { return impl_->Snapshot(); }
+uint64_t NvmeTier::LogMark() const { return impl_->LogMark(); }
 
 // --- Impl: shared helpers ---
 

@@ -356,6 +356,37 @@ TEST(NvmeTierTest, DeviceFullIsResourceExhaustedAndKeepsWhatWasThere) {
   EXPECT_EQ(*Get(h.tier(), 2), TestPayload(2, 1, 5000));
 }
 
+// A write with keep_from stops where making room would reclaim a region written since the
+// mark, so a shutdown save that outgrows the tier keeps what it wrote first.
+TEST(NvmeTierTest, KeepFromRefusesToReclaimRegionsWrittenSinceTheMark) {
+  TierHarness h(4);
+  ASSERT_TRUE(h.Open().ok());
+  constexpr size_t kBlock = 100 << 10;  // a 104 KiB record: 9 per 1 MiB region
+  for (int i = 0; i < 18; ++i) ASSERT_TRUE(Put(h.tier(), i, 1, kBlock).ok());  // regions 0, 1
+  NvmeWriteOptions keep;
+  keep.source = NvmeWriteOptions::Source::kShutdown;
+  keep.keep_from = h.tier().LogMark();  // region 1 is the active one: it and later are kept
+  int written = 0;
+  absl::Status refused;
+  for (int i = 100; i < 200 && refused.ok(); ++i) {
+    refused = Put(h.tier(), i, 1, kBlock, keep);
+    if (refused.ok()) ++written;
+  }
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_NE(refused.message().find("keep_from"), std::string::npos) << refused;
+  // Regions 2 and 3 (empty) and 0 (reclaimed: blocks 0..8) took them; region 1 was kept.
+  EXPECT_EQ(written, 27);
+  for (int i = 100; i < 100 + written; ++i) {
+    EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+  }
+  EXPECT_FALSE(h.tier().Contains(kNs, TestKey(0)));
+  EXPECT_TRUE(h.tier().Contains(kNs, TestKey(17)));
+  // Without the mark, the oldest region is reclaimed as usual.
+  ASSERT_TRUE(Put(h.tier(), 300, 1, kBlock).ok());
+  EXPECT_FALSE(h.tier().Contains(kNs, TestKey(17)));
+  EXPECT_TRUE(h.tier().Contains(kNs, TestKey(100)));
+}
+
 TEST(NvmeTierTest, FailedSyncIndexesNothing) {
   TierHarness h;
   ASSERT_TRUE(h.Open().ok());

@@ -81,6 +81,7 @@ class NvmeTier::Impl {
   absl::Status SetNamespaceLimits(uint32_t ns, const NvmeNamespaceLimits& limits);
   NvmeNamespaceLimits Limits(uint32_t ns) const;
   NvmeTierSnapshot Snapshot() const;
+  uint64_t LogMark() const;
 
  private:
   // One cached block in the DRAM table (see the file comment).
@@ -134,6 +135,7 @@ class NvmeTier::Impl {
     // Commit jobs not finished, plus one held by the writer until it has queued them all.
     size_t outstanding = 1;  // guarded by pipe_mu_
     std::function<void(std::vector<absl::Status>)> done;
+    uint64_t keep_from = 0;  // NvmeWriteOptions::keep_from
   };
 
   // A block placed in the active region.
@@ -242,6 +244,9 @@ class NvmeTier::Impl {
   // new generation (synced), opens it, and reinserts the hot blocks CollectRegion picked.
   absl::Status ReclaimAndOpen(uint32_t region, int& evictions_left)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Whether OpenNextRegion would now reclaim live records of a region whose generation is at
+  // least `mark` (NvmeWriteOptions::keep_from; 0: never).
+  bool ReclaimsFrom(uint64_t mark) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Decides the fate of `items` whose namespaces have quotas (see NvmeTier::Write), and which
   // of their namespaces' recorded blocks go to make room. Blocks on index reads.
   // REQUIRES: on the commit thread (no region is reclaimed meanwhile).
@@ -281,7 +286,7 @@ class NvmeTier::Impl {
   nvme::Superblock sb_;
   std::unique_ptr<nvme::NvmeIndex> index_;
 
-  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(write_mu_) = 1;
 
   // The pipeline's queues. WriteAsync waits while kMaxQueuedCalls calls are waiting for the

@@ -75,6 +75,7 @@ void NvmeTier::Impl::WriteAsync(uint32_t ns, std::span<const BlockKey> keys,
   auto call = std::make_shared<WriteCall>();
   call->statuses.resize(n);
   call->done = std::move(done);
+  call->keep_from = options.keep_from;
   auto fail_all = [&](const absl::Status& s) {
     std::fill(call->statuses.begin(), call->statuses.end(), s);
     ReleaseCall(call);
@@ -262,6 +263,16 @@ void NvmeTier::Impl::WriteBlocks(std::span<const std::shared_ptr<WriteCall>> cal
       if (!placed.empty()) {
         WriteRecords(calls, std::move(placed));
         placed.clear();
+      }
+      if (ReclaimsFrom(calls[c]->keep_from)) {
+        // The call's remaining blocks would evict records it asked to keep; other calls of the
+        // batch go on (their region may be opened for them).
+        for (; i < blocks.size(); ++i) {
+          *blocks[i].status = absl::ResourceExhaustedError(
+              "NVMe tier full: more room would reclaim a region written since the write's "
+              "keep_from mark");
+        }
+        continue;
       }
       const absl::Status s = opened.ok() ? OpenNextRegion(evictions_left) : opened.status();
       if (!s.ok()) {
@@ -700,6 +711,22 @@ absl::Status NvmeTier::Impl::SetNamespaceLimits(uint32_t ns, const NvmeNamespace
   }
   EraseVictimsLocked(victims);
   return absl::OkStatus();
+}
+
+bool NvmeTier::Impl::ReclaimsFrom(uint64_t mark) const {
+  if (mark == 0) return false;
+  absl::MutexLock lock(&mu_);
+  // As OpenNextRegion picks. None: it fails by itself.
+  const std::optional<uint32_t> target = log_->NextToOpen();
+  return target.has_value() && log_->generation(*target) >= mark && log_->live_bytes(*target) > 0;
+}
+
+uint64_t NvmeTier::Impl::LogMark() const {
+  absl::MutexLock wlock(&write_mu_);
+  absl::MutexLock lock(&mu_);
+  const std::optional<uint32_t> active = log_->active();
+  // No active region (nothing written since startup): the next one opened is the first after.
+  return active.has_value() ? log_->generation(*active) : next_generation_;
 }
 
 absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {

@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "kvtier/common/units.h"
 #include "spdlog/spdlog.h"
 #include "tiers/src/nvme/io_engine.h"
 #include "tiers/src/nvme/io_util.h"
@@ -29,7 +30,8 @@ constexpr size_t kMaxFixedBuffer = size_t{1} << 30;
 struct Ring {
   absl::Mutex mu;
   io_uring ring ABSL_GUARDED_BY(mu);
-  // What is registered on this ring, in table order; empty when registration failed.
+  // What is registered on this ring, in table order: every registration the kernel accepted
+  // for it (a refused one leaves the earlier ones in place).
   std::vector<iovec> fixed ABSL_GUARDED_BY(mu);
 };
 
@@ -62,28 +64,48 @@ class UringEngine final : public IoEngine {
   std::string_view name() const override { return "io_uring"; }
 
   absl::Status RegisterMemory(std::span<std::byte> memory) override {
-    absl::MutexLock reg_lock(&register_mu_);
+    // Nothing to register: asking the kernel for an empty table would fail, and its log line
+    // would use up the one that a real refusal needs.
+    if (memory.empty()) return absl::OkStatus();
+    std::vector<iovec> pieces;
     for (size_t done = 0; done < memory.size(); done += kMaxFixedBuffer) {
-      registered_.push_back(
-          {memory.data() + done, std::min(kMaxFixedBuffer, memory.size() - done)});
+      pieces.push_back({memory.data() + done, std::min(kMaxFixedBuffer, memory.size() - done)});
     }
+    absl::MutexLock reg_lock(&register_mu_);
+    size_t refused = 0;
+    int err = 0;
     for (auto& r : rings_) {
       absl::MutexLock lock(&r->mu);
+      std::vector<iovec> wanted = r->fixed;
+      wanted.insert(wanted.end(), pieces.begin(), pieces.end());
+      // A ring's table is replaced whole: the kernel adds no buffers to a registered table.
       if (!r->fixed.empty()) io_uring_unregister_buffers(&r->ring);
-      r->fixed.clear();
-      const int rc = io_uring_register_buffers(&r->ring, registered_.data(),
-                                               static_cast<unsigned>(registered_.size()));
-      if (rc < 0) {
-        static std::atomic<bool> logged{false};
-        if (!logged.exchange(true)) {
-          spdlog::warn(
-              "io_uring: cannot register {} bytes of I/O buffers ({}); NVMe I/O goes on without "
-              "fixed buffers (raise RLIMIT_MEMLOCK, e.g. LimitMEMLOCK=infinity, to enable them)",
-              memory.size(), std::strerror(-rc));
-        }
+      const int rc =
+          io_uring_register_buffers(&r->ring, wanted.data(), static_cast<unsigned>(wanted.size()));
+      if (rc == 0) {
+        r->fixed = std::move(wanted);
         continue;
       }
-      r->fixed = registered_;
+      ++refused;
+      err = -rc;
+      // Put back what the ring had, so that a refusal costs only the new memory. (Every ring
+      // pins its own table: the later rings of a large registration are the ones refused.)
+      if (!r->fixed.empty() &&
+          io_uring_register_buffers(&r->ring, r->fixed.data(),
+                                    static_cast<unsigned>(r->fixed.size())) < 0) {
+        r->fixed.clear();
+      }
+    }
+    if (refused > 0) {
+      static std::atomic<bool> logged{false};
+      if (!logged.exchange(true)) {
+        spdlog::warn(
+            "io_uring: cannot register {} of I/O buffers on {} of {} ring(s) ({}); NVMe I/O into "
+            "it goes on without fixed buffers, only slower. Each ring pins the memory: raise "
+            "RLIMIT_MEMLOCK to at least {} x {} (e.g. LimitMEMLOCK=infinity) to enable them",
+            FormatByteSize(memory.size()), refused, rings_.size(), std::strerror(err),
+            rings_.size(), FormatByteSize(memory.size()));
+      }
     }
     return absl::OkStatus();
   }
@@ -239,8 +261,7 @@ class UringEngine final : public IoEngine {
   const uint32_t queue_depth_;
   std::vector<std::unique_ptr<Ring>> rings_;
   std::atomic<size_t> next_ring_{0};
-  absl::Mutex register_mu_;
-  std::vector<iovec> registered_ ABSL_GUARDED_BY(register_mu_);
+  absl::Mutex register_mu_;  // one registration at a time
 };
 
 }  // namespace

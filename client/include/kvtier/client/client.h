@@ -165,8 +165,12 @@ struct PrefetchResult {
 
 // Put's per-block outcomes are absl::Status values: OK (stored now), AlreadyExists (the key was
 // cached already; nothing was sent, which is success), ResourceExhausted (no room even after
-// eviction), DeadlineExceeded (the arena lease expired before the commit; nothing stored).
-// Returns true for the two outcomes after which the key is cached.
+// eviction, or a write-through daemon's NVMe device is full), DeadlineExceeded (the arena lease
+// expired before the commit; nothing stored), and from a daemon running --nvme-write-through:
+// Unavailable (the block could not be written to NVMe: I/O error, failed fdatasync) and Aborted
+// (another block of the same put failed; a put is all or nothing). Nothing is stored after any
+// of the failures; all may be retried. Returns true for the two outcomes after which the key is
+// cached.
 inline bool IsStored(const absl::Status& block_status) {
   return block_status.ok() || absl::IsAlreadyExists(block_status);
 }

@@ -144,6 +144,12 @@ struct NvmeWriteOptions {
   std::span<const uint32_t> ttls_seconds;
   // Empty, or one entry per key: the block's hits in the tier above, for the admission policy.
   std::span<const uint32_t> upper_tier_hits;
+  // 0 (default), or a NvmeTier::LogMark(): blocks that could only be placed by reclaiming a
+  // region written at or after the mark are refused with kResourceExhausted instead (the
+  // blocks before them in the call are written). A shutdown save writes most recently used
+  // first and passes the mark from its start, so that once the tier is full of what it saved it
+  // stops, rather than reclaim the regions holding its own first, hottest blocks.
+  uint64_t keep_from = 0;
 };
 
 struct NvmeReadResult {
@@ -246,7 +252,8 @@ class NvmeTier {
   // kInvalidArgument (unknown namespace, empty or longer than the namespace's block size,
   // duplicate in the batch, upper_tier_hits of the wrong size); kResourceExhausted (refused by
   // the admission policy, or the device is full: ENOSPC, or every region holds pinned blocks,
-  // or the namespace's quota cannot hold it: see below); kUnavailable (device or index I/O
+  // or only regions past options.keep_from could make room, or the namespace's quota cannot
+  // hold it: see below); kUnavailable (device or index I/O
   // failed; nothing of the failed blocks is indexed).
   // Quota (NvmeNamespaceLimits::quota_bytes): a block larger than the quota is refused, and so
   // are the earliest blocks of a call whose blocks together exceed it (the call keeps its last
@@ -304,6 +311,11 @@ class NvmeTier {
   // Device bytes a record of a `length`-byte payload takes: one header unit plus the payload
   // padded to the alignment. What used_bytes and quotas count.
   uint64_t DeviceBytes(uint64_t length) const;
+
+  // A mark of the log's head, for NvmeWriteOptions::keep_from: every record written after this
+  // call lies in a region whose generation is at least the mark. No I/O; waits for a write
+  // stage that is placing blocks.
+  uint64_t LogMark() const;
 
   NvmeTierSnapshot Snapshot() const;
 

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 
 #include "kvtier/tiers/testing/nvme_memory_device.h"
@@ -21,11 +22,17 @@ std::vector<std::byte> MemoryMedium::Read(uint64_t offset, uint64_t length) cons
           bytes_.begin() + static_cast<ptrdiff_t>(offset + length)};
 }
 
-void MemoryMedium::FailWritesAfter(uint64_t budget_bytes, int err) {
+void MemoryMedium::FailWritesAfter(uint64_t budget_bytes, int err, bool torn) {
   absl::MutexLock lock(&mu_);
   fail_writes_ = true;
   write_budget_ = budget_bytes;
   write_errno_ = err;
+  torn_writes_ = torn;
+}
+
+void MemoryMedium::OnWrite(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  on_write_ = std::move(hook);
 }
 
 void MemoryMedium::FailReads(int err) {
@@ -41,6 +48,7 @@ void MemoryMedium::FailSyncs(int err) {
 void MemoryMedium::ClearFaults() {
   absl::MutexLock lock(&mu_);
   fail_writes_ = false;
+  torn_writes_ = false;
   read_errno_ = 0;
   sync_errno_ = 0;
 }
@@ -56,25 +64,44 @@ uint64_t MemoryMedium::syncs() const {
 }
 
 absl::Status MemoryMedium::Transfer(const IoOp& op) {
+  if (op.type == IoOp::Type::kWrite) {
+    std::function<void()> hook;
+    {
+      absl::MutexLock lock(&mu_);
+      hook = on_write_;
+    }
+    // Outside the lock: the hook may take the test's own locks or wait for another thread.
+    if (hook) hook();
+  }
   absl::MutexLock lock(&mu_);
   const size_t total = nvme::IoOpBytes(op);
+  // Bytes to move; fewer than `total` for a torn write, which then fails.
+  size_t transfer = total;
+  absl::Status status;
   if (op.type == IoOp::Type::kRead) {
     if (read_errno_ != 0) return nvme::ErrnoStatus(read_errno_, "memory read");
   } else if (fail_writes_) {
-    if (total > write_budget_) return nvme::ErrnoStatus(write_errno_, "memory write");
-    write_budget_ -= total;
+    if (total > write_budget_) {
+      status = nvme::ErrnoStatus(write_errno_, "memory write");
+      if (!torn_writes_) return status;
+      transfer = write_budget_;
+    }
+    write_budget_ -= transfer;
   }
   uint64_t offset = op.offset;
   for (const IoSegment& s : op.segments) {
+    if (transfer == 0) break;
+    const size_t n = std::min(s.length, transfer);
     if (op.type == IoOp::Type::kRead) {
-      std::memcpy(s.data, bytes_.data() + offset, s.length);
+      std::memcpy(s.data, bytes_.data() + offset, n);
     } else {
-      std::memcpy(bytes_.data() + offset, s.data, s.length);
+      std::memcpy(bytes_.data() + offset, s.data, n);
     }
-    offset += s.length;
+    offset += n;
+    transfer -= n;
   }
-  if (op.type == IoOp::Type::kWrite) ++writes_;
-  return absl::OkStatus();
+  if (op.type == IoOp::Type::kWrite && status.ok()) ++writes_;
+  return status;
 }
 
 absl::Status MemoryMedium::Sync() {

@@ -627,8 +627,10 @@ NvmePlacement::SaveReport NvmePlacement::SaveDram(absl::Time deadline) {
       if (s.ok()) {
         ++report.saved;
       } else if (absl::IsResourceExhausted(s)) {
-        // Full of this save's blocks (or of pinned ones, or ENOSPC): colder blocks would only
-        // push hotter ones out.
+        // Full of this save's blocks (or of pinned ones, or ENOSPC): the colder blocks still
+        // to come would only push hotter ones out, whatever their namespace. (Not a quota:
+        // the blocks were kept within their quotas above, and the save writes no pinned
+        // blocks, which are the only ones a quota refuses at commit.)
         ++report.no_room;
         full = true;
       } else if (report.failed++ == 0) {

@@ -19,7 +19,7 @@
 //   prefix-slru  The default. A segmented LRU built for prefix caches: blocks start in a
 //                probation segment and move to a protected one when reused, or when they come
 //                back while a ghost filter still remembers them; the protected segment holds at
-//                most 90 % of the class, so a burst of one-off prompts cannot flush the reused
+//                most 80 % of the class, so a burst of one-off prompts cannot flush the reused
 //                ones. Prefix-aware: a child never outlives its parent (leaf-first eviction),
 //                and a block whose parent leaves the tier becomes the next victim, since no
 //                prefix lookup can reach it any more.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kvtier/common/testing/manual_clock.h"
+#include "kvtier/common/testing/temp_dir.h"
 #include "kvtier/tiers/dram_tier.h"
 #include "kvtier/tiers/nvme_tier.h"
 #include "kvtier/tiers/testing/nvme_memory_device.h"
@@ -40,21 +41,7 @@ inline std::vector<std::byte> Content(uint64_t id, uint64_t version) {
   return kvtier::testing::SeededBytes(id * 1000003 + version, kBlock);
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kvtier-wt-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using kvtier::testing::TempDir;
 
 class PlacementTest : public ::testing::Test {
  protected:

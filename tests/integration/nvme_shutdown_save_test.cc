@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "kvtier/client/client.h"
+#include "kvtier/common/testing/temp_dir.h"
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
@@ -57,21 +58,7 @@ NamespaceDescriptor Descriptor() {
   return d;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "kvtier-save-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using kvtier::testing::TempDir;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);

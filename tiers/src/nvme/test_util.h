@@ -14,30 +14,12 @@
 #include <vector>
 
 #include "kvtier/common/block_key.h"
+#include "kvtier/common/testing/temp_dir.h"
 #include "tiers/src/nvme/io_util.h"
 
 namespace kvtier::tiers::nvme::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl = std::string(base != nullptr ? base : "/tmp") + "/kvtier-nvme-XXXXXX";
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using kvtier::testing::TempDir;
 
 inline BlockKey TestKey(uint64_t i, uint64_t salt = 0) {
   BlockKey k;

@@ -63,6 +63,7 @@ absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> OpenBenchTier(const Config& c,
   tiers::NvmeTierOptions o;
   o.index_path = c.file + ".index";
   o.region_bytes = c.region_bytes;
+  o.reclaim_batch_regions = c.reclaim_batch;
   KVTIER_ASSIGN_OR_RETURN(auto tier, tiers::NvmeTier::Create(o, std::move(device), clock, nullptr));
   KVTIER_RETURN_IF_ERROR(tier->AddNamespace(1, c.block_bytes));
   return tier;

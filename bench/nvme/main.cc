@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   app.add_option("--capacity", capacity, "size of a new file (0: the existing file's)")
       ->capture_default_str();
   app.add_option("--region", region, "log region size")->capture_default_str();
+  app.add_option("--reclaim-batch", c.reclaim_batch,
+                 "regions reclaimed per wait for the commits in flight (0: the tier's default)")
+      ->capture_default_str();
   app.add_option("--block", block, "block size")->capture_default_str();
   app.add_option("--qd", c.queue_depth, "queue depth (blocks in flight)")->capture_default_str();
   app.add_option("--bytes", bytes, "write mode: bytes to write")->capture_default_str();

@@ -59,6 +59,9 @@ absl::StatusOr<std::unique_ptr<NvmeTier>> OpenTier(const std::string& dir, bool 
   NvmeTierOptions o;
   o.index_path = dir + "/index";
   o.region_bytes = kRegion;
+  // Regions are reclaimed two at a time (the default would be one on a tier this small), so
+  // that kills also land between a batched reclaim and the opening of its clean region.
+  o.reclaim_batch_regions = 2;
   absl::StatusOr<std::unique_ptr<NvmeTier>> tier =
       NvmeTier::Create(o, std::move(*dev), clock, nullptr);
   if (!tier.ok()) return tier.status();

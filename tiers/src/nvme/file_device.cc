@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
 #include "kvtier/common/units.h"
@@ -74,6 +75,44 @@ class FileDevice final : public NvmeDevice {
       if (!op.status.ok()) return op.status;
     }
     return absl::OkStatus();
+  }
+
+  absl::Status SubmitStream(std::span<IoOp> ops, absl::FunctionRef<void(IoOp&)> on_complete,
+                            absl::FunctionRef<std::span<IoOp>()> more) override {
+    absl::Mutex first_mu;  // the thread pool engine completes ops on its workers
+    absl::Status first;
+    auto complete = [&](IoOp& op) {
+      if (!op.status.ok()) {
+        absl::MutexLock lock(&first_mu);
+        if (first.ok()) first = op.status;
+      }
+      on_complete(op);
+    };
+    // The engine gets the valid ops of each batch; an invalid one is finished here at once.
+    // A batch with none valid asks for the next, so that "none" still means none yet.
+    std::vector<IoOp*> valid;
+    auto take = [&](std::span<IoOp> batch) -> std::span<IoOp* const> {
+      valid.clear();
+      while (true) {
+        for (IoOp& op : batch) {
+          op.status = nvme::ValidateIoOp(op, alignment_, size_);
+          if (op.status.ok()) {
+            valid.push_back(&op);
+          } else {
+            complete(op);
+          }
+        }
+        if (!valid.empty() || batch.empty()) return valid;
+        batch = more();
+      }
+    };
+    const std::span<IoOp* const> start = take(ops);
+    if (!start.empty()) {
+      engine_->RunStream(
+          start, [&](IoOp* op) { complete(*op); }, [&] { return take(more()); });
+    }
+    absl::MutexLock lock(&first_mu);
+    return first;
   }
 
   absl::Status Sync() override {

@@ -25,6 +25,14 @@ class IoEngine {
   // Runs every op (all valid), sets each one's status and calls on_complete(op) as it
   // completes (see NvmeDevice::Submit); blocks until all have completed. Thread-safe.
   virtual void Run(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete) = 0;
+  // Run with more ops asked for as room frees up (see NvmeDevice::SubmitStream); `more()`
+  // returns valid ops only. This default asks after each batch has completed.
+  virtual void RunStream(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete,
+                         absl::FunctionRef<std::span<IoOp* const>()> more) {
+    for (std::span<IoOp* const> batch = ops; !batch.empty(); batch = more()) {
+      Run(batch, on_complete);
+    }
+  }
 };
 
 // Sets up `rings` io_uring instances of `queue_depth` entries with `fd` registered. The

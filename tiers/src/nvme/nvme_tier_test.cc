@@ -228,17 +228,7 @@ constexpr size_t kBlock = 60 << 10;
 TEST(NvmeTierTest, AWriteAcrossFreeRegionsIsOneBatchAndEvictionStillDrains) {
   TierHarness h(4);  // 16 records of kBlock per region
   ASSERT_TRUE(h.Open().ok());
-  auto write = [&](int first, int n) {
-    std::vector<BlockKey> keys;
-    std::vector<std::vector<std::byte>> payloads;
-    std::vector<std::span<const std::byte>> blocks;
-    for (int i = first; i < first + n; ++i) {
-      keys.push_back(TestKey(i));
-      payloads.push_back(TestPayload(i, 1, kBlock));
-    }
-    for (auto& p : payloads) blocks.emplace_back(p);
-    for (const absl::Status& s : h.tier().Write(kNs, keys, blocks)) ASSERT_TRUE(s.ok()) << s;
-  };
+  auto write = [&](int first, int n) { PutRange(h.tier(), first, n, kBlock); };
   // Regions 1 and 2 are free when region 0 fills: they are opened without waiting for the
   // commits in flight, so the whole call reaches the device as one batch and one fdatasync
   // (it took three when every region boundary drained the pipeline).
@@ -367,11 +357,7 @@ TEST(NvmeTierTest, KeepFromRefusesToReclaimRegionsWrittenSinceTheMark) {
   keep.source = NvmeWriteOptions::Source::kShutdown;
   keep.keep_from = h.tier().LogMark();  // region 1 is the active one: it and later are kept
   int written = 0;
-  absl::Status refused;
-  for (int i = 100; i < 200 && refused.ok(); ++i) {
-    refused = Put(h.tier(), i, 1, kBlock, keep);
-    if (refused.ok()) ++written;
-  }
+  const absl::Status refused = PutUntilRefused(h.tier(), 100, 200, kBlock, keep, written);
   EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
   EXPECT_NE(refused.message().find("keep_from"), std::string::npos) << refused;
   // Regions 2 and 3 (empty) and 0 (reclaimed: blocks 0..8) took them; region 1 was kept.
@@ -488,23 +474,7 @@ class NvmeTierFileTest : public ::testing::TestWithParam<bool> {};
 TEST_P(NvmeTierFileTest, RestartOnAFileAcrossEngines) {
   TempDir dir;
   kvtier::testing::ManualClock clock(kStartUnixNanos);
-  auto open = [&](bool io_uring) -> absl::StatusOr<std::unique_ptr<NvmeTier>> {
-    NvmeDeviceOptions d;
-    d.path = dir / "nvme.dat";
-    d.capacity_bytes = (1 << 20) + 6 * kRegionBytes;
-    d.engine = io_uring ? NvmeDeviceOptions::Engine::kAuto : NvmeDeviceOptions::Engine::kThreadPool;
-    d.queue_depth = 8;
-    auto device = OpenFileDevice(d);
-    if (!device.ok()) return device.status();
-    NvmeTierOptions o;
-    o.index_path = dir / "index";
-    o.region_bytes = kRegionBytes;
-    auto tier = NvmeTier::Create(o, std::move(*device), &clock, nullptr);
-    if (tier.ok()) {
-      EXPECT_TRUE((*tier)->AddNamespace(kNs, 64 << 10).ok());
-    }
-    return tier;
-  };
+  auto open = [&](bool io_uring) { return OpenFileTier(dir, io_uring, &clock, 6, 8); };
   const bool first = GetParam();
   {
     auto tier = open(first);

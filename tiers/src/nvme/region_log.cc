@@ -1,6 +1,8 @@
 #include "tiers/src/nvme/region_log.h"
 
+#include <algorithm>
 #include <cassert>
+#include <cstddef>
 
 namespace kvtier::tiers::nvme {
 
@@ -18,22 +20,45 @@ std::optional<uint32_t> RegionLog::Allocate(uint64_t bytes) {
   return static_cast<uint32_t>(offset);
 }
 
+bool RegionLog::Evictable(uint32_t r) const {
+  return active_ != r && regions_[r].pinned_bytes * 2 <= region_bytes_;
+}
+
 std::optional<uint32_t> RegionLog::NextToOpen() const {
-  std::optional<uint32_t> oldest;
   for (uint32_t r = 0; r < regions_.size(); ++r) {
-    if (active_ == r) continue;
-    if (Quiet(r)) return r;
-    if (regions_[r].pinned_bytes * 2 > region_bytes_) continue;
-    if (!oldest || regions_[r].generation < regions_[*oldest].generation) oldest = r;
+    if (active_ != r && Quiet(r)) return r;
   }
-  return oldest;
+  const std::vector<uint32_t> oldest = OldestRegions(1);
+  if (oldest.empty()) return std::nullopt;
+  return oldest.front();
+}
+
+std::vector<uint32_t> RegionLog::OldestRegions(size_t n) const {
+  std::vector<uint32_t> found;
+  for (uint32_t r = 0; r < regions_.size(); ++r) {
+    if (Evictable(r) && !Quiet(r)) found.push_back(r);
+  }
+  auto older = [&](uint32_t a, uint32_t b) {
+    return regions_[a].generation < regions_[b].generation;
+  };
+  n = std::min(n, found.size());
+  std::partial_sort(found.begin(), found.begin() + static_cast<ptrdiff_t>(n), found.end(), older);
+  found.resize(n);
+  return found;
 }
 
 void RegionLog::Open(uint32_t region, uint64_t generation) {
   assert(generation > regions_[region].generation);
   regions_[region].generation = generation;
+  regions_[region].clean = false;
   active_ = region;
   write_offset_ = 0;
+}
+
+void RegionLog::Reclaim(uint32_t region, uint64_t generation) {
+  assert(Quiet(region) && active_ != region && generation > regions_[region].generation);
+  regions_[region].generation = generation;
+  regions_[region].clean = true;
 }
 
 std::optional<uint32_t> RegionLog::active() const { return active_; }

@@ -41,6 +41,9 @@ class RegionLog {
   // them would rewrite the pinned blocks and free little, so a tier full of pins reports
   // itself full instead of wearing the flash. nullopt when no region qualifies.
   std::optional<uint32_t> NextToOpen() const;
+  // Up to `n` regions that NextToOpen would pick once every quiet region is used, oldest
+  // first: the ones a batched reclaim takes (see NvmeTierOptions::reclaim_batch_regions).
+  std::vector<uint32_t> OldestRegions(size_t n) const;
   // True when `region` holds neither live nor pending records: opening it evicts nothing, so
   // the writer need not wait for the commits in flight (see NvmeTier's write pipeline).
   bool Quiet(uint32_t region) const {
@@ -50,6 +53,16 @@ class RegionLog {
   // Makes `region` the active one, with `generation` and write position 0; the previously
   // active region is sealed. REQUIRES: generation is larger than every generation before.
   void Open(uint32_t region, uint64_t generation);
+  // `region`'s index entries were deleted and `generation` recorded for it, synced, ahead of
+  // its opening: it is quiet and clean. REQUIRES: Quiet(region), not active, generation as Open.
+  void Reclaim(uint32_t region, uint64_t generation);
+  // True for a region that no index entry can point into: never opened since format
+  // (generation 0), or reclaimed and not opened since. Opening it needs no synced index write
+  // (NvmeTier's ReclaimRegions says why). Not known across restarts: a restored region is
+  // not clean.
+  bool Clean(uint32_t region) const {
+    return regions_[region].generation == 0 || regions_[region].clean;
+  }
 
   std::optional<uint32_t> active() const;
   // 0 for a region never opened since format.
@@ -74,7 +87,10 @@ class RegionLog {
     uint64_t live_bytes = 0;
     uint64_t pinned_bytes = 0;
     uint32_t pending_records = 0;
+    bool clean = false;  // see Clean()
   };
+  // Whether NextToOpen may evict `r`: not active, not mostly pinned.
+  bool Evictable(uint32_t r) const;
   const uint64_t region_bytes_;
   std::vector<Region> regions_;
   std::optional<uint32_t> active_;

@@ -16,7 +16,8 @@
 // places it in the active region (evicting a region when needed) and writes the records -> the
 // commit thread fdatasyncs, writes the index (one synced batch), updates the table and runs
 // `done`. A stage takes everything queued while it was busy, so consecutive batches share one
-// submission and one pair of syncs.
+// pair of syncs; the write stage keeps one device stream open while calls keep coming
+// (tier_write_stage.cc), so the device does not drain between them.
 //
 // Quotas. Each namespace keeps its live record bytes per region (a small map: one entry per
 // region holding its records, not per block). A namespace's oldest records are found by
@@ -33,11 +34,13 @@
 // take only mu_, so writes in flight never block a read.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +57,8 @@
 namespace kvtier::tiers {
 
 class NvmeTier::Impl {
+  class WriteLock;
+
  public:
   Impl(const NvmeTierOptions& options, std::unique_ptr<NvmeDevice> device, const Clock* clock,
        std::unique_ptr<NvmeAdmissionPolicy> admission);
@@ -154,6 +159,20 @@ class NvmeTier::Impl {
     std::vector<absl::Status> io_status;
   };
 
+  // The calls the write stage (or a reinsertion) works on, and how far their blocks are placed.
+  struct PlaceCursor {
+    std::vector<std::shared_ptr<WriteCall>> calls;
+    size_t call = 0;   // the first call with blocks not yet placed (calls.size(): none)
+    size_t block = 0;  // its first block not yet placed
+    size_t held = 0;   // calls[held..] still carry the writer's hold
+    // The active region is full and the next must be evicted (or could not be opened:
+    // open_error), which waits for the commits in flight.
+    bool blocked = false;
+    absl::Status open_error;
+    std::vector<std::shared_ptr<WriteCall>> deferred;  // last holds, for ReleaseCall
+  };
+  struct WriteSegment;  // tier_write_stage.cc
+
   // A block at the commit stage: written and synced, about to be indexed.
   struct CommitItem {
     enum class Fate : uint8_t {
@@ -217,32 +236,46 @@ class NvmeTier::Impl {
   // Refuses the blocks of one write call that its namespace's quota cannot hold (see
   // NvmeTier::Write), removing them from `blocks` and counting them.
   void RefuseOverQuota(uint32_t ns, uint64_t quota, std::vector<PendingBlock>& blocks);
-  // Places and writes the calls' blocks, opening (and evicting) regions as needed; queues
-  // commit jobs. The write stage passes every call queued while it was busy, so that small
-  // batches reach the device as one large submission. `evictions_left` bounds the regions
-  // reclaimed for them.
-  void WriteBlocks(std::span<const std::shared_ptr<WriteCall>> calls, int& evictions_left)
+  // Places and writes the cursor's blocks, opening (and evicting) regions as needed; queues
+  // commit jobs. With `take_queued` (the write stage), calls queued meanwhile join the same
+  // device submission (tier_write_stage.cc). Drops the writer's hold on each call once it is
+  // wholly placed; holds that were a call's last go to cur.deferred, for the caller to drop
+  // (ReleaseCall) outside write_mu_.
+  void WriteBlocks(PlaceCursor& cur, bool take_queued) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Places the cursor's blocks in the active region, opening quiet regions as needed, until
+  // every block is placed or the next region would have to be evicted (cur.blocked).
+  void PlaceBlocks(PlaceCursor& cur, std::vector<Placed>& placed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Writes the records (header unit and payload, one op each) of blocks placed in the active
-  // region, blocking, and queues them for the commit thread.
-  void WriteRecords(std::span<const std::shared_ptr<WriteCall>> calls, std::vector<Placed> placed)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // The headers, ops and commit job of placed records; takes the job's holds on its calls.
+  std::unique_ptr<WriteSegment> BuildSegment(PlaceCursor& cur, std::vector<Placed> placed);
+  // Writes placed records, and (with take_queued) the records of calls queued meanwhile, as one
+  // device stream; each group goes to the commit thread when written. Returns when nothing is
+  // in flight. `evictions_left` is reset for each new group of calls.
+  void StreamRecords(PlaceCursor& cur, std::vector<Placed> placed, bool take_queued,
+                     int& evictions_left) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Drops the writer's hold on the calls the cursor has passed (see WriteBlocks).
+  void DropWriterHolds(PlaceCursor& cur);
   // Drops one hold on `call` (the writer's, or a finished job's); runs `done` on the last one.
   void ReleaseCall(const std::shared_ptr<WriteCall>& call);
   // Waits until every queued commit job is committed.
   void Drain();
   // Waits until the whole pipeline is idle (for shutdown).
   void DrainAll();
-  // Reclaims the next region and makes it the active one, reinserting its hot blocks. Waits
-  // for every commit in flight first. REQUIRES: no record placed and not yet written.
-  absl::Status OpenNextRegion(int& evictions_left) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Reclaims the next region and makes it the active one, reinserting its hot blocks; with it,
+  // up to reclaim_batch_ - 1 more of the oldest are reclaimed and left clean (none written at
+  // or after `keep_from`, see NvmeWriteOptions). Waits for every commit in flight first.
+  // REQUIRES: no record placed and not yet written.
+  absl::Status OpenNextRegion(int& evictions_left, uint64_t keep_from)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Opens the next region without waiting for the commits in flight, if it is quiet (holds no
-  // live or pending record: a free region, or one emptied by removals); false, opening nothing,
-  // if it is not. Records placed and not yet written may be outstanding.
+  // live or pending record: a free region, one emptied by removals, or one reclaimed ahead);
+  // false, opening nothing, if it is not. Records placed and not yet written may be
+  // outstanding.
   absl::StatusOr<bool> OpenQuietRegion() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // OpenNextRegion's work once `region` is chosen: deletes its index entries and records its
-  // new generation (synced), opens it, and reinserts the hot blocks CollectRegion picked.
-  absl::Status ReclaimAndOpen(uint32_t region, int& evictions_left)
+  // OpenNextRegion's work once the regions are chosen: deletes their index entries and records
+  // their new generations (one batch, synced unless every region is clean), opens the first,
+  // leaves the others clean, and reinserts the hot blocks CollectRegion picked.
+  absl::Status ReclaimRegions(std::span<const uint32_t> regions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   // Whether OpenNextRegion would now reclaim live records of a region whose generation is at
   // least `mark` (NvmeWriteOptions::keep_from; 0: never).
@@ -260,8 +293,9 @@ class NvmeTier::Impl {
                          std::vector<QuotaVictim>& victims);
   // Removes dropped records from the table (those still where the victim says), counting them.
   void EraseVictimsLocked(std::span<const QuotaVictim> victims) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Reads back the blocks of `region` chosen for reinsertion and fills `batch` with the
-  // deletions of all its index entries; `members` gets the (ns, table key) pairs to erase.
+  // Reads back the blocks of `region` chosen for reinsertion (appended to `reinserts`) and
+  // fills `batch` with the deletions of all its index entries; `members` gets the (ns, table
+  // key) pairs to erase.
   void CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batch,
                      std::vector<std::pair<uint32_t, uint64_t>>& members,
                      std::vector<Reinsert>& reinserts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
@@ -288,6 +322,11 @@ class NvmeTier::Impl {
 
   mutable absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t next_generation_ ABSL_GUARDED_BY(write_mu_) = 1;
+  // Threads other than the write stage waiting for write_mu_ (WriteLock): the stage's stream
+  // stops taking new calls while there are any.
+  mutable std::atomic<int> write_mu_wanted_{0};
+  // NvmeTierOptions::reclaim_batch_regions, resolved at startup.
+  uint32_t reclaim_batch_ = 1;
 
   // The pipeline's queues. WriteAsync waits while kMaxQueuedCalls calls are waiting for the
   // write stage, so that a fast producer cannot queue unbounded work.
@@ -310,6 +349,23 @@ class NvmeTier::Impl {
   TierCounters counters_ ABSL_GUARDED_BY(mu_);
   NvmeCounters nvme_ ABSL_GUARDED_BY(mu_);
   NvmeRecoveryInfo recovery_ ABSL_GUARDED_BY(mu_);
+};
+
+// write_mu_ taken by a thread other than the write stage (Remove, SetPinned, ...): announced
+// first, so that a stream of writes ends at its next group and lets it in.
+class ABSL_SCOPED_LOCKABLE NvmeTier::Impl::WriteLock {
+ public:
+  explicit WriteLock(const Impl* impl) ABSL_EXCLUSIVE_LOCK_FUNCTION(impl->write_mu_) : impl_(impl) {
+    impl_->write_mu_wanted_.fetch_add(1, std::memory_order_relaxed);
+    impl_->write_mu_.Lock();
+    impl_->write_mu_wanted_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  ~WriteLock() ABSL_UNLOCK_FUNCTION() { impl_->write_mu_.Unlock(); }
+  WriteLock(const WriteLock&) = delete;
+  WriteLock& operator=(const WriteLock&) = delete;
+
+ private:
+  const Impl* const impl_;
 };
 
 }  // namespace kvtier::tiers

@@ -73,6 +73,11 @@ absl::Status NvmeTier::Impl::Open() {
     absl::MutexLock lock(&mu_);
     log_ = std::make_unique<nvme::RegionLog>(sb_.region_count, sb_.region_bytes);
   }
+  reclaim_batch_ = options_.reclaim_batch_regions != 0
+                       ? std::min(options_.reclaim_batch_regions, sb_.region_count)
+                       : static_cast<uint32_t>(
+                             std::clamp<uint64_t>((uint64_t{256} << 20) / sb_.region_bytes, 1,
+                                                  std::max<uint32_t>(1, sb_.region_count / 8)));
   nvme::NvmeIndex::OpenReport report;
   KVTIER_ASSIGN_OR_RETURN(index_, nvme::NvmeIndex::Open(options_.index_path,
                                                         options_.index_block_cache_bytes, &report));
@@ -411,9 +416,9 @@ absl::Status NvmeTier::Impl::VerifyRegions() {
       max_gen = std::max(max_gen, device_gens[r]);
       if (log_->live_bytes(r) > 0 && device_gens[r] > log_->generation(r)) stale.push_back(r);
     }
-    // Generations must never repeat on the device, including ones the index lost. A region
-    // never opened since format is opened with an unsynced index batch (tier_write.cc,
-    // ReclaimAndOpen), so the generations of up to region_count such openings can be lost
+    // Generations must never repeat on the device, including ones the index lost. A clean
+    // region is opened with an unsynced index batch (tier_write.cc, ReclaimRegions), so the
+    // generations of up to region_count such openings can be lost
     // with the index's tail while a record of one reached the device past the region's first
     // header; skipping region_count generations keeps each of them unused.
     next_generation_ = std::max(next_generation_, max_gen + 1) + sb_.region_count;

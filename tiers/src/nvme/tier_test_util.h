@@ -59,12 +59,66 @@ class TierHarness {
   std::unique_ptr<NvmeTier> tier_;
 };
 
+// A tier of `regions` regions of kRegionBytes on a file in `dir`, with namespace kNs (blocks up
+// to 64 KiB); io_uring where the host allows it, or the thread pool.
+inline absl::StatusOr<std::unique_ptr<NvmeTier>> OpenFileTier(const TempDir& dir, bool io_uring,
+                                                              const Clock* clock, uint32_t regions,
+                                                              uint32_t queue_depth) {
+  NvmeDeviceOptions d;
+  d.path = dir / "nvme.dat";
+  d.capacity_bytes = (1 << 20) + uint64_t{regions} * kRegionBytes;
+  d.engine = io_uring ? NvmeDeviceOptions::Engine::kAuto : NvmeDeviceOptions::Engine::kThreadPool;
+  d.queue_depth = queue_depth;
+  absl::StatusOr<std::unique_ptr<NvmeDevice>> device = OpenFileDevice(d);
+  if (!device.ok()) return device.status();
+  NvmeTierOptions o;
+  o.index_path = dir / "index";
+  o.region_bytes = kRegionBytes;
+  absl::StatusOr<std::unique_ptr<NvmeTier>> tier =
+      NvmeTier::Create(o, std::move(*device), clock, nullptr);
+  if (!tier.ok()) return tier.status();
+  absl::Status s = (*tier)->AddNamespace(kNs, 64 << 10);
+  if (!s.ok()) return s;
+  return tier;
+}
+
 inline absl::Status Put(NvmeTier& tier, uint64_t id, uint64_t version, size_t length,
                         const NvmeWriteOptions& options = {}, uint32_t ns = kNs) {
   const std::vector<std::byte> payload = TestPayload(id, version, length);
   const BlockKey key = TestKey(id);
   const std::span<const std::byte> block(payload);
   return tier.Write(ns, {&key, 1}, {&block, 1}, options)[0];
+}
+
+// Writes blocks first..first+n-1 (version 1, `length` bytes each) in one call; every one must
+// succeed (a gtest failure names the first that did not).
+inline void PutRange(NvmeTier& tier, int first, int n, size_t length,
+                     const NvmeWriteOptions& options = {}) {
+  std::vector<BlockKey> keys;
+  std::vector<std::vector<std::byte>> payloads;
+  std::vector<std::span<const std::byte>> blocks;
+  for (int i = first; i < first + n; ++i) {
+    keys.push_back(TestKey(i));
+    payloads.push_back(TestPayload(i, 1, length));
+  }
+  for (auto& p : payloads) blocks.emplace_back(p);
+  const std::vector<absl::Status> statuses = tier.Write(kNs, keys, blocks, options);
+  for (size_t i = 0; i < statuses.size(); ++i) {
+    ASSERT_TRUE(statuses[i].ok()) << "block " << first + static_cast<int>(i) << ": " << statuses[i];
+  }
+}
+
+// Puts blocks first, first + 1, ... (before `end`) one call each until one fails; returns that
+// failure (OK if none did) and how many were written before it.
+inline absl::Status PutUntilRefused(NvmeTier& tier, int first, int end, size_t length,
+                                    const NvmeWriteOptions& options, int& written) {
+  written = 0;
+  for (int i = first; i < end; ++i) {
+    absl::Status s = Put(tier, i, 1, length, options);
+    if (!s.ok()) return s;
+    ++written;
+  }
+  return absl::OkStatus();
 }
 
 // The block's bytes, or the read's error. Reads into an aligned buffer unless `unaligned`.

@@ -44,7 +44,7 @@ absl::Status NvmeTier::Impl::AddNamespace(uint32_t ns, uint64_t block_bytes) {
                      " bytes must be positive and fit a region of ", sb_.region_bytes,
                      " bytes with its header; raise the NVMe region size"));
   }
-  absl::MutexLock wlock(&write_mu_);
+  WriteLock wlock(this);
   {
     absl::MutexLock lock(&mu_);
     auto it = ns_.find(ns);
@@ -193,169 +193,6 @@ void NvmeTier::Impl::RefuseOverQuota(uint32_t ns, uint64_t quota,
   absl::MutexLock lock(&mu_);
   nvme_.quota_rejections += refused;
   if (TierCounters* c = NamespaceCounters(ns)) c->quota_rejections += refused;
-}
-
-void NvmeTier::Impl::WriteLoop() {
-  while (true) {
-    std::vector<std::shared_ptr<WriteCall>> calls;
-    {
-      absl::MutexLock lock(&pipe_mu_);
-      pipe_mu_.Await(absl::Condition(
-          +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
-            return self->stopping_ || !self->write_queue_.empty();
-          },
-          this));
-      if (write_queue_.empty()) return;
-      calls.assign(std::make_move_iterator(write_queue_.begin()),
-                   std::make_move_iterator(write_queue_.end()));
-      write_queue_.clear();
-      writing_ = true;
-    }
-    {
-      absl::MutexLock wlock(&write_mu_);
-      int evictions_left = static_cast<int>(sb_.region_count) + 1;
-      WriteBlocks(calls, evictions_left);
-    }
-    for (const auto& call : calls) ReleaseCall(call);
-    absl::MutexLock lock(&pipe_mu_);
-    writing_ = false;
-  }
-}
-
-void NvmeTier::Impl::WriteBlocks(std::span<const std::shared_ptr<WriteCall>> calls,
-                                 int& evictions_left) {
-  std::vector<Placed> placed;
-  for (size_t c = 0; c < calls.size(); ++c) {
-    const std::vector<PendingBlock>& blocks = calls[c]->blocks;
-    size_t i = 0;
-    while (i < blocks.size()) {
-      const PendingBlock& b = blocks[i];
-      const uint64_t record_bytes = RecordBytes(b.payload.size(), alignment_);
-      if (record_bytes > sb_.region_bytes) {
-        *b.status = absl::InvalidArgumentError("block does not fit an NVMe region");
-        ++i;
-        continue;
-      }
-      std::optional<uint32_t> offset;
-      uint32_t region = 0;
-      uint64_t generation = 0;
-      {
-        absl::MutexLock lock(&mu_);
-        offset = log_->Allocate(record_bytes);
-        if (offset) {
-          region = *log_->active();
-          generation = log_->generation(region);
-          log_->AddPending(region);  // until CommitLoop has committed (or failed) it
-        }
-      }
-      if (offset) {
-        placed.push_back(Placed{&b, calls[c].get(), region, *offset, generation});
-        ++i;
-        continue;
-      }
-      // The active region is full. If the next region holds nothing (a free region, or one
-      // emptied by removals), it is opened at once and placement goes on, so that the records
-      // on both sides of the boundary reach the device in one submission. Otherwise its
-      // blocks are evicted, which waits for every commit in flight: what was placed so far
-      // is written first.
-      absl::StatusOr<bool> opened = OpenQuietRegion();
-      if (opened.ok() && *opened) continue;
-      if (!placed.empty()) {
-        WriteRecords(calls, std::move(placed));
-        placed.clear();
-      }
-      if (ReclaimsFrom(calls[c]->keep_from)) {
-        // The call's remaining blocks would evict records it asked to keep; other calls of the
-        // batch go on (their region may be opened for them).
-        for (; i < blocks.size(); ++i) {
-          *blocks[i].status = absl::ResourceExhaustedError(
-              "NVMe tier full: more room would reclaim a region written since the write's "
-              "keep_from mark");
-        }
-        continue;
-      }
-      const absl::Status s = opened.ok() ? OpenNextRegion(evictions_left) : opened.status();
-      if (!s.ok()) {
-        for (; c < calls.size(); ++c, i = 0) {
-          for (; i < calls[c]->blocks.size(); ++i) *calls[c]->blocks[i].status = s;
-        }
-        return;
-      }
-    }
-  }
-  if (!placed.empty()) WriteRecords(calls, std::move(placed));
-}
-
-void NvmeTier::Impl::WriteRecords(std::span<const std::shared_ptr<WriteCall>> calls,
-                                  std::vector<Placed> placed) {
-  const size_t n = placed.size();
-  AlignedBytes headers = nvme::AllocateAligned(n * alignment_, alignment_);
-  std::vector<AlignedBytes> staging(n);
-  std::vector<std::array<IoSegment, 2>> segments(n);
-  std::vector<IoOp> ops(n);
-  for (size_t k = 0; k < n; ++k) {
-    const Placed& p = placed[k];
-    const PendingBlock& b = *p.block;
-    const uint64_t len = b.payload.size();
-    std::byte* header = headers.get() + k * alignment_;
-    nvme::EncodeRecordHeader(nvme::RecordHeader{b.ns, b.key, len, p.generation, b.checksum,
-                                                b.expiry_unix_s, b.codec, b.flags},
-                             {header, alignment_});
-    segments[k][0] = {header, alignment_};
-    // Aligned payloads (the DRAM arena's slots are) go to the device as they are; others are
-    // copied into a padded buffer, since O_DIRECT takes whole aligned units.
-    if ((reinterpret_cast<uintptr_t>(b.payload.data()) & (alignment_ - 1)) == 0 &&
-        len % alignment_ == 0) {
-      segments[k][1] = {const_cast<std::byte*>(b.payload.data()), len};
-    } else {
-      staging[k] = nvme::AllocateAligned(len, alignment_);
-      std::memcpy(staging[k].get(), b.payload.data(), len);
-      segments[k][1] = {staging[k].get(), RoundUp(len, alignment_)};
-    }
-    ops[k].type = IoOp::Type::kWrite;
-    ops[k].offset = RegionOffset(p.region) + p.offset;
-    ops[k].segments = segments[k];
-  }
-  (void)device_->Submit(ops);
-  CommitJob job{{}, std::move(placed), {}};
-  job.io_status.reserve(n);
-  for (IoOp& op : ops) job.io_status.push_back(std::move(op.status));
-  absl::MutexLock lock(&pipe_mu_);
-  for (const auto& call : calls) {
-    const bool involved = std::any_of(job.placed.begin(), job.placed.end(),
-                                      [&](const Placed& p) { return p.call == call.get(); });
-    if (!involved) continue;
-    ++call->outstanding;
-    job.calls.push_back(call);
-  }
-  commit_queue_.push_back(std::move(job));
-}
-
-void NvmeTier::Impl::ReleaseCall(const std::shared_ptr<WriteCall>& call) {
-  {
-    absl::MutexLock lock(&pipe_mu_);
-    if (--call->outstanding > 0) return;
-  }
-  if (call->done) call->done(std::move(call->statuses));
-}
-
-void NvmeTier::Impl::Drain() {
-  absl::MutexLock lock(&pipe_mu_);
-  pipe_mu_.Await(absl::Condition(
-      +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
-        return self->commit_queue_.empty() && !self->committing_;
-      },
-      this));
-}
-
-void NvmeTier::Impl::DrainAll() {
-  absl::MutexLock lock(&pipe_mu_);
-  pipe_mu_.Await(absl::Condition(
-      +[](Impl* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->pipe_mu_) {
-        return self->write_queue_.empty() && self->commit_queue_.empty() && !self->writing_ &&
-               !self->committing_;
-      },
-      this));
 }
 
 void NvmeTier::Impl::CommitLoop() {
@@ -674,7 +511,7 @@ void NvmeTier::Impl::EraseVictimsLocked(std::span<const QuotaVictim> victims) {
 }
 
 absl::Status NvmeTier::Impl::SetNamespaceLimits(uint32_t ns, const NvmeNamespaceLimits& limits) {
-  absl::MutexLock wlock(&write_mu_);
+  WriteLock wlock(this);
   // Acknowledged writes are in the table, and no region is reclaimed until this returns: the
   // commit queue fills only under write_mu_.
   Drain();
@@ -722,14 +559,14 @@ bool NvmeTier::Impl::ReclaimsFrom(uint64_t mark) const {
 }
 
 uint64_t NvmeTier::Impl::LogMark() const {
-  absl::MutexLock wlock(&write_mu_);
+  WriteLock wlock(this);
   absl::MutexLock lock(&mu_);
   const std::optional<uint32_t> active = log_->active();
   // No active region (nothing written since startup): the next one opened is the first after.
   return active.has_value() ? log_->generation(*active) : next_generation_;
 }
 
-absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {
+absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left, uint64_t keep_from) {
   if (evictions_left-- <= 0) {
     return absl::ResourceExhaustedError(
         "NVMe tier full: every region holds pinned blocks; unpin blocks or raise "
@@ -737,17 +574,27 @@ absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left) {
   }
   // Blocks still being committed must be in the index before a region's entries are listed.
   Drain();
-  std::optional<uint32_t> target;
+  std::vector<uint32_t> regions;
   {
     absl::MutexLock lock(&mu_);
-    target = log_->NextToOpen();
+    const std::optional<uint32_t> target = log_->NextToOpen();
+    if (!target) {
+      return absl::ResourceExhaustedError(
+          "NVMe tier full: every region is mostly pinned blocks; unpin blocks or raise "
+          "--nvme-capacity");
+    }
+    regions.push_back(*target);
+    // The wait above is paid once for the batch: the regions reclaimed with the target open
+    // later without one. (A target emptied meanwhile is quiet: nothing to batch.)
+    if (!log_->Quiet(*target)) {
+      for (uint32_t r : log_->OldestRegions(reclaim_batch_)) {
+        if (r == *target) continue;
+        if (keep_from != 0 && log_->generation(r) >= keep_from) break;
+        regions.push_back(r);
+      }
+    }
   }
-  if (!target) {
-    return absl::ResourceExhaustedError(
-        "NVMe tier full: every region is mostly pinned blocks; unpin blocks or raise "
-        "--nvme-capacity");
-  }
-  return ReclaimAndOpen(*target, evictions_left);
+  return ReclaimRegions(regions);
 }
 
 absl::StatusOr<bool> NvmeTier::Impl::OpenQuietRegion() {
@@ -762,48 +609,58 @@ absl::StatusOr<bool> NvmeTier::Impl::OpenQuietRegion() {
   // and new records go only to the active region. Its stale index entries, if any, are
   // deleted with the generation bump; there is nothing to reinsert. It stays quiet until it
   // is opened: only this thread places records.
-  int no_evictions = 0;
-  KVTIER_RETURN_IF_ERROR(ReclaimAndOpen(*target, no_evictions));
+  const uint32_t regions[] = {*target};
+  KVTIER_RETURN_IF_ERROR(ReclaimRegions(regions));
   return true;
 }
 
-absl::Status NvmeTier::Impl::ReclaimAndOpen(uint32_t region, int& evictions_left) {
+absl::Status NvmeTier::Impl::ReclaimRegions(std::span<const uint32_t> regions) {
   nvme::NvmeIndex::Batch batch;
-  std::vector<std::pair<uint32_t, uint64_t>> members;
+  std::vector<std::vector<std::pair<uint32_t, uint64_t>>> members(regions.size());
   std::vector<Reinsert> reinserts;
-  CollectRegion(region, batch, members, reinserts);
-  const uint64_t generation = next_generation_;
-  batch.PutRegion(region, generation);
-  batch.PutNextGeneration(generation + 1);
-  bool fresh;
-  {
+  bool clean = true;
+  for (size_t i = 0; i < regions.size(); ++i) {
+    CollectRegion(regions[i], batch, members[i], reinserts);
+    batch.PutRegion(regions[i], next_generation_ + i);
     absl::MutexLock lock(&mu_);
-    fresh = log_->generation(region) == 0;
+    clean = clean && log_->Clean(regions[i]);
   }
-  // Synced before a byte of the region is overwritten: afterwards, no index entry points into
-  // the region's previous generation. A region never opened since format has no previous
-  // generation and no entries (they are only ever written after their region's 'R' entry, in
-  // one log), so its batch need not wait for the disk: the next synced commit carries it, and
-  // if it is lost in a crash, so is everything written after it, and startup takes the next
-  // generation above every record header it finds.
-  const absl::Status s = index_->Commit(batch, /*sync=*/!fresh);
+  batch.PutNextGeneration(next_generation_ + regions.size());
+  // Synced before a byte of the regions is overwritten: afterwards, no index entry points into
+  // their previous generations. A clean region (never opened since format, or reclaimed ahead
+  // and not opened since) has no entries: they are only ever written after their region's
+  // 'R' entry, in one log, and its last reclaim deleted them, synced. So its batch need not
+  // wait for the disk: the next synced commit carries it, and if it is lost in a crash, so is
+  // everything written after it, and startup takes the next generation above every record
+  // header it finds (at most region_count openings can be lost so: a region is not opened
+  // again before its records are committed, which syncs the index).
+  const absl::Status s = index_->Commit(batch, /*sync=*/!clean);
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     ++nvme_.index_errors;
     return absl::UnavailableError(
         absl::StrCat("NVMe index write failed while reclaiming a region: ", s.message()));
   }
-  next_generation_ = generation + 1;
+  const uint64_t first_generation = next_generation_;
+  next_generation_ += regions.size();
+  size_t evicted = 0;
   {
     absl::MutexLock lock(&mu_);
-    for (const auto& [ns, tk] : members) {
-      auto it = table_.find(tk);
-      if (it != table_.end() && it->second.region == region) EraseLocked(ns, tk, it->second);
+    for (size_t i = 0; i < regions.size(); ++i) {
+      for (const auto& [ns, tk] : members[i]) {
+        auto it = table_.find(tk);
+        if (it != table_.end() && it->second.region == regions[i]) EraseLocked(ns, tk, it->second);
+      }
+      evicted += members[i].size();
+      if (!members[i].empty()) ++nvme_.region_evictions;
+      if (i == 0) {
+        log_->Open(regions[i], first_generation);
+      } else {
+        log_->Reclaim(regions[i], first_generation + i);
+      }
     }
-    log_->Open(region, generation);
-    if (!members.empty()) ++nvme_.region_evictions;
     if (reinserts.empty()) {
-      nvme_.evicted_blocks += members.size();
+      nvme_.evicted_blocks += evicted;
       return absl::OkStatus();
     }
   }
@@ -822,16 +679,18 @@ absl::Status NvmeTier::Impl::ReclaimAndOpen(uint32_t region, int& evictions_left
                                         &call->statuses[k],
                                         r.loc.checksum});
   }
-  // They fit the fresh region (CollectRegion keeps them within it), so this opens no region.
-  const std::shared_ptr<WriteCall> calls[] = {call};
-  WriteBlocks(calls, evictions_left);
-  ReleaseCall(call);
+  // Each region's reinsertions fit within it (CollectRegion's budget), so they fit the opened
+  // region and the clean ones beside it: this reclaims nothing more.
+  PlaceCursor cur;
+  cur.calls.push_back(call);
+  WriteBlocks(cur, /*take_queued=*/false);
+  for (const auto& c : cur.deferred) ReleaseCall(c);  // no `done`: safe under write_mu_
   Drain();  // `reinserts` owns their bytes until they are committed
   uint64_t reinserted = 0;
   for (const absl::Status& st : call->statuses) reinserted += st.ok() ? 1 : 0;
   absl::MutexLock lock(&mu_);
   nvme_.reinserted_blocks += reinserted;
-  nvme_.evicted_blocks += members.size() - reinserted;
+  nvme_.evicted_blocks += evicted - reinserted;
   return absl::OkStatus();
 }
 
@@ -909,6 +768,7 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
   // custom reinsertion policy, any unexpired block (the policy is asked only about blocks
   // that fit).
   std::optional<int32_t> full_at;
+  std::vector<Reinsert> chosen;  // appended to `reinserts` once read back and checked
   for (size_t i : order) {
     const Live& m = live[i];
     if (Expired(m.entry, now_s)) continue;
@@ -931,16 +791,16 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
       }
       budget -= record_bytes;
     }
-    reinserts.push_back(
+    chosen.push_back(
         Reinsert{m.at.ns, m.at.key, *loc, nvme::AllocateAligned(loc->length, alignment_)});
   }
-  if (reinserts.empty()) return;
+  if (chosen.empty()) return;
 
   // Read them back before the region is given up; a record that fails its check is dropped.
-  std::vector<IoSegment> segments(reinserts.size());
-  std::vector<IoOp> ops(reinserts.size());
-  for (size_t k = 0; k < reinserts.size(); ++k) {
-    const Reinsert& r = reinserts[k];
+  std::vector<IoSegment> segments(chosen.size());
+  std::vector<IoOp> ops(chosen.size());
+  for (size_t k = 0; k < chosen.size(); ++k) {
+    const Reinsert& r = chosen[k];
     segments[k] = {r.data.get(), RoundUp(r.loc.length, alignment_)};
     ops[k].type = IoOp::Type::kRead;
     ops[k].offset = RegionOffset(region) + r.loc.offset + alignment_;
@@ -948,9 +808,8 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
   }
   (void)device_->Submit(ops);
   uint64_t failures = 0, io_errors = 0, bytes_read = 0;
-  std::vector<Reinsert> kept;
-  for (size_t k = 0; k < reinserts.size(); ++k) {
-    Reinsert& r = reinserts[k];
+  for (size_t k = 0; k < chosen.size(); ++k) {
+    Reinsert& r = chosen[k];
     if (!ops[k].status.ok()) {
       ++io_errors;
       continue;
@@ -960,9 +819,8 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
       ++failures;
       continue;
     }
-    kept.push_back(std::move(r));
+    reinserts.push_back(std::move(r));
   }
-  reinserts = std::move(kept);
   absl::MutexLock lock(&mu_);
   nvme_.checksum_failures += failures;
   nvme_.io_errors += io_errors;
@@ -971,7 +829,7 @@ void NvmeTier::Impl::CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batc
 
 std::vector<absl::Status> NvmeTier::Impl::Remove(uint32_t ns, std::span<const BlockKey> keys) {
   std::vector<absl::Status> statuses(keys.size(), absl::NotFoundError("not cached"));
-  absl::MutexLock wlock(&write_mu_);
+  WriteLock wlock(this);
   Drain();  // a write of one of these keys acknowledged before the call is in the table
   nvme::NvmeIndex::Batch batch;
   std::vector<size_t> found;
@@ -1009,7 +867,7 @@ std::vector<absl::Status> NvmeTier::Impl::Remove(uint32_t ns, std::span<const Bl
 std::vector<absl::Status> NvmeTier::Impl::SetPinned(uint32_t ns, std::span<const BlockKey> keys,
                                                     bool pinned) {
   std::vector<absl::Status> statuses(keys.size(), absl::NotFoundError("not cached"));
-  absl::MutexLock wlock(&write_mu_);
+  WriteLock wlock(this);
   Drain();
   nvme::NvmeIndex::Batch batch;
   std::vector<size_t> found;

@@ -111,9 +111,14 @@ class UringEngine final : public IoEngine {
   }
 
   void Run(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete) override {
+    RunStream(ops, on_complete, [] { return std::span<IoOp* const>(); });
+  }
+
+  void RunStream(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete,
+                 absl::FunctionRef<std::span<IoOp* const>()> more) override {
     if (ops.empty()) return;
     Ring& r = AcquireRing();
-    RunOnRing(r, ops, on_complete);
+    RunOnRing(r, ops, on_complete, more);
     r.mu.Unlock();
   }
 
@@ -128,21 +133,37 @@ class UringEngine final : public IoEngine {
     return r;
   }
 
-  void RunOnRing(Ring& r, std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete)
+  // Runs `ops` on the ring, then whatever `more()` adds while there is room, until nothing is
+  // in flight and `more()` has nothing. Completions are handled on this thread.
+  void RunOnRing(Ring& r, std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete,
+                 absl::FunctionRef<std::span<IoOp* const>()> more)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(r.mu) {
-    std::vector<Pending> pending(ops.size());
+    // Progress records live in `storage` (stable addresses: completions point at them) and are
+    // reused once their op is done, so that a long stream needs only as many as are alive.
+    std::deque<Pending> storage;
+    std::vector<Pending*> unused;
     std::deque<Pending*> ready;
-    for (size_t i = 0; i < ops.size(); ++i) {
-      Pending& p = pending[i];
-      p.op = ops[i];
-      p.offset = p.op->offset;
-      p.count = static_cast<int>(p.op->segments.size());
-      for (int s = 0; s < p.count; ++s) {
-        p.iov[s] = {p.op->segments[s].data, p.op->segments[s].length};
+    auto add = [&](std::span<IoOp* const> batch) {
+      for (IoOp* op : batch) {
+        Pending* p;
+        if (unused.empty()) {
+          p = &storage.emplace_back();
+        } else {
+          p = unused.back();
+          unused.pop_back();
+          *p = Pending{};
+        }
+        p->op = op;
+        p->offset = op->offset;
+        p->count = static_cast<int>(op->segments.size());
+        for (int s = 0; s < p->count; ++s) {
+          p->iov[s] = {op->segments[s].data, op->segments[s].length};
+        }
+        if (p->count == 1) p->fixed_index = FixedIndex(r, p->iov[0]);
+        ready.push_back(p);
       }
-      if (p.count == 1) p.fixed_index = FixedIndex(r, p.iov[0]);
-      ready.push_back(&p);
-    }
+    };
+    add(ops);
     size_t in_flight = 0;
     auto refill = [&] {
       while (!ready.empty() && in_flight < queue_depth_) {
@@ -153,8 +174,11 @@ class UringEngine final : public IoEngine {
         ++in_flight;
       }
     };
+    bool broken = false;  // the ring failed: finish what is in flight, take nothing more
     std::vector<IoOp*> finished;
-    while (!ready.empty() || in_flight > 0) {
+    while (true) {
+      if (!broken && ready.empty() && in_flight < queue_depth_) add(more());
+      if (ready.empty() && in_flight == 0) break;
       refill();
       const int rc = io_uring_submit_and_wait(&r.ring, 1);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
@@ -166,6 +190,7 @@ class UringEngine final : public IoEngine {
           finished.push_back(p->op);
         }
         ready.clear();
+        broken = true;
       }
       io_uring_cqe* cqe;
       while (in_flight > 0 && io_uring_peek_cqe(&r.ring, &cqe) == 0) {
@@ -173,7 +198,10 @@ class UringEngine final : public IoEngine {
         const int res = cqe->res;
         io_uring_cqe_seen(&r.ring, cqe);
         --in_flight;
-        if (Complete(*p, res, ready)) finished.push_back(p->op);
+        if (Complete(*p, res, ready)) {
+          finished.push_back(p->op);
+          unused.push_back(p);
+        }
       }
       if (finished.empty()) {
         if (rc < 0 && ready.empty() && in_flight > 0) (void)io_uring_wait_cqe(&r.ring, &cqe);

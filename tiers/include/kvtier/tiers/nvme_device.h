@@ -84,6 +84,31 @@ class NvmeDevice {
     return Submit(ops, [](size_t) {});
   }
 
+  // Submit for a producer whose work arrives while earlier ops are in flight (the NVMe tier's
+  // write stage): runs `ops`, and whenever every op given so far has been submitted and the
+  // queue has room, asks `more()` for further ops, which join the same submission and share its
+  // queue depth, so that the device is not left to drain between one batch and the next. An
+  // empty span from `more()` means "none yet": it is asked again as ops complete, and
+  // SubmitStream returns once nothing is in flight and `more()` still has none.
+  //
+  // `on_complete(op)` runs once per op, as Submit's does; after it returns, the device does not
+  // touch that op again once it next calls `more()` or returns, so the caller may free an op
+  // (and its buffers) from inside `more()` or afterwards, never from `on_complete`. Ops
+  // returned by `more()` must stay valid until then; the span itself only until the next call.
+  // Returns the first failure (or OK); each op's status says which failed.
+  //
+  // This default runs each batch with Submit, asking `more()` after the batch has completed:
+  // correct everywhere, overlapped nowhere. The io_uring engine overlaps them.
+  virtual absl::Status SubmitStream(std::span<IoOp> ops, absl::FunctionRef<void(IoOp&)> on_complete,
+                                    absl::FunctionRef<std::span<IoOp>()> more) {
+    absl::Status first;
+    for (std::span<IoOp> batch = ops; !batch.empty(); batch = more()) {
+      absl::Status s = Submit(batch, [&](size_t i) { on_complete(batch[i]); });
+      if (first.ok()) first = std::move(s);
+    }
+    return first;
+  }
+
   // Makes every write that completed before the call durable (fdatasync). kUnavailable on
   // failure, after which the state of those writes is unknown.
   virtual absl::Status Sync() = 0;

@@ -1,0 +1,200 @@
+// NvmeTier's write stage: calls that arrive while records are in flight join one device stream,
+// commits keep the order of placement, other writers of write_mu_ are not starved, and a full
+// tier reclaims regions in batches (one wait for the commits in flight per batch).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "kvtier/tiers/nvme_tier.h"
+#include "tiers/src/nvme/tier_test_util.h"
+
+namespace kvtier::tiers::nvme::testing {
+namespace {
+
+constexpr size_t kBlock = 60 << 10;  // a 64 KiB record: 16 per 1 MiB region
+
+void WriteRange(NvmeTier& tier, int first, int n, const NvmeWriteOptions& options = {}) {
+  PutRange(tier, first, n, kBlock, options);
+}
+
+TEST(NvmeWriteStageTest, ReclaimingInBatchesWaitsOnceForSeveralRegions) {
+  for (const uint32_t batch : {1u, 3u}) {
+    SCOPED_TRACE(batch);
+    TierHarness h(8);
+    h.options().reclaim_batch_regions = batch;
+    h.options().max_reinsert_fraction = 0;  // the reads below must not make blocks hot
+    ASSERT_TRUE(h.Open().ok());
+    WriteRange(h.tier(), 0, 128);  // every region full
+    const NvmeTierSnapshot before = h.tier().Snapshot();
+    ASSERT_EQ(before.nvme.region_evictions, 0u);
+    // Three regions' worth: with batch 3, the first region boundary reclaims regions 0-2 at
+    // once and the call is written as one group; with batch 1 each boundary waits for the
+    // commits in flight, so the call splits into three groups.
+    WriteRange(h.tier(), 1000, 48);
+    const NvmeTierSnapshot after = h.tier().Snapshot();
+    EXPECT_EQ(after.nvme.region_evictions, 3u);
+    EXPECT_EQ(after.nvme.evicted_blocks, 48u);
+    EXPECT_EQ(after.nvme.write_batches - before.nvme.write_batches, batch == 3 ? 1u : 3u);
+    for (int i = 0; i < 48; ++i) EXPECT_FALSE(h.tier().Contains(kNs, TestKey(i))) << i;
+    for (int i = 48; i < 128; ++i) EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+    for (int i = 1000; i < 1048; ++i) {
+      EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+    }
+    // Reclaimed ahead and not yet written: after a restart, nothing is lost or confused.
+    WriteRange(h.tier(), 2000, 20);  // into regions 3 and 4
+    ASSERT_TRUE(h.Open().ok());
+    // Batch 3 reclaimed regions 3-5 (48 blocks) for them, batch 1 regions 3 and 4 (32).
+    EXPECT_EQ(h.tier().Snapshot().tier.blocks, batch == 3 ? 100u : 116u);
+    for (int i = 2000; i < 2020; ++i) {
+      EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+    }
+    WriteRange(h.tier(), 3000, 64);
+    for (int i = 3000; i < 3064; ++i) {
+      EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+    }
+  }
+}
+
+// The hot blocks of every region of a batch are read back before any of them is written
+// again, and rewritten into the region opened and the clean ones beside it.
+TEST(NvmeWriteStageTest, BatchedReclaimReinsertsTheHotBlocksOfEveryRegion) {
+  TierHarness h(8);
+  h.options().reclaim_batch_regions = 3;
+  ASSERT_TRUE(h.Open().ok());
+  WriteRange(h.tier(), 0, 128);
+  std::vector<int> hot;
+  for (int region = 0; region < 3; ++region) {
+    for (int i = 0; i < 4; ++i) hot.push_back(region * 16 + i);
+  }
+  for (int i : hot) ASSERT_TRUE(Get(h.tier(), i).ok()) << i;
+  WriteRange(h.tier(), 1000, 1);  // reclaims regions 0-2 at once
+  const NvmeTierSnapshot s = h.tier().Snapshot();
+  EXPECT_EQ(s.nvme.region_evictions, 3u);
+  EXPECT_EQ(s.nvme.reinserted_blocks, 12u);
+  EXPECT_EQ(s.nvme.evicted_blocks, 36u);
+  EXPECT_EQ(s.tier.blocks, 128u - 36u + 1u);
+  for (int i = 0; i < 48; ++i) {
+    const bool kept = std::find(hot.begin(), hot.end(), i) != hot.end();
+    if (kept) {
+      EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+    } else {
+      EXPECT_FALSE(h.tier().Contains(kNs, TestKey(i))) << i;
+    }
+  }
+  EXPECT_EQ(*Get(h.tier(), 1000), TestPayload(1000, 1, kBlock));
+  ASSERT_TRUE(h.Open().ok());  // and after a restart
+  for (int i : hot) EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+}
+
+// The regions reclaimed with the target stop at a keep_from mark, as the target does.
+TEST(NvmeWriteStageTest, BatchedReclaimStopsAtTheKeepFromMark) {
+  TierHarness h(8);
+  h.options().reclaim_batch_regions = 4;
+  ASSERT_TRUE(h.Open().ok());
+  WriteRange(h.tier(), 0, 32);  // regions 0 and 1; region 1 is the active one
+  NvmeWriteOptions keep;
+  keep.source = NvmeWriteOptions::Source::kShutdown;
+  keep.keep_from = h.tier().LogMark();
+  int written = 0;
+  const absl::Status refused = PutUntilRefused(h.tier(), 100, 300, kBlock, keep, written);
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  // Regions 2-7 (free) and region 0, reclaimed alone: region 1 is at the mark.
+  EXPECT_EQ(written, 7 * 16);
+  EXPECT_EQ(h.tier().Snapshot().nvme.region_evictions, 1u);
+  for (int i = 0; i < 16; ++i) EXPECT_FALSE(h.tier().Contains(kNs, TestKey(i))) << i;
+  for (int i = 16; i < 32; ++i) EXPECT_EQ(*Get(h.tier(), i), TestPayload(i, 1, kBlock)) << i;
+}
+
+class NvmeWriteStreamTest : public ::testing::TestWithParam<bool> {};
+
+// Calls queued back to back each write key 0 (and a few others) again: whatever groups the
+// stream cuts them into and in whatever order the device completes their records, the index
+// ends at the last call's copy, and every call's `done` runs once.
+TEST_P(NvmeWriteStreamTest, ConsecutiveCallsOfOneKeyLeaveTheLastCopy) {
+  TempDir dir;
+  kvtier::testing::ManualClock clock(kStartUnixNanos);
+  auto tier = OpenFileTier(dir, GetParam(), &clock, 16, 4);
+  ASSERT_TRUE(tier.ok()) << tier.status();
+  constexpr int kCalls = 60, kPerCall = 4;
+  std::vector<std::vector<std::vector<std::byte>>> payloads(kCalls);
+  std::vector<std::vector<std::span<const std::byte>>> blocks(kCalls);
+  std::vector<std::vector<BlockKey>> keys(kCalls);
+  for (int c = 0; c < kCalls; ++c) {
+    for (int k = 0; k < kPerCall; ++k) {
+      const int id = k == 0 ? 0 : c * kPerCall + k;  // block 0 in every call
+      keys[c].push_back(TestKey(id));
+      payloads[c].push_back(TestPayload(id, c + 1, 20000 + 97 * c + k));
+    }
+    for (auto& p : payloads[c]) blocks[c].emplace_back(p);
+  }
+  std::vector<std::atomic<int>> done(kCalls);
+  std::atomic<int> failed{0};
+  for (int c = 0; c < kCalls; ++c) {
+    (*tier)->WriteAsync(kNs, keys[c], blocks[c], {}, [&, c](std::vector<absl::Status> statuses) {
+      for (const absl::Status& s : statuses) failed += !s.ok();
+      ++done[c];
+    });
+  }
+  for (int c = 0; c < kCalls; ++c) {
+    while (done[c].load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int c = 0; c < kCalls; ++c) EXPECT_EQ(done[c].load(), 1) << c;
+  EXPECT_EQ(failed.load(), 0);
+  // Fewer commit groups than calls: calls that queued meanwhile shared them.
+  EXPECT_LT((*tier)->Snapshot().nvme.write_batches, static_cast<uint64_t>(kCalls));
+  EXPECT_EQ(*Get(**tier, 0, 64 << 10), payloads[kCalls - 1][0]);
+  for (int c = 0; c < kCalls; ++c) {
+    for (int k = 1; k < kPerCall; ++k) {
+      EXPECT_EQ(*Get(**tier, c * kPerCall + k, 64 << 10), payloads[c][k]) << c << " " << k;
+    }
+  }
+  tier->reset();
+  tier = OpenFileTier(dir, !GetParam(), &clock, 16, 4);  // and so does the index on the device
+  ASSERT_TRUE(tier.ok()) << tier.status();
+  EXPECT_EQ(*Get(**tier, 0, 64 << 10), payloads[kCalls - 1][0]);
+}
+
+// Removes (and everything else that takes the write lock) get in while writes keep coming:
+// the stream ends at its next group instead of running as long as there are callers.
+TEST_P(NvmeWriteStreamTest, AStreamOfWritesLetsRemovesIn) {
+  TempDir dir;
+  kvtier::testing::ManualClock clock(kStartUnixNanos);
+  auto tier = OpenFileTier(dir, GetParam(), &clock, 64, 4);
+  ASSERT_TRUE(tier.ok()) << tier.status();
+  ASSERT_TRUE(Put(**tier, 1, 1, 5000).ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
+  std::thread writer([&] {
+    const std::vector<std::byte> payload = TestPayload(7, 1, kBlock);
+    const std::span<const std::byte> block(payload);
+    std::atomic<int> in_flight{0};
+    // Several calls in flight at all times, so that the stream always has a next group.
+    for (int i = 0; !stop.load() && i < 20000; ++i) {
+      while (in_flight.load() >= 6) std::this_thread::yield();
+      ++in_flight;
+      const BlockKey key = TestKey(100 + i % 1000);
+      (*tier)->WriteAsync(kNs, {&key, 1}, {&block, 1}, {}, [&](std::vector<absl::Status>) {
+        --in_flight;
+        ++writes;
+      });
+    }
+    while (in_flight.load() > 0) std::this_thread::yield();
+  });
+  while (writes.load() < 50) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const BlockKey key = TestKey(1);
+  EXPECT_TRUE((*tier)->Remove(kNs, {&key, 1})[0].ok());
+  const bool writer_still_writing = !stop.exchange(true);
+  writer.join();
+  EXPECT_TRUE(writer_still_writing);
+  EXPECT_FALSE((*tier)->Contains(kNs, key));
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, NvmeWriteStreamTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "IoUring" : "ThreadPool"; });
+
+}  // namespace
+}  // namespace kvtier::tiers::nvme::testing

@@ -1,9 +1,10 @@
 // The kvz encoder on the GPU, in three kernels (docs/format.md; the CPU encoder in
 // compression/src/chunk_encoder.cc is the reference and writes the same bytes):
-// 1. plan, one warp per chunk: histogram, chunk check, code lengths (the shared huffman.h), the
-//    exact size of every lane, and the body's form;
+// 1. plan, four warps per chunk: histogram, chunk check, code lengths (the shared huffman.h) and
+//    codes, the exact size of every lane in each quarter of the chunk, and the body's form;
 // 2. scan, one block per frame: body offsets, directory and header;
-// 3. write, one warp per chunk: the body at its final place (lane l writes lane l's words).
+// 3. write, four warps per chunk: the body at its final place (warp s writes quarter s of every
+//    lane's stream).
 // A chunk's size depends on its lanes' bit counts, so bodies can only be placed after every
 // chunk of the frame has been planned; planning twice (sizes, then bytes) reads the input twice
 // but needs no scratch copy of the output.
@@ -18,100 +19,147 @@ namespace {
 
 constexpr int kScanThreads = 256;
 
+// The plan kernel: one block of kSegments warps per chunk, for the same reason as the write
+// kernel below (too few chunks per SM for one warp each to hide its latencies). Four threads
+// hash each checksum slice (one XXH64 accumulator each) and count its symbols; warp 0 chooses
+// the code; warp s counts the bits of every lane in segment s.
+constexpr int kPlanThreads = kSegments * kLanes;
+constexpr int kHashersPerSlice = 4;  // one per XXH64 stripe accumulator
+static_assert(kPlanThreads == kLanes * kHashersPerSlice);
+
 struct PlanShared {
   union {
-    // [symbol / 2][lane]: lane-private columns of two 16-bit counts (symbols 2p and 2p + 1 in
-    // row p), so that the warp's increments never collide and hit 32 different banks.
+    // [symbol / 2][column]: two 16-bit counts per word (symbols 2p and 2p + 1 in row p). Lane l
+    // of every warp counts into column l with atomics, so a warp's increments never collide and
+    // hit 32 different banks; a column counts at most 2^16 / 32 elements.
     uint32_t hist[128 * kLanes];
     struct {
       uint32_t keys[256];
       uint32_t sorted[256];
       uint32_t work[256];
       uint8_t lengths[256];
+      uint16_t codes[256];
     } t;
   };
+  uint32_t count[256];
   uint32_t segment_bits[kSegments][kLanes];
   uint64_t digests[kLanes];
+  int present;  // symbols present, from warp 0
 };
 
-// Counts `symbol` in the lane's histogram column. An atomic add whose result is unused issues
+// What every thread of a plan block knows of its chunk.
+struct PlanView {
+  const uint8_t* in;  // the chunk's elements
+  uint32_t n;         // elements
+  uint64_t bytes;
+  uint64_t chunk_elements;
+  int chunk_log2;
+};
+
+// Counts `symbol` in histogram column `lane`. An atomic add whose result is unused issues
 // without waiting: a plain load-add-store would have to wait for the previous increment's store
 // (the next symbol may be the same), chaining every element's shared-memory latency.
 __device__ __forceinline__ void CountSymbol(PlanShared& sm, uint32_t symbol, int lane) {
   atomicAdd(&sm.hist[(symbol >> 1) * kLanes + lane], 1u << (16 * (symbol & 1)));
 }
 
+// Counts the coded bytes of the elements in the 8 bytes `x`.
 template <int kElementBytes>
-__device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
-  const uint64_t unit = blockIdx.x;
-  const uint32_t item_index = FindItem(b.items, b.num_items, unit);
-  const ItemDesc& it = b.items[item_index];
-  const uint64_t c = unit - it.first_unit;
-  const uint64_t chunk_elements = uint64_t{1} << b.chunk_log2;
-  const uint64_t first = c * chunk_elements;
-  const uint32_t n = static_cast<uint32_t>(Min64(chunk_elements, it.elements - first));
-  const uint8_t* in = it.in + first * kElementBytes;
-  const uint64_t bytes = uint64_t{n} * kElementBytes;
-  ChunkPlan& plan = b.plans[unit];
-
-  // One pass over the input: lane l reads its checksum slice (docs/format.md) with 16-byte
-  // loads, hashes it and counts its symbols into its own histogram column, so the input is read
-  // once here and its latency is overlapped eight loads deep.
-  for (int i = lane; i < 128 * kLanes; i += kLanes) sm.hist[i] = 0;
-  __syncwarp();
-  const uint32_t vectors = static_cast<uint32_t>(bytes / 16);
-  const uint4* in16 = reinterpret_cast<const uint4*>(in);
-  uint64_t slice_begin, slice_end;
-  SliceOf(bytes, (chunk_elements * kElementBytes) / kLanes, lane, &slice_begin, &slice_end);
-  const uint32_t slice_len = static_cast<uint32_t>(slice_end - slice_begin);
-  const uint64_t digest = Xxh64Vectors<true>(in + slice_begin, slice_len, 0, [&](uint4 q) {
-    const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+__device__ __forceinline__ void CountWord(PlanShared& sm, uint64_t x, int lane) {
 #pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      if constexpr (kElementBytes == 2) {
-        CountSymbol(sm, CodedByte16(static_cast<uint16_t>(w[k])), lane);
-        CountSymbol(sm, CodedByte16(static_cast<uint16_t>(w[k] >> 16)), lane);
-      } else {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) CountSymbol(sm, (w[k] >> (8 * j)) & 0xFF, lane);
-      }
-    }
-  });
-  // The slice's last len % 32 bytes (whole elements: slices start at multiples of 32 bytes).
-  for (uint64_t i = (slice_begin + slice_len / 32 * 32) / kElementBytes;
-       i < slice_end / kElementBytes; ++i) {
-    CountSymbol(
-        sm, CodedOf<kElementBytes>(LoadElement<kElementBytes>(in, static_cast<uint32_t>(i))), lane);
+  for (int k = 0; k < 8 / kElementBytes; ++k) {
+    const uint32_t e = static_cast<uint32_t>(x >> (8 * kElementBytes * k));
+    CountSymbol(sm, CodedOf<kElementBytes>(e & (kElementBytes == 2 ? 0xFFFF : 0xFF)), lane);
   }
-  __syncwarp();
-  // Lane l sums rows l, l + 32, l + 64, l + 96, i.e. symbols SymbolOf(j) below; the rotation
-  // spreads the lanes over the banks.
-  const auto symbol_of = [lane](int j) { return 2 * (lane + kLanes * (j / 2)) + (j % 2); };
+}
+
+// One pass over the input: threads 4i..4i+3 hash slice i (docs/format.md), thread 4i+a running
+// XXH64's accumulator a over word a of every 32-byte stripe, and count the symbols they read.
+// Thread 4i joins the accumulators, hashes and counts the bytes after the last whole stripe and
+// leaves the slice digest in sm.digests[i].
+template <int kElementBytes>
+__device__ void HashAndCount(const PlanView& v, PlanShared& sm, int thread) {
+  const int slice = thread / kHashersPerSlice;
+  const int a = thread % kHashersPerSlice;
+  const int lane = thread % kLanes;
+  uint64_t begin, end;
+  SliceOf(v.bytes, (v.chunk_elements * kElementBytes) / kLanes, slice, &begin, &end);
+  const uint8_t* p = v.in + begin;
+  const uint32_t len = static_cast<uint32_t>(end - begin);
+  const uint32_t stripes = len / 32;
+  const auto* words = reinterpret_cast<const unsigned long long*>(p) + a;
+  // XXH64's accumulators start at seed + prime 1 + prime 2, seed + prime 2, seed, seed - prime 1.
+  uint64_t acc = a == 0 ? kXxPrime1 + kXxPrime2 : a == 1 ? kXxPrime2 : a == 2 ? 0 : 0 - kXxPrime1;
+  // Double-buffered: the next eight words are in flight while these eight are hashed.
+  constexpr int kBatch = 8;
+  uint64_t x[kBatch];
+  auto load = [&](uint32_t s0, uint64_t* dst) {
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) dst[u] = __ldg(words + 4 * (s0 + u));
+  };
+  if (stripes >= kBatch) load(0, x);
+  uint32_t s = 0;
+  for (; s + kBatch <= stripes; s += kBatch) {
+    uint64_t next[kBatch];
+    const bool more = s + 2 * kBatch <= stripes;
+    if (more) load(s + kBatch, next);
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      acc = XxRound(acc, x[u]);
+      CountWord<kElementBytes>(sm, x[u], lane);
+    }
+    if (more) {
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) x[u] = next[u];
+    }
+  }
+  for (; s < stripes; ++s) {
+    const uint64_t x = __ldg(words + 4 * s);
+    acc = XxRound(acc, x);
+    CountWord<kElementBytes>(sm, x, lane);
+  }
+  const int first_lane = lane & ~(kHashersPerSlice - 1);
+  const uint64_t v1 = __shfl_sync(kFullMask, acc, first_lane);
+  const uint64_t v2 = __shfl_sync(kFullMask, acc, first_lane + 1);
+  const uint64_t v3 = __shfl_sync(kFullMask, acc, first_lane + 2);
+  const uint64_t v4 = __shfl_sync(kFullMask, acc, first_lane + 3);
+  if (a == 0) {
+    const uint64_t h = stripes > 0 ? XxConverge(v1, v2, v3, v4) : kXxPrime5;
+    sm.digests[slice] = XxFinish<ReadOnlyLoads>(h + len, p + 32 * stripes, p + len);
+    // Whole elements: slices start at multiples of 32 bytes.
+    for (uint64_t i = (begin + 32 * stripes) / kElementBytes; i < end / kElementBytes; ++i) {
+      const uint32_t x = LoadElement<kElementBytes>(v.in, static_cast<uint32_t>(i));
+      CountSymbol(sm, CodedOf<kElementBytes>(x), lane);
+    }
+  }
+}
+
+// Thread t sums histogram row t into sm.count (symbols 2t and 2t + 1); the rotation spreads a
+// warp's reads over the banks.
+__device__ void SumHistogram(PlanShared& sm, int thread) {
+  uint32_t even = 0;
+  uint32_t odd = 0;
+  for (int w = 0; w < kLanes; ++w) {
+    const uint32_t pair = sm.hist[thread * kLanes + ((w + thread) & (kLanes - 1))];
+    even += pair & 0xFFFF;
+    odd += pair >> 16;
+  }
+  sm.count[2 * thread] = even;
+  sm.count[2 * thread + 1] = odd;
+}
+
+// Warp 0: the present symbols, their range and, for two or more, the code lengths
+// (sm.t.lengths, 0 for absent symbols) by the shared huffman.h; sets sm.present.
+__device__ void ChooseLengthsWarp(PlanShared& sm, ChunkPlan& plan, int lane) {
   uint32_t count[8];
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const int row = lane + kLanes * r;
-    uint32_t even = 0;
-    uint32_t odd = 0;
-    for (int w = 0; w < kLanes; ++w) {
-      const uint32_t pair = sm.hist[row * kLanes + ((w + lane) & (kLanes - 1))];
-      even += pair & 0xFFFF;
-      odd += pair >> 16;
-    }
-    count[2 * r] = even;
-    count[2 * r + 1] = odd;
-  }
-  __syncwarp();  // the histogram's memory is reused below
-
-  const uint32_t check = CombineDigests(digest, c, sm.digests, lane);
-
-  // Present symbols, their range, and their sort keys (order fixed by the sort below).
+  for (int j = 0; j < 8; ++j) count[j] = sm.count[lane + kLanes * j];
   int present = 0;
   int min_symbol = 256;
   int max_symbol = -1;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
-    const int s = symbol_of(j);
+    const int s = lane + kLanes * j;
     const unsigned mask = __ballot_sync(kFullMask, count[j] > 0);
     if (count[j] > 0) {
       sm.t.keys[present + __popc(mask & ((1u << lane) - 1))] = SortKey(count[j], s);
@@ -124,19 +172,7 @@ __device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
   max_symbol = __reduce_max_sync(kFullMask, max_symbol);
   for (int s = lane; s < 256; s += kLanes) sm.t.lengths[s] = 0;
   __syncwarp();
-
-  const uint32_t raw_bytes = n * (kElementBytes - 1);
-  const uint32_t stored_size = static_cast<uint32_t>(RoundUp4(bytes));
-  uint8_t kind = 0;
-  uint32_t size = stored_size;
-  uint32_t words = 0;
-  if (present == 1) {
-    const uint32_t constant_size = static_cast<uint32_t>(RoundUp4(kConstantRawOffset + raw_bytes));
-    if (constant_size < stored_size) {
-      kind = kKindConstant;
-      size = constant_size;
-    }
-  } else {
+  if (present >= 2) {
     // Rank sort (keys are distinct), then the shared length construction on one lane.
     for (int i = lane; i < present; i += kLanes) {
       const uint32_t key = sm.t.keys[i];
@@ -146,30 +182,56 @@ __device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
     }
     __syncwarp();
     if (lane == 0) LengthsFromSorted(sm.t.sorted, present, sm.t.work, sm.t.lengths);
-    __syncwarp();
-    // Exact bits of every lane in every segment. Lane l's symbols are elements l, l + 32, ...;
-    // reading 16-byte vectors instead, vector v holds elements of lanes (v * kPerVector) % 32 + j,
-    // j < kPerVector, and thread t only reads vectors v = t (mod 32), which all hold the same
-    // lanes: it sums their bits in registers and adds them to sm.segment_bits whenever it moves
-    // on to the next segment (a handful of atomics per thread).
-    constexpr int kPerVector = 16 / kElementBytes;
-    constexpr int kPerVectorLog2 = kElementBytes == 2 ? 3 : 4;
-    const int segment_log2 = b.chunk_log2 - 2;  // elements per segment, log2 (kSegments = 4)
-    static_assert(kSegments == 4);
-    const int lane_base = (lane * kPerVector) % kLanes;
-    for (int s = 0; s < kSegments; ++s) sm.segment_bits[s][lane] = 0;
-    __syncwarp();
-    uint32_t part[kPerVector] = {};
-    uint32_t segment = 0;
-    auto flush = [&] {
+  }
+  if (lane == 0) {
+    sm.present = present;
+    plan.min_symbol = static_cast<uint8_t>(min_symbol);
+    plan.max_symbol = static_cast<uint8_t>(max_symbol);
+  }
+}
+
+// The 16-byte vectors [first, end) of segment `segment` of the chunk.
+template <int kElementBytes>
+__device__ void SegmentVectors(const PlanView& v, int segment, uint32_t* first, uint32_t* end) {
+  constexpr int kPerVectorLog2 = kElementBytes == 2 ? 3 : 4;
+  static_assert(kSegments == 4);
+  const uint32_t segment_vectors = 1u << (v.chunk_log2 - 2 - kPerVectorLog2);
+  *first = segment * segment_vectors;
+  *end = min(static_cast<uint32_t>(v.bytes / 16), *first + segment_vectors);
+}
+
+constexpr int kCountBatch = 8;  // vectors in flight per thread while counting bits
+
+// Loads this thread's vectors v0, v0 + 32, ... below `end` (zeros past it).
+__device__ __forceinline__ void LoadCountBatch(const PlanView& v, uint32_t v0, uint32_t end,
+                                               uint4* q) {
+  const uint4* in16 = reinterpret_cast<const uint4*>(v.in);
 #pragma unroll
-      for (int j = 0; j < kPerVector; ++j) {
-        atomicAdd(&sm.segment_bits[segment][lane_base + j], part[j]);
-        part[j] = 0;
-      }
-    };
-    auto add_bits = [&](uint4 q) {
-      const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+  for (int u = 0; u < kCountBatch; ++u) {
+    const uint32_t i = v0 + u * kLanes;
+    q[u] = i < end ? __ldg(in16 + i) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+// Warp `segment` adds the bits of every lane in its segment to sm.segment_bits. Lane l's symbols
+// are elements l, l + 32, ...; reading 16-byte vectors instead, vector v holds elements of lanes
+// (v * kPerVector) % 32 + j, j < kPerVector, and thread t reads vectors v = t (mod 32) from the
+// segment's start (a multiple of 32 elements), which all hold the same lanes: it sums their bits
+// in registers. The input is read again here, from L2 where it is still there; `q` holds the
+// thread's first batch, loaded before the code lengths were known.
+template <int kElementBytes>
+__device__ void CountSegmentBits(const PlanView& v, PlanShared& sm, int segment, int lane,
+                                 uint4* q) {
+  constexpr int kPerVector = 16 / kElementBytes;
+  uint32_t first, end;
+  SegmentVectors<kElementBytes>(v, segment, &first, &end);
+  uint32_t part[kPerVector] = {};
+  for (uint32_t v0 = first + lane; v0 < end; v0 += kCountBatch * kLanes) {
+    if (v0 != first + lane) LoadCountBatch(v, v0, end, q);
+#pragma unroll
+    for (int u = 0; u < kCountBatch; ++u) {
+      if (v0 + u * kLanes >= end) continue;
+      const uint32_t w[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         if constexpr (kElementBytes == 2) {
@@ -180,48 +242,83 @@ __device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
           for (int j = 0; j < 4; ++j) part[4 * k + j] += sm.t.lengths[(w[k] >> (8 * j)) & 0xFF];
         }
       }
-    };
-    // Eight vectors per lane in flight, double-buffered: the chunk is read again here (from L2
-    // when it is still there), and its latency would otherwise be paid once per batch.
-    constexpr int kBatch = 8;
-    uint4 q[kBatch];
-    auto load_batch = [&](uint32_t v0, uint4* dst) {
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const uint32_t v = v0 + u * kLanes;
-        dst[u] = v < vectors ? __ldg(in16 + v) : make_uint4(0, 0, 0, 0);
-      }
-    };
-    load_batch(lane, q);
-    for (uint32_t v0 = lane; v0 < vectors; v0 += kBatch * kLanes) {
-      uint4 next[kBatch];
-      const bool more = v0 + kBatch * kLanes < vectors;
-      if (more) load_batch(v0 + kBatch * kLanes, next);
-#pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const uint32_t v = v0 + u * kLanes;
-        if (v < vectors) {
-          const uint32_t s = v >> (segment_log2 - kPerVectorLog2);
-          if (s != segment) {
-            flush();
-            segment = s;
-          }
-          add_bits(q[u]);
-        }
-      }
-      if (more) {
-#pragma unroll
-        for (int u = 0; u < kBatch; ++u) q[u] = next[u];
-      }
     }
-    flush();
-    // Elements after the last whole vector (the end of a frame only), by their own lane.
-    const uint32_t tail = vectors * kPerVector;
-    for (uint32_t i = tail + ((lane - tail) % kLanes); i < n; i += kLanes) {
+  }
+  const int lane_base = (lane * kPerVector) % kLanes;
+#pragma unroll
+  for (int j = 0; j < kPerVector; ++j) {
+    atomicAdd(&sm.segment_bits[segment][lane_base + j], part[j]);
+  }
+  // Elements after the last whole vector (the end of a frame only), by their own lane.
+  if (segment == 0) {
+    const uint32_t tail = static_cast<uint32_t>(v.bytes / 16) * kPerVector;
+    const int segment_log2 = v.chunk_log2 - 2;
+    for (uint32_t i = tail + ((lane - tail) % kLanes); i < v.n; i += kLanes) {
       atomicAdd(&sm.segment_bits[i >> segment_log2][lane],
-                sm.t.lengths[CodedOf<kElementBytes>(LoadElement<kElementBytes>(in, i))]);
+                sm.t.lengths[CodedOf<kElementBytes>(LoadElement<kElementBytes>(v.in, i))]);
     }
-    __syncwarp();
+  }
+}
+
+// Warp 0: the code table the write kernel encodes with, code | length << 16 per symbol.
+__device__ void StoreEntriesWarp(PlanShared& sm, ChunkPlan& plan, int lane) {
+  CanonicalCodesWarp(sm.t.lengths, sm.t.codes, lane);
+  __syncwarp();
+  for (int s = lane; s < 256; s += kLanes) {
+    plan.entries[s] = sm.t.codes[s] | uint32_t{sm.t.lengths[s]} << 16;
+  }
+}
+
+template <int kElementBytes>
+__device__ void PlanChunk(const BatchView& b, PlanShared& sm, int warp, int lane) {
+  const uint64_t unit = blockIdx.x;
+  const ItemDesc& it = b.items[FindItem(b.items, b.num_items, unit)];
+  const uint64_t c = unit - it.first_unit;
+  const int thread = warp * kLanes + lane;
+  PlanView v;
+  v.chunk_log2 = b.chunk_log2;
+  v.chunk_elements = uint64_t{1} << b.chunk_log2;
+  const uint64_t first = c * v.chunk_elements;
+  v.n = static_cast<uint32_t>(Min64(v.chunk_elements, it.elements - first));
+  v.in = it.in + first * kElementBytes;
+  v.bytes = uint64_t{v.n} * kElementBytes;
+  ChunkPlan& plan = b.plans[unit];
+
+  for (int i = thread; i < 128 * kLanes; i += kPlanThreads) sm.hist[i] = 0;
+  if (thread < kSegments * kLanes) (&sm.segment_bits[0][0])[thread] = 0;
+  __syncthreads();
+  HashAndCount<kElementBytes>(v, sm, thread);
+  __syncthreads();  // the histogram and the digests are complete
+  SumHistogram(sm, thread);
+  __syncthreads();
+  // This warp's first vectors for counting bits, in flight while warp 0 chooses the lengths.
+  uint4 q[kCountBatch];
+  uint32_t segment_first, segment_end;
+  SegmentVectors<kElementBytes>(v, warp, &segment_first, &segment_end);
+  LoadCountBatch(v, segment_first + lane, segment_end, q);
+  if (warp == 0) ChooseLengthsWarp(sm, plan, lane);
+  __syncthreads();
+  const int present = sm.present;
+  if (present >= 2) {
+    CountSegmentBits<kElementBytes>(v, sm, warp, lane, q);
+    if (warp == 0) StoreEntriesWarp(sm, plan, lane);
+    __syncthreads();
+  }
+  if (warp != 0) return;
+
+  // Warp 0 chooses the form from the exact sizes.
+  const uint32_t raw_bytes = v.n * (kElementBytes - 1);
+  const uint32_t stored_size = static_cast<uint32_t>(RoundUp4(v.bytes));
+  uint8_t kind = 0;
+  uint32_t size = stored_size;
+  uint32_t words = 0;
+  if (present == 1) {
+    const uint32_t constant_size = static_cast<uint32_t>(RoundUp4(kConstantRawOffset + raw_bytes));
+    if (constant_size < stored_size) {
+      kind = kKindConstant;
+      size = constant_size;
+    }
+  } else if (present >= 2) {
     uint32_t bits = 0;
     for (int s = 0; s < kSegments; ++s) {
       bits += sm.segment_bits[s][lane];
@@ -231,29 +328,28 @@ __device__ void PlanChunk(const BatchView& b, PlanShared& sm, int lane) {
     uint32_t total_words = words;
 #pragma unroll
     for (int d = 16; d >= 1; d /= 2) total_words += __shfl_xor_sync(kFullMask, total_words, d);
-    const uint32_t huffman_size = static_cast<uint32_t>(kHuffmanRawOffset + RoundUp4(raw_bytes) +
-                                                        NibbleBytes(min_symbol, max_symbol)) +
-                                  4 * total_words;
+    const uint32_t huffman_size =
+        static_cast<uint32_t>(kHuffmanRawOffset + RoundUp4(raw_bytes) +
+                              NibbleBytes(plan.min_symbol, plan.max_symbol)) +
+        4 * total_words;
     if (huffman_size < stored_size) {
       kind = kKindHuffman;
       size = huffman_size;
     }
   }
   plan.lane_words[lane] = static_cast<uint16_t>(words);
-  for (int s = lane; s < 256; s += kLanes) plan.lengths[s] = sm.t.lengths[s];
   if (lane == 0) {
     plan.body_bytes = size;
-    plan.check = check;
+    plan.check = static_cast<uint32_t>(
+        Xxh64With<DeviceLoads>(reinterpret_cast<const uint8_t*>(sm.digests), 8 * kLanes, c));
     plan.kind = kind;
-    plan.min_symbol = static_cast<uint8_t>(min_symbol);
-    plan.max_symbol = static_cast<uint8_t>(max_symbol);
   }
 }
 
 template <int kElementBytes>
-__global__ void __launch_bounds__(kLanes) PlanKernel(BatchView b) {
+__global__ void __launch_bounds__(kPlanThreads, 8) PlanKernel(BatchView b) {
   __shared__ PlanShared sm;
-  PlanChunk<kElementBytes>(b, sm, threadIdx.x);
+  PlanChunk<kElementBytes>(b, sm, threadIdx.x / kLanes, threadIdx.x % kLanes);
 }
 
 // One block per frame: body offsets (exclusive scan of body sizes), directory, header.
@@ -309,9 +405,7 @@ struct WriteWarpShared {
 };
 
 struct WriteShared {
-  uint32_t entries[256];  // code | length << 16
-  uint16_t codes[256];
-  uint8_t lengths[256];
+  uint32_t entries[256];  // ChunkPlan::entries
   // The words at the two ends of each segment of each lane that other segments share:
   // [segment][0 first, 1 last][lane], the word's index in the lane's stream (kNoWord: none) and
   // the segment's bits in it.
@@ -351,30 +445,19 @@ __device__ void WriteStored(const WriteView& v, uint32_t bytes, int thread) {
   }
 }
 
-// The Huffman body's fixed parts, lane table and code-length nibbles, by `threads` threads.
+// The Huffman body's fixed parts: lane table and code-length nibbles.
 __device__ void WriteHuffmanTables(const WriteView& v, size_t nibbles_offset, uint32_t nibble_bytes,
-                                   int thread, int threads) {
+                                   int thread) {
   const ChunkPlan& plan = *v.plan;
   if (thread < kLanes)
     StoreLe16(v.body + kHuffmanPrefixBytes + 2 * thread, plan.lane_words[thread]);
   const int min_symbol = plan.min_symbol;
   const int range = plan.max_symbol - min_symbol + 1;
-  for (uint32_t k = thread; k < nibble_bytes; k += threads) {
+  for (uint32_t k = thread; k < nibble_bytes; k += kWriteThreads) {
     const int lo = 2 * static_cast<int>(k);
-    const uint32_t a = lo < range ? plan.lengths[min_symbol + lo] : 0;
-    const uint32_t h = lo + 1 < range ? plan.lengths[min_symbol + lo + 1] : 0;
+    const uint32_t a = lo < range ? plan.entries[min_symbol + lo] >> 16 : 0;
+    const uint32_t h = lo + 1 < range ? plan.entries[min_symbol + lo + 1] >> 16 : 0;
     v.body[nibbles_offset + k] = static_cast<uint8_t>(a | h << 4);
-  }
-}
-
-// sm.entries from the plan's lengths, by one warp.
-__device__ void BuildEntriesWarp(const ChunkPlan& plan, WriteShared& sm, int lane) {
-  for (int s = lane; s < 256; s += kLanes) sm.lengths[s] = plan.lengths[s];
-  __syncwarp();
-  CanonicalCodesWarp(sm.lengths, sm.codes, lane);
-  __syncwarp();
-  for (int s = lane; s < 256; s += kLanes) {
-    sm.entries[s] = sm.codes[s] | uint32_t{sm.lengths[s]} << 16;
   }
 }
 
@@ -484,9 +567,13 @@ __device__ void EncodeSegment(const WriteView& v, WriteShared& sm, uint8_t* raw,
         entry[u] = t < tile_n ? sm.entries[CodedOf<kElementBytes>(x)] : 0u;
       }
 #pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        acc |= uint64_t{entry[u] & 0xFFFF} << pending;
-        pending += entry[u] >> 16;
+      for (int u = 0; u < kBatch; u += 2) {
+        // Two codes joined first (at most 22 bits, so at most one word completes), off the
+        // accumulator's chain of dependent instructions.
+        const uint32_t first_length = entry[u] >> 16;
+        const uint32_t code = (entry[u] & 0xFFFF) | (entry[u + 1] & 0xFFFF) << first_length;
+        acc |= uint64_t{code} << pending;
+        pending += first_length + (entry[u + 1] >> 16);
         if (pending >= 32) {
           ws.words_out[done++][lane] = static_cast<uint32_t>(acc);
           acc >>= 32;
@@ -496,14 +583,11 @@ __device__ void EncodeSegment(const WriteView& v, WriteShared& sm, uint8_t* raw,
     }
 #pragma unroll
     for (uint32_t u = 0; u < 8; ++u) {
-      if (u >= done) continue;
-      const uint32_t word = ws.words_out[u][lane];
-      if (w + u == shared_first) {
-        sm.edge_index[segment][0][lane] = w + u;
-        sm.edge_bits[segment][0][lane] = word;
-      } else {
-        out[w + u] = word;
-      }
+      if (u < done && w + u != shared_first) out[w + u] = ws.words_out[u][lane];
+    }
+    if (shared_first - w < done) {  // unsigned: false for kNoWord and words before w
+      sm.edge_index[segment][0][lane] = shared_first;
+      sm.edge_bits[segment][0][lane] = ws.words_out[shared_first - w][lane];
     }
     w += done;
     __syncwarp();  // the stage is consumed before the next tile's copy may overwrite it
@@ -573,8 +657,7 @@ __device__ void WriteChunk(const BatchView& b, WriteShared& sm, uint64_t unit, i
     return;
   }
 
-  // Huffman. Warp 0 builds the code table while the others write the fixed parts; every warp
-  // starts staging its first two tiles before the barrier.
+  // Huffman: every warp starts staging its first two tiles before the code table is in.
   const size_t nibbles_offset = kHuffmanRawOffset + RoundUp4(raw_bytes);
   const uint32_t nibble_bytes =
       static_cast<uint32_t>(NibbleBytes(plan.min_symbol, plan.max_symbol));
@@ -582,11 +665,8 @@ __device__ void WriteChunk(const BatchView& b, WriteShared& sm, uint64_t unit, i
   const uint32_t segment_end = min(v.n, segment_first + v.segment_elements);
   StageTile<kElementBytes>(v, sm.warp[warp], 0, segment_first, segment_end, lane);
   StageTile<kElementBytes>(v, sm.warp[warp], 1, segment_first + kTileElements, segment_end, lane);
-  if (warp == 0) {
-    BuildEntriesWarp(plan, sm, lane);
-  } else {
-    WriteHuffmanTables(v, nibbles_offset, nibble_bytes, thread - kLanes, kWriteThreads - kLanes);
-  }
+  for (int s = thread; s < 256; s += kWriteThreads) sm.entries[s] = plan.entries[s];
+  WriteHuffmanTables(v, nibbles_offset, nibble_bytes, thread);
   const uint32_t words = plan.lane_words[lane];
   uint32_t start = words;
 #pragma unroll
@@ -611,7 +691,7 @@ __global__ void __launch_bounds__(kWriteThreads, 8) WriteKernel(BatchView b) {
 template <int kElementBytes>
 cudaError_t LaunchEncodeFor(const BatchView& b, cudaStream_t stream) {
   if (b.num_units > 0) {
-    PlanKernel<kElementBytes><<<static_cast<unsigned>(b.num_units), kLanes, 0, stream>>>(b);
+    PlanKernel<kElementBytes><<<static_cast<unsigned>(b.num_units), kPlanThreads, 0, stream>>>(b);
     if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }
   ScanKernel<<<b.num_items, kScanThreads, 0, stream>>>(b);

@@ -38,7 +38,8 @@ struct ChunkPlan {
   uint16_t lane_words[32] = {};
   // Bits of lane l in segment s (at most 2^16 / kSegments / 32 symbols of 11 bits: fits).
   uint16_t segment_bits[kSegments][32] = {};
-  uint8_t lengths[256] = {};
+  // Huffman only: the canonical code of every symbol (bit-reversed, as written) | its length << 16.
+  uint32_t entries[256] = {};
 };
 
 // Error codes a decode reports per item (0 = OK). The highest code seen wins.

@@ -21,6 +21,11 @@ struct ItemDesc {
   uint64_t reserved = 0;
 };
 
+// The write kernel encodes a chunk with this many warps, warp s taking the s-th quarter of the
+// chunk's elements and thus a contiguous segment of every lane's bitstream; the plan counts each
+// lane's bits per segment so that a warp knows where its segment starts.
+inline constexpr int kSegments = 4;
+
 // What the encoder's planning kernel decides for one chunk.
 struct ChunkPlan {
   uint32_t body_bytes = 0;
@@ -31,7 +36,10 @@ struct ChunkPlan {
   uint8_t max_symbol = 0;
   uint8_t reserved = 0;
   uint16_t lane_words[32] = {};
-  uint8_t lengths[256] = {};
+  // Bits of lane l in segment s (at most 2^16 / kSegments / 32 symbols of 11 bits: fits).
+  uint16_t segment_bits[kSegments][32] = {};
+  // Huffman only: the canonical code of every symbol (bit-reversed, as written) | its length << 16.
+  uint32_t entries[256] = {};
 };
 
 // Error codes a decode reports per item (0 = OK). The highest code seen wins.

@@ -57,7 +57,7 @@ absl::StatusOr<nlohmann::json> RunWrite(const Config& c) {
   options.source = tiers::NvmeWriteOptions::Source::kWriteThrough;
   auto start = Clock::now();
   uint64_t written = 0;
-  uint64_t evictions_before = 0;
+  tiers::NvmeCounters before;  // at the end of the fill
   uint64_t w = 0;
   for (uint64_t next = 0; next < total; w = (w + 1) % kWindow) {
     if (next == filled && filled > 0) {
@@ -65,7 +65,7 @@ absl::StatusOr<nlohmann::json> RunWrite(const Config& c) {
       // then waits for, as a full tier's writer does): the clock starts now.
       start = Clock::now();
       written = 0;
-      evictions_before = tier->Snapshot().nvme.region_evictions;
+      before = tier->Snapshot().nvme;
     }
     Slot& slot = slots[w];
     {
@@ -100,19 +100,24 @@ absl::StatusOr<nlohmann::json> RunWrite(const Config& c) {
   }
   const double secs = Seconds(start);
   const tiers::NvmeTierSnapshot s = tier->Snapshot();
-  return nlohmann::json{{"mode", "write"},
-                        {"engine", s.engine},
-                        {"block_bytes", c.block_bytes},
-                        {"queue_depth", c.queue_depth},
-                        {"batch_blocks", batch},
-                        {"window", kWindow},
-                        {"fill_bytes", filled * c.block_bytes},
-                        {"bytes", written},
-                        {"seconds", secs},
-                        {"mb_s", written / secs / 1e6},
-                        {"flash_bytes_written", s.nvme.flash_bytes_written},
-                        {"write_batches", s.nvme.write_batches},
-                        {"region_evictions", s.nvme.region_evictions - evictions_before}};
+  return nlohmann::json{
+      {"mode", "write"},
+      {"engine", s.engine},
+      {"block_bytes", c.block_bytes},
+      {"queue_depth", c.queue_depth},
+      {"batch_blocks", batch},
+      {"window", kWindow},
+      {"fill_bytes", filled * c.block_bytes},
+      {"bytes", written},
+      {"seconds", secs},
+      {"mb_s", written / secs / 1e6},
+      {"flash_bytes_written", s.nvme.flash_bytes_written},
+      {"write_batches", s.nvme.write_batches},
+      {"region_evictions", s.nvme.region_evictions - before.region_evictions},
+      // Writer time spent reclaiming (the device idle), in ms.
+      {"reclaim_wait_ms", (s.nvme.reclaim_wait_nanos - before.reclaim_wait_nanos) / 1e6},
+      {"reclaim_list_ms", (s.nvme.reclaim_list_nanos - before.reclaim_list_nanos) / 1e6},
+      {"reclaim_commit_ms", (s.nvme.reclaim_commit_nanos - before.reclaim_commit_nanos) / 1e6}};
 }
 
 absl::StatusOr<nlohmann::json> RunRead(const Config& c) {

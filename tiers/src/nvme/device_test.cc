@@ -186,6 +186,46 @@ TEST_P(FileDeviceTest, StreamsOpsHandedOverWhileEarlierOnesRun) {
   }
 }
 
+// A read the kernel answers short (here: the file was cut behind the device's back, so the
+// read meets end of file halfway) goes on from where it stopped, across the op's segments, and
+// ends with a clear error when the kernel has nothing more, rather than spinning or reporting
+// success for bytes never read.
+TEST_P(FileDeviceTest, ShortReadsContinueAndEndOfFileIsAnError) {
+  OPEN_OR_SKIP(dev);
+  const uint32_t a = dev->alignment();
+  const uint64_t last = kCapacity - 4 * uint64_t{a};  // the final four units
+  AlignedBuffer data(4 * a, a);
+  const std::vector<std::byte> payload = TestPayload(9, 1, 4 * a);
+  std::memcpy(data.data.get(), payload.data(), 4 * a);
+  IoSegment whole{data.data.get(), 4 * a};
+  IoOp write;
+  write.type = IoOp::Type::kWrite;
+  write.offset = last;
+  write.segments = {&whole, 1};
+  ASSERT_TRUE(dev->Submit({&write, 1}).ok());
+  ASSERT_EQ(truncate((dir_ / "dev").c_str(), static_cast<off_t>(kCapacity - 2 * a)), 0);
+
+  // Two segments (1 + 3 units) over the last four units: the kernel returns the two that are
+  // left, which end inside the second segment.
+  AlignedBuffer back(4 * a, a);
+  std::memset(back.data.get(), 0, 4 * a);
+  const IoSegment parts[] = {{back.data.get(), a}, {back.data.get() + a, 3 * uint64_t{a}}};
+  IoOp read;
+  read.offset = last;
+  read.segments = parts;
+  const absl::Status s = dev->Submit({&read, 1});
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_NE(s.message().find("end of device"), std::string::npos) << s;
+  EXPECT_EQ(std::memcmp(back.data.get(), payload.data(), 2 * a), 0) << "the bytes before EOF";
+
+  // A read wholly before the cut is unaffected.
+  IoSegment first{back.data.get(), 2 * uint64_t{a}};
+  read.segments = {&first, 1};
+  read.status = absl::OkStatus();
+  ASSERT_TRUE(dev->Submit({&read, 1}).ok());
+  EXPECT_EQ(std::memcmp(back.data.get(), payload.data(), 2 * a), 0);
+}
+
 TEST_P(FileDeviceTest, RegisteredMemoryReadsAndWrites) {
   OPEN_OR_SKIP(dev);
   const uint32_t a = dev->alignment();

@@ -15,6 +15,7 @@
 // failing the seeded checksum if read). Neither can serve wrong bytes.
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <iterator>
@@ -31,6 +32,19 @@
 #include "tiers/src/nvme/tier_impl.h"
 
 namespace kvtier::tiers {
+namespace {
+
+uint64_t NanosBetween(std::chrono::steady_clock::time_point from,
+                      std::chrono::steady_clock::time_point to) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
+}
+
+uint64_t NanosSince(std::chrono::steady_clock::time_point from) {
+  return NanosBetween(from, std::chrono::steady_clock::now());
+}
+
+}  // namespace
 
 using nvme::AlignedBytes;
 using nvme::BlockLocation;
@@ -573,7 +587,12 @@ absl::Status NvmeTier::Impl::OpenNextRegion(int& evictions_left, uint64_t keep_f
         "--nvme-capacity");
   }
   // Blocks still being committed must be in the index before a region's entries are listed.
+  const auto wait_start = std::chrono::steady_clock::now();
   Drain();
+  {
+    absl::MutexLock lock(&mu_);
+    nvme_.reclaim_wait_nanos += NanosSince(wait_start);
+  }
   std::vector<uint32_t> regions;
   {
     absl::MutexLock lock(&mu_);
@@ -619,6 +638,7 @@ absl::Status NvmeTier::Impl::ReclaimRegions(std::span<const uint32_t> regions) {
   std::vector<std::vector<std::pair<uint32_t, uint64_t>>> members(regions.size());
   std::vector<Reinsert> reinserts;
   bool clean = true;
+  const auto list_start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < regions.size(); ++i) {
     CollectRegion(regions[i], batch, members[i], reinserts);
     batch.PutRegion(regions[i], next_generation_ + i);
@@ -634,7 +654,13 @@ absl::Status NvmeTier::Impl::ReclaimRegions(std::span<const uint32_t> regions) {
   // everything written after it, and startup takes the next generation above every record
   // header it finds (at most region_count openings can be lost so: a region is not opened
   // again before its records are committed, which syncs the index).
+  const auto commit_start = std::chrono::steady_clock::now();
   const absl::Status s = index_->Commit(batch, /*sync=*/!clean);
+  if (!clean) {  // clean regions cost the writer next to nothing: not counted
+    absl::MutexLock lock(&mu_);
+    nvme_.reclaim_list_nanos += NanosBetween(list_start, commit_start);
+    nvme_.reclaim_commit_nanos += NanosSince(commit_start);
+  }
   if (!s.ok()) {
     absl::MutexLock lock(&mu_);
     ++nvme_.index_errors;

@@ -181,6 +181,12 @@ struct NvmeCounters {
   uint64_t write_batches = 0;         // device write batches (each one fdatasync)
   uint64_t quota_drops = 0;           // records dropped to keep a namespace within its quota
   uint64_t quota_rejections = 0;      // blocks refused: they cannot fit their namespace's quota
+  // Where the write stage spent its time reclaiming regions with live records, while the
+  // device had nothing to write: waiting for the commits in flight, listing the regions' index
+  // entries (and reading back blocks to reinsert), and the synced index batch that frees them.
+  uint64_t reclaim_wait_nanos = 0;
+  uint64_t reclaim_list_nanos = 0;
+  uint64_t reclaim_commit_nanos = 0;
 };
 
 // What Create found and did, for the startup log line and for stats.

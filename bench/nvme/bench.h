@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kvtier/common/block_key.h"
@@ -49,6 +50,10 @@ struct AlignedArena {
   std::byte* data;
   size_t size;
 };
+
+// The ids of the blocks the tier holds (write mode writes ids 0, 1, ...; a full tier keeps the
+// newest), found with Contains (no I/O). kFailedPrecondition when it holds none.
+absl::StatusOr<std::vector<uint64_t>> PresentIds(const tiers::NvmeTier& tier);
 
 absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> OpenBenchTier(const Config& config,
                                                                const Clock* clock);

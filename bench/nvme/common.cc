@@ -69,4 +69,20 @@ absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> OpenBenchTier(const Config& c,
   return tier;
 }
 
+absl::StatusOr<std::vector<uint64_t>> PresentIds(const tiers::NvmeTier& tier) {
+  const uint64_t present = tier.Snapshot().tier.blocks;
+  if (present == 0) {
+    return absl::FailedPreconditionError("the tier is empty: run --mode write first");
+  }
+  std::vector<uint64_t> ids;
+  ids.reserve(present);
+  // Evicted ids lie below the present ones: a write run fills the tier more than once at most
+  // a few times over, so the scan stops well before this bound.
+  const uint64_t limit = 64 * present + (uint64_t{1} << 20);
+  for (uint64_t id = 0; id < limit && ids.size() < present; ++id) {
+    if (tier.Contains(1, BenchKey(id))) ids.push_back(id);
+  }
+  return ids;
+}
+
 }  // namespace kvtier::bench::nvme

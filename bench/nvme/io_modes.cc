@@ -123,9 +123,7 @@ absl::StatusOr<nlohmann::json> RunWrite(const Config& c) {
 absl::StatusOr<nlohmann::json> RunRead(const Config& c) {
   tiers::UnixClock clock;
   KVTIER_ASSIGN_OR_RETURN(auto tier, OpenBenchTier(c, &clock));
-  const uint64_t present = tier->Snapshot().tier.blocks;
-  if (present == 0)
-    return absl::FailedPreconditionError("the tier is empty: run --mode write first");
+  KVTIER_ASSIGN_OR_RETURN(const std::vector<uint64_t> present, PresentIds(*tier));
   // Each reader asks for `batch` blocks per ReadBatch; the device keeps up to --qd of them in
   // flight (its queue depth), verifying each block as it arrives.
   const uint32_t readers = std::max<uint32_t>(1, c.readers);
@@ -148,7 +146,7 @@ absl::StatusOr<nlohmann::json> RunRead(const Config& c) {
       }
       while (!stop.load(std::memory_order_relaxed)) {
         for (uint32_t q = 0; q < per_reader; ++q) {
-          ids[q] = rng() % present;
+          ids[q] = present[rng() % present.size()];
           keys[q] = BenchKey(ids[q]);
         }
         const auto results = tier->ReadBatch(1, keys, dsts);
@@ -185,16 +183,14 @@ absl::StatusOr<nlohmann::json> RunRead(const Config& c) {
 absl::StatusOr<nlohmann::json> RunLatency(const Config& c) {
   tiers::UnixClock clock;
   KVTIER_ASSIGN_OR_RETURN(auto tier, OpenBenchTier(c, &clock));
-  const uint64_t present = tier->Snapshot().tier.blocks;
-  if (present == 0)
-    return absl::FailedPreconditionError("the tier is empty: run --mode write first");
+  KVTIER_ASSIGN_OR_RETURN(const std::vector<uint64_t> present, PresentIds(*tier));
   AlignedArena arena(RoundUp(c.block_bytes));
   (void)tier->RegisterMemory({arena.data, arena.size});
   std::mt19937_64 rng(99);
   std::vector<double> us;
   const auto start = Clock::now();
   while (Seconds(start) < c.seconds) {
-    const uint64_t id = rng() % present;
+    const uint64_t id = present[rng() % present.size()];
     const auto t0 = Clock::now();
     absl::StatusOr<tiers::NvmeReadResult> r =
         tier->Read(1, BenchKey(id), {arena.data, RoundUp(c.block_bytes)});

@@ -13,6 +13,7 @@
 #include "kvtier/client/client.h"
 #include "kvtier/compression/kv_codec.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
 
@@ -43,12 +44,7 @@ BlockKey Key(uint64_t i) { return testing::SeededKey(i ^ 0x5eed); }
 
 NamespaceDescriptor Descriptor(const std::string& model, const std::string& dtype = "bf16",
                                uint64_t block_bytes = kBlockBytes) {
-  NamespaceDescriptor d;
-  d.model_id = model;
-  d.dtype = dtype;
-  d.block_tokens = 16;
-  d.block_bytes = block_bytes;
-  return d;
+  return testing::TestDescriptor(model, block_bytes, dtype);
 }
 
 proto::NamespaceOptions Kvz() {
@@ -57,25 +53,16 @@ proto::NamespaceOptions Kvz() {
   return o;
 }
 
-class CompressionTest : public ::testing::Test {
+class CompressionTest : public testing::DaemonTest {
  protected:
   void Start(std::vector<std::string> args = {}, const std::string& dram = "64MiB") {
     options_.dram_capacity = dram;
     options_.tcp = true;
     options_.extra_args = std::move(args);
-    auto d = DaemonProcess::Start(options_);
-    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
-    ASSERT_TRUE(d.ok()) << d.status();
-    daemon_ = std::move(*d);
-    Connect();
+    StartDaemon();
   }
 
-  void Connect() {
-    auto c = Client::Connect(daemon_->unix_uri(), {});
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::move(*c);
-    ASSERT_TRUE(client_->shared_arena());
-  }
+  void OnConnect() override { ASSERT_TRUE(client_->shared_arena()); }
 
   NamespaceHandle Open(const std::string& model, const proto::NamespaceOptions& options) {
     auto ns = client_->OpenNamespace(Descriptor(model), options);
@@ -125,10 +112,6 @@ class CompressionTest : public ::testing::Test {
     EXPECT_NE(t, nullptr) << "tier " << tier << " not in stats";
     return t != nullptr ? *t : proto::TierStats();
   }
-
-  DaemonOptions options_;
-  std::unique_ptr<DaemonProcess> daemon_;
-  std::unique_ptr<Client> client_;
 };
 
 TEST_F(CompressionTest, CpuEncodedBlocksRoundTripThroughTheArenaAndTcp) {
@@ -218,7 +201,7 @@ TEST_F(CompressionTest, DemotionEncodesAndPromotionServesFramesAcrossARestart) {
   auto stopped = daemon_->Stop(SIGTERM);
   ASSERT_TRUE(stopped.ok()) << stopped.status();
   ASSERT_TRUE(daemon_->Restart(options_).ok());
-  Connect();
+  ConnectClient();
   auto none = client_->OpenNamespace(Descriptor("demote"), {});
   EXPECT_TRUE(absl::IsFailedPrecondition(none.status())) << none.status();
   ns = Open("demote", Kvz());

@@ -18,6 +18,7 @@
 #include "kvtier/client/client.h"
 #include "kvtier/proto/messages.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 #include "tests/testing/raw_connection.h"
 #include "tests/testing/seeded_blocks.h"
 
@@ -33,14 +34,7 @@ using testing::RawConnection;
 
 constexpr uint64_t kBlockBytes = 4096;
 
-NamespaceDescriptor Descriptor() {
-  NamespaceDescriptor d;
-  d.model_id = "mailbox-test";
-  d.dtype = "bf16";
-  d.block_tokens = 16;
-  d.block_bytes = kBlockBytes;
-  return d;
-}
+NamespaceDescriptor Descriptor() { return testing::TestDescriptor("mailbox-test", kBlockBytes); }
 
 // Keys of chain `chain`: distinct chains never share a key.
 std::vector<BlockKey> ChainKeys(uint64_t chain, size_t n) {

@@ -13,6 +13,7 @@
 
 #include "kvtier/client/client.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
 
@@ -34,12 +35,7 @@ std::vector<std::byte> Content(uint64_t key) {
 BlockKey Key(uint64_t i) { return testing::SeededKey(i ^ 0xc0ffee); }
 
 NamespaceDescriptor Descriptor(const std::string& model) {
-  NamespaceDescriptor d;
-  d.model_id = model;
-  d.dtype = "bf16";
-  d.block_tokens = 16;
-  d.block_bytes = kBlockBytes;
-  return d;
+  return testing::TestDescriptor(model, kBlockBytes);
 }
 
 // Runs kvtierctl; returns its exit status. `out`, if given, gets its standard output.
@@ -58,19 +54,12 @@ int RunCtl(const std::string& args, std::string* out = nullptr) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-class MemoryControlsTest : public ::testing::Test {
+class MemoryControlsTest : public testing::DaemonTest {
  protected:
   void Start(std::vector<std::string> args = {}, const std::string& dram = "64MiB") {
-    DaemonOptions options;
-    options.dram_capacity = dram;
-    options.extra_args = std::move(args);
-    auto d = DaemonProcess::Start(options);
-    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
-    ASSERT_TRUE(d.ok()) << d.status();
-    daemon_ = std::move(*d);
-    auto c = Client::Connect(daemon_->unix_uri(), {});
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::move(*c);
+    options_.dram_capacity = dram;
+    options_.extra_args = std::move(args);
+    StartDaemon();
   }
 
   NamespaceHandle Open(const std::string& model) {
@@ -110,9 +99,6 @@ class MemoryControlsTest : public ::testing::Test {
     EXPECT_NE(n, nullptr) << "no stats for namespace " << ns.id;
     return n != nullptr ? *n : proto::NamespaceStats();
   }
-
-  std::unique_ptr<DaemonProcess> daemon_;
-  std::unique_ptr<Client> client_;
 };
 
 TEST_F(MemoryControlsTest, PutTtlsAndTheNamespaceDefaultExpireBlocks) {

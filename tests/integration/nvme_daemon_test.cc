@@ -24,6 +24,7 @@
 
 #include "kvtier/client/client.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
 
@@ -47,13 +48,7 @@ std::vector<std::byte> Content(uint64_t key, uint64_t version, uint64_t length =
 BlockKey Key(uint64_t i) { return testing::SeededKey(i ^ 0x5eed); }
 
 NamespaceDescriptor Descriptor() {
-  NamespaceDescriptor d;
-  d.model_id = "nvme-test";
-  d.dtype = "bf16";
-  d.kv_layout = "test";
-  d.block_tokens = 16;
-  d.block_bytes = kBlockBytes;
-  return d;
+  return testing::TestDescriptor("nvme-test", kBlockBytes, "bf16", "test");
 }
 
 std::vector<std::string> NvmeArgs(std::vector<std::string> more = {}) {
@@ -63,28 +58,17 @@ std::vector<std::string> NvmeArgs(std::vector<std::string> more = {}) {
   return args;
 }
 
-class NvmeDaemonTest : public ::testing::Test {
+class NvmeDaemonTest : public testing::DaemonTest {
  protected:
   void Start(const std::string& dram, std::vector<std::string> args) {
     options_.dram_capacity = dram;
     options_.extra_args = std::move(args);
-    auto d = DaemonProcess::Start(options_);
-    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
-    ASSERT_TRUE(d.ok()) << d.status();
-    daemon_ = std::move(*d);
-    Connect();
+    StartDaemon();
   }
 
-  void Restart() {
-    client_.reset();
-    ASSERT_TRUE(daemon_->Restart(options_).ok());
-    Connect();
-  }
+  void Restart() { RestartDaemon(); }
 
-  void Connect() {
-    auto c = Client::Connect(daemon_->unix_uri(), {});
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::move(*c);
+  void OnConnect() override {
     auto ns = client_->OpenNamespace(Descriptor());
     ASSERT_TRUE(ns.ok()) << ns.status();
     ns_ = *ns;
@@ -133,9 +117,6 @@ class NvmeDaemonTest : public ::testing::Test {
     ADD_FAILURE() << "demotions did not drain";
   }
 
-  DaemonOptions options_;
-  std::unique_ptr<DaemonProcess> daemon_;
-  std::unique_ptr<Client> client_;
   NamespaceHandle ns_;
 };
 

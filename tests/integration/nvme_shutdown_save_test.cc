@@ -20,6 +20,7 @@
 #include "kvtier/client/client.h"
 #include "kvtier/common/testing/temp_dir.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
 
@@ -49,25 +50,12 @@ std::vector<std::byte> Content(uint64_t i) {
 }
 
 NamespaceDescriptor Descriptor() {
-  NamespaceDescriptor d;
-  d.model_id = "shutdown-save-test";
-  d.dtype = "bf16";
-  d.kv_layout = "test";
-  d.block_tokens = 16;
-  d.block_bytes = kBlockBytes;
-  return d;
+  return testing::TestDescriptor("shutdown-save-test", kBlockBytes, "bf16", "test");
 }
 
 using kvtier::testing::TempDir;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-class NvmeShutdownSaveTest : public ::testing::Test {
+class NvmeShutdownSaveTest : public testing::DaemonTest {
  protected:
   // kvtierd's options: DRAM for every block, an NVMe file of `nvme_capacity`, a save budget of
   // `budget_ms`.
@@ -86,11 +74,8 @@ class NvmeShutdownSaveTest : public ::testing::Test {
 
   // Starts kvtierd and puts every block; all stay in DRAM, none is on NVMe yet.
   void StartAndPutAll() {
-    auto d = DaemonProcess::Start(options_);
-    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
-    ASSERT_TRUE(d.ok()) << d.status() << "\n" << ReadFile(options_.stderr_path);
-    daemon_ = std::move(*d);
-    ASSERT_NO_FATAL_FAILURE(Connect());
+    ASSERT_NO_FATAL_FAILURE(StartDaemon());
+    if (IsSkipped()) return;
     ASSERT_NO_FATAL_FAILURE(PutAll());
     auto stats = client_->Stats();
     ASSERT_TRUE(stats.ok());
@@ -99,10 +84,7 @@ class NvmeShutdownSaveTest : public ::testing::Test {
     client_.reset();
   }
 
-  void Connect() {
-    auto c = Client::Connect(daemon_->unix_uri(), {});
-    ASSERT_TRUE(c.ok()) << c.status();
-    client_ = std::move(*c);
+  void OnConnect() override {
     auto ns = client_->OpenNamespace(Descriptor());
     ASSERT_TRUE(ns.ok()) << ns.status();
     ns_ = *ns;
@@ -182,9 +164,6 @@ class NvmeShutdownSaveTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  DaemonOptions options_;
-  std::unique_ptr<DaemonProcess> daemon_;
-  std::unique_ptr<Client> client_;
   NamespaceHandle ns_;
 };
 
@@ -203,7 +182,7 @@ TEST_F(NvmeShutdownSaveTest, BudgetTooSmallExitsPromptlyReportsAndRestartsByteEx
       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms";
 
   // One line says what the save did: saved + left out == everything DRAM held.
-  const std::string log = ReadFile(options_.stderr_path);
+  const std::string log = DaemonLog();
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
       log, m,
@@ -219,8 +198,8 @@ TEST_F(NvmeShutdownSaveTest, BudgetTooSmallExitsPromptlyReportsAndRestartsByteEx
   EXPECT_LT(saved, kBlocks) << "a " << kBudgetMs << " ms budget saved everything: " << log;
   EXPECT_EQ(std::stoi(m[5]), kBudgetMs);
 
-  ASSERT_TRUE(daemon_->Restart(options_).ok()) << ReadFile(options_.stderr_path);
-  ASSERT_NO_FATAL_FAILURE(Connect());
+  ASSERT_TRUE(daemon_->Restart(options_).ok()) << DaemonLog();
+  ASSERT_NO_FATAL_FAILURE(ConnectClient());
   EXPECT_EQ(NvmeStats().nvme().blocks_recovered(), saved);
   // Every block: a miss, or exactly its bytes; the hits are the `saved` most recently put.
   std::vector<bool> hit;
@@ -238,7 +217,7 @@ TEST_F(NvmeShutdownSaveTest, SaveLargerThanTheNvmeTierKeepsTheMostRecentlyUsed) 
   auto stopped = daemon_->Stop(SIGTERM, std::chrono::seconds(60));
   ASSERT_TRUE(stopped.ok()) << stopped.status();
   EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0) << *stopped;
-  const std::string log = ReadFile(options_.stderr_path);
+  const std::string log = DaemonLog();
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
       log, m,
@@ -249,8 +228,8 @@ TEST_F(NvmeShutdownSaveTest, SaveLargerThanTheNvmeTierKeepsTheMostRecentlyUsed) 
   EXPECT_EQ(std::stoull(m[2]), kBlocks);
   EXPECT_EQ(saved + std::stoull(m[3]), kBlocks);
 
-  ASSERT_TRUE(daemon_->Restart(options_).ok()) << ReadFile(options_.stderr_path);
-  ASSERT_NO_FATAL_FAILURE(Connect());
+  ASSERT_TRUE(daemon_->Restart(options_).ok()) << DaemonLog();
+  ASSERT_NO_FATAL_FAILURE(ConnectClient());
   EXPECT_EQ(NvmeStats().nvme().blocks_recovered(), saved);
   std::vector<bool> hit;
   ASSERT_NO_FATAL_FAILURE(GetAll(&hit));

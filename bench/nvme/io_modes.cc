@@ -114,6 +114,7 @@ absl::StatusOr<nlohmann::json> RunWrite(const Config& c) {
       {"flash_bytes_written", s.nvme.flash_bytes_written},
       {"write_batches", s.nvme.write_batches},
       {"region_evictions", s.nvme.region_evictions - before.region_evictions},
+      {"reclaimed_ahead", s.nvme.reclaimed_ahead - before.reclaimed_ahead},
       // Writer time spent reclaiming (the device idle), in ms.
       {"reclaim_wait_ms", (s.nvme.reclaim_wait_nanos - before.reclaim_wait_nanos) / 1e6},
       {"reclaim_list_ms", (s.nvme.reclaim_list_nanos - before.reclaim_list_nanos) / 1e6},

@@ -21,12 +21,19 @@ std::optional<uint32_t> RegionLog::Allocate(uint64_t bytes) {
 }
 
 bool RegionLog::Evictable(uint32_t r) const {
-  return active_ != r && regions_[r].pinned_bytes * 2 <= region_bytes_;
+  return active_ != r && !regions_[r].reclaiming && regions_[r].pending_records == 0 &&
+         regions_[r].pinned_bytes * 2 <= region_bytes_;
+}
+
+uint32_t RegionLog::quiet_regions() const {
+  uint32_t n = 0;
+  for (uint32_t r = 0; r < regions_.size(); ++r) n += Openable(r) ? 1 : 0;
+  return n;
 }
 
 std::optional<uint32_t> RegionLog::NextToOpen() const {
   for (uint32_t r = 0; r < regions_.size(); ++r) {
-    if (active_ != r && Quiet(r)) return r;
+    if (Openable(r)) return r;
   }
   const std::vector<uint32_t> oldest = OldestRegions(1);
   if (oldest.empty()) return std::nullopt;
@@ -56,9 +63,10 @@ void RegionLog::Open(uint32_t region, uint64_t generation) {
 }
 
 void RegionLog::Reclaim(uint32_t region, uint64_t generation) {
-  assert(Quiet(region) && active_ != region && generation > regions_[region].generation);
+  assert(active_ != region && generation > regions_[region].generation);
   regions_[region].generation = generation;
-  regions_[region].clean = true;
+  regions_[region].clean = Quiet(region);
+  regions_[region].reclaiming = false;
 }
 
 std::optional<uint32_t> RegionLog::active() const { return active_; }

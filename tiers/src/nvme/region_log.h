@@ -54,8 +54,16 @@ class RegionLog {
   // active region is sealed. REQUIRES: generation is larger than every generation before.
   void Open(uint32_t region, uint64_t generation);
   // `region`'s index entries were deleted and `generation` recorded for it, synced, ahead of
-  // its opening: it is quiet and clean. REQUIRES: Quiet(region), not active, generation as Open.
+  // its opening: it is clean if no live record is left in it (there should be none; a record
+  // the index failed to list stays, making the region an ordinary one to reclaim again).
+  // Ends a MarkReclaiming. REQUIRES: not active, generation as Open.
   void Reclaim(uint32_t region, uint64_t generation);
+  // A reclaim of `region` is queued (NvmeTier's ReclaimAhead): neither NextToOpen nor
+  // OldestRegions picks it until Reclaim or AbortReclaim.
+  void MarkReclaiming(uint32_t region) { regions_[region].reclaiming = true; }
+  void AbortReclaim(uint32_t region) { regions_[region].reclaiming = false; }
+  // Quiet regions other than the active one: the ones the writer can open without waiting.
+  uint32_t quiet_regions() const;
   // True for a region that no index entry can point into: never opened since format
   // (generation 0), or reclaimed and not opened since. Opening it needs no synced index write
   // (NvmeTier's ReclaimRegions says why). Not known across restarts: a restored region is
@@ -87,10 +95,18 @@ class RegionLog {
     uint64_t live_bytes = 0;
     uint64_t pinned_bytes = 0;
     uint32_t pending_records = 0;
-    bool clean = false;  // see Clean()
+    bool clean = false;       // see Clean()
+    bool reclaiming = false;  // see MarkReclaiming()
   };
-  // Whether NextToOpen may evict `r`: not active, not mostly pinned.
+  // Whether NextToOpen may evict `r`: not active, not being reclaimed, no record placed in it
+  // still uncommitted (a region filled a moment ago, even if its generation is the oldest
+  // left when one stream wraps around a small tier), not mostly pinned.
   bool Evictable(uint32_t r) const;
+  // Whether NextToOpen may open `r` at once: quiet, not active, not being reclaimed (a region
+  // whose records all went meanwhile is still the reclaim job's until it ends).
+  bool Openable(uint32_t r) const {
+    return active_ != r && !regions_[r].reclaiming && Quiet(r);
+  }
   const uint64_t region_bytes_;
   std::vector<Region> regions_;
   std::optional<uint32_t> active_;

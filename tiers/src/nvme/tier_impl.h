@@ -130,6 +130,10 @@ class NvmeTier::Impl {
     uint32_t expiry_unix_s = 0;
     absl::Status* status = nullptr;  // where the outcome goes (in its WriteCall)
     uint64_t checksum = 0;           // record.h's PayloadChecksum, computed by the caller
+    // A block of a region the commit thread reclaimed, written again: indexed only if no write
+    // or remove of its key came after that reclaim (reinserting_ still holds the key), so that
+    // it never brings back older bytes or a removed block.
+    bool reinsert_after_reclaim = false;
   };
 
   // One WriteAsync call, or one region's reinsertions: the blocks, their outcomes, and what
@@ -152,11 +156,19 @@ class NvmeTier::Impl {
     uint64_t generation;
   };
 
-  // Records written to the device, for the commit thread: fdatasync, index, table.
+  // A region a reclaim job frees, and the generation recorded for it.
+  struct ReclaimTarget {
+    uint32_t region = 0;
+    uint64_t generation = 0;
+  };
+
+  // Records written to the device, for the commit thread: fdatasync, index, table. Or, with
+  // `reclaim` set (and nothing placed), regions for the commit thread to reclaim in its turn.
   struct CommitJob {
     std::vector<std::shared_ptr<WriteCall>> calls;  // each holds one count for this job
     std::vector<Placed> placed;
     std::vector<absl::Status> io_status;
+    std::vector<ReclaimTarget> reclaim;
   };
 
   // The calls the write stage (or a reinsertion) works on, and how far their blocks are placed.
@@ -180,6 +192,8 @@ class NvmeTier::Impl {
       kSuperseded,  // a later item of the same group writes the same key: never indexed
       kDropped,     // its namespace's quota drops it at once (the oldest of what is left)
       kRefused,     // the quota cannot hold it: only pinned records stand in the way
+      kStale,       // a reclaimed block's rewrite after a write or remove of its key: never
+                    // indexed (PendingBlock::reinsert_after_reclaim)
     };
     const PendingBlock* block;
     nvme::BlockLocation loc;
@@ -232,7 +246,8 @@ class NvmeTier::Impl {
   // instead of falling behind.
   void WriteLoop();
   void CommitLoop();
-  void CommitGroup(std::vector<CommitJob>& jobs);
+  // Commits a run of write jobs (not reclaim jobs) as one group.
+  void CommitGroup(std::span<CommitJob> jobs);
   // Refuses the blocks of one write call that its namespace's quota cannot hold (see
   // NvmeTier::Write), removing them from `blocks` and counting them.
   void RefuseOverQuota(uint32_t ns, uint64_t quota, std::vector<PendingBlock>& blocks);
@@ -277,6 +292,18 @@ class NvmeTier::Impl {
   // leaves the others clean, and reinserts the hot blocks CollectRegion picked.
   absl::Status ReclaimRegions(std::span<const uint32_t> regions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Queues a reclaim of the next reclaim_batch_ oldest regions on the commit thread when few
+  // quiet regions are left and none is queued, so that the writer finds clean regions when it
+  // needs them instead of waiting (not for calls with a keep_from mark, which reclaim only
+  // through OpenNextRegion's checks).
+  void ReclaimAhead(uint64_t keep_from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Whether a reclaim job is queued or running.
+  bool ReclaimPending();
+  // A queued reclaim, on the commit thread: as ReclaimRegions, but every region is left clean
+  // and the blocks to keep are queued for the writer (QueueReinserts).
+  void RunReclaimJob(std::span<const ReclaimTarget> targets);
+  // Queues the blocks a reclaim job read back as one write call, ahead of the other calls.
+  void QueueReinserts(std::vector<Reinsert> reinserts);
   // Whether OpenNextRegion would now reclaim live records of a region whose generation is at
   // least `mark` (NvmeWriteOptions::keep_from; 0: never).
   bool ReclaimsFrom(uint64_t mark) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
@@ -295,10 +322,11 @@ class NvmeTier::Impl {
   void EraseVictimsLocked(std::span<const QuotaVictim> victims) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads back the blocks of `region` chosen for reinsertion (appended to `reinserts`) and
   // fills `batch` with the deletions of all its index entries; `members` gets the (ns, table
-  // key) pairs to erase.
+  // key) pairs to erase. REQUIRES: no commit in flight can touch the region (the writer, under
+  // write_mu_ with the commit queue drained; or the commit thread, in its turn).
   void CollectRegion(uint32_t region, nvme::NvmeIndex::Batch& batch,
                      std::vector<std::pair<uint32_t, uint64_t>>& members,
-                     std::vector<Reinsert>& reinserts) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+                     std::vector<Reinsert>& reinserts);
 
   // --- startup (tier_recovery.cc) ---
   absl::Status CheckSuperblock();
@@ -335,6 +363,7 @@ class NvmeTier::Impl {
   std::deque<std::shared_ptr<WriteCall>> write_queue_ ABSL_GUARDED_BY(pipe_mu_);
   std::deque<CommitJob> commit_queue_ ABSL_GUARDED_BY(pipe_mu_);
   bool writing_ ABSL_GUARDED_BY(pipe_mu_) = false;
+  bool reclaim_pending_ ABSL_GUARDED_BY(pipe_mu_) = false;  // see ReclaimAhead
   bool committing_ ABSL_GUARDED_BY(pipe_mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(pipe_mu_) = false;
   std::thread writer_;
@@ -346,6 +375,9 @@ class NvmeTier::Impl {
   absl::flat_hash_map<uint64_t, Entry> table_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, Namespace> ns_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<nvme::RegionLog> log_ ABSL_GUARDED_BY(mu_);
+  // Table keys of blocks a reclaim job read back and queued for rewriting: a write or remove
+  // of the key takes it out, and the rewrite is indexed only if it is still here.
+  absl::flat_hash_set<uint64_t> reinserting_ ABSL_GUARDED_BY(mu_);
   TierCounters counters_ ABSL_GUARDED_BY(mu_);
   NvmeCounters nvme_ ABSL_GUARDED_BY(mu_);
   NvmeRecoveryInfo recovery_ ABSL_GUARDED_BY(mu_);

@@ -101,7 +101,10 @@ void NvmeTier::Impl::PlaceBlocks(PlaceCursor& cur, std::vector<Placed>& placed) 
     // the records on both sides of the boundary reach the device in one submission. Otherwise
     // placement stops here: reclaiming that region waits for every commit in flight.
     absl::StatusOr<bool> opened = OpenQuietRegion();
-    if (opened.ok() && *opened) continue;
+    if (opened.ok() && *opened) {
+      ReclaimAhead(call.keep_from);
+      continue;
+    }
     cur.open_error = opened.ok() ? absl::OkStatus() : opened.status();
     cur.blocked = true;
     return;
@@ -116,6 +119,12 @@ void NvmeTier::Impl::WriteBlocks(PlaceCursor& cur, bool take_queued) {
     if (!placed.empty()) StreamRecords(cur, std::move(placed), take_queued, evictions_left);
     DropWriterHolds(cur);
     if (!cur.blocked) return;
+    if (cur.open_error.ok() && ReclaimPending()) {
+      // The commit thread is reclaiming regions for us: waiting for it (and the commits
+      // before it) is all a reclaim here would do too.
+      Drain();
+      continue;
+    }
     WriteCall& call = *cur.calls[cur.call];
     if (cur.open_error.ok() && ReclaimsFrom(call.keep_from)) {
       // The call's remaining blocks would evict records it asked to keep; other calls go on

@@ -172,6 +172,8 @@ struct NvmeCounters {
   uint64_t io_errors = 0;             // device errors on read or write
   uint64_t index_errors = 0;          // index reads or writes that failed
   uint64_t region_evictions = 0;      // regions reclaimed
+  uint64_t reclaimed_ahead = 0;       // ... of them by the commit thread, before the writer
+                                      // needed them (reclaim_batch_regions > 1)
   uint64_t evicted_blocks = 0;        // blocks dropped with their region (not reinserted)
   uint64_t reinserted_blocks = 0;     // blocks written again at the head of the log
   uint64_t admission_rejections = 0;  // demoted blocks the admission policy refused

@@ -25,6 +25,12 @@ bool RegionLog::Evictable(uint32_t r) const {
          regions_[r].pinned_bytes * 2 <= region_bytes_;
 }
 
+uint32_t RegionLog::pending_regions() const {
+  uint32_t n = 0;
+  for (const Region& r : regions_) n += r.pending_records > 0 ? 1 : 0;
+  return n;
+}
+
 uint32_t RegionLog::quiet_regions() const {
   uint32_t n = 0;
   for (uint32_t r = 0; r < regions_.size(); ++r) n += Openable(r) ? 1 : 0;

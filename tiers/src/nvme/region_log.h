@@ -64,6 +64,8 @@ class RegionLog {
   void AbortReclaim(uint32_t region) { regions_[region].reclaiming = false; }
   // Quiet regions other than the active one: the ones the writer can open without waiting.
   uint32_t quiet_regions() const;
+  // Regions holding records placed and not yet committed.
+  uint32_t pending_regions() const;
   // True for a region that no index entry can point into: never opened since format
   // (generation 0), or reclaimed and not opened since. Opening it needs no synced index write
   // (NvmeTier's ReclaimRegions says why). Not known across restarts: a restored region is

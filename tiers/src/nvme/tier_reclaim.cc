@@ -331,9 +331,13 @@ void NvmeTier::Impl::ReclaimAhead(uint64_t keep_from) {
   std::vector<ReclaimTarget> targets;
   {
     absl::MutexLock lock(&mu_);
-    // Half a batch still to write into: time for the job to get through the commits queued
-    // before it and its own synced index batch.
-    if (log_->quiet_regions() > reclaim_batch_ / 2) return;
+    // The job runs once the commits queued before it are done, and meanwhile the writer goes
+    // on filling quiet regions: start while they still hold half a batch more than the records
+    // in flight (counted in the regions they fill), so that it is done before they run out;
+    // but keep at most a batch in reserve, however much is in flight.
+    const uint32_t runway =
+        std::min(reclaim_batch_, reclaim_batch_ / 2 + log_->pending_regions());
+    if (log_->quiet_regions() > runway) return;
     for (uint32_t r : log_->OldestRegions(reclaim_batch_)) {
       log_->MarkReclaiming(r);
       targets.push_back(ReclaimTarget{r, next_generation_ + targets.size()});

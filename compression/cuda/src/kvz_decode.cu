@@ -1,5 +1,7 @@
-// The kvz decoder on the GPU: one warp per chunk, lane l decoding lane l of the chunk, so that
-// at each step the warp writes 32 consecutive elements (docs/format.md). It checks what the CPU
+// The kvz decoder on the GPU: one warp per chunk, lane l decoding lane l of the chunk
+// (docs/format.md). Each table lookup yields up to three symbols; a lane packs its symbols four
+// to a word and stores them in shared memory, and every 512 elements (a tile) the warp joins
+// them with their raw bytes and writes the tile with coalesced stores. It checks what the CPU
 // decoder (compression/src/chunk_decoder.cc) checks, and never reads outside the frame nor
 // writes outside the chunk's elements, whatever the bytes.
 #include "huffman.h"
@@ -8,7 +10,7 @@
 namespace kvtier::kvz::gpu {
 namespace {
 
-// Two warps per block keep the block's shared memory (2 x 12.3 KiB) under the 48 KiB static
+// Two warps per block keep the block's shared memory (2 x 12.25 KiB) under the 48 KiB static
 // limit while 16 warps still fit on an SM: a 64 MiB batch of bf16 (2048 chunks) is one wave.
 constexpr int kDecodeWarps = 2;
 constexpr int kDecodeBlocksPerSm = 8;

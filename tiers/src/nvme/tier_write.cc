@@ -1,6 +1,6 @@
-// NvmeTier writes: appending records to the active region, reclaiming regions (oldest first,
-// hot and pinned blocks reinserted, higher priorities first), per-namespace quotas, removes,
-// pins and namespaces.
+// NvmeTier writes: the caller's stage (WriteAsync: validation, admission, checksums), the
+// commit stage (fdatasync, index, table), per-namespace quotas, removes, pins and namespaces.
+// The write stage between them is in tier_write_stage.cc, region reclaim in tier_reclaim.cc.
 //
 // Crash ordering, step by step:
 //   write:   records -> device (write stage), fdatasync -> index entries ('B' and 'L'),
@@ -14,11 +14,8 @@
 // region) or index entries for a region whose generation has moved on (dropped at startup, and
 // failing the seeded checksum if read). Neither can serve wrong bytes.
 #include <algorithm>
-#include <array>
-#include <chrono>
 #include <cstring>
 #include <functional>
-#include <iterator>
 #include <optional>
 #include <utility>
 

@@ -105,9 +105,10 @@ struct NvmeTierOptions {
   uint64_t index_block_cache_bytes = 32ull << 20;
   // Regions reclaimed together: when the writer must evict, the oldest is opened and the others
   // are left clean (their index entries deleted in the same synced batch), so that the writer
-  // opens them later without waiting for the commits in flight; and from 2 up, once at most
-  // half a batch of quiet regions is left, the commit thread reclaims the next batch ahead of
-  // need, so that a full tier's writer need not wait at all. Each such wait empties the
+  // opens them later without waiting for the commits in flight; and from 2 up, once few quiet
+  // regions are left (half a batch plus the regions with records in flight, at most a batch),
+  // the commit thread reclaims the next batch ahead of need, so that a full tier's writer need
+  // not wait at all. Each such wait empties the
   // device's queue; with 16 MiB regions at 3 GB/s it came every 5 ms, and a full tier wrote
   // at 0.7 of fio's rate. The price: up to this many regions are kept free, their oldest
   // blocks leaving a little early. 0 (default): 256 MiB worth, at most an eighth of the

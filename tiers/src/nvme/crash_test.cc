@@ -4,6 +4,10 @@
 // bytes of the last acknowledged write of that key, or the bytes of a write that was in flight
 // (started, never acknowledged) — never anything else.
 //
+// A second namespace has a quota (set by each child: quotas are not persisted). A third of the
+// writes go to it, so that most of them drop its oldest blocks in the same synced index batch;
+// after every kill its recovered blocks must still fit the quota and pass the oracle too.
+//
 // The child is this test binary run again with --gtest_filter=NvmeCrashChild.Run and
 // KVTIER_NVME_CRASH_DIR set (a fresh process: RocksDB's background threads do not survive a
 // fork). It logs "W key version" before a write and "A"/"F" after, "R key"/"D key" around a
@@ -37,6 +41,10 @@ namespace kvtier::tiers::nvme::testing {
 namespace {
 
 constexpr uint32_t kNs = 1;
+constexpr uint32_t kQuotaNs = 2;
+constexpr uint64_t kQuota = 256 << 10;  // 4 to 30 of its records
+// In the oracle log, keys of kQuotaNs are written as kQuotaKeys + key.
+constexpr uint64_t kQuotaKeys = 100000;
 constexpr int kKeys = 48;
 constexpr uint64_t kRegion = 1 << 20;
 constexpr uint64_t kCapacity = (1 << 20) + 6 * kRegion;
@@ -65,8 +73,10 @@ absl::StatusOr<std::unique_ptr<NvmeTier>> OpenTier(const std::string& dir, bool 
   absl::StatusOr<std::unique_ptr<NvmeTier>> tier =
       NvmeTier::Create(o, std::move(*dev), clock, nullptr);
   if (!tier.ok()) return tier.status();
-  absl::Status s = (*tier)->AddNamespace(kNs, 64 << 10);
-  if (!s.ok()) return s;
+  for (uint32_t ns : {kNs, kQuotaNs}) {
+    absl::Status s = (*tier)->AddNamespace(ns, 64 << 10);
+    if (!s.ok()) return s;
+  }
   return tier;
 }
 
@@ -88,6 +98,7 @@ TEST(NvmeCrashChild, Run) {
                        O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
   ASSERT_GE(log, 0);
   Log(log, absl::StrCat("O ", cycle));
+  ASSERT_TRUE((*tier)->SetNamespaceLimits(kQuotaNs, {.quota_bytes = kQuota}).ok());
   std::mt19937_64 rng(cycle * 977 + 1);
   std::map<uint64_t, std::optional<uint64_t>> mine;  // what this child acknowledged
   uint64_t counter = 0;
@@ -95,6 +106,8 @@ TEST(NvmeCrashChild, Run) {
   while (true) {
     const uint64_t dice = rng() % 100;
     if (dice < 60) {
+      const uint32_t ns = rng() % 3 == 0 ? kQuotaNs : kNs;
+      const uint64_t logged = ns == kQuotaNs ? kQuotaKeys : 0;  // the key's name in the log
       std::set<uint64_t> picked;
       for (uint64_t n = 1 + rng() % 4; picked.size() < n;) picked.insert(rng() % kKeys);
       std::vector<BlockKey> keys;
@@ -105,16 +118,16 @@ TEST(NvmeCrashChild, Run) {
         keys.push_back(TestKey(k));
         versions.push_back(v);
         payloads.push_back(TestPayload(k, v, SizeOf(k, v)));
-        Log(log, absl::StrCat("W ", k, " ", v));
+        Log(log, absl::StrCat("W ", logged + k, " ", v));
       }
       std::vector<std::span<const std::byte>> blocks(payloads.begin(), payloads.end());
       NvmeWriteOptions o;
       o.source = NvmeWriteOptions::Source::kWriteThrough;
-      const auto statuses = (*tier)->Write(kNs, keys, blocks, o);
+      const auto statuses = (*tier)->Write(ns, keys, blocks, o);
       size_t i = 0;
       for (uint64_t k : picked) {
-        Log(log, absl::StrCat(statuses[i].ok() ? "A " : "F ", k, " ", versions[i]));
-        if (statuses[i].ok()) mine[k] = versions[i];
+        Log(log, absl::StrCat(statuses[i].ok() ? "A " : "F ", logged + k, " ", versions[i]));
+        if (statuses[i].ok() && ns == kNs) mine[k] = versions[i];
         ++i;
       }
     } else if (dice < 75) {
@@ -204,7 +217,7 @@ TEST(NvmeCrashTest, KillNineNeverServesWrongBytes) {
   const int cycles = CrashCycles();
   std::mt19937_64 rng(12345);
   UnixClock clock;
-  uint64_t verified_hits = 0, acked_total = 0;
+  uint64_t verified_hits = 0, acked_total = 0, quota_blocks = 0;
   for (int cycle = 1; cycle <= cycles; ++cycle) {
     const pid_t pid = SpawnChild(dir.path(), cycle);
     ASSERT_GT(pid, 0);
@@ -221,22 +234,32 @@ TEST(NvmeCrashTest, KillNineNeverServesWrongBytes) {
     auto tier = OpenTier(dir.path(), cycle % 2 == 1, &clock);
     ASSERT_TRUE(tier.ok()) << "cycle " << cycle << ": " << tier.status();
     AlignedBuffer buf(64 << 10);
-    for (uint64_t k = 0; k < kKeys; ++k) {
-      absl::StatusOr<NvmeReadResult> r = (*tier)->Read(kNs, TestKey(k), buf.span());
-      if (!r.ok()) {
-        ASSERT_TRUE(absl::IsNotFound(r.status())) << r.status();
-        continue;
+    for (const auto& [ns, logged] : {std::pair{kNs, uint64_t{0}}, {kQuotaNs, kQuotaKeys}}) {
+      for (uint64_t k = 0; k < kKeys; ++k) {
+        absl::StatusOr<NvmeReadResult> r = (*tier)->Read(ns, TestKey(k), buf.span());
+        if (!r.ok()) {
+          ASSERT_TRUE(absl::IsNotFound(r.status())) << r.status();
+          continue;
+        }
+        const std::vector<std::byte> got(buf.data.get(), buf.data.get() + r->length);
+        auto it = oracle.find(logged + k);
+        ASSERT_NE(it, oracle.end()) << "ns " << ns << " key " << k << " was never written but is "
+                                    << "served";
+        std::set<uint64_t> allowed = it->second.in_flight;
+        if (it->second.acked) allowed.insert(*it->second.acked);
+        bool matched = false;
+        for (uint64_t v : allowed) matched |= got == TestPayload(k, v, SizeOf(k, v));
+        ASSERT_TRUE(matched) << "cycle " << cycle << " ns " << ns << " key " << k << ": "
+                             << r->length << " bytes that no write of this key produced";
+        ++verified_hits;
       }
-      const std::vector<std::byte> got(buf.data.get(), buf.data.get() + r->length);
-      auto it = oracle.find(k);
-      ASSERT_NE(it, oracle.end()) << "key " << k << " was never written but is served";
-      std::set<uint64_t> allowed = it->second.in_flight;
-      if (it->second.acked) allowed.insert(*it->second.acked);
-      bool matched = false;
-      for (uint64_t v : allowed) matched |= got == TestPayload(k, v, SizeOf(k, v));
-      ASSERT_TRUE(matched) << "cycle " << cycle << " key " << k << ": " << r->length
-                           << " bytes that no write of this key produced";
-      ++verified_hits;
+    }
+    // The quota's drops are in the batch that indexes the write: never over it, even cut short.
+    const NvmeTierSnapshot snap = (*tier)->Snapshot();
+    for (const NamespaceSnapshot& n : snap.tier.namespaces) {
+      if (n.namespace_id != kQuotaNs) continue;
+      EXPECT_LE(n.used_bytes, kQuota) << "cycle " << cycle << ": " << n.blocks << " blocks";
+      quota_blocks += n.blocks;
     }
     EXPECT_EQ((*tier)->Snapshot().nvme.checksum_failures, 0u);
   }
@@ -244,8 +267,10 @@ TEST(NvmeCrashTest, KillNineNeverServesWrongBytes) {
   for (std::string line; std::getline(in, line);) acked_total += line[0] == 'A';
   EXPECT_GT(acked_total, 0u);
   EXPECT_GT(verified_hits, 0u);
+  EXPECT_GT(quota_blocks, 0u);  // the quota namespace was exercised
   std::cout << cycles << " kills, " << acked_total << " acknowledged writes, " << verified_hits
-            << " reads checked after restarts\n";
+            << " reads checked after restarts, " << quota_blocks
+            << " blocks of the quota namespace found within its quota\n";
 }
 
 }  // namespace

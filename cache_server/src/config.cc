@@ -116,6 +116,7 @@ const std::map<std::string, Setter>& Setters() {
        Integer(&ServerConfig::nvme_shutdown_save_ms, "nvme.shutdown_save_ms")},
       {"nvme.engine", String(&ServerConfig::nvme_engine, "nvme.engine")},
       {"nvme.queue_depth", Integer(&ServerConfig::nvme_queue_depth, "nvme.queue_depth")},
+      {"nvme.reclaim_batch", Integer(&ServerConfig::nvme_reclaim_batch, "nvme.reclaim_batch")},
       {"nvme.demotion_buffer",
        Size<uint64_t>([](ServerConfig* c) { return &c->nvme_demotion_buffer_bytes; },
                       "nvme.demotion_buffer")},
@@ -230,6 +231,10 @@ absl::Status ServerConfig::Validate() const {
       return absl::InvalidArgumentError(
           absl::StrCat("nvme queue_depth=", nvme_queue_depth, " must be between 1 and 4096"));
     }
+    if (nvme_reclaim_batch > 4096) {
+      return absl::InvalidArgumentError(absl::StrCat("nvme reclaim_batch=", nvme_reclaim_batch,
+                                                     " must be at most 4096 regions (0: auto)"));
+    }
     if (nvme_threads < 1 || nvme_threads > 256) {
       return absl::InvalidArgumentError(
           absl::StrCat("nvme threads=", nvme_threads, " must be between 1 and 256"));
@@ -274,7 +279,7 @@ std::string ServerConfig::ToString() const {
       " nvme.region_size=", FormatByteSize(nvme_region_bytes), " nvme.admission=", nvme_admission,
       " nvme.write_through=", nvme_write_through ? "true" : "false",
       " nvme.shutdown_save_ms=", nvme_shutdown_save_ms, " nvme.engine=", nvme_engine,
-      " nvme.queue_depth=", nvme_queue_depth,
+      " nvme.queue_depth=", nvme_queue_depth, " nvme.reclaim_batch=", nvme_reclaim_batch,
       " nvme.demotion_buffer=", FormatByteSize(nvme_demotion_buffer_bytes),
       " nvme.threads=", nvme_threads, " nvme.prefetch_max_keys=", nvme_prefetch_max_keys,
       " limits.max_body_bytes=", limits.max_body_bytes,

@@ -66,6 +66,7 @@ write_through = true
 shutdown_save_ms = 5000
 engine = "thread_pool"
 queue_depth = 64
+reclaim_batch = 4
 demotion_buffer = "1GiB"
 threads = 8
 )");
@@ -79,6 +80,7 @@ threads = 8
   EXPECT_EQ(c.nvme_shutdown_save_ms, 5000u);
   EXPECT_EQ(c.nvme_engine, "thread_pool");
   EXPECT_EQ(c.nvme_queue_depth, 64u);
+  EXPECT_EQ(c.nvme_reclaim_batch, 4u);
   EXPECT_EQ(c.nvme_demotion_buffer_bytes, 1ull << 30);
   EXPECT_EQ(c.nvme_threads, 8u);
   EXPECT_EQ(c.EffectiveNvmeIndexDir(), "/tmp/kv/nvme-index");

@@ -181,6 +181,7 @@ class Server::Impl {
     tiers::NvmeTierOptions tier_options;
     tier_options.index_path = config_.EffectiveNvmeIndexDir();
     tier_options.region_bytes = config_.nvme_region_bytes;
+    tier_options.reclaim_batch_regions = config_.nvme_reclaim_batch;
     // Admission is the placement layer's (before the copy out of DRAM).
     absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> nvme = tiers::NvmeTier::Create(
         tier_options, std::move(*device), &unix_clock_, tiers::NewAdmitAllPolicy());

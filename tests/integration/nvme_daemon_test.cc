@@ -587,15 +587,22 @@ struct KeyState {
 class NvmeCrashTest : public NvmeDaemonTest,
                       public ::testing::WithParamInterface<std::vector<std::string>> {};
 
-// Both I/O engines, and write-through, under the same oracle.
+// Reclaims of two regions at a time, so that the commit thread reclaims ahead of the writer
+// (the default is one at a time on a tier of 8 regions).
+constexpr char kReclaimAheadConfig[] = "/tmp/kvtier-nvme-crash-reclaim-ahead.toml";
+
+// Both I/O engines, write-through, and regions reclaimed ahead, under the same oracle.
 INSTANTIATE_TEST_SUITE_P(Engines, NvmeCrashTest,
                          ::testing::Values(std::vector<std::string>{"--nvme-engine", "auto"},
                                            std::vector<std::string>{"--nvme-engine", "thread_pool"},
-                                           std::vector<std::string>{"--nvme-write-through"}));
+                                           std::vector<std::string>{"--nvme-write-through"},
+                                           std::vector<std::string>{"--config",
+                                                                    kReclaimAheadConfig}));
 
 TEST_P(NvmeCrashTest, KillNineUnderLoadNeverServesWrongBytes) {
   constexpr int kThreads = 3;
   constexpr uint64_t kKeysPerThread = 60;
+  { std::ofstream(kReclaimAheadConfig) << "[nvme]\nreclaim_batch = 2\n"; }
   std::vector<std::string> args = {"--nvme-admission", "all"};
   args.insert(args.end(), GetParam().begin(), GetParam().end());
   Start("16MiB", NvmeArgs(args));

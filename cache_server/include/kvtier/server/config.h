@@ -89,6 +89,10 @@ struct ServerConfig {
   std::string nvme_engine = "auto";
   // I/O ops in flight per submitter. Default 32.
   uint32_t nvme_queue_depth = 32;
+  // Regions reclaimed at once, and (from 2) ahead of need by the commit thread, so that a full
+  // tier's writes do not wait for reclaims (NvmeTierOptions::reclaim_batch_regions). 0
+  // (default): 256 MiB worth, at most an eighth of the regions; 1: one at a time, when needed.
+  uint32_t nvme_reclaim_batch = 0;
   // DRAM evictions are copied into a staging buffer of at most this many bytes and written to
   // NVMe in batches off the request path; when it is full, evicted blocks are dropped (counted)
   // rather than making puts wait. Default 256 MiB.

@@ -1,6 +1,7 @@
 // Helpers shared by the NVMe devices: errno to absl::Status, op validation, aligned memory.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -32,5 +33,15 @@ using AlignedBytes = std::unique_ptr<std::byte[], FreeDeleter>;
 // Zero-filled memory aligned to `alignment` (a power of two), `bytes` rounded up to it.
 // Throws std::bad_alloc when memory cannot be had, as operator new does.
 AlignedBytes AllocateAligned(size_t bytes, size_t alignment);
+
+// Nanoseconds from `from` to `to` (or now), for the tier's time counters.
+inline uint64_t NanosBetween(std::chrono::steady_clock::time_point from,
+                             std::chrono::steady_clock::time_point to) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
+}
+inline uint64_t NanosSince(std::chrono::steady_clock::time_point from) {
+  return NanosBetween(from, std::chrono::steady_clock::now());
+}
 
 }  // namespace kvtier::tiers::nvme

@@ -20,19 +20,8 @@
 #include "tiers/src/nvme/tier_impl.h"
 
 namespace kvtier::tiers {
-namespace {
-
-uint64_t NanosBetween(std::chrono::steady_clock::time_point from,
-                      std::chrono::steady_clock::time_point to) {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(to - from).count());
-}
-
-uint64_t NanosSince(std::chrono::steady_clock::time_point from) {
-  return NanosBetween(from, std::chrono::steady_clock::now());
-}
-
-}  // namespace
+using nvme::NanosBetween;
+using nvme::NanosSince;
 
 using nvme::BlockLocation;
 using nvme::RoundUp;
@@ -335,8 +324,7 @@ void NvmeTier::Impl::ReclaimAhead(uint64_t keep_from) {
     // on filling quiet regions: start while they still hold half a batch more than the records
     // in flight (counted in the regions they fill), so that it is done before they run out;
     // but keep at most a batch in reserve, however much is in flight.
-    const uint32_t runway =
-        std::min(reclaim_batch_, reclaim_batch_ / 2 + log_->pending_regions());
+    const uint32_t runway = std::min(reclaim_batch_, reclaim_batch_ / 2 + log_->pending_regions());
     if (log_->quiet_regions() > runway) return;
     for (uint32_t r : log_->OldestRegions(reclaim_batch_)) {
       log_->MarkReclaiming(r);

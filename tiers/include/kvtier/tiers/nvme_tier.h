@@ -193,6 +193,12 @@ struct NvmeCounters {
   uint64_t reclaim_wait_nanos = 0;
   uint64_t reclaim_list_nanos = 0;
   uint64_t reclaim_commit_nanos = 0;
+  // Where reads spend their time, summed over ReadBatch calls: finding the blocks (the DRAM
+  // table and the RocksDB index), the device (submission to the last completion, verification
+  // excepted), and verifying checksums (and copying out of staging).
+  uint64_t read_lookup_nanos = 0;
+  uint64_t read_device_nanos = 0;
+  uint64_t read_verify_nanos = 0;
 };
 
 // What Create found and did, for the startup log line and for stats.

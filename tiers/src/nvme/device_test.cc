@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 
+#include "absl/synchronization/mutex.h"
 #include "kvtier/tiers/nvme_device.h"
 #include "kvtier/tiers/testing/nvme_memory_device.h"
 #include "tiers/src/nvme/test_util.h"
@@ -132,6 +133,8 @@ TEST_P(FileDeviceTest, StreamsOpsHandedOverWhileEarlierOnesRun) {
     std::vector<IoOp> ops = std::vector<IoOp>(kPerBatch);
     std::atomic<int> unfinished{kPerBatch};
   };
+  // more() (this thread) and on_complete (the pool's workers) both walk the batches.
+  absl::Mutex live_mu;
   std::deque<std::unique_ptr<Batch>> live;
   std::vector<std::atomic<int>> calls(kBatches * kPerBatch);
   std::atomic<int> freed{0};
@@ -149,10 +152,13 @@ TEST_P(FileDeviceTest, StreamsOpsHandedOverWhileEarlierOnesRun) {
     }
     if (made == 5) b->ops[2].offset = 3;  // misaligned
     ++made;
+    const std::span<IoOp> ops = b->ops;
+    absl::MutexLock lock(&live_mu);
     live.push_back(std::move(b));
-    return live.back()->ops;
+    return ops;
   };
   auto on_complete = [&](IoOp& op) {
+    absl::MutexLock lock(&live_mu);
     for (auto& b : live) {
       if (&op < b->ops.data() || &op >= b->ops.data() + kPerBatch) continue;
       const int index = static_cast<int>(&op - b->ops.data());
@@ -163,9 +169,12 @@ TEST_P(FileDeviceTest, StreamsOpsHandedOverWhileEarlierOnesRun) {
     ADD_FAILURE() << "completion of an op that is not live";
   };
   auto more = [&]() -> std::span<IoOp> {
-    while (!live.empty() && live.front()->unfinished.load() == 0) {
-      live.pop_front();
-      ++freed;
+    {
+      absl::MutexLock lock(&live_mu);
+      while (!live.empty() && live.front()->unfinished.load() == 0) {
+        live.pop_front();
+        ++freed;
+      }
     }
     return made < kBatches ? make() : std::span<IoOp>();
   };

@@ -63,17 +63,48 @@ class ThreadPoolEngine final : public IoEngine {
   absl::Status RegisterMemory(std::span<std::byte>) override { return absl::OkStatus(); }
 
   void Run(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete) override {
+    RunStream(ops, on_complete, [] { return std::span<IoOp* const>(); });
+  }
+
+  // More ops are asked for as soon as every op given so far has been taken by a worker, so
+  // that the workers never wait for the caller between batches; and again after each
+  // completion while more() has none, until nothing is left.
+  void RunStream(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete,
+                 absl::FunctionRef<std::span<IoOp* const>()> more) override {
     if (ops.empty()) return;
-    Batch batch{ops.size(), on_complete};
+    Batch batch{0, 0, on_complete};
     absl::MutexLock lock(&mu_);
-    for (IoOp* op : ops) queue_.push_back({op, &batch});
-    mu_.Await(absl::Condition(
-        +[](Batch* b) { return b->remaining == 0; }, &batch));
+    auto add = [&](std::span<IoOp* const> next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      for (IoOp* op : next) queue_.push_back({op, &batch});
+      batch.remaining += next.size();
+      batch.waiting += next.size();
+    };
+    add(ops);
+    while (true) {
+      mu_.Await(absl::Condition(
+          +[](Batch* b) { return b->waiting == 0; }, &batch));
+      const size_t before = batch.remaining;
+      mu_.Unlock();  // more() may take a while (the tier places its next calls)
+      const std::span<IoOp* const> next = more();
+      mu_.Lock();
+      if (!next.empty()) {
+        add(next);
+        continue;
+      }
+      if (batch.remaining == 0) return;
+      struct Progress {
+        const Batch* batch;
+        size_t before;
+      } progress{&batch, before};
+      mu_.Await(absl::Condition(
+          +[](Progress* p) { return p->batch->remaining < p->before; }, &progress));
+    }
   }
 
  private:
   struct Batch {
-    size_t remaining;
+    size_t remaining;  // ops not completed
+    size_t waiting;    // ops not yet taken by a worker
     absl::FunctionRef<void(IoOp*)> on_complete;
   };
   struct Task {
@@ -91,6 +122,7 @@ class ThreadPoolEngine final : public IoEngine {
         if (queue_.empty()) return;  // stopping, and nothing left to do
         task = queue_.front();
         queue_.pop_front();
+        --task.batch->waiting;
       }
       task.op->status = RunBlocking(fd_, *task.op);
       // Outside the lock, so that workers verify finished ops in parallel; the batch cannot

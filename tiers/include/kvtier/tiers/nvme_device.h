@@ -91,14 +91,16 @@ class NvmeDevice {
   // empty span from `more()` means "none yet": it is asked again as ops complete, and
   // SubmitStream returns once nothing is in flight and `more()` still has none.
   //
-  // `on_complete(op)` runs once per op, as Submit's does; after it returns, the device does not
-  // touch that op again once it next calls `more()` or returns, so the caller may free an op
-  // (and its buffers) from inside `more()` or afterwards, never from `on_complete`. Ops
-  // returned by `more()` must stay valid until then; the span itself only until the next call.
-  // Returns the first failure (or OK); each op's status says which failed.
+  // `on_complete(op)` runs once per op, as Submit's does, possibly on an I/O thread while
+  // `more()` runs on the calling one; after it returns, the device does not touch that op
+  // again once it next calls `more()` or returns, so the caller may free an op (and its
+  // buffers) from inside `more()` or afterwards, never from `on_complete`. Ops returned by
+  // `more()` must stay valid until then; the span itself only until the next call. Returns the
+  // first failure (or OK); each op's status says which failed.
   //
   // This default runs each batch with Submit, asking `more()` after the batch has completed:
-  // correct everywhere, overlapped nowhere. The io_uring engine overlaps them.
+  // correct everywhere, overlapped nowhere. Both file engines overlap them (io_uring keeps its
+  // queue full; the thread pool asks as soon as its workers have taken every op).
   virtual absl::Status SubmitStream(std::span<IoOp> ops, absl::FunctionRef<void(IoOp&)> on_complete,
                                     absl::FunctionRef<std::span<IoOp>()> more) {
     absl::Status first;

@@ -20,6 +20,7 @@ struct Config {
   uint64_t capacity_bytes = 8ull << 30;  // of a new file
   uint64_t region_bytes = 64ull << 20;
   uint32_t reclaim_batch = 0;  // NvmeTierOptions::reclaim_batch_regions (0: the tier's default)
+  uint64_t quota_bytes = 0;    // write mode: the namespace's NVMe quota (0: none)
   uint64_t block_bytes = 256ull << 10;
   uint32_t queue_depth = 32;
   uint64_t write_bytes = 4ull << 30;  // write mode: payload bytes to write, timed

@@ -66,6 +66,9 @@ absl::StatusOr<std::unique_ptr<tiers::NvmeTier>> OpenBenchTier(const Config& c,
   o.reclaim_batch_regions = c.reclaim_batch;
   KVTIER_ASSIGN_OR_RETURN(auto tier, tiers::NvmeTier::Create(o, std::move(device), clock, nullptr));
   KVTIER_RETURN_IF_ERROR(tier->AddNamespace(1, c.block_bytes));
+  if (c.quota_bytes != 0) {
+    KVTIER_RETURN_IF_ERROR(tier->SetNamespaceLimits(1, {.quota_bytes = c.quota_bytes}));
+  }
   return tier;
 }
 

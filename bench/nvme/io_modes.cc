@@ -114,6 +114,7 @@ absl::StatusOr<nlohmann::json> RunWrite(const Config& c) {
       {"mb_s", written / secs / 1e6},
       {"flash_bytes_written", s.nvme.flash_bytes_written},
       {"write_batches", s.nvme.write_batches},
+      {"quota_drops", s.nvme.quota_drops - before.quota_drops},
       {"region_evictions", s.nvme.region_evictions - before.region_evictions},
       {"reclaimed_ahead", s.nvme.reclaimed_ahead - before.reclaimed_ahead},
       // Writer time spent reclaiming (the device idle), in ms.

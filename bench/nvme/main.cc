@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   using kvtier::bench::nvme::Config;
   Config c;
   std::string mode = "write", capacity = "0", region = "64MiB", block = "256KiB", bytes = "4GiB",
-              fill = "0";
+              fill = "0", quota = "0";
   CLI::App app{"kvtier-nvme-bench: NVMe tier throughput, latency and startup on a file"};
   app.add_option("--mode", mode, "write | read | latency | startup")->required();
   app.add_option("--file", c.file, "tier file (index beside it: FILE.index)")->required();
@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
   app.add_option("--fill", fill,
                  "write mode: bytes written first, untimed (the capacity or more: the timed "
                  "writes then reclaim regions, as a full tier does)")
+      ->capture_default_str();
+  app.add_option("--quota", quota,
+                 "write mode: the namespace's NVMe quota (0: none); a write past it drops the "
+                 "namespace's oldest blocks in its commit, which is what this measures")
       ->capture_default_str();
   app.add_option("--batch", c.batch_blocks, "blocks per WriteAsync / ReadBatch call")
       ->capture_default_str();
@@ -46,7 +50,8 @@ int main(int argc, char** argv) {
                            {&region, &c.region_bytes},
                            {&block, &c.block_bytes},
                            {&bytes, &c.write_bytes},
-                           {&fill, &c.fill_bytes}}) {
+                           {&fill, &c.fill_bytes},
+                           {&quota, &c.quota_bytes}}) {
     absl::StatusOr<uint64_t> v = kvtier::ParseByteSize(*text);
     if (!v.ok()) {
       std::cerr << v.status() << "\n";

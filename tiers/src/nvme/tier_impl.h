@@ -302,6 +302,10 @@ class NvmeTier::Impl {
   // A queued reclaim, on the commit thread: as ReclaimRegions, but every region is left clean
   // and the blocks to keep are queued for the writer (QueueReinserts).
   void RunReclaimJob(std::span<const ReclaimTarget> targets);
+  // A write call of blocks read back from a reclaimed region; its payloads point into
+  // `reinserts`, which must outlive it. `after_reclaim`: PendingBlock::reinsert_after_reclaim.
+  static std::shared_ptr<WriteCall> NewReinsertCall(std::span<const Reinsert> reinserts,
+                                                    bool after_reclaim);
   // Queues the blocks a reclaim job read back as one write call, ahead of the other calls.
   void QueueReinserts(std::vector<Reinsert> reinserts);
   // Whether OpenNextRegion would now reclaim live records of a region whose generation is at

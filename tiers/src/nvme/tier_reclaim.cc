@@ -153,20 +153,7 @@ absl::Status NvmeTier::Impl::ReclaimRegions(std::span<const uint32_t> regions) {
     }
   }
 
-  auto call = std::make_shared<WriteCall>();
-  call->statuses.resize(reinserts.size());
-  call->blocks.reserve(reinserts.size());
-  for (size_t k = 0; k < reinserts.size(); ++k) {
-    const Reinsert& r = reinserts[k];
-    call->blocks.push_back(PendingBlock{r.ns,
-                                        r.key,
-                                        {r.data.get(), r.loc.length},
-                                        r.loc.codec,
-                                        r.loc.flags,
-                                        r.loc.expiry_unix_s,
-                                        &call->statuses[k],
-                                        r.loc.checksum});
-  }
+  const std::shared_ptr<WriteCall> call = NewReinsertCall(reinserts, /*after_reclaim=*/false);
   // Each region's reinsertions fit within it (CollectRegion's budget), so they fit the opened
   // region and the clean ones beside it: this reclaims nothing more.
   PlaceCursor cur;
@@ -402,13 +389,13 @@ void NvmeTier::Impl::RunReclaimJob(std::span<const ReclaimTarget> targets) {
   if (!reinserts.empty()) QueueReinserts(std::move(reinserts));
 }
 
-void NvmeTier::Impl::QueueReinserts(std::vector<Reinsert> reinserts) {
-  auto owned = std::make_shared<std::vector<Reinsert>>(std::move(reinserts));
+std::shared_ptr<NvmeTier::Impl::WriteCall> NvmeTier::Impl::NewReinsertCall(
+    std::span<const Reinsert> reinserts, bool after_reclaim) {
   auto call = std::make_shared<WriteCall>();
-  call->statuses.resize(owned->size());
-  call->blocks.reserve(owned->size());
-  for (size_t k = 0; k < owned->size(); ++k) {
-    const Reinsert& r = (*owned)[k];
+  call->statuses.resize(reinserts.size());
+  call->blocks.reserve(reinserts.size());
+  for (size_t k = 0; k < reinserts.size(); ++k) {
+    const Reinsert& r = reinserts[k];
     PendingBlock b{r.ns,
                    r.key,
                    {r.data.get(), r.loc.length},
@@ -417,9 +404,15 @@ void NvmeTier::Impl::QueueReinserts(std::vector<Reinsert> reinserts) {
                    r.loc.expiry_unix_s,
                    &call->statuses[k],
                    r.loc.checksum};
-    b.reinsert_after_reclaim = true;
+    b.reinsert_after_reclaim = after_reclaim;
     call->blocks.push_back(b);
   }
+  return call;
+}
+
+void NvmeTier::Impl::QueueReinserts(std::vector<Reinsert> reinserts) {
+  auto owned = std::make_shared<std::vector<Reinsert>>(std::move(reinserts));
+  const std::shared_ptr<WriteCall> call = NewReinsertCall(*owned, /*after_reclaim=*/true);
   // `owned` keeps the bytes until the call is done.
   call->done = [this, owned](std::vector<absl::Status> statuses) {
     uint64_t rewritten = 0;

@@ -655,6 +655,10 @@ void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats
   out->set_io_errors(s.nvme.io_errors);
   out->set_index_errors(s.nvme.index_errors);
   out->set_region_evictions(s.nvme.region_evictions);
+  out->set_reclaimed_ahead(s.nvme.reclaimed_ahead);
+  out->set_reclaim_stall_ms(
+      (s.nvme.reclaim_wait_nanos + s.nvme.reclaim_list_nanos + s.nvme.reclaim_commit_nanos) /
+      1'000'000);
   out->set_evicted_blocks(s.nvme.evicted_blocks);
   out->set_reinserted_blocks(s.nvme.reinserted_blocks);
   out->set_flash_bytes_written(s.nvme.flash_bytes_written);

@@ -121,6 +121,8 @@ json NvmeJson(const proto::NvmeStats& n) {
               {"io_errors", n.io_errors()},
               {"index_errors", n.index_errors()},
               {"region_evictions", n.region_evictions()},
+              {"reclaimed_ahead", n.reclaimed_ahead()},
+              {"reclaim_stall_ms", n.reclaim_stall_ms()},
               {"evicted_blocks", n.evicted_blocks()},
               {"reinserted_blocks", n.reinserted_blocks()},
               {"flash_bytes_written", n.flash_bytes_written()},
@@ -259,8 +261,9 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
         << " promoted of " << n.prefetch_requests() << " hints (" << n.prefetch_dropped()
         << " keys dropped)\n"
         << "  flash written " << Bytes(n.flash_bytes_written()) << ", read "
-        << Bytes(n.flash_bytes_read()) << ", region evictions " << n.region_evictions()
-        << " (reinserted " << n.reinserted_blocks() << ", dropped " << n.evicted_blocks()
+        << Bytes(n.flash_bytes_read()) << ", region evictions " << n.region_evictions() << " ("
+        << n.reclaimed_ahead() << " ahead; writer stalled " << n.reclaim_stall_ms()
+        << " ms; reinserted " << n.reinserted_blocks() << ", dropped " << n.evicted_blocks()
         << "), checksum failures " << n.checksum_failures() << ", I/O errors " << n.io_errors()
         << ", index errors " << n.index_errors() << "\n"
         << "  quotas: " << n.quota_drops() << " records dropped, " << n.quota_rejections()

@@ -10,10 +10,14 @@
 #include <deque>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "kvtier/tiers/nvme_device.h"
 #include "kvtier/tiers/testing/nvme_memory_device.h"
+#include "tiers/src/nvme/io_engine.h"
 #include "tiers/src/nvme/test_util.h"
 
 namespace kvtier::tiers {
@@ -309,6 +313,67 @@ INSTANTIATE_TEST_SUITE_P(Engines, FileDeviceTest,
 absl::Status OpenStatus(NvmeDeviceOptions o) {
   o.engine = Engine::kThreadPool;
   return OpenFileDevice(o).status();
+}
+
+// A stream keeps its ring for as long as its producer has work. A submitter that finds every
+// ring busy must wait for one that no stream holds: here the stream (ring 0) waits inside
+// more() for the reader, which finds ring 0 streaming and ring 1 briefly held, and must queue
+// on ring 1. Queued on ring 0 it would wait for the stream, which gives up after 5 s.
+TEST(UringEngineTest, ASubmitterWaitingForARingDoesNotQueueBehindAStream) {
+  TempDir dir;
+  const std::string path = dir / "file";
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+  absl::StatusOr<std::unique_ptr<nvme::IoEngine>> engine = nvme::NewUringEngine(fd, 4, 2);
+  if (!engine.ok()) {
+    close(fd);
+    GTEST_SKIP() << "io_uring is unavailable on this host: " << engine.status();
+  }
+  AlignedBuffer buf(3 * 4096);
+  IoSegment segs[3];
+  IoOp ops[3];
+  for (int i = 0; i < 3; ++i) {
+    segs[i] = {buf.data.get() + i * 4096, 4096};
+    ops[i].offset = uint64_t(i) * 4096;
+    ops[i].segments = {&segs[i], 1};
+  }
+  absl::Notification stream_open, holder_in, reader_started, reader_done;
+  bool reader_came_first = false;
+  std::thread stream([&] {
+    IoOp* first[] = {&ops[0]};
+    bool asked = false;
+    (*engine)->RunStream(
+        first, [](IoOp*) {},
+        [&]() -> std::span<IoOp* const> {
+          if (!asked) {
+            asked = true;
+            stream_open.Notify();
+            reader_came_first = reader_done.WaitForNotificationWithTimeout(absl::Seconds(5));
+          }
+          return {};
+        });
+  });
+  std::thread holder([&] {
+    stream_open.WaitForNotification();
+    IoOp* mine[] = {&ops[1]};
+    (*engine)->Run(mine, [&](IoOp*) {  // keeps ring 1 until the reader is waiting
+      holder_in.Notify();
+      reader_started.WaitForNotification();
+      absl::SleepFor(absl::Milliseconds(50));
+    });
+  });
+  holder_in.WaitForNotification();
+  reader_started.Notify();
+  IoOp* mine[] = {&ops[2]};
+  (*engine)->Run(mine, [](IoOp*) {});
+  reader_done.Notify();
+  holder.join();
+  stream.join();
+  EXPECT_TRUE(reader_came_first) << "the reader waited for the stream's ring";
+  for (const IoOp& op : ops) EXPECT_TRUE(op.status.ok()) << op.status;
+  engine->reset();
+  close(fd);
 }
 
 TEST(FileDeviceErrorsTest, MissingDirectory) {

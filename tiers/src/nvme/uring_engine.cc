@@ -29,6 +29,9 @@ constexpr size_t kMaxFixedBuffer = size_t{1} << 30;
 
 struct Ring {
   absl::Mutex mu;
+  // Held by a stream (RunStream), which may keep the ring for as long as its producer has work:
+  // a submitter that must wait for a ring waits for another one.
+  std::atomic<bool> streaming{false};
   io_uring ring ABSL_GUARDED_BY(mu);
   // What is registered on this ring, in table order: every registration the kernel accepted
   // for it (a refused one leaves the earlier ones in place).
@@ -111,24 +114,36 @@ class UringEngine final : public IoEngine {
   }
 
   void Run(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete) override {
-    RunStream(ops, on_complete, [] { return std::span<IoOp* const>(); });
+    if (ops.empty()) return;
+    Ring& r = AcquireRing();
+    RunOnRing(r, ops, on_complete, [] { return std::span<IoOp* const>(); });
+    r.mu.Unlock();
   }
 
   void RunStream(std::span<IoOp* const> ops, absl::FunctionRef<void(IoOp*)> on_complete,
                  absl::FunctionRef<std::span<IoOp* const>()> more) override {
     if (ops.empty()) return;
     Ring& r = AcquireRing();
+    r.streaming.store(true, std::memory_order_relaxed);
     RunOnRing(r, ops, on_complete, more);
+    r.streaming.store(false, std::memory_order_relaxed);
     r.mu.Unlock();
   }
 
  private:
-  // Any idle ring, else waits for one picked round-robin. Returns it locked.
+  // Any idle ring, else waits for one picked round-robin among those no stream holds (a
+  // stream keeps its ring as long as its producer has work: a reader waiting behind it could
+  // wait for the whole of a write burst). Returns it locked.
   Ring& AcquireRing() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     for (auto& r : rings_) {
       if (r->mu.TryLock()) return *r;
     }
-    Ring& r = *rings_[next_ring_.fetch_add(1, std::memory_order_relaxed) % rings_.size()];
+    size_t pick = next_ring_.fetch_add(1, std::memory_order_relaxed) % rings_.size();
+    for (size_t tries = 0; tries < rings_.size(); ++tries) {
+      if (!rings_[pick]->streaming.load(std::memory_order_relaxed)) break;
+      pick = (pick + 1) % rings_.size();
+    }
+    Ring& r = *rings_[pick];
     r.mu.Lock();
     return r;
   }

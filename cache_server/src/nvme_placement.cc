@@ -494,8 +494,8 @@ absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndComm
     write_throughs_.fetch_add(committed, std::memory_order_relaxed);
     if (!undo.empty()) {
       spdlog::warn(
-          "write-through put of {} block(s): the put lease expired while NVMe wrote them; "
-          "removed again",
+          "write-through put of {} block(s): the put lease expired (or the keys were removed) "
+          "while NVMe wrote them; removed again",
           blocks->keys.size());
       UndoWriteThrough(blocks->ns, undo, /*dram_too=*/true);
     }
@@ -521,7 +521,9 @@ absl::StatusOr<std::vector<absl::StatusCode>> NvmePlacement::WriteThroughAndComm
 }
 
 void NvmePlacement::UndoWriteThrough(uint32_t ns, std::span<const BlockKey> keys, bool dram_too) {
-  // NVMe first: once the blocks are gone from it, no new promotion can bring them to DRAM.
+  // NVMe first: once the blocks are gone from it, no new promotion can bring them to DRAM;
+  // one already reading them is dropped by the DRAM remove (DramTier::Remove aborts blocks
+  // still being written) or, committed before it, removed by it.
   const std::vector<absl::Status> removed = nvme_->Remove(ns, keys);
   if (dram_too) (void)dram_->Remove(ns, keys);
   for (const absl::Status& s : removed) {
@@ -549,8 +551,12 @@ std::vector<absl::StatusCode> NvmePlacement::Remove(uint32_t ns, std::span<const
     while (staged()) written_.Wait(&mu_);
   }
   const std::vector<absl::Status> removed = nvme_->Remove(ns, keys);
+  // A get may have started promoting a block from NVMe after the DRAM remove above and before
+  // the one from NVMe: removed once more, it is gone (committed meanwhile) or its commit is
+  // dropped (still being written). After this no promotion can find the block.
+  const std::vector<absl::StatusCode> again = dram_->Remove(ns, keys);
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (removed[i].ok()) {
+    if (removed[i].ok() || again[i] == absl::StatusCode::kOk) {
       codes[i] = absl::StatusCode::kOk;
     } else if (!absl::IsNotFound(removed[i])) {
       codes[i] = absl::StatusCode::kUnavailable;

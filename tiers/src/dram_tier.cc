@@ -295,6 +295,13 @@ class DramTier::Impl {
       std::optional<EntryId> previous;
       for (size_t j = 0; j < lease->entries.size(); ++j) {
         const uint32_t id = lease->entries[j];
+        if (entries_[id].removed) {
+          // Removed while being written (Remove): committing it would bring back a block
+          // whose remove has returned. Its slot goes back now.
+          codes[j] = absl::StatusCode::kAborted;
+          FreeEntry(id);
+          continue;
+        }
         entries_[id].persisted |= options.persisted;
         Entry& e = entries_[id];
         if (!options.lengths.empty()) e.length = options.lengths[j];
@@ -309,15 +316,15 @@ class DramTier::Impl {
         Commit(id, now, entries_[id].parent_is_previous ? previous : std::nullopt);
         previous = id;
       }
-      if (options.read != nullptr) HandOffToReader(lease->entries, now, options.read);
+      if (options.read != nullptr) HandOffToReader(lease->entries, codes, now, options.read);
     }
     leases_.Erase(lease_id);
     return codes;
   }
 
   // Pins freshly committed blocks under a read lease (CommitOptions::read).
-  void HandOffToReader(std::span<const uint32_t> ids, int64_t now, ReadHandoff* read)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void HandOffToReader(std::span<const uint32_t> ids, std::span<const absl::StatusCode> codes,
+                       int64_t now, ReadHandoff* read) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Lease* reader = nullptr;
     if (read->lease != 0) {
       reader = leases_.Find(read->lease);
@@ -328,11 +335,17 @@ class DramTier::Impl {
     }
     std::vector<uint32_t> granted = leases_.TakeVector();
     read->slots.clear();
-    for (uint32_t id : ids) {
-      read->slots.push_back(PinEntry(id, now));
-      granted.push_back(id);
+    Namespace* ns = nullptr;
+    for (size_t j = 0; j < ids.size(); ++j) {
+      if (codes[j] != absl::StatusCode::kOk) {  // not committed: an empty slot keeps the order
+        read->slots.push_back(SlotRef{});
+        continue;
+      }
+      read->slots.push_back(PinEntry(ids[j], now));
+      granted.push_back(ids[j]);
+      ns = entries_[ids[j]].ns;
     }
-    if (!ids.empty()) CountMissesAsHits(entries_[ids.front()].ns, ids.size());
+    if (ns != nullptr) CountMissesAsHits(ns, granted.size());
     read->lease = AddToReadLease(reader, read->lease, read->owner, now, std::move(granted));
   }
 
@@ -552,7 +565,15 @@ class DramTier::Impl {
     if (ns == nullptr) return codes;
     for (size_t i = 0; i < keys.size(); ++i) {
       auto it = ns->index.find(keys[i]);
-      if (it == ns->index.end() || !it->second.committed) continue;
+      if (it == ns->index.end()) continue;
+      if (!it->second.committed) {
+        // Being written (a put, or a promotion from NVMe): its commit is dropped (CommitPut
+        // says kAborted for it), so that the block cannot appear once this remove has
+        // returned. The key may be put again at once.
+        entries_[it->second.entry].removed = true;
+        ns->index.erase(it);
+        continue;
+      }
       const uint32_t id = it->second.entry;
       ns->index.erase(it);
       Uncache(id);

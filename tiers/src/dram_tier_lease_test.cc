@@ -236,14 +236,32 @@ TEST_F(DramTierTest, RemoveOfAPinnedBlockFreesTheSlotAtTheLastRelease) {
   EXPECT_THAT(Cached({0}), ElementsAre(true));
 }
 
-TEST_F(DramTierTest, RemoveIgnoresPutsInFlightAndUnknownNamespaces) {
+// A block removed while it is being written (a put, or a promotion from NVMe) never appears:
+// its commit says ABORTED and frees the slot, and the key can be put again meanwhile. Before,
+// such a commit went through, and a block whose remove had returned came back (a promotion
+// racing a remove did exactly that).
+TEST_F(DramTierTest, RemoveDropsPutsInFlightAndIgnoresUnknownNamespaces) {
   Make(4, 4);
-  std::vector<uint64_t> one = {kPage};
-  LeaseGrant g = tier_->ReservePut(kAlice, kNs, Keys({0}), one);
-  EXPECT_THAT(tier_->Remove(kNs, Keys({0})), ElementsAre(Code::kNotFound));
+  std::vector<uint64_t> one = {kPage}, two = {kPage, kPage};
+  LeaseGrant g = tier_->ReservePut(kAlice, kNs, Keys({0, 1}), two);
+  EXPECT_THAT(tier_->Remove(kNs, Keys({0})), ElementsAre(Code::kNotFound));  // nothing cached
   EXPECT_THAT(tier_->Remove(77, Keys({0})), ElementsAre(Code::kNotFound));
-  ASSERT_TRUE(tier_->CommitPut(kAlice, g.lease_id).ok());
-  EXPECT_THAT(tier_->Remove(kNs, Keys({0})), ElementsAre(Code::kOk));
+  // The removed key is free for another put while the first is still open.
+  LeaseGrant again = tier_->ReservePut(kBob, kNs, Keys({0}), one);
+  ASSERT_THAT(again.codes, ElementsAre(Code::kOk));
+  absl::StatusOr<std::vector<Code>> codes = tier_->CommitPut(kAlice, g.lease_id);
+  ASSERT_TRUE(codes.ok()) << codes.status();
+  EXPECT_THAT(*codes, ElementsAre(Code::kAborted, Code::kOk));
+  EXPECT_THAT(Cached({0, 1}), ElementsAre(false, true));
+  EXPECT_EQ(tier_->Snapshot().used_bytes, 2 * kPage);  // key 1, and Bob's reservation
+  ASSERT_TRUE(tier_->CommitPut(kBob, again.lease_id).ok());
+  EXPECT_THAT(Cached({0, 1}), ElementsAre(true, true));
+  EXPECT_THAT(tier_->Remove(kNs, Keys({0, 1})), ElementsAre(Code::kOk, Code::kOk));
+  EXPECT_EQ(tier_->Snapshot().used_bytes, 0u);
+  // Released instead of committed, a removed put frees its slot too.
+  LeaseGrant dropped = tier_->ReservePut(kAlice, kNs, Keys({2}), one);
+  EXPECT_THAT(tier_->Remove(kNs, Keys({2})), ElementsAre(Code::kNotFound));
+  ASSERT_TRUE(tier_->Release(kAlice, dropped.lease_id).ok());
   EXPECT_EQ(tier_->Snapshot().used_bytes, 0u);
 }
 

@@ -282,8 +282,9 @@ class DramTier {
                         std::span<const uint64_t> lengths, const ReserveOptions& options = {});
 
   // Publishes the blocks of a ReservePut lease. One code per block granted by ReservePut, in
-  // the order of the keys whose ReservePut code was kOk: kOk, or kDeadlineExceeded when the
-  // lease expired first (the slots are reclaimed; all blocks of a lease share its fate). The
+  // the order of the keys whose ReservePut code was kOk: kOk, kDeadlineExceeded when the
+  // lease expired first (the slots are reclaimed; all blocks of a lease share its fate), or
+  // kAborted for a block whose key was removed (Remove) while it was being written. The
   // lease ends either way. kNotFound for an unknown lease, or one that belongs to another
   // owner; kInvalidArgument for a read lease.
   absl::StatusOr<std::vector<absl::StatusCode>> CommitPut(OwnerId owner, LeaseId lease,
@@ -351,7 +352,10 @@ class DramTier {
   size_t ExpireLeases();
 
   // Removes committed blocks. codes[i]: kOk or kNotFound. A pinned block disappears from the
-  // index at once; its slot is freed when its last lease ends.
+  // index at once; its slot is freed when its last lease ends. A block still being written
+  // under a put lease (a client's put, a promotion from NVMe) is dropped too: its CommitPut
+  // says kAborted, so that no block of a removed key appears after Remove has returned (its
+  // code here stays kNotFound: nothing was cached yet).
   std::vector<absl::StatusCode> Remove(NamespaceId ns, std::span<const BlockKey> keys);
 
   // Accounts bytes served by a get (the daemon calls this once the bytes went out) -- the tier

@@ -106,9 +106,7 @@ class RegionLog {
   bool Evictable(uint32_t r) const;
   // Whether NextToOpen may open `r` at once: quiet, not active, not being reclaimed (a region
   // whose records all went meanwhile is still the reclaim job's until it ends).
-  bool Openable(uint32_t r) const {
-    return active_ != r && !regions_[r].reclaiming && Quiet(r);
-  }
+  bool Openable(uint32_t r) const { return active_ != r && !regions_[r].reclaiming && Quiet(r); }
   const uint64_t region_bytes_;
   std::vector<Region> regions_;
   std::optional<uint32_t> active_;

@@ -176,7 +176,6 @@ class NvmeTier::Impl {
     std::vector<std::shared_ptr<WriteCall>> calls;
     size_t call = 0;   // the first call with blocks not yet placed (calls.size(): none)
     size_t block = 0;  // its first block not yet placed
-    size_t held = 0;   // calls[held..] still carry the writer's hold
     // The active region is full and the next must be evicted (or could not be opened:
     // open_error), which waits for the commits in flight.
     bool blocked = false;
@@ -268,7 +267,8 @@ class NvmeTier::Impl {
   // in flight. `evictions_left` is reset for each new group of calls.
   void StreamRecords(PlaceCursor& cur, std::vector<Placed> placed, bool take_queued,
                      int& evictions_left) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
-  // Drops the writer's hold on the calls the cursor has passed (see WriteBlocks).
+  // Drops the writer's hold on the calls the cursor has passed (see WriteBlocks) and takes them
+  // out of it.
   void DropWriterHolds(PlaceCursor& cur);
   // Drops one hold on `call` (the writer's, or a finished job's); runs `done` on the last one.
   void ReleaseCall(const std::shared_ptr<WriteCall>& call);

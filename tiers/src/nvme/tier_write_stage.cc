@@ -256,17 +256,21 @@ void NvmeTier::Impl::StreamRecords(PlaceCursor& cur, std::vector<Placed> placed,
 }
 
 void NvmeTier::Impl::DropWriterHolds(PlaceCursor& cur) {
-  // Calls before cur.call are wholly placed (blocked or not, the one at cur.call is not).
-  const size_t placed_through = cur.call;
-  absl::MutexLock lock(&pipe_mu_);
-  for (; cur.held < placed_through; ++cur.held) {
-    const std::shared_ptr<WriteCall>& call = cur.calls[cur.held];
-    if (call->outstanding > 1) {
-      --call->outstanding;  // a commit job still holds it and runs `done`
-    } else {
-      cur.deferred.push_back(call);  // the last hold: dropped outside write_mu_
+  // Calls before cur.call are wholly placed (blocked or not, the one at cur.call is not). They
+  // leave the cursor too, so that a stream running for minutes keeps only the calls in hand.
+  {
+    absl::MutexLock lock(&pipe_mu_);
+    for (size_t i = 0; i < cur.call; ++i) {
+      const std::shared_ptr<WriteCall>& call = cur.calls[i];
+      if (call->outstanding > 1) {
+        --call->outstanding;  // a commit job still holds it and runs `done`
+      } else {
+        cur.deferred.push_back(call);  // the last hold: dropped outside write_mu_
+      }
     }
   }
+  cur.calls.erase(cur.calls.begin(), cur.calls.begin() + static_cast<ptrdiff_t>(cur.call));
+  cur.call = 0;
 }
 
 void NvmeTier::Impl::ReleaseCall(const std::shared_ptr<WriteCall>& call) {

@@ -21,6 +21,7 @@
 #include "kvtier/proto/messages.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 
 namespace kvtier::client {
 namespace {
@@ -51,13 +52,7 @@ std::vector<uint32_t> Tokens(uint32_t seq, uint32_t blocks, uint32_t block_token
 }
 
 NamespaceDescriptor Descriptor(uint64_t block_bytes = kBlockBytes) {
-  NamespaceDescriptor d;
-  d.model_id = "integration-model";
-  d.dtype = "bf16";
-  d.kv_layout = "test";
-  d.block_tokens = 16;
-  d.block_bytes = block_bytes;
-  return d;
+  return kvtier::testing::TestDescriptor("integration-model", block_bytes, "bf16", "test");
 }
 
 struct Blocks {

@@ -4,10 +4,8 @@
 // blocks between DRAM and NVMe byte for byte without fixed buffers.
 #include <gtest/gtest.h>
 #include <signal.h>
-#include <stdlib.h>
 
 #include <chrono>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -15,7 +13,9 @@
 #include <vector>
 
 #include "kvtier/client/client.h"
+#include "kvtier/common/testing/temp_dir.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
 
@@ -47,9 +47,8 @@ size_t Count(const std::string& text, const std::string& what) {
 }
 
 TEST(NvmeArenaRegistrationTest, RefusedRegistrationIsLoggedOnceAndBlocksStillMoveByteExact) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "kvtier-reg-XXXXXX").string();
-  ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-  const std::string log_path = tmpl + "/kvtierd.log";
+  const testing::TempDir dir;
+  const std::string log_path = dir / "kvtierd.log";
   DaemonOptions options;
   options.dram_capacity = "16MiB";  // 64 blocks: the 160 put below go through NVMe
   options.extra_args = {"--nvme-path",       "{data_dir}/nvme.img",
@@ -64,7 +63,6 @@ TEST(NvmeArenaRegistrationTest, RefusedRegistrationIsLoggedOnceAndBlocksStillMov
   const std::string startup_log = ReadFile(log_path);
   if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
   if (!d.ok() && startup_log.find("io_uring is unavailable") != std::string::npos) {
-    std::filesystem::remove_all(tmpl);
     GTEST_SKIP() << "io_uring is unavailable on this host: " << startup_log;
   }
   ASSERT_TRUE(d.ok()) << d.status() << "\n" << startup_log;
@@ -73,13 +71,8 @@ TEST(NvmeArenaRegistrationTest, RefusedRegistrationIsLoggedOnceAndBlocksStillMov
   auto c = Client::Connect(daemon->unix_uri(), {});
   ASSERT_TRUE(c.ok()) << c.status();
   std::unique_ptr<Client> client = std::move(*c);
-  NamespaceDescriptor desc;
-  desc.model_id = "registration-test";
-  desc.dtype = "bf16";
-  desc.kv_layout = "test";
-  desc.block_tokens = 16;
-  desc.block_bytes = kBlockBytes;
-  auto ns = client->OpenNamespace(desc);
+  auto ns = client->OpenNamespace(
+      testing::TestDescriptor("registration-test", kBlockBytes, "bf16", "test"));
   ASSERT_TRUE(ns.ok()) << ns.status();
 
   constexpr uint64_t kBlocks = 160;
@@ -126,7 +119,6 @@ TEST(NvmeArenaRegistrationTest, RefusedRegistrationIsLoggedOnceAndBlocksStillMov
   EXPECT_EQ(Count(log, "io_uring: cannot register"), 1u) << log;
   EXPECT_NE(log.find("RLIMIT_MEMLOCK"), std::string::npos) << log;
   daemon.reset();
-  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

@@ -147,14 +147,8 @@ class DepthOrdered(PrefixSlru):
         if seg == PROB:
             self._enter_probation(n)
 
-    def balance(self):
-        prot, prob = self.segs[PROT], self.segs[PROB]
-        while prot.size * 100 > (prot.size + prob.size) * self.protected_percent:
-            d = prot.cold
-            prot.unlink(d)
-            d.seg = PROB
-            prob.push_hot(d)
-            self._enter_probation(d)
+    def on_demoted(self, n):
+        self._enter_probation(n)
 
     def victim(self):
         self.balance()

@@ -235,6 +235,10 @@ class PrefixSlru:
             prot.unlink(d)
             d.seg = PROB
             prob.push_hot(d)
+            self.on_demoted(d)
+
+    def on_demoted(self, n):
+        """A block moved from protected to probation by balance(); variants hook in here."""
 
     def tip_below(self, n, seg):
         while n.children:

@@ -53,20 +53,6 @@ class MultiSlru(PrefixSlru):
         self.segs[n.seg].unlink(n)
         self.place(n, min(n.seg + 1, self.n - 1), False)
 
-    def remove(self, key):
-        n = self.nodes.pop(key)
-        self.segs[n.seg].unlink(n)
-        n.seg = None
-        if n.fp:
-            self.ghost.insert(n.fp)
-        self.detach(n)
-        while n.children:
-            ch = n.children[0]
-            self.detach(ch)
-            self.segs[ch.seg].unlink(ch)
-            ch.seg = PROB
-            self.segs[PROB].push_cold(ch)
-
     def balance(self):
         total = sum(s.size for s in self.segs)
         for i in range(self.n - 1, 0, -1):

@@ -22,6 +22,7 @@
 #include "kvtier/compression/kv_codec.h"
 #include "kvtier/kernels/cuda_status.h"
 #include "tests/testing/daemon_process.h"
+#include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
 
@@ -49,12 +50,7 @@ Bytes KvBlock(uint64_t seed) {
 }
 
 NamespaceDescriptor Descriptor(const std::string& model) {
-  NamespaceDescriptor d;
-  d.model_id = model;
-  d.dtype = "bf16";
-  d.block_tokens = 16;
-  d.block_bytes = kBlockBytes;
-  return d;
+  return kvtier::testing::TestDescriptor(model, kBlockBytes);
 }
 
 // Device memory holding a list of blocks, each at a 256-byte aligned offset.

@@ -61,7 +61,7 @@ for step in $steps; do
         name=$(basename "$b")
         log "ncu $name 64 MiB"
         "$ncu" --clock-control none --target-processes all \
-          -k regex:'DecodeKernel|PlanKernel|WriteKernel' --launch-skip 3 --launch-count 3 \
+          -k regex:'DecodeKernel|PlanKernel|WriteKernel|FusedEncodeKernel' --launch-skip 3 --launch-count 3 \
           --set full --import-source yes -f -o "$work/$name" \
           $run "$b" --profile-mib 64 >"$work/$name.ncu.log" 2>&1
         "$ncu" -i "$work/$name.ncu-rep" --page details >"$work/$name.ncu.details.txt" 2>&1

@@ -15,15 +15,11 @@ KVTIER_HD constexpr uint32_t SortKey(uint32_t count, int symbol) {
   return (count << 8) | static_cast<uint32_t>(symbol);
 }
 
-// Code lengths for `n` >= 2 present symbols given their sort keys in ascending order: Huffman
-// lengths by Moffat-Katajainen, limited to kMaxCodeLength by JPEG's Adjust_BITS, handed out so
-// that the least frequent symbols get the longest codes. Sets lengths[symbol] for the n symbols
-// (other entries are left alone) and returns the longest length. `work` holds n values.
-// REQUIRES: 2 <= n <= 256, keys strictly ascending, counts summing to at most 2^16.
-KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uint8_t* lengths) {
-  uint32_t* a = work;
+// Phase 1 of Moffat-Katajainen for `n` >= 2 sorted keys: combines the two lightest nodes n - 1
+// times (a leaf wins a tie with an internal node), leaving in a[i], i < n - 2, the index of the
+// internal node that took internal node i; node n - 2 is the root. `a` holds n values.
+KVTIER_HD void HuffmanParents(const uint32_t* keys, int n, uint32_t* a) {
   for (int i = 0; i < n; ++i) a[i] = keys[i] >> 8;
-  // Moffat & Katajainen, phase 1: combine, leaving parent pointers in a[0..n-2].
   a[0] += a[1];
   int root = 0;
   int leaf = 2;
@@ -41,6 +37,36 @@ KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uin
       a[next] += a[leaf++];
     }
   }
+}
+
+// JPEG Annex K.3 Adjust_BITS on the code counts per length bl_count[0..31] of a Huffman code
+// `max_depth` deep: moves the deepest pairs up until nothing is longer than kMaxCodeLength,
+// keeping the code complete, and returns the new longest length. A shallower leaf to split
+// always exists because at most 256 < 2^kMaxCodeLength symbols are coded.
+template <typename Count>
+KVTIER_HD int LimitLengths(Count* bl_count, int max_depth) {
+  for (int i = max_depth; i > kMaxCodeLength; --i) {
+    while (bl_count[i] > 0) {
+      int j = i - 2;
+      while (j > 0 && bl_count[j] == 0) --j;
+      bl_count[i] -= 2;
+      bl_count[i - 1] += 1;
+      bl_count[j + 1] += 2;
+      bl_count[j] -= 1;
+    }
+  }
+  return max_depth > kMaxCodeLength ? kMaxCodeLength : max_depth;
+}
+
+// Code lengths for `n` >= 2 present symbols given their sort keys in ascending order: Huffman
+// lengths by Moffat-Katajainen, limited to kMaxCodeLength by JPEG's Adjust_BITS, handed out so
+// that the least frequent symbols get the longest codes. Sets lengths[symbol] for the n symbols
+// (other entries are left alone) and returns the longest length. `work` holds n values.
+// REQUIRES: 2 <= n <= 256, keys strictly ascending, counts summing to at most 2^16.
+// (The GPU encoder's LengthsFromSortedWarp computes the same lengths with a warp.)
+KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uint8_t* lengths) {
+  uint32_t* a = work;
+  HuffmanParents(keys, n, a);
   // Phase 2: internal node depths.
   a[n - 2] = 0;
   for (int next = n - 3; next >= 0; --next) a[next] = a[a[next]] + 1;
@@ -48,7 +74,7 @@ KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uin
   int avbl = 1;
   int used = 0;
   uint32_t depth = 0;
-  root = n - 2;
+  int root = n - 2;
   int next = n - 1;
   while (avbl > 0) {
     while (root >= 0 && a[root] == depth) {
@@ -72,20 +98,7 @@ KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uin
     ++bl_count[d];
     if (d > max_depth) max_depth = d;
   }
-  // JPEG Annex K.3 Adjust_BITS: move the deepest pairs up until nothing is longer than the
-  // limit, keeping the code complete. A shallower leaf to split always exists because n <= 256
-  // < 2^kMaxCodeLength.
-  for (int i = max_depth; i > kMaxCodeLength; --i) {
-    while (bl_count[i] > 0) {
-      int j = i - 2;
-      while (j > 0 && bl_count[j] == 0) --j;
-      bl_count[i] -= 2;
-      bl_count[i - 1] += 1;
-      bl_count[j + 1] += 2;
-      bl_count[j] -= 1;
-    }
-  }
-  if (max_depth > kMaxCodeLength) max_depth = kMaxCodeLength;
+  max_depth = LimitLengths(bl_count, max_depth);
   int pos = 0;
   for (int len = max_depth; len >= 1; --len) {
     for (int k = 0; k < bl_count[len]; ++k) lengths[keys[pos++] & 0xFF] = static_cast<uint8_t>(len);

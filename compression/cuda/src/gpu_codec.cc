@@ -53,8 +53,9 @@ class DeviceBuffer {
 
 struct GpuCodec::Workspace {
   DeviceBuffer items;
-  DeviceBuffer plans;
-  DeviceBuffer results;  // frame sizes or error codes
+  DeviceBuffer plans;     // the three-kernel encoder's chunk plans
+  DeviceBuffer lookback;  // the fused encoder's look-back states and chunk counter
+  DeviceBuffer results;   // frame sizes or error codes
   // Pinned staging for the item descriptors. `uploaded` is recorded after each upload so that
   // the next call does not overwrite the staging buffer while a copy may still read it.
   ItemDesc* staging = nullptr;
@@ -160,7 +161,13 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
         absl::StrCat("a batch has at most 2^31 chunks, this one ", units, "; split it"));
   }
   KVTIER_RETURN_IF_ERROR(ws_->Upload(items.size(), stream));
-  KVTIER_RETURN_IF_ERROR(ws_->plans.Reserve(std::max<uint64_t>(units, 1) * sizeof(ChunkPlan)));
+  const bool fused =
+      kvz::gpu::UsesFusedEncoder(options_.chunk_log2, static_cast<int>(element_bytes));
+  if (fused) {
+    KVTIER_RETURN_IF_ERROR(ws_->lookback.Reserve((units + 1) * sizeof(uint64_t)));
+  } else {
+    KVTIER_RETURN_IF_ERROR(ws_->plans.Reserve(std::max<uint64_t>(units, 1) * sizeof(ChunkPlan)));
+  }
   KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(uint64_t)));
   BatchView b;
   b.items = ws_->items.as<ItemDesc>();
@@ -169,6 +176,7 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   b.dtype = static_cast<uint8_t>(options_.dtype);
   b.chunk_log2 = options_.chunk_log2;
   b.plans = ws_->plans.as<ChunkPlan>();
+  b.lookback = ws_->lookback.as<uint64_t>();
   b.frame_sizes = ws_->results.as<uint64_t>();
   KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchEncode(b, stream));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(compressed_sizes, b.frame_sizes,

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -60,7 +61,7 @@ std::vector<Bytes> AwkwardInputs(KvDtype dtype, int chunk_log2, uint64_t seed) {
   std::vector<Bytes> inputs;
   for (size_t n : {size_t{0}, size_t{1}, size_t{31}, size_t{33}, chunk - 1, chunk, chunk + 1,
                    3 * chunk + 7, size_t{rng() % 300000}}) {
-    for (int content = 0; content < 5; ++content) {
+    for (int content = 0; content < 7; ++content) {
       Bytes b(n * eb);
       if (content == 0) {  // KV-like, cut to size
         testing::KvLikeOptions o;
@@ -77,6 +78,19 @@ std::vector<Bytes> AwkwardInputs(KvDtype dtype, int chunk_log2, uint64_t seed) {
       } else if (content == 3) {  // two coded values, random raw bytes
         for (size_t i = 0; i < b.size(); ++i) {
           b[i] = static_cast<std::byte>((i % eb == eb - 1) ? 0x3F + (rng() % 8 == 0) : rng());
+        }
+      } else if (content == 5 || content == 6) {
+        // Coded symbols whose code lengths the warp-wide construction must get exactly as the
+        // CPU does: geometric counts (trees deeper than the length limit) or equal counts (ties
+        // between leaves and internal nodes everywhere).
+        const uint64_t period = 3 + rng() % 250;
+        for (size_t i = 0; i < n; ++i) {
+          const uint8_t coded = content == 5
+                                    ? static_cast<uint8_t>(std::countr_zero(rng() | 1ull << 40))
+                                    : static_cast<uint8_t>(i % period);
+          const uint16_t raw = static_cast<uint16_t>(rng());  // format.h's Join16
+          const uint16_t v = static_cast<uint16_t>((raw & 0x8000) | coded << 7 | (raw & 0x7F));
+          std::memcpy(&b[i * eb], eb == 2 ? static_cast<const void*>(&v) : &coded, eb);
         }
       } else {  // special values and every byte value
         const uint16_t specials[] = {0x0000, 0x8000, 0x7F80, 0xFF80, 0x7FC1, 0x0001,

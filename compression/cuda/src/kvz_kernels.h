@@ -52,13 +52,31 @@ struct BatchView {
   uint64_t num_units = 0;  // encode: chunks; decode: chunks + 1 per empty item
   uint8_t dtype = 0;
   int chunk_log2 = 0;
-  ChunkPlan* plans = nullptr;       // encode: num_units entries (device)
+  ChunkPlan* plans = nullptr;  // encode, three-kernel path: num_units entries (device)
+  // Encode, fused path: num_units + 1 words (device), the chunks' look-back states and then the
+  // counter that hands out chunks; LaunchEncode zeroes them.
+  uint64_t* lookback = nullptr;
   uint64_t* frame_sizes = nullptr;  // encode: num_items entries (device)
   int32_t* errors = nullptr;        // decode: num_items entries (device), zeroed by the caller
 };
 
-// Queues the encoder's three kernels (plan, scan, write) on `stream`; returns the first launch
-// error. REQUIRES: num_items >= 1; inputs and outputs 16-byte aligned; capacities checked.
+// Chunks of 16 to 32 KiB are encoded by one fused kernel that reads each chunk once into shared
+// memory; others by three kernels (plan, scan, write). Larger chunks do not fit four blocks per
+// SM; with smaller ones the fused kernel's fixed cost per chunk (histogram, code, look-back)
+// weighs more than the second read it saves: bf16 with 2^12-element chunks encodes 20% slower
+// fused (docs/compression.md).
+inline constexpr uint32_t kFusedMinChunkBytes = 16 * 1024;
+inline constexpr uint32_t kFusedMaxChunkBytes = 32 * 1024;
+
+// Whether LaunchEncode takes the fused path for chunks of 2^chunk_log2 elements of
+// `element_bytes` (the caller then passes `lookback`, else `plans`).
+inline bool UsesFusedEncoder(int chunk_log2, int element_bytes) {
+  const uint64_t chunk_bytes = (uint64_t{1} << chunk_log2) * element_bytes;
+  return chunk_bytes >= kFusedMinChunkBytes && chunk_bytes <= kFusedMaxChunkBytes;
+}
+
+// Queues the encoder on `stream` (fused, or plan, scan and write); returns the first error.
+// REQUIRES: num_items >= 1; inputs and outputs 16-byte aligned; capacities checked.
 cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream);
 
 // Queues the decoder on `stream`. REQUIRES: num_units >= 1; pointers 16-byte aligned.

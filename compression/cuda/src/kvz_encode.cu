@@ -28,12 +28,16 @@ constexpr int kPlanThreads = kSegments * kLanes;
 constexpr int kHashersPerSlice = 4;  // one per XXH64 stripe accumulator
 static_assert(kPlanThreads == kLanes * kHashersPerSlice);
 
+// Columns of the plan's histogram: 16 rather than one per lane, so that the fused kernel fits five
+// blocks per SM (lanes l and l + 16 then share a column).
+constexpr int kHistColumns = 16;
+
 struct PlanShared {
   union {
     // [symbol / 2][column]: two 16-bit counts per word (symbols 2p and 2p + 1 in row p). Lane l
-    // of every warp counts into column l with atomics, so a warp's increments never collide and
-    // hit 32 different banks; a column counts at most 2^16 / 32 elements.
-    uint32_t hist[128 * kLanes];
+    // of every warp counts into column l % kHistColumns with atomics, so that few of a warp's
+    // increments collide; a column counts at most 2^16 / kHistColumns elements.
+    uint32_t hist[128 * kHistColumns];
     struct {
       uint32_t keys[256];  // then LengthsFromSortedWarp's depths
       uint32_t sorted[256];
@@ -77,7 +81,8 @@ struct PlanView {
 // without waiting: a plain load-add-store would have to wait for the previous increment's store
 // (the next symbol may be the same), chaining every element's shared-memory latency.
 __device__ __forceinline__ void CountSymbol(PlanShared& sm, uint32_t symbol, int lane) {
-  atomicAdd(&sm.hist[(symbol >> 1) * kLanes + lane], 1u << (16 * (symbol & 1)));
+  atomicAdd(&sm.hist[(symbol >> 1) * kHistColumns + lane % kHistColumns],
+            1u << (16 * (symbol & 1)));
 }
 
 // Counts the coded bytes of the elements in the 8 bytes `x`.
@@ -156,8 +161,8 @@ __device__ void HashAndCount(const PlanView& v, PlanShared& sm, int thread) {
 __device__ void SumHistogram(PlanShared& sm, int thread) {
   uint32_t even = 0;
   uint32_t odd = 0;
-  for (int w = 0; w < kLanes; ++w) {
-    const uint32_t pair = sm.hist[thread * kLanes + ((w + thread) & (kLanes - 1))];
+  for (int w = 0; w < kHistColumns; ++w) {
+    const uint32_t pair = sm.hist[thread * kHistColumns + ((w + thread) & (kHistColumns - 1))];
     even += pair & 0xFFFF;
     odd += pair >> 16;
   }
@@ -429,7 +434,7 @@ template <int kElementBytes, typename Input, typename InputReady>
 __device__ void PlanPhases(const PlanView& v, PlanShared& sm, ChunkPlan& plan, uint64_t c, int warp,
                            int lane, InputReady&& input_ready) {
   const int thread = warp * kLanes + lane;
-  for (int i = thread; i < 128 * kLanes; i += kPlanThreads) sm.hist[i] = 0;
+  for (int i = thread; i < 128 * kHistColumns; i += kPlanThreads) sm.hist[i] = 0;
   if (thread < kSegments * kLanes) (&sm.segment_bits[0][0])[thread] = 0;
   __syncthreads();
   input_ready();
@@ -952,7 +957,7 @@ __device__ void WriteEmptyFrames(const BatchView& b, int thread) {
 }
 
 template <int kElementBytes>
-__global__ void __launch_bounds__(kPlanThreads, 4) FusedEncodeKernel(BatchView b) {
+__global__ void __launch_bounds__(kPlanThreads, 5) FusedEncodeKernel(BatchView b) {
   static_assert(kPlanThreads == kWriteThreads);
   extern __shared__ uint4 fused_shared[];
   FusedShared& sm = *reinterpret_cast<FusedShared*>(fused_shared);

@@ -79,6 +79,9 @@ inline bool UsesFusedEncoder(int chunk_log2, int element_bytes) {
 // REQUIRES: num_items >= 1; inputs and outputs 16-byte aligned; capacities checked.
 cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream);
 
+// The fused path of LaunchEncode (kvz_encode_fused.cu). REQUIRES: UsesFusedEncoder, as above.
+cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream);
+
 // Queues the decoder on `stream`. REQUIRES: num_units >= 1; pointers 16-byte aligned.
 cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream);
 

@@ -1,0 +1,197 @@
+// The kvz GPU encoder in one kernel, for chunks of kFusedMinChunkBytes to kFusedMaxChunkBytes
+// (kvz_kernels.h): one block of kSegments warps per chunk copies the chunk into shared memory,
+// plans it (kvz_encode_plan.cuh), places its body after its predecessors' by a decoupled
+// look-back, and writes it (kvz_encode_write.cuh). The input is read from global memory once,
+// against twice for the three-kernel path in kvz_encode.cu.
+#include <cuda/atomic>
+
+#include "header_bytes.h"
+#include "kvz_encode_write.cuh"
+
+namespace kvtier::kvz::gpu {
+namespace {
+
+// The fused encoder: one block of kSegments warps per chunk plans and writes it, reading the
+// chunk from global memory once. Blocks take chunks in order from a counter, so a chunk's
+// predecessors have all started; it finds its body's offset by a decoupled look-back over
+// their published sizes (LookBackWarp) and writes its body, directory entry and, for a frame's
+// last chunk, the header.
+struct FusedShared {
+  PlanShared plan_sm;  // its histogram is the warps' words_out buffers once the plan is done
+  ChunkPlan plan;
+  SegmentEdges edges;
+  uint64_t unit;
+  uint32_t item;
+  uint32_t offset;
+  // The chunk follows, 16-byte aligned: kFusedMaxChunkBytes at most.
+};
+static_assert(sizeof(PlanShared::hist) >= kSegments * 8 * kLanes * sizeof(uint32_t));
+
+// Look-back states, one word per chunk: the flag in the high half, a byte count in the low.
+constexpr uint64_t kLookBackAggregate = uint64_t{1} << 32;  // the chunk's own body size
+constexpr uint64_t kLookBackPrefix = uint64_t{2} << 32;     // bodies up to and with the chunk
+
+__device__ __forceinline__ void StoreState(uint64_t* state, uint64_t value) {
+  cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*state).store(value,
+                                                                      cuda::memory_order_relaxed);
+}
+
+// Warp 0: the offset of chunk `unit`'s body in its frame (whose first chunk is `first_unit`),
+// after publishing its own `size`. Lane l reads the state of the chunk l + 1 back, waits until
+// it has one and stops the window at the nearest prefix; 32 predecessors are read at once.
+// The states carry their whole meaning, so relaxed atomics suffice.
+__device__ uint32_t LookBackWarp(uint64_t* states, uint64_t unit, uint64_t first_unit,
+                                 uint32_t size, int lane) {
+  if (lane == 0) {
+    StoreState(&states[unit], (unit == first_unit ? kLookBackPrefix : kLookBackAggregate) | size);
+  }
+  uint32_t exclusive = 0;
+  for (uint64_t window_end = unit; window_end > first_unit; window_end -= kLanes) {
+    uint64_t state = kLookBackPrefix;  // before the frame: a prefix of 0
+    if (window_end >= first_unit + 1 + lane) {
+      cuda::atomic_ref<uint64_t, cuda::thread_scope_device> ref(states[window_end - 1 - lane]);
+      while ((state = ref.load(cuda::memory_order_relaxed)) >> 32 == 0) {
+      }
+    }
+    const unsigned prefixes = __ballot_sync(kFullMask, state >> 32 == kLookBackPrefix >> 32);
+    const int stop = prefixes != 0 ? __ffs(prefixes) - 1 : kLanes - 1;
+    exclusive += __reduce_add_sync(kFullMask, lane <= stop ? static_cast<uint32_t>(state) : 0u);
+    if (prefixes != 0) break;
+  }
+  if (lane == 0 && unit != first_unit) {
+    StoreState(&states[unit], kLookBackPrefix | (exclusive + size));
+  }
+  return exclusive;
+}
+
+// FindItem by a warp: a 32-way search, three dependent loads for 2^15 items instead of 15.
+__device__ uint32_t FindItemWarp(const ItemDesc* items, uint32_t n, uint64_t unit, int lane) {
+  uint32_t lo = 0;  // the answer is in [lo, hi]
+  uint32_t hi = n - 1;
+  while (lo < hi) {
+    const uint32_t step = (hi - lo) / kLanes + 1;
+    const uint32_t i = lo + lane * step;
+    const bool at_or_before = i <= hi && items[i].first_unit <= unit;
+    // first_unit never decreases, so the lanes at or before the unit come first; lane 0's
+    // item (lo) always is.
+    const int last = 31 - __clz(__ballot_sync(kFullMask, at_or_before));
+    lo += last * step;
+    hi = min(hi, lo + step - 1);
+  }
+  return lo;
+}
+
+// The unit with ticket 0 writes the headers of empty frames (no chunks, so no other block).
+__device__ void WriteEmptyFrames(const BatchView& b, int thread) {
+  for (uint32_t i = thread; i < b.num_items; i += kPlanThreads) {
+    const ItemDesc& it = b.items[i];
+    if (it.num_chunks != 0) continue;
+    WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, 0, kHeaderBytes, it.out);
+    b.frame_sizes[i] = kHeaderBytes;
+  }
+}
+
+template <int kElementBytes>
+__global__ void __launch_bounds__(kPlanThreads, 5) FusedEncodeKernel(BatchView b) {
+  static_assert(kPlanThreads == kWriteThreads);
+  extern __shared__ uint4 fused_shared[];
+  FusedShared& sm = *reinterpret_cast<FusedShared*>(fused_shared);
+  uint4* chunk = fused_shared + (sizeof(FusedShared) + 15) / 16;
+  const int warp = threadIdx.x / kLanes;
+  const int lane = threadIdx.x % kLanes;
+  const int thread = threadIdx.x;
+
+  if (thread == 0) {
+    sm.unit = atomicAdd(reinterpret_cast<unsigned long long*>(&b.lookback[b.num_units]), 1ull);
+  }
+  __syncthreads();
+  const uint64_t unit = sm.unit;
+  if (unit == 0) WriteEmptyFrames(b, thread);
+  if (unit >= b.num_units) return;
+  if (warp == 0) {
+    const uint32_t found = FindItemWarp(b.items, b.num_items, unit, lane);
+    if (lane == 0) sm.item = found;
+  }
+  __syncthreads();
+  const uint32_t item = sm.item;
+  const ItemDesc& it = b.items[item];
+  const uint64_t c = unit - it.first_unit;
+  const uint64_t chunk_elements = uint64_t{1} << b.chunk_log2;
+  const uint8_t* src = it.in + c * chunk_elements * kElementBytes;
+  const PlanView pv =
+      ChunkView<kElementBytes>(it, c, b.chunk_log2, reinterpret_cast<const uint8_t*>(chunk));
+
+  // Warp s copies quarter s of the chunk, the part it plans alone until the histogram is done.
+  const uint32_t quarter = static_cast<uint32_t>(chunk_elements * kElementBytes / kSegments);
+  const uint32_t whole = static_cast<uint32_t>(pv.bytes / 16);
+  const uint32_t quarter_end = min(whole, (warp + 1) * quarter / 16);
+  const uint4* src16 = reinterpret_cast<const uint4*>(src);
+  for (uint32_t i = warp * quarter / 16 + lane; i < quarter_end; i += kLanes) {
+    CpAsync16(chunk + i, src16 + i);
+  }
+  CpAsyncCommit();
+  const uint32_t tail = static_cast<uint32_t>(pv.bytes % 16);  // the end of a frame only
+  if (tail != 0 && whole * 16 / quarter == static_cast<uint32_t>(warp) && lane < tail) {
+    reinterpret_cast<uint8_t*>(chunk)[whole * 16 + lane] = src[whole * 16 + lane];
+  }
+  PlanPhases<kElementBytes, SharedInput>(pv, sm.plan_sm, sm.plan, c, warp, lane, [] {
+    CpAsyncWait<0>();
+    __syncwarp();
+  });
+
+  // Warp 0 places the body; then everyone writes it.
+  if (warp == 0) {
+    __syncwarp();  // the plan's body size and check are in
+    const uint32_t size = sm.plan.body_bytes;
+    const uint32_t offset = LookBackWarp(b.lookback, unit, it.first_unit, size, lane);
+    if (lane == 0) {
+      sm.offset = offset;
+      uint8_t* dir = it.out + kHeaderBytes + kDirEntryBytes * c;
+      StoreLe32(dir, offset + size);
+      StoreLe32(dir + 4, sm.plan.check);
+      if (c + 1 == it.num_chunks) {
+        const uint64_t frame_bytes = kHeaderBytes + kDirEntryBytes * it.num_chunks + offset + size;
+        WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, it.elements, frame_bytes, it.out);
+        b.frame_sizes[item] = frame_bytes;
+      }
+    }
+  }
+  __syncthreads();
+  WriteView v;
+  v.n = pv.n;
+  v.in = reinterpret_cast<const uint8_t*>(chunk);
+  v.plan = &sm.plan;
+  v.body = it.out + kHeaderBytes + kDirEntryBytes * it.num_chunks + sm.offset;
+  v.segment_elements = static_cast<uint32_t>(chunk_elements / kSegments);
+  auto* words_out = reinterpret_cast<uint32_t(*)[kLanes]>(sm.plan_sm.hist) + 8 * warp;
+  ResidentTiles<kElementBytes> tiles{chunk, words_out, v, lane};
+  WriteBody<kElementBytes>(v, sm.plan, sm.edges, tiles, warp, lane);
+}
+
+template <int kElementBytes>
+cudaError_t LaunchFusedEncodeFor(const BatchView& b, cudaStream_t stream) {
+  const size_t chunk_bytes = (size_t{1} << b.chunk_log2) * kElementBytes;
+  const size_t smem = (sizeof(FusedShared) + 15) / 16 * 16 + chunk_bytes;
+  if (cudaError_t e =
+          cudaFuncSetAttribute(FusedEncodeKernel<kElementBytes>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+      e != cudaSuccess) {
+    return e;
+  }
+  if (cudaError_t e = cudaMemsetAsync(b.lookback, 0, (b.num_units + 1) * sizeof(uint64_t), stream);
+      e != cudaSuccess) {
+    return e;
+  }
+  const unsigned blocks = static_cast<unsigned>(b.num_units > 0 ? b.num_units : 1);
+  FusedEncodeKernel<kElementBytes><<<blocks, kPlanThreads, smem, stream>>>(b);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream) {
+  return ElementBytes(batch.dtype) == 2 ? LaunchFusedEncodeFor<2>(batch, stream)
+                                        : LaunchFusedEncodeFor<1>(batch, stream);
+}
+
+}  // namespace kvtier::kvz::gpu

@@ -120,6 +120,10 @@ const std::map<std::string, Setter>& Setters() {
       {"nvme.demotion_buffer",
        Size<uint64_t>([](ServerConfig* c) { return &c->nvme_demotion_buffer_bytes; },
                       "nvme.demotion_buffer")},
+      {"nvme.demotion_encoder",
+       String(&ServerConfig::nvme_demotion_encoder, "nvme.demotion_encoder")},
+      {"nvme.demotion_encode_threads",
+       Integer(&ServerConfig::nvme_demotion_encode_threads, "nvme.demotion_encode_threads")},
       {"nvme.threads", Integer(&ServerConfig::nvme_threads, "nvme.threads")},
       {"nvme.prefetch_max_keys",
        Integer(&ServerConfig::nvme_prefetch_max_keys, "nvme.prefetch_max_keys")},
@@ -235,6 +239,16 @@ absl::Status ServerConfig::Validate() const {
       return absl::InvalidArgumentError(absl::StrCat("nvme reclaim_batch=", nvme_reclaim_batch,
                                                      " must be at most 4096 regions (0: auto)"));
     }
+    if (nvme_demotion_encoder != "auto" && nvme_demotion_encoder != "cpu" &&
+        nvme_demotion_encoder != "gpu") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "nvme demotion_encoder '", nvme_demotion_encoder, "' is not one of auto, cpu, gpu"));
+    }
+    if (nvme_demotion_encode_threads < 1 || nvme_demotion_encode_threads > 256) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nvme demotion_encode_threads=", nvme_demotion_encode_threads,
+                       " must be between 1 and 256"));
+    }
     if (nvme_threads < 1 || nvme_threads > 256) {
       return absl::InvalidArgumentError(
           absl::StrCat("nvme threads=", nvme_threads, " must be between 1 and 256"));
@@ -281,6 +295,8 @@ std::string ServerConfig::ToString() const {
       " nvme.shutdown_save_ms=", nvme_shutdown_save_ms, " nvme.engine=", nvme_engine,
       " nvme.queue_depth=", nvme_queue_depth, " nvme.reclaim_batch=", nvme_reclaim_batch,
       " nvme.demotion_buffer=", FormatByteSize(nvme_demotion_buffer_bytes),
+      " nvme.demotion_encoder=", nvme_demotion_encoder,
+      " nvme.demotion_encode_threads=", nvme_demotion_encode_threads,
       " nvme.threads=", nvme_threads, " nvme.prefetch_max_keys=", nvme_prefetch_max_keys,
       " limits.max_body_bytes=", limits.max_body_bytes,
       " limits.max_payload_bytes=", limits.max_payload_bytes,

@@ -68,6 +68,8 @@ engine = "thread_pool"
 queue_depth = 64
 reclaim_batch = 4
 demotion_buffer = "1GiB"
+demotion_encoder = "cpu"
+demotion_encode_threads = 6
 threads = 8
 )");
   ServerConfig c;
@@ -83,6 +85,8 @@ threads = 8
   EXPECT_EQ(c.nvme_reclaim_batch, 4u);
   EXPECT_EQ(c.nvme_demotion_buffer_bytes, 1ull << 30);
   EXPECT_EQ(c.nvme_threads, 8u);
+  EXPECT_EQ(c.nvme_demotion_encoder, "cpu");
+  EXPECT_EQ(c.nvme_demotion_encode_threads, 6u);
   EXPECT_EQ(c.EffectiveNvmeIndexDir(), "/tmp/kv/nvme-index");
   EXPECT_TRUE(c.Validate().ok()) << c.Validate();
   std::filesystem::remove(path);
@@ -94,6 +98,12 @@ threads = 8
   bad = c;
   bad.nvme_engine = "spdk";
   EXPECT_NE(message(bad).find("thread_pool"), std::string::npos) << message(bad);
+  bad = c;
+  bad.nvme_demotion_encoder = "tpu";
+  EXPECT_NE(message(bad).find("auto, cpu, gpu"), std::string::npos) << message(bad);
+  bad = c;
+  bad.nvme_demotion_encode_threads = 0;
+  EXPECT_NE(message(bad).find("demotion_encode_threads"), std::string::npos) << message(bad);
   bad = c;
   bad.nvme_region_bytes = 512 << 10;
   EXPECT_NE(message(bad).find("region size"), std::string::npos) << message(bad);

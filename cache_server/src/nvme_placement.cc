@@ -12,7 +12,12 @@ namespace kvtier::server {
 NvmePlacement::NvmePlacement(const NvmePlacementOptions& options, tiers::DramTier* dram,
                              tiers::NvmeTier* nvme,
                              std::unique_ptr<tiers::NvmeAdmissionPolicy> admission)
-    : options_(options), dram_(dram), nvme_(nvme), admission_(std::move(admission)) {
+    : options_(options),
+      encoder_(options.encoder != nullptr ? options.encoder
+                                          : NewCpuBatchEncoder(options.compress_threads)),
+      dram_(dram),
+      nvme_(nvme),
+      admission_(std::move(admission)) {
   if (admission_ == nullptr) admission_ = tiers::NewAdmitAllPolicy();
   dram_->SetEvictionListener(this);
   demoter_ = std::thread([this] { DemotionLoop(); });
@@ -196,7 +201,10 @@ std::vector<std::unique_ptr<std::byte[]>> NvmePlacement::EncodeBlocks(
     which.push_back(i);
   }
   if (jobs.empty()) return frames;
-  if (absl::Status s = CompressBatch(jobs, codec, options_.compress_threads); !s.ok()) {
+  const absl::Time start = absl::Now();
+  const absl::Status encoded = encoder_->Compress(jobs, codec);
+  encode_nanos_.fetch_add(absl::ToInt64Nanoseconds(absl::Now() - start), std::memory_order_relaxed);
+  if (absl::Status s = encoded; !s.ok()) {
     // Cannot happen for whole elements under 2 GiB; the blocks then go to flash as they are.
     spdlog::warn("demotion: kvz encoding failed, writing the blocks unencoded: {}", s.ToString());
     return {};
@@ -684,6 +692,8 @@ void NvmePlacement::FillStats(const tiers::NvmeTierSnapshot& s, proto::NvmeStats
   out->set_prefetch_dropped(prefetch_dropped_.load(std::memory_order_relaxed));
   out->set_quota_drops(s.nvme.quota_drops);
   out->set_quota_rejections(s.nvme.quota_rejections);
+  out->set_demotion_encoder(encoder_->Describe());
+  out->set_demotion_encode_ms(encode_nanos_.load(std::memory_order_relaxed) / 1'000'000);
   absl::MutexLock lock(&mu_);
   out->set_admission_policy(std::string(admission_->Name()));
   out->set_demotion_queue_bytes(staged_bytes_);

@@ -20,8 +20,9 @@
 //                most recently used first, until the time budget runs out (or, per namespace,
 //                its NVMe quota is filled).
 //   compression  in a namespace registered with a dtype to compress (COMPRESSION_KVZ), the
-//                demotion thread encodes stored blocks with the CPU kvz codec before writing
-//                them, and keeps the encoding only where it is smaller. Blocks already encoded
+//                demotion thread encodes stored blocks with kvz before writing them (a
+//                BatchEncoder: the CPU codec, or a GPU where the daemon has one), and keeps the
+//                encoding only where it is smaller. Blocks already encoded
 //                (by the client) go to flash as they are, as do write-through and shutdown
 //                writes (on the put's path and against a time budget: no encoding there).
 //                Every record keeps its codec; a promotion brings it back to DRAM with the
@@ -51,6 +52,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kvtier.pb.h"
+#include "kvtier/compression/batch_encoder.h"
 #include "kvtier/compression/kv_codec.h"
 #include "kvtier/tiers/dram_tier.h"
 #include "kvtier/tiers/nvme_admission.h"
@@ -67,8 +69,10 @@ struct NvmePlacementOptions {
   // Blocks and bytes per demotion write batch.
   size_t batch_blocks = 64;
   uint64_t batch_bytes = 32ull << 20;
-  // Threads that encode a demotion batch of a compressed namespace (the demotion thread
-  // included). Default 2.
+  // What encodes a demotion batch of a compressed namespace (batch_encoder.h; a GPU one writes
+  // the same bytes). Null (default): the CPU codec on compress_threads threads.
+  std::shared_ptr<BatchEncoder> encoder;
+  // Threads of the default CPU encoder (the demotion thread included). Default 2.
   int compress_threads = 2;
 };
 
@@ -228,6 +232,7 @@ class NvmePlacement final : public tiers::EvictionListener {
                     std::span<const absl::Status> statuses);
 
   const NvmePlacementOptions options_;
+  const std::shared_ptr<BatchEncoder> encoder_;
   tiers::DramTier* const dram_;
   tiers::NvmeTier* const nvme_;
 
@@ -250,6 +255,7 @@ class NvmePlacement final : public tiers::EvictionListener {
   std::atomic<uint64_t> write_throughs_{0};
   std::atomic<uint64_t> write_through_failures_{0};
   std::atomic<uint64_t> shutdown_saved_{0};
+  mutable std::atomic<uint64_t> encode_nanos_{0};  // in encoder_->Compress
   std::atomic<uint64_t> prefetch_requests_{0};
   std::atomic<uint64_t> prefetch_promoted_{0};
   std::atomic<uint64_t> prefetch_dropped_{0};

@@ -23,6 +23,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "connection.h"
+#include "demotion_encoder.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
 #include "kvtier/common/units.h"
@@ -197,6 +198,12 @@ class Server::Impl {
                             tiers::ParseAdmissionPolicy(config_.nvme_admission, &clock_));
     NvmePlacementOptions placement_options;
     placement_options.demotion_buffer_bytes = config_.nvme_demotion_buffer_bytes;
+    KVTIER_ASSIGN_OR_RETURN(
+        placement_options.encoder,
+        NewDemotionEncoder(config_.nvme_demotion_encoder,
+                           static_cast<int>(config_.nvme_demotion_encode_threads)));
+    spdlog::info("demotions of compressed namespaces are encoded by {}",
+                 placement_options.encoder->Describe());
     placement_ = std::make_unique<NvmePlacement>(placement_options, dram_.get(), nvme_.get(),
                                                  std::move(admission));
     blocking_ = std::make_unique<NvmeExecutors>(config_.nvme_threads);

@@ -123,6 +123,8 @@ json NvmeJson(const proto::NvmeStats& n) {
               {"region_evictions", n.region_evictions()},
               {"reclaimed_ahead", n.reclaimed_ahead()},
               {"reclaim_stall_ms", n.reclaim_stall_ms()},
+              {"demotion_encoder", n.demotion_encoder()},
+              {"demotion_encode_ms", n.demotion_encode_ms()},
               {"evicted_blocks", n.evicted_blocks()},
               {"reinserted_blocks", n.reinserted_blocks()},
               {"flash_bytes_written", n.flash_bytes_written()},
@@ -255,11 +257,11 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
         << ", index " << Bytes(n.dram_index_bytes()) << " of DRAM\n"
         << "  promotions " << n.promotions() << ", demotions " << n.demotions() << " (dropped "
         << n.demotions_dropped() << ", refused by admission " << n.admission_rejections()
-        << ", staged " << Bytes(n.demotion_queue_bytes()) << "), write-through "
-        << n.write_throughs() << " (failed " << n.write_through_failures()
-        << "), saved at shutdown " << n.shutdown_saved() << ", prefetch " << n.prefetch_promoted()
-        << " promoted of " << n.prefetch_requests() << " hints (" << n.prefetch_dropped()
-        << " keys dropped)\n"
+        << ", staged " << Bytes(n.demotion_queue_bytes()) << "; encoded by " << n.demotion_encoder()
+        << " in " << n.demotion_encode_ms() << " ms), write-through " << n.write_throughs()
+        << " (failed " << n.write_through_failures() << "), saved at shutdown "
+        << n.shutdown_saved() << ", prefetch " << n.prefetch_promoted() << " promoted of "
+        << n.prefetch_requests() << " hints (" << n.prefetch_dropped() << " keys dropped)\n"
         << "  flash written " << Bytes(n.flash_bytes_written()) << ", read "
         << Bytes(n.flash_bytes_read()) << ", region evictions " << n.region_evictions() << " ("
         << n.reclaimed_ahead() << " ahead; writer stalled " << n.reclaim_stall_ms()

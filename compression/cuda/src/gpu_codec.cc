@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "cuda_buffers.h"
 #include "format.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
@@ -14,6 +15,7 @@
 namespace kvtier {
 namespace {
 
+using cuda_buffers::DeviceBuffer;
 using kvz::gpu::BatchView;
 using kvz::gpu::ChunkPlan;
 using kvz::gpu::ItemDesc;
@@ -23,31 +25,6 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 uint64_t NumChunks(uint64_t elements, int chunk_log2) {
   return (elements + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
 }
-
-// A device allocation that grows to the largest size asked for.
-class DeviceBuffer {
- public:
-  ~DeviceBuffer() { cudaFree(ptr_); }
-  absl::Status Reserve(size_t bytes) {
-    if (bytes <= size_) return absl::OkStatus();
-    // cudaFree waits for the device, so work still using the old buffer is complete.
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaFree(ptr_));
-    ptr_ = nullptr;
-    size_ = 0;
-    const size_t grown = std::max(bytes, size_ + size_ / 2);
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr_, grown));
-    size_ = grown;
-    return absl::OkStatus();
-  }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(ptr_);
-  }
-
- private:
-  void* ptr_ = nullptr;
-  size_t size_ = 0;
-};
 
 }  // namespace
 

@@ -97,6 +97,12 @@ struct ServerConfig {
   // NVMe in batches off the request path; when it is full, evicted blocks are dropped (counted)
   // rather than making puts wait. Default 256 MiB.
   uint64_t nvme_demotion_buffer_bytes = 256ull << 20;
+  // What encodes demotions of compressed namespaces: "cpu", "gpu" (the kvz CUDA codec on the
+  // daemon's GPU; startup fails without one) or "auto" (the GPU when there is one, else the
+  // CPU; logged). Both write the same bytes. Default "auto".
+  std::string nvme_demotion_encoder = "auto";
+  // Threads of the CPU demotion encoder (the demotion thread included). Default 2.
+  uint32_t nvme_demotion_encode_threads = 2;
   // Threads that run requests needing NVMe I/O (promotions, write-through, removes), so that
   // the network threads never block on the device. Default 4.
   uint32_t nvme_threads = 4;

@@ -449,6 +449,7 @@ proto::StatsReply Service::Stats() const {
       n->set_blocks(it->second->blocks);
       n->set_used_bytes(it->second->used_bytes);
       n->set_raw_bytes(it->second->raw_bytes);
+      n->set_dram_slot_bytes(it->second->slot_bytes);
       n->set_pinned_blocks(it->second->pinned_blocks);
       FillCounters(it->second->counters, n->mutable_counters());
       proto::NamespaceLimits* limits = n->mutable_limits();

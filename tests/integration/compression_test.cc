@@ -171,6 +171,27 @@ TEST_F(CompressionTest, CpuEncodedBlocksRoundTripThroughTheArenaAndTcp) {
   EXPECT_TRUE(out == noise);
 }
 
+TEST_F(CompressionTest, ADramQuotaCountsTheSlotsOfFrames) {
+  // These frames take slots of 12/16 of a block (a ratio of about 1.4): a quota of 9 blocks
+  // holds 12 of them, more than 9 in any case, and never more slot bytes than it.
+  Start();
+  NamespaceHandle ns = Open("quota", Kvz());
+  proto::NamespaceLimits limits;
+  limits.set_dram_quota_bytes(9 * kBlockBytes);
+  ASSERT_TRUE(client_->SetLimits(ns, limits).ok());
+  PutBlocks(client_.get(), ns, 0, 24, /*cpu_compress=*/true);
+  proto::NamespaceStats n = NsStats(ns);
+  EXPECT_GT(n.blocks(), 9u) << "frames should let more blocks into the quota than full ones";
+  EXPECT_LE(n.dram_slot_bytes(), 9 * kBlockBytes);
+  EXPECT_GE(n.dram_slot_bytes(), n.used_bytes());
+  EXPECT_GT(n.quota_evictions(), 0u);
+  EXPECT_EQ(n.blocks() + n.quota_evictions(), 24u);
+  // The newest blocks stay, and read back whole.
+  for (uint64_t i = 24 - n.blocks(); i < 24; ++i) {
+    EXPECT_EQ(ExpectBlock(client_.get(), ns, i), proto::TIER_DRAM) << i;
+  }
+}
+
 TEST_F(CompressionTest, DemotionEncodesAndPromotionServesFramesAcrossARestart) {
   const std::vector<std::string> nvme = {"--nvme-path",       "{data_dir}/nvme.img",
                                          "--nvme-capacity",   "128MiB",

@@ -136,6 +136,7 @@ TEST_F(MemoryControlsTest, AQuotaKeepsANamespaceToItsShareAndSparesTheOthers) {
   EXPECT_EQ(s.blocks(), 4u);
   EXPECT_EQ(s.quota_evictions(), 8u);
   EXPECT_EQ(s.limits().dram_quota_bytes(), 4 * kBlockBytes);
+  EXPECT_EQ(s.dram_slot_bytes(), 4 * kBlockBytes);  // uncompressed: a full slot per block
   for (uint64_t i = 8; i < 12; ++i) EXPECT_TRUE(Has(small, i)) << i;  // the newest stay
   EXPECT_FALSE(Has(small, 0));
   EXPECT_EQ(NsStats(big).blocks(), 10u);

@@ -215,13 +215,14 @@ class DramTier::Impl {
             same_batch ? absl::StatusCode::kInvalidArgument : absl::StatusCode::kAlreadyExists;
         continue;
       }
-      if (!exhausted && !RoomInQuota(ns)) {
+      const ClassId cls = ClassForLength(ns, length);
+      if (!exhausted && !RoomInQuota(ns, allocator_.slot_bytes(cls))) {
         grant.codes[i] = absl::StatusCode::kResourceExhausted;
         continue;
       }
       std::optional<SlotHandle> slot;
       const uint32_t id = NewEntry();
-      if (!exhausted) slot = AllocateSlot(ClassForLength(ns, length), id);
+      if (!exhausted) slot = AllocateSlot(cls, id);
       if (!slot) {
         exhausted = true;
         free_entries_.push_back(id);
@@ -244,7 +245,7 @@ class DramTier::Impl {
       e.persisted = options.persisted;
       e.user_pinned = false;
       e.expires_at_ns = ttl;
-      ++ns->writing;
+      ns->writing_slot_bytes += allocator_.slot_bytes(cls);
       // The key before it in the batch is its prefix parent when it is granted too (the lease
       // commits its entries in order, so the parent enters the policy first).
       e.parent_is_previous = i > 0 && previous_granted == i - 1;
@@ -539,18 +540,17 @@ class DramTier::Impl {
     absl::MutexLock lock(&mu_);
     Namespace* ns = FindNamespace(ns_id);
     if (ns == nullptr) return absl::NotFoundError(absl::StrCat("namespace ", ns_id, " unknown"));
-    const uint64_t slot = SlotBytes(*ns);
-    // A quota smaller than one block would refuse every put: it holds one block at least.
-    const uint64_t max_blocks =
-        limits.quota_bytes == 0 ? 0 : std::max<uint64_t>(1, limits.quota_bytes / slot);
+    // A quota smaller than a full-size slot would refuse full-size puts: it counts as one.
+    const uint64_t max_slot_bytes =
+        limits.quota_bytes == 0 ? 0 : std::max(limits.quota_bytes, allocator_.slot_bytes(ns->cls));
     KVTIER_RETURN_IF_ERROR(policy_->SetLimits(
-        ns_id, GroupLimits{.max_blocks = max_blocks, .priority = limits.priority}));
+        ns_id, GroupLimits{.max_bytes = max_slot_bytes, .priority = limits.priority}));
     ns->limits = limits;
-    ns->max_blocks = max_blocks;
+    ns->max_slot_bytes = max_slot_bytes;
     // A lowered quota takes effect now: the namespace's own coldest blocks go (and are demoted,
     // as any eviction), not only on its next put.
-    while (ns->max_blocks != 0 && ns->blocks > ns->max_blocks) {
-      std::optional<EntryId> v = QuotaVictim(*ns);
+    while (ns->max_slot_bytes != 0 && ns->slot_bytes > ns->max_slot_bytes) {
+      std::optional<EntryId> v = QuotaVictim(*ns, {});
       if (!v) break;  // the rest are in use; they count against the quota until released
       Count(ns, &TierCounters::quota_evictions, 1);
       Evict(static_cast<uint32_t>(*v));
@@ -614,6 +614,7 @@ class DramTier::Impl {
                                                .blocks = ns->blocks,
                                                .used_bytes = ns->used_bytes,
                                                .raw_bytes = ns->raw_bytes,
+                                               .slot_bytes = ns->slot_bytes,
                                                .pinned_blocks = ns->pinned_blocks,
                                                .quota_bytes = ns->limits.quota_bytes,
                                                .priority = ns->limits.priority,
@@ -673,9 +674,13 @@ class DramTier::Impl {
     uint64_t used_bytes = 0;     // their stored lengths
     uint64_t raw_bytes = 0;      // their original lengths
     uint64_t pinned_blocks = 0;  // committed, user_pinned
-    uint64_t writing = 0;        // reserved, not yet committed or freed
+    // Bytes of the slots (their size classes' slot sizes) of its committed blocks, and of its
+    // blocks reserved but not yet committed or freed: together, what its quota bounds.
+    uint64_t slot_bytes = 0;
+    uint64_t writing_slot_bytes = 0;
     NamespaceLimits limits;
-    uint64_t max_blocks = 0;  // the quota in slots; 0: none
+    // The quota in effect: limits.quota_bytes, one full-size slot at least; 0: none.
+    uint64_t max_slot_bytes = 0;
     TierCounters counters;
   };
 
@@ -819,11 +824,18 @@ class DramTier::Impl {
     return cls;
   }
 
-  // The namespace's coldest evictable block over all of its size classes, for its quota.
-  std::optional<EntryId> QuotaVictim(const Namespace& ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // The namespace's coldest evictable block over all of its size classes, for its quota,
+  // leaving out the blocks in `chosen` (victims picked already, not yet evicted).
+  std::optional<EntryId> QuotaVictim(const Namespace& ns, std::span<const EntryId> chosen)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const auto evictable = [this, &chosen](EntryId id) {
+      return policy_evictable_(id) && std::find(chosen.begin(), chosen.end(), id) == chosen.end();
+    };
     std::optional<EntryId> best;
     for (ClassId cls : ns.classes) {
-      std::optional<EntryId> v = policy_->GroupVictim(ns.id, cls, policy_evictable_);
+      std::optional<EntryId> v = chosen.empty()
+                                     ? policy_->GroupVictim(ns.id, cls, policy_evictable_)
+                                     : policy_->GroupVictim(ns.id, cls, evictable);
       if (v && (!best || entries_[*v].last_use_ns < entries_[*best].last_use_ns)) best = v;
     }
     return best;
@@ -905,20 +917,29 @@ class DramTier::Impl {
     }
   }
 
-  static uint64_t SlotBytes(const Namespace& ns, uint64_t page) {
-    return (ns.block_bytes + page - 1) / page * page;
+  // Bytes of the slot an entry holds (its size class's slot size).
+  uint64_t SlotBytesOf(const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return allocator_.slot_bytes(allocator_.ClassOf(e.slot));
   }
-  uint64_t SlotBytes(const Namespace& ns) const { return SlotBytes(ns, options_.page_bytes); }
 
-  // Whether `ns` may reserve one more slot: under its quota, or at it with one of its own
-  // blocks evicted to make room (the namespace pays for its own puts; it does not take other
-  // namespaces' memory). False when every block it holds is in use.
-  bool RoomInQuota(Namespace* ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (ns->max_blocks == 0 || ns->blocks + ns->writing < ns->max_blocks) return true;
-    std::optional<EntryId> v = QuotaVictim(*ns);
-    if (!v) return false;
-    Count(ns, &TierCounters::quota_evictions, 1);
-    Evict(static_cast<uint32_t>(*v));
+  // Whether `ns` may reserve one more slot of `bytes`: within its quota, or with enough of its
+  // own coldest blocks evicted to make room (the namespace pays for its own puts; it does not
+  // take other namespaces' memory). False, with nothing evicted, when the blocks it could
+  // evict would not make room (the rest are in use).
+  bool RoomInQuota(Namespace* ns, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const uint64_t held = ns->slot_bytes + ns->writing_slot_bytes;
+    if (ns->max_slot_bytes == 0 || held + bytes <= ns->max_slot_bytes) return true;
+    // bytes <= max_slot_bytes (one full-size slot at least), so this is at most `held`.
+    const uint64_t needed = held + bytes - ns->max_slot_bytes;
+    scratch_quota_victims_.clear();
+    for (uint64_t freed = 0; freed < needed;) {
+      std::optional<EntryId> v = QuotaVictim(*ns, scratch_quota_victims_);
+      if (!v) return false;
+      scratch_quota_victims_.push_back(*v);
+      freed += SlotBytesOf(entries_[*v]);
+    }
+    Count(ns, &TierCounters::quota_evictions, scratch_quota_victims_.size());
+    for (EntryId v : scratch_quota_victims_) Evict(static_cast<uint32_t>(v));
     return true;
   }
 
@@ -931,6 +952,7 @@ class DramTier::Impl {
     }
     policy_->OnRemove(id);  // drops the policy's mirror of the pin too
     --e.ns->blocks;
+    e.ns->slot_bytes -= SlotBytesOf(e);
     e.ns->used_bytes -= e.length;
     e.ns->raw_bytes -= e.raw_length;
     --committed_blocks_;
@@ -948,12 +970,14 @@ class DramTier::Impl {
     // Keys are hashes already: any 8 of their bytes make a stable fingerprint.
     uint64_t fingerprint;
     std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
+    const uint64_t slot_bytes = SlotBytesOf(e);
     policy_->OnInsertControlled(
         id,
         BlockInfo{
             .size_class = allocator_.ClassOf(e.slot), .fingerprint = fingerprint, .parent = parent},
-        BlockControls{.group = ns->id, .expires_at_nanos = e.expires_at_ns});
-    --ns->writing;
+        BlockControls{.group = ns->id, .bytes = slot_bytes, .expires_at_nanos = e.expires_at_ns});
+    ns->writing_slot_bytes -= slot_bytes;
+    ns->slot_bytes += slot_bytes;
     ++ns->blocks;
     ns->used_bytes += e.length;
     ns->raw_bytes += e.raw_length;
@@ -966,7 +990,7 @@ class DramTier::Impl {
   // may be reserved and rewritten, and any copy of its old bytes must fail its check.
   void FreeEntry(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
-    if (e.state == EntryState::kWriting) --e.ns->writing;
+    if (e.state == EntryState::kWriting) e.ns->writing_slot_bytes -= SlotBytesOf(e);
     arena_->BumpGeneration(e.offset);
     allocator_.Free(e.slot);
     e.state = EntryState::kFree;
@@ -1053,6 +1077,7 @@ class DramTier::Impl {
   };
   std::vector<ClassVictim> scratch_victims_ ABSL_GUARDED_BY(mu_);
   std::vector<LeaseId> scratch_leases_ ABSL_GUARDED_BY(mu_);
+  std::vector<EntryId> scratch_quota_victims_ ABSL_GUARDED_BY(mu_);
   // Built once: std::function from a lambda capturing only `this` does not allocate, but
   // building it per call is still wasted work on the put path.
   const std::function<bool(EntryId)> policy_evictable_;

@@ -189,6 +189,7 @@ TEST_F(DramTierControlsTest, ANamespaceAtItsQuotaEvictsOnlyItsOwnBlocks) {
   EXPECT_EQ(listener.keys[0], Key(0));
   TierSnapshot s = tier_->Snapshot();
   EXPECT_EQ(Ns(s, kNs).quota_bytes, 2 * kPage);
+  EXPECT_EQ(Ns(s, kNs).slot_bytes, 2 * kPage);
   EXPECT_EQ(Ns(s, kNs).counters.quota_evictions, 1u);
   EXPECT_EQ(Ns(s, kNs).counters.evictions, 1u);
   EXPECT_EQ(Ns(s, kOther).counters.evictions, 0u);

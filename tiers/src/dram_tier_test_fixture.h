@@ -101,12 +101,16 @@ class DramTierTest : public ::testing::Test {
     EXPECT_LE(s.blocks * kPage, s.used_bytes);
     EXPECT_LE(s.counters.lookup_hit_keys, s.counters.lookup_keys);
     uint64_t blocks = 0;
+    uint64_t slot_bytes = 0;
     for (const NamespaceSnapshot& ns : s.namespaces) {
       blocks += ns.blocks;
+      slot_bytes += ns.slot_bytes;
+      EXPECT_LE(ns.used_bytes, ns.slot_bytes);  // stored lengths fit their slots
       EXPECT_LE(ns.used_bytes, s.used_bytes);
       EXPECT_LE(ns.counters.lookup_hit_keys, ns.counters.lookup_keys);
     }
     EXPECT_EQ(blocks, s.blocks);
+    EXPECT_LE(slot_bytes, s.used_bytes);  // the tier's slots include those being written
   }
 
   ::kvtier::testing::ManualClock clock_;

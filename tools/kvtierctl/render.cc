@@ -190,6 +190,7 @@ json NamespacesJson(const proto::StatsReply& stats) {
              {"blocks", n.blocks()},
              {"used_bytes", n.used_bytes()},
              {"pinned_blocks", n.pinned_blocks()},
+             {"dram_slot_bytes", n.dram_slot_bytes()},
              {"dram_quota_bytes", n.limits().dram_quota_bytes()},
              {"priority", n.limits().priority()},
              {"default_ttl_seconds", n.limits().default_ttl_seconds()},

@@ -117,12 +117,14 @@ TEST(Render, CompressionRatiosPerTierAndNamespace) {
   n->mutable_options()->set_compression(proto::COMPRESSION_KVZ);
   n->set_used_bytes(4 << 20);
   n->set_raw_bytes(6 << 20);
+  n->set_dram_slot_bytes(5 << 20);
   n->set_nvme_written_stored_bytes(10);
   n->set_nvme_written_raw_bytes(15);
   const auto j = StatsJson(r, proto::HealthReply(), "unix:///x.sock");
   EXPECT_DOUBLE_EQ(j["tiers"][0]["compression_ratio"].get<double>(), 1.5);
   EXPECT_EQ(j["namespaces"][0]["compression"], "kvz");
   EXPECT_DOUBLE_EQ(j["namespaces"][0]["compression_ratio"].get<double>(), 1.5);
+  EXPECT_EQ(j["namespaces"][0]["dram_slot_bytes"], 5 << 20);  // what the DRAM quota counts
   EXPECT_EQ(j["namespaces"][0]["nvme_written_raw_bytes"], 15);
   proto::HealthReply h;
   std::ostringstream stats;

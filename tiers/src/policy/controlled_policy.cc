@@ -71,13 +71,15 @@ class ControlledPolicy::Impl {
     if (id >= meta_.size()) meta_.resize(id + 1);
     while (expiring_.size() <= info.size_class) expiring_.emplace_back();
     Meta& m = meta_[id];
-    m = Meta{.group = controls.group,
-             .expires_at = controls.expires_at_nanos,
+    m = Meta{.expires_at = controls.expires_at_nanos,
+             .bytes = controls.bytes,
+             .group = controls.group,
              .size_class = info.size_class,
              .pins = controls.pinned ? 1u : 0u,
              .present = true};
     GroupState& g = groups_[controls.group];
     ++g.usage.blocks;
+    g.usage.bytes += m.bytes;
     if (m.pins > 0) ++g.usage.pinned_blocks;
     if (m.expires_at != 0) expiring_[m.size_class].insert({m.expires_at, id});
     UpdateQuota(controls.group);
@@ -90,6 +92,7 @@ class ControlledPolicy::Impl {
     Meta& m = meta_[id];
     GroupState& g = groups_[m.group];
     --g.usage.blocks;
+    g.usage.bytes -= m.bytes;
     if (m.pins > 0) --g.usage.pinned_blocks;
     if (m.expires_at != 0) expiring_[m.size_class].erase({m.expires_at, id});
     m.present = false;
@@ -182,13 +185,16 @@ class ControlledPolicy::Impl {
   }
 
  private:
+  // One per EntryId the tier has used: the order of the fields keeps it at 32 bytes.
   struct Meta {
-    GroupId group = 0;
     int64_t expires_at = 0;
+    uint64_t bytes = 0;  // BlockControls::bytes, charged to the group
+    GroupId group = 0;
     uint32_t size_class = 0;
     uint32_t pins = 0;
     bool present = false;
   };
+  static_assert(sizeof(Meta) == 32);
   struct GroupState {
     GroupUsage usage;
   };
@@ -205,7 +211,7 @@ class ControlledPolicy::Impl {
   }
   void UpdateQuota(GroupId group) {
     const GroupLimits* l = LimitsOf(group);
-    if (l != nullptr && l->max_blocks != 0 && groups_[group].usage.blocks > l->max_blocks) {
+    if (l != nullptr && l->max_bytes != 0 && groups_[group].usage.bytes > l->max_bytes) {
       over_quota_.insert(group);
     } else {
       over_quota_.erase(group);

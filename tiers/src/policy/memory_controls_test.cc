@@ -3,6 +3,8 @@
 #include "kvtier/tiers/memory_controls.h"
 
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "kvtier/common/testing/manual_clock.h"
@@ -75,27 +77,70 @@ TEST_P(MemoryControlsTest, ExpiredBlocksGoFirstAndAreListed) {
 }
 
 TEST_P(MemoryControlsTest, QuotasAreEnforced) {
+  constexpr uint64_t kSlot = 4096;
   MemoryControlOptions options;
-  options.groups[7] = {.max_blocks = 3};
+  options.groups[7] = {.max_bytes = 3 * kSlot};
   auto p = Make(options);
   for (EntryId id = 0; id < 5; ++id) p->OnInsert(id, 0);  // group 0: no quota
   EntryId next = 100;
   for (int i = 0; i < 10; ++i) {
-    p->OnInsertControlled(next++, {}, {.group = 7});
+    p->OnInsertControlled(next++, {}, {.group = 7, .bytes = kSlot});
     // The tier enforces the quota after each insert.
     while (auto v = p->QuotaVictim(Any())) {
       EXPECT_GE(*v, 100u);
       p->OnRemove(*v);
     }
     EXPECT_LE(p->Usage(7).blocks, 3u);
+    EXPECT_LE(p->Usage(7).bytes, 3 * kSlot);
   }
   EXPECT_EQ(p->Usage(7).blocks, 3u);
+  EXPECT_EQ(p->Usage(7).bytes, 3 * kSlot);
   EXPECT_EQ(p->Usage(0).blocks, 5u);
   // Over quota under pressure too: a group past its quota pays first.
-  p->OnInsertControlled(next++, {}, {.group = 7});
+  p->OnInsertControlled(next++, {}, {.group = 7, .bytes = kSlot});
   const std::optional<EntryId> v = p->PickVictim(0, Any());
   ASSERT_TRUE(v);
   EXPECT_GE(*v, 100u);
+}
+
+TEST_P(MemoryControlsTest, QuotasBoundTheBytesOfBlocksOfMixedSizes) {
+  // Blocks of 1 to 4 units in a group of 10: what counts is their sum, not their number.
+  MemoryControlOptions options;
+  options.groups[7] = {.max_bytes = 10};
+  auto p = Make(options);
+  const auto enforce = [&] {
+    std::vector<EntryId> victims;
+    while (auto v = p->QuotaVictim(Any())) {
+      victims.push_back(*v);
+      p->OnRemove(*v);
+    }
+    return victims;
+  };
+  const std::vector<std::pair<EntryId, uint64_t>> sized = {
+      {100, 4}, {101, 1}, {102, 1}, {103, 1}, {104, 3}};
+  for (const auto& [id, bytes] : sized) {
+    p->OnInsertControlled(id, {}, {.group = 7, .bytes = bytes});
+    EXPECT_TRUE(enforce().empty()) << id;  // exactly 10 at the end: within the quota
+  }
+  EXPECT_EQ(p->Usage(7).blocks, 5u);  // more than 10 / 4 blocks of the largest size
+  EXPECT_EQ(p->Usage(7).bytes, 10u);
+  // Four more units: the coldest block, of 4, is the one victim needed.
+  p->OnInsertControlled(105, {}, {.group = 7, .bytes = 4});
+  std::vector<EntryId> victims = enforce();
+  EXPECT_EQ(victims, std::vector<EntryId>{100});
+  EXPECT_EQ(p->Usage(7).bytes, 10u);
+  EXPECT_EQ(p->Usage(7).blocks, 5u);
+  // A group without a quota is not bounded by anyone's bytes.
+  for (EntryId id = 0; id < 20; ++id) p->OnInsertControlled(id, {}, {.bytes = 100});
+  EXPECT_TRUE(enforce().empty());
+  EXPECT_EQ(p->Usage(0).bytes, 2000u);
+  // A lowered quota puts the group over it at once; victims bring its bytes down to it.
+  ASSERT_TRUE(p->SetLimits(7, {.max_bytes = 5}).ok());
+  victims = enforce();
+  EXPECT_FALSE(victims.empty());
+  EXPECT_LE(p->Usage(7).bytes, 5u);
+  EXPECT_GT(p->Usage(7).bytes + 4, 5u);  // no more victims than needed (none is over 4)
+  for (EntryId v : victims) EXPECT_GE(v, 100u);
 }
 
 TEST_P(MemoryControlsTest, LowerPriorityGroupsGoFirst) {
@@ -120,16 +165,20 @@ TEST_P(MemoryControlsTest, LowerPriorityGroupsGoFirst) {
 
 TEST_P(MemoryControlsTest, UsageFollowsInsertsAndRemovals) {
   auto p = Make();
-  p->OnInsertControlled(0, {}, {.group = 4, .pinned = true});
-  p->OnInsertControlled(1, {}, {.group = 4});
+  p->OnInsertControlled(0, {}, {.group = 4, .bytes = 300, .pinned = true});
+  p->OnInsertControlled(1, {}, {.group = 4, .bytes = 20});
   EXPECT_EQ(p->Usage(4).blocks, 2u);
+  EXPECT_EQ(p->Usage(4).bytes, 320u);
   EXPECT_EQ(p->Usage(4).pinned_blocks, 1u);
   p->OnRemove(0);  // the tier may drop a pinned block itself (e.g. deletion)
   EXPECT_EQ(p->Usage(4).blocks, 1u);
+  EXPECT_EQ(p->Usage(4).bytes, 20u);
   EXPECT_EQ(p->Usage(4).pinned_blocks, 0u);
-  p->OnInsertControlled(1, {}, {.group = 5});  // re-insert moves it
+  p->OnInsertControlled(1, {}, {.group = 5, .bytes = 7});  // re-insert moves it
   EXPECT_EQ(p->Usage(4).blocks, 0u);
+  EXPECT_EQ(p->Usage(4).bytes, 0u);
   EXPECT_EQ(p->Usage(5).blocks, 1u);
+  EXPECT_EQ(p->Usage(5).bytes, 7u);
   EXPECT_EQ(p->Usage(99).blocks, 0u);
 }
 

@@ -27,7 +27,8 @@
 // Space: capacity is split into slabs per slot size (block_bytes rounded up to page_bytes);
 // see tiers/src/slab_allocator.h. A namespace registered with size_steps > 1 (a compressed
 // namespace) puts each block in the smallest of its size_steps slot sizes that holds the
-// stored (encoded) length, so capacity counts the bytes blocks really take.
+// stored (encoded) length, so capacity counts the bytes blocks really take, and so do quotas
+// (NamespaceLimits).
 //
 // Encoded blocks: the tier stores and returns bytes as given, plus each block's BlockEncoding
 // (codec id and original length), which it never interprets beyond accounting: used_bytes
@@ -205,10 +206,15 @@ struct CommitOptions {
 
 // A namespace's memory controls in the DRAM tier (SetNamespaceLimits).
 struct NamespaceLimits {
-  // Most bytes of slots the namespace's blocks (committed or being written) may hold; 0: no
-  // quota. At the quota, a put evicts the namespace's own coldest block (demoted as any
-  // eviction), never another namespace's; when all of its blocks are in use, the put gets
-  // kResourceExhausted. Rounded down to whole slots, one slot at least.
+  // Most bytes of slots the namespace's blocks (committed or being written) may take; 0: no
+  // quota. Each block counts the slot it occupies, as the tier's capacity does: block_bytes
+  // rounded up to pages, or in a namespace with size steps the step that holds its stored
+  // length (AddNamespace), so compressed blocks let more blocks into the same quota. A put
+  // that would go past the quota first evicts the namespace's own coldest blocks (demoted as
+  // any eviction), as many as its slot needs, never another namespace's; when the blocks it
+  // could evict would not make room (the rest are in use), nothing is evicted and the put gets
+  // kResourceExhausted. A quota below one full-size slot counts as one, so that a block of any
+  // size fits. Default 0.
   uint64_t quota_bytes = 0;
   // Under memory pressure, victims come from the lowest priority that has an evictable block
   // of the size class first; the policy orders blocks within one priority. At most
@@ -306,7 +312,8 @@ class DramTier {
                         std::span<const BlockKey> keys);
 
   // Sets a namespace's quota and priority (see NamespaceLimits); a lowered quota evicts the
-  // namespace's coldest blocks at once, down to the quota (blocks in use stay until released).
+  // namespace's coldest committed blocks at once until their slots fit in it (blocks in use
+  // stay until released, and count against it until then).
   // kNotFound for an unknown namespace; kInvalidArgument for one priority too many (nothing
   // changes then).
   absl::Status SetNamespaceLimits(NamespaceId ns, const NamespaceLimits& limits);

@@ -7,9 +7,11 @@
 //   TTLs       A block past its expiry is the first victim of its class (soonest expired
 //              first), and ExpiredBlocks() lists such blocks so a tier can drop them before
 //              any space is needed. A pinned block does not expire while pinned.
-//   quotas     A group (a namespace) over its max_blocks gives up its own blocks first, in its
-//              base-policy order; QuotaVictim() names the next one so a tier can enforce the
-//              quota at insert time, not only under pressure.
+//   quotas     Each block charges its group the bytes the tier says it takes (BlockControls::
+//              bytes: DramTier gives the bytes of the slot it occupies). A group whose blocks
+//              take more than its max_bytes gives up its own blocks first, in its base-policy
+//              order; QuotaVictim() names the next one so a tier can enforce the quota at
+//              insert time, not only under pressure.
 //   priorities Victims come from the lowest-priority groups that have an evictable block in the
 //              class; within one priority, the base policy decides.
 //
@@ -40,8 +42,9 @@ namespace kvtier::tiers {
 using GroupId = uint32_t;
 
 struct GroupLimits {
-  // Most blocks the group may hold in this tier; 0 means no quota. Default 0.
-  uint64_t max_blocks = 0;
+  // Most bytes the group's blocks may take in this tier, the sum of their BlockControls::bytes
+  // (a tier wanting a quota in blocks gives each block 1); 0 means no quota. Default 0.
+  uint64_t max_bytes = 0;
   // Lower goes first under pressure. Default 0; groups not configured have priority 0.
   int32_t priority = 0;
 };
@@ -61,6 +64,9 @@ struct MemoryControlOptions {
 // What the tier says about a block on insert, besides BlockInfo.
 struct BlockControls {
   GroupId group = 0;
+  // What the block takes in the tier, charged to its group's quota from its insert until it
+  // leaves the policy (OnRemove, or a re-insert). Default 0: it counts toward no quota.
+  uint64_t bytes = 0;
   // Absolute expiry on the tier's clock (Clock::NowNanos); 0 means never. Default 0.
   int64_t expires_at_nanos = 0;
   bool pinned = false;  // one pin, as if Pin() followed the insert
@@ -69,6 +75,7 @@ struct BlockControls {
 // Counts a tier can export (kvtierctl stats). Invariant: pinned_blocks <= blocks.
 struct GroupUsage {
   uint64_t blocks = 0;
+  uint64_t bytes = 0;  // the sum of the blocks' BlockControls::bytes: what max_bytes bounds
   uint64_t pinned_blocks = 0;
 };
 
@@ -83,7 +90,7 @@ class ControlledPolicy final : public EvictionPolicy {
   // The base policy's name.
   std::string_view Name() const override;
 
-  // Plain inserts join group 0 with no TTL and no pin.
+  // Plain inserts join group 0 with no TTL, no pin and no bytes.
   void OnInsert(EntryId id, uint32_t size_class) override;
   void OnInsertBlock(EntryId id, const BlockInfo& info) override;
   void OnInsertControlled(EntryId id, const BlockInfo& info, const BlockControls& controls);
@@ -105,8 +112,9 @@ class ControlledPolicy final : public EvictionPolicy {
   // not remove them: the tier calls OnRemove for each it drops.
   std::vector<EntryId> ExpiredBlocks(size_t max) const;
 
-  // A block of a group over its quota that `evictable` allows, or nullopt when every group is
-  // within its quota. The tier evicts it and asks again until nullopt.
+  // A block of a group over its quota (its blocks take more than max_bytes) that `evictable`
+  // allows, or nullopt when every group is within its quota. The tier evicts it and asks again
+  // until nullopt.
   std::optional<EntryId> QuotaVictim(const std::function<bool(EntryId)>& evictable);
 
   // The next victim among `group`'s own blocks of `size_class` that `evictable` allows (a tier

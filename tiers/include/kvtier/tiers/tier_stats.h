@@ -33,6 +33,8 @@ struct NamespaceSnapshot {
   uint64_t used_bytes = 0;     // sum of stored lengths
   uint64_t raw_bytes = 0;      // DRAM tier: the original bytes those stand for (>= used_bytes
                                // when blocks are compressed; ratio = raw_bytes / used_bytes)
+  uint64_t slot_bytes = 0;     // DRAM tier: bytes of the slots those blocks occupy, what
+                               // quota_bytes bounds (with the slots of blocks being written)
   uint64_t pinned_blocks = 0;  // held by SetPinned (DRAM tier)
   uint64_t quota_bytes = 0;    // the tier's SetNamespaceLimits; 0 = no quota
   int32_t priority = 0;

@@ -3,12 +3,12 @@
 // same bytes as the CPU codec (kv_codec.h) for the same input and options, whatever the batch
 // and launch configuration, and each decodes the other's frames (docs/format.md).
 //
-// A batch is many independent frames (one per KV block), compressed or decompressed by a few
-// kernel launches with one warp per chunk. Sizes and errors come back to host memory.
-// Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md): 303 GB/s compress
-// and 550 GB/s decompress for 256-MiB batches, 261 / 443 GB/s at 64 MiB, but only 11 / 17 GB/s
-// for a 1-MiB batch, where one chunk on one warp (~50 us to decode, ~80 us to encode) is the
-// whole time. A chunk_log2 of 12 doubles small-batch speed for 1.7% of ratio.
+// A batch is many independent frames (one per KV block), compressed or decompressed by one to
+// three kernel launches with a block of warps per chunk. Sizes and errors come back to host
+// memory. Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md, 2026-11-22):
+// about 445 GB/s compress and 600 GB/s decompress for 256-MiB batches, 375 / 515 GB/s at 64 MiB,
+// but only 26 / 16 GB/s for a 1-MiB batch, where one chunk's latency is the whole time. A
+// chunk_log2 of 12 speeds small batches up for 1.7% of ratio.
 //
 // Ownership: the caller owns every input and output buffer (device memory, 16-byte aligned)
 // and keeps them alive until the stream has passed the work. The GpuCodec owns its device

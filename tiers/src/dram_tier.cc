@@ -31,8 +31,11 @@
 // entry carries its last use (the tier clock at commit and at every read hit), and when a
 // class needs a slot and there is neither a free slot nor room for a new slab, the age of its
 // own next victim is compared with the next victims of the other classes (the policy's
-// PickVictim, peeked, one per class: O(#classes), no scan of entries). If another class's
-// victim was last used earlier, that class gives up a slab: the one holding its victim when
+// PickVictim, peeked, one per class: O(#classes), no scan of entries), by what PickVictim
+// itself orders by before recency: expired first, then blocks of namespaces over their quota,
+// then lower namespace priority, then the older last use (VictimRank). So priorities hold
+// across size classes too (a compressed namespace spreads over up to 16 of them). If another
+// class's victim ranks below, that class gives up a slab: the one holding its victim when
 // none of its blocks is pinned (O(slots of one slab)), else its cheapest run of unpinned slabs
 // (FindReclaim restricted to that class); all of its blocks are evicted and the slab goes to
 // the class that asked. Otherwise the class evicts its own victim. Ties stay within the class.
@@ -729,7 +732,7 @@ class DramTier::Impl {
     if (auto slot = allocator_.Allocate(cls, tag)) return slot;
     if (allocator_.slab_count(cls) > 0) {
       if (std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_)) {
-        if (ReclaimOlderSlab(cls, entries_[*victim].last_use_ns)) {
+        if (ReclaimOlderSlab(cls, RankOf(*victim))) {
           return allocator_.Allocate(cls, tag);
         }
         Evict(static_cast<uint32_t>(*victim));
@@ -744,23 +747,38 @@ class DramTier::Impl {
     return allocator_.Allocate(cls, tag);
   }
 
-  // Empties a slab (or a run of slabs) of the other class whose next victim is the oldest, when
-  // that victim was last used before `own_last_use` (the age of `cls`'s own victim), so that
-  // a new slab of `cls` fits. Candidates are tried oldest first: the slab holding the victim,
-  // then the class's cheapest run of unpinned slabs. Returns whether anything was evicted.
-  bool ReclaimOlderSlab(ClassId cls, int64_t own_last_use) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // How soon a class's next victim should go, against other classes' victims: as PickVictim
+  // orders within a class, expired blocks first, then those of namespaces over their quota,
+  // then lower priorities, then the older last use. Lower goes first.
+  struct VictimRank {
+    int state;  // 0 expired, 1 over quota, 2 otherwise
+    int32_t priority;
+    int64_t last_use;
+    friend auto operator<=>(const VictimRank&, const VictimRank&) = default;
+  };
+  VictimRank RankOf(EntryId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const Entry& e = entries_[id];
+    const Namespace& ns = *e.ns;
+    const bool over_quota = ns.max_slot_bytes != 0 && ns.slot_bytes > ns.max_slot_bytes;
+    const int state = IsExpired(e, clock_->NowNanos()) ? 0 : over_quota ? 1 : 2;
+    return VictimRank{state, state == 2 ? ns.limits.priority : 0, e.last_use_ns};
+  }
+
+  // Empties a slab (or a run of slabs) of the other class whose next victim ranks lowest, when
+  // it ranks below `own` (the rank of `cls`'s own victim), so that a new slab of `cls` fits.
+  // Candidates are tried lowest first: the slab holding the victim, then the class's cheapest
+  // run of unpinned slabs. Returns whether anything was evicted.
+  bool ReclaimOlderSlab(ClassId cls, const VictimRank& own) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     scratch_victims_.clear();
     for (ClassId d = 0; d < allocator_.class_count(); ++d) {
       if (d == cls || allocator_.slab_count(d) == 0) continue;
       std::optional<EntryId> v = policy_->PickVictim(d, policy_evictable_);
       if (!v) continue;
-      const int64_t last_use = entries_[*v].last_use_ns;
-      if (last_use < own_last_use) {
-        scratch_victims_.push_back({last_use, d, static_cast<uint32_t>(*v)});
-      }
+      const VictimRank rank = RankOf(*v);
+      if (rank < own) scratch_victims_.push_back({rank, d, static_cast<uint32_t>(*v)});
     }
     std::sort(scratch_victims_.begin(), scratch_victims_.end(),
-              [](const ClassVictim& a, const ClassVictim& b) { return a.last_use < b.last_use; });
+              [](const ClassVictim& a, const ClassVictim& b) { return a.rank < b.rank; });
     for (const ClassVictim& c : scratch_victims_) {
       scratch_tags_.clear();
       if (allocator_.ReclaimSlab(cls, entries_[c.entry].slot.slab, slot_evictable_,
@@ -1071,7 +1089,7 @@ class DramTier::Impl {
   // Reused across calls so that the request path does not allocate for them.
   std::vector<uint64_t> scratch_tags_ ABSL_GUARDED_BY(mu_);
   struct ClassVictim {
-    int64_t last_use;
+    VictimRank rank;
     ClassId cls;
     uint32_t entry;
   };

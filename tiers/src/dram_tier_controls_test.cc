@@ -234,6 +234,43 @@ TEST_F(DramTierControlsTest, LowerPriorityNamespacesGiveUpTheirBlocksFirst) {
   EXPECT_THAT(In({0, 1, 2, 3, 4}, kNs), ElementsAre(false, true, true, true, true));
 }
 
+// Priorities hold across size classes: a namespace of another block size (or a compressed
+// one, spread over several classes) gives up its slabs by priority before age. Slabs of two
+// pages: kNs (priority 10) has one-page blocks, kOther (priority 0) two-page ones.
+TEST_F(DramTierControlsTest, PrioritiesHoldAcrossSizeClasses) {
+  Make(8, 2);
+  ASSERT_TRUE(tier_->AddNamespace(kOther, 2 * kPage).ok());
+  ASSERT_TRUE(tier_->SetNamespaceLimits(kNs, {.priority = 10}).ok());
+  auto put = [&](uint64_t id, NamespaceId ns) {
+    clock_.Advance(1'000);  // every block a distinct last use: age alone would be decisive
+    std::vector<BlockKey> keys = Keys({id});
+    const uint64_t length = ns == kNs ? kPage : 2 * kPage;
+    LeaseGrant g = tier_->ReservePut(kBob, ns, keys, std::vector<uint64_t>{length});
+    if (g.codes[0] != Code::kOk) return g.codes[0];
+    Write(id, g.slots[0]);
+    EXPECT_TRUE(tier_->CommitPut(kBob, g.lease_id).ok());
+    return g.codes[0];
+  };
+  for (uint64_t id : {0, 1, 2, 3}) ASSERT_EQ(put(id, kNs), Code::kOk);   // the oldest: kNs's
+  for (uint64_t id : {100, 101}) ASSERT_EQ(put(id, kOther), Code::kOk);  // the tier is full
+  // kNs needs a slot: its own victim (0) is older than kOther's (100), but kOther ranks lower,
+  // so kOther's slab goes; by age alone kNs would have evicted its own block 0.
+  EXPECT_EQ(put(4, kNs), Code::kOk);
+  EXPECT_THAT(In({0, 1, 2, 3, 4}, kNs), Each(true));
+  EXPECT_THAT(In({100, 101}, kOther), ElementsAre(false, true));
+  // kOther needs a slot: kNs's blocks are older, but kOther's own block goes, not a slab of
+  // the higher priority's.
+  EXPECT_EQ(put(102, kOther), Code::kOk);
+  EXPECT_THAT(In({0, 1, 2, 3, 4}, kNs), Each(true));
+  EXPECT_THAT(In({101, 102}, kOther), ElementsAre(false, true));
+  // With equal priorities, age decides across classes again: kNs's oldest slab (0, 1) goes.
+  ASSERT_TRUE(tier_->SetNamespaceLimits(kNs, {.priority = 0}).ok());
+  EXPECT_EQ(put(103, kOther), Code::kOk);
+  EXPECT_THAT(In({0, 1, 2, 3, 4}, kNs), ElementsAre(false, false, true, true, true));
+  EXPECT_THAT(In({102, 103}, kOther), Each(true));
+  ExpectInvariants();
+}
+
 TEST_F(DramTierControlsTest, BadLimitsAreRefusedAndChangeNothing) {
   Make(4, 4);
   EXPECT_TRUE(absl::IsNotFound(tier_->SetNamespaceLimits(99, {.priority = 1})));

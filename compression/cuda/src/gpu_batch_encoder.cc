@@ -74,7 +74,9 @@ class GpuBatchEncoder final : public BatchEncoder {
     absl::MutexLock lock(&mu_);
     absl::Status status;
     size_t next = 0;
-    for (size_t group = 0; next < jobs.size() || InFlight(); ++group) {
+    // After an error nothing new starts; the groups in flight are still waited for, so that no
+    // stream is left writing into buffers the next call reuses.
+    for (size_t group = 0; (status.ok() && next < jobs.size()) || InFlight(); ++group) {
       Slot& slot = slots_[group % slots_.size()];
       // The slot's previous group is done once its stream is: its frames go out first.
       if (absl::Status s = Finish(slot); status.ok()) status = s;

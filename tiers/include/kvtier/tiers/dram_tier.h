@@ -217,8 +217,9 @@ struct NamespaceLimits {
   // size fits. Default 0.
   uint64_t quota_bytes = 0;
   // Under memory pressure, victims come from the lowest priority that has an evictable block
-  // of the size class first; the policy orders blocks within one priority. At most
-  // kMaxPriorityLevels distinct priorities (counting the default 0) across namespaces.
+  // first, within a size class and when a class takes a slab from another; the policy orders
+  // blocks within one priority. At most kMaxPriorityLevels distinct priorities (counting the
+  // default 0) across namespaces.
   int32_t priority = 0;
   // The TTL of puts that ask for none (ReserveOptions::ttl_nanos 0); 0: blocks do not expire.
   int64_t default_ttl_nanos = 0;

@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   uint64_t lease_timeout_ms = 0;
   int32_t busy_poll_us = -1;
   std::string eviction_policy;
-  std::string nvme_path, nvme_capacity, nvme_admission, nvme_engine;
+  std::string nvme_path, nvme_capacity, nvme_admission, nvme_engine, nvme_demotion_encoder;
   bool nvme_write_through = false;
   bool version = false;
   auto* o_config =
@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
                                  "write every put to NVMe before acknowledging it");
   auto* o_nvme_engine =
       app.add_option("--nvme-engine", nvme_engine, "auto (default), io_uring or thread_pool");
+  auto* o_nvme_encoder = app.add_option(
+      "--nvme-demotion-encoder", nvme_demotion_encoder,
+      "what encodes demotions of compressed namespaces: auto (default: the GPU if any), cpu, gpu");
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
   if (version) {
@@ -105,6 +108,7 @@ int main(int argc, char** argv) {
   if (o_nvme_admission->count() > 0) config.nvme_admission = nvme_admission;
   if (o_nvme_wt->count() > 0) config.nvme_write_through = nvme_write_through;
   if (o_nvme_engine->count() > 0) config.nvme_engine = nvme_engine;
+  if (o_nvme_encoder->count() > 0) config.nvme_demotion_encoder = nvme_demotion_encoder;
   if (absl::Status s = config.Validate(); !s.ok()) return Fail(std::string(s.message()));
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("kvtierd"));

@@ -2,11 +2,15 @@
 // client's CPU codec (over the shared arena and over TCP), decoded on get or handed over as
 // frames, demotion that encodes blocks on their way to NVMe and promotion that serves the
 // frames back, across a restart; the stats that show the ratio; and the errors for requests
-// that get compression wrong. The GPU path has its own test (client/cuda, label gpu).
+// that get compression wrong; demotions encoded on the daemon's GPU where there is one (and a
+// clear refusal to start where there is none). The client's GPU path has its own test
+// (client/cuda, label gpu).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <thread>
 
 #include "kv_like_data.h"
@@ -16,6 +20,9 @@
 #include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
 #include "tests/testing/stats_lookup.h"
+#if KVTIER_HAVE_CUDA
+#include "kvtier/kernels/cuda_status.h"
+#endif
 
 namespace kvtier {
 namespace {
@@ -45,6 +52,16 @@ BlockKey Key(uint64_t i) { return testing::SeededKey(i ^ 0x5eed); }
 NamespaceDescriptor Descriptor(const std::string& model, const std::string& dtype = "bf16",
                                uint64_t block_bytes = kBlockBytes) {
   return testing::TestDescriptor(model, block_bytes, dtype);
+}
+
+// Whether this machine has a GPU kvtierd can use (only builds with CUDA can).
+bool HasUsableGpu() {
+#if KVTIER_HAVE_CUDA
+  const absl::StatusOr<int> devices = CudaDeviceCount();
+  return devices.ok() && *devices > 0;
+#else
+  return false;
+#endif
 }
 
 proto::NamespaceOptions Kvz() {
@@ -234,6 +251,48 @@ TEST_F(CompressionTest, DemotionEncodesAndPromotionServesFramesAcrossARestart) {
   EXPECT_EQ(dram.raw_bytes(), 10 * kBlockBytes);
   EXPECT_LT(dram.used_bytes() * 5, 10 * kBlockBytes * 4) << "promoted frames in full-size slots";
   for (uint64_t i = 0; i < 160; ++i) ExpectBlock(client_.get(), ns, i);
+}
+
+// With nvme.demotion_encoder = "gpu", the daemon's GPU encodes demotions (the stats say so,
+// and every block reads back exactly); on a machine without a usable GPU (CI) the daemon
+// refuses to start and says what to set instead.
+TEST_F(CompressionTest, TheGpuEncodesDemotionsWhenAskedTo) {
+  options_.stderr_path = (std::filesystem::temp_directory_path() /
+                          ("kvtier-gpu-encoder-" + std::to_string(::getpid()) + ".log"))
+                             .string();
+  struct RemoveLog {
+    std::string path;
+    ~RemoveLog() { std::filesystem::remove(path); }
+  } remove_log{options_.stderr_path};
+  const std::vector<std::string> nvme = {"--nvme-path",
+                                         "{data_dir}/nvme.img",
+                                         "--nvme-capacity",
+                                         "128MiB",
+                                         "--nvme-admission",
+                                         "all",
+                                         "--nvme-demotion-encoder",
+                                         "gpu"};
+  if (!HasUsableGpu()) {
+    options_.dram_capacity = "16MiB";
+    options_.extra_args = nvme;
+    auto d = testing::DaemonProcess::Start(options_);
+    if (absl::IsNotFound(d.status())) GTEST_SKIP() << d.status();
+    ASSERT_FALSE(d.ok()) << "kvtierd started with demotion_encoder = gpu and no GPU";
+    EXPECT_NE(DaemonLog().find("set it to \"auto\" or \"cpu\""), std::string::npos) << DaemonLog();
+    return;
+  }
+  Start(nvme, "16MiB");  // 64 blocks of DRAM
+  NamespaceHandle ns = Open("demote-gpu", Kvz());
+  PutBlocks(client_.get(), ns, 0, 160, /*cpu_compress=*/false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // demotion batches
+  const proto::TierStats flash = TierStats(proto::TIER_NVME);
+  EXPECT_EQ(flash.nvme().demotion_encoder().rfind("gpu (", 0), 0u)
+      << flash.nvme().demotion_encoder();
+  ASSERT_GT(flash.nvme().demotions(), 0u);
+  proto::NamespaceStats n = NsStats(ns);
+  EXPECT_LT(n.nvme_written_stored_bytes() * 5, n.nvme_written_raw_bytes() * 4);
+  EXPECT_EQ(ExpectBlock(client_.get(), ns, 0), proto::TIER_NVME);
+  for (uint64_t i = 1; i < 160; ++i) ExpectBlock(client_.get(), ns, i);
 }
 
 TEST_F(CompressionTest, RequestsThatGetCompressionWrongAreRefused) {

@@ -171,7 +171,11 @@ std::vector<Bytes> CheckBatch(const std::vector<Bytes>& inputs, const CodecOptio
     EXPECT_EQ(cudaMemcpy(dec.data(), d_dec.get() + in_off[i], dec.size(), cudaMemcpyDeviceToHost),
               cudaSuccess);
     if (dec != inputs[i]) {
-      ADD_FAILURE() << label << " item " << i << ": GPU decode of the CPU frame differs";
+      size_t first = 0;
+      while (dec[first] == inputs[i][first]) ++first;
+      ADD_FAILURE() << label << " item " << i
+                    << ": GPU decode of the CPU frame differs, first at byte " << first << " of "
+                    << dec.size();
       Dump(label + "_decode_item" + std::to_string(i) + ".bin", inputs[i]);
     }
   }
@@ -202,6 +206,28 @@ TEST(GpuCodecTest, ByteIdenticalOnLargeKvBatches) {
       blocks.push_back(testing::GenerateKvBlock(dtype, 4, 32 + b, 8, 128, b));
     }
     CheckBatch(blocks, options, **codec, std::string(KvDtypeName(dtype)) + "_blocks");
+  }
+}
+
+// A batch large enough that the decoder checks each chunk quarter by quarter while decoding it
+// (LaunchDecode: at least 8 chunks of 2^14 elements per SM), with a partial last chunk; the
+// smaller batches above take the other path.
+TEST(GpuCodecTest, ByteIdenticalOnBatchesThatFillTheGpu) {
+  int sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  const CodecOptions options{.dtype = KvDtype::kBf16};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  const Bytes block = testing::GenerateKvBlock(KvDtype::kBf16, 4, 64, 8, 128, 3);  // 1 MiB
+  const size_t chunks_per_block = block.size() / (2 << 14);
+  std::vector<Bytes> blocks(8 * sms / chunks_per_block + 2, block);
+  blocks.back().resize(block.size() - 3000);  // a partial last chunk
+  CheckBatch(blocks, options, **codec, "bf16_full_gpu");
+  CheckBatch({blocks.back()}, options, **codec, "bf16_partial_alone");
+  for (size_t cut : {size_t{2}, size_t{1000}, size_t{2998}, size_t{3002}, size_t{16384}}) {
+    Bytes b = block;
+    b.resize(block.size() - cut);
+    CheckBatch({b}, options, **codec, "bf16_cut" + std::to_string(cut));
   }
 }
 

@@ -60,9 +60,11 @@ struct WarpShared {
       uint32_t sym[kSymRows][kLanes];  // sym[w % kSymRows][l]: lane l's word w of symbols
       uint32_t ring[kRingSlots][kLanes];
     } dec;
-    uint64_t digests[kLanes];  // for the chunk check, at the end
   } u;
   uint8_t lengths[256];  // code length per symbol: table build, and a lane's last lookup
+  // Slice digests for the chunk check, filled while a Huffman body is decoded (DecodeLanes)
+  // or after another body is written.
+  uint64_t digests[kLanes];
 };
 
 // A warp's view of its shared memory.
@@ -402,12 +404,55 @@ __device__ void WriteTile(const WarpShared& ws, uint32_t t, const uint32_t (&raw
   }
 }
 
+// The chunk check's slice digests of a quarter of the chunk (slices 8q .. 8q + 7), once its
+// bytes are written: lane 4g + a runs XXH64 accumulator a of slice 8q + g over the decoded bytes
+// at `out` (`bytes` of them; slices of `slice_bytes`), and lane 4g leaves the slice's digest in
+// digests[8q + g]. Hashing each quarter as soon as it is written, rather than the whole chunk
+// after its last tile, spreads the read-back of the output (from L2) over the decoding, where
+// other warps' lookups hide its latency; at the end of the chunk every warp of a wave used to
+// wait for L2 at once. REQUIRES: the writes are visible to the warp (__syncwarp).
+__device__ void HashQuarter(const uint8_t* out, uint32_t bytes, uint32_t slice_bytes, int quarter,
+                            uint64_t* digests, int lane) {
+  const int slice = 8 * quarter + lane / 4;
+  const int a = lane % 4;
+  const uint32_t begin = min(slice * slice_bytes, bytes);
+  const uint32_t end = min((slice + 1) * slice_bytes, bytes);
+  const uint8_t* p = out + begin;
+  const uint32_t len = end - begin;
+  const uint32_t stripes = len / 32;
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(p) + a;
+  // XXH64's accumulators start at seed + prime 1 + prime 2, seed + prime 2, seed, seed - prime 1.
+  uint64_t acc = a == 0 ? kXxPrime1 + kXxPrime2 : a == 1 ? kXxPrime2 : a == 2 ? 0 : 0 - kXxPrime1;
+  constexpr uint32_t kBatch = 8;  // loads in flight
+  uint32_t s = 0;
+  for (; s + kBatch <= stripes; s += kBatch) {
+    uint64_t x[kBatch];
+#pragma unroll
+    for (uint32_t u = 0; u < kBatch; ++u) x[u] = words[4 * (s + u)];
+#pragma unroll
+    for (uint32_t u = 0; u < kBatch; ++u) acc = XxRound(acc, x[u]);
+  }
+  for (; s < stripes; ++s) acc = XxRound(acc, words[4 * s]);
+  const int first_lane = lane & ~3;
+  const uint64_t v1 = __shfl_sync(kFullMask, acc, first_lane);
+  const uint64_t v2 = __shfl_sync(kFullMask, acc, first_lane + 1);
+  const uint64_t v3 = __shfl_sync(kFullMask, acc, first_lane + 2);
+  const uint64_t v4 = __shfl_sync(kFullMask, acc, first_lane + 3);
+  if (a == 0) {
+    const uint64_t h = stripes > 0 ? XxConverge(v1, v2, v3, v4) : kXxPrime5;
+    digests[slice] = XxFinish<DeviceLoads>(h + len, p + 32 * stripes, p + len);
+  }
+}
+
 // Decodes every lane of a Huffman chunk body into `out` (n elements): per tile, rounds of
-// lookups until every lane has its 16 symbols, then the tile's elements are written. Returns
-// true (on every lane) if a lane's stream is not exactly its symbols' codes and zero fill.
+// lookups until every lane has its 16 symbols, then the tile's elements are written; each
+// quarter of the chunk (of `chunk_bytes` when whole) is hashed for the chunk check once written
+// (HashQuarter). Returns true (on every lane) if a lane's stream is not exactly its symbols'
+// codes and zero fill.
 template <int kElementBytes>
 __device__ bool DecodeLanes(const DecodeShared& sm, LaneStream& stream, const uint8_t* raw_plane,
-                            uint32_t raw_bytes, uint8_t* out, uint32_t n, int lane) {
+                            uint32_t raw_bytes, uint8_t* out, uint32_t n, uint32_t chunk_bytes,
+                            bool hash_quarters, int lane) {
   WarpShared& ws = sm.ws;
   const uint32_t count = LaneSymbols(n, lane);
   // The last word, for the zero-fill check at the end, read now while nothing waits for it.
@@ -425,6 +470,7 @@ __device__ bool DecodeLanes(const DecodeShared& sm, LaneStream& stream, const ui
   uint32_t raw[4] = {0, 0, 0, 0};
   if constexpr (kElementBytes == 2) LoadRaw(raw_plane, raw_bytes, 0, lane, raw);
   const uint32_t tiles = (n + kTileElements - 1) / kTileElements;
+  int quarter = hash_quarters ? 0 : 4;  // the next quarter to hash
   for (uint32_t t = 0; t < tiles; ++t) {
     stream.Prefetch(reader.rd);
     uint32_t next_raw[4] = {0, 0, 0, 0};
@@ -457,11 +503,18 @@ __device__ bool DecodeLanes(const DecodeShared& sm, LaneStream& stream, const ui
         }
       }
     }
-    if (got >= count) symbols.Flush();
+    // The lane's partial last word goes out once it is done, but not before the tile ahead of
+    // this one holds it: a lane that ran ahead may finish two tiles early (its last symbols
+    // within a round of this tile's end), and the word's slot is then still this tile's.
+    if (got >= count && count / kTileSteps <= t + 1) symbols.Flush();
     stream.ParkPending(ws, reader.rd, lane);
     __syncwarp();  // the tile's symbols are stored
     WriteTile<kElementBytes>(ws, t, raw, out, n, lane);
-    __syncwarp();  // its rows are read: the tile after next may store into them
+    __syncwarp();  // its rows are read: the tile after next may store into them; its bytes are out
+    const uint32_t written = min((t + 1) * kTileElements, n) * kElementBytes;
+    while (quarter < 4 && written >= min((quarter + 1) * (chunk_bytes / 4), n * kElementBytes)) {
+      HashQuarter(out, n * kElementBytes, chunk_bytes / kLanes, quarter++, ws.digests, lane);
+    }
 #pragma unroll
     for (int i = 0; i < 4; ++i) raw[i] = next_raw[i];
   }
@@ -587,8 +640,15 @@ __device__ void DecodeChunk(const BatchView& b, const DecodeShared& sm, uint64_t
         .align = static_cast<uint32_t>(lane_word0 % 4),
         .safe_blocks_end = static_cast<int32_t>(it.in_bytes / 4 - lane_word0),
     };
-    if (DecodeLanes<kElementBytes>(sm, stream, body + kHuffmanRawOffset, raw_bytes, out, n, lane)) {
+    if (DecodeLanes<kElementBytes>(sm, stream, body + kHuffmanRawOffset, raw_bytes, out, n,
+                                   static_cast<uint32_t>(chunk_elements * kElementBytes),
+                                   b.hash_quarters, lane)) {
       return Report(b, item, kErrorDataLoss, lane);
+    }
+    if (b.hash_quarters) {
+      __syncwarp();  // the digests are in
+      if (ChunkCheckOf(sm.ws.digests, c) != expected_check) Report(b, item, kErrorDataLoss, lane);
+      return;
     }
   } else {
     return Report(b, item, kErrorDataLoss, lane);
@@ -596,7 +656,7 @@ __device__ void DecodeChunk(const BatchView& b, const DecodeShared& sm, uint64_t
 
   __syncwarp();  // the chunk's elements, written by all lanes, are read back for the check
   const uint32_t check = ChunkCheckWarp<false>(
-      out, bytes, (chunk_elements * kElementBytes) / kLanes, c, sm.ws.u.digests, lane);
+      out, bytes, (chunk_elements * kElementBytes) / kLanes, c, sm.ws.digests, lane);
   if (check != expected_check) Report(b, item, kErrorDataLoss, lane);
 }
 
@@ -614,7 +674,17 @@ __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
 
 }  // namespace
 
-cudaError_t LaunchDecode(const BatchView& b, cudaStream_t stream) {
+cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream) {
+  int device = 0;
+  int sms = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+      e != cudaSuccess) {
+    return e;
+  }
+  BatchView b = batch;
+  b.hash_quarters = batch.chunk_log2 >= 14 &&
+                    b.num_units >= uint64_t{kDecodeWarps * kDecodeBlocksPerSm / 2} * sms;
   const unsigned blocks = static_cast<unsigned>((b.num_units + kDecodeWarps - 1) / kDecodeWarps);
   if (ElementBytes(b.dtype) == 2) {
     DecodeKernel<2><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(b);

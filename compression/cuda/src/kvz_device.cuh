@@ -163,6 +163,12 @@ __device__ __forceinline__ uint64_t Xxh64Vectors(const uint8_t* p, uint32_t len,
   return XxFinish<Loads>(h + static_cast<uint64_t>(len), p + 32 * stripes, p + len);
 }
 
+// The chunk check from its 32 slice digests (docs/format.md).
+__device__ __forceinline__ uint32_t ChunkCheckOf(const uint64_t* digests, uint64_t chunk_index) {
+  return static_cast<uint32_t>(
+      Xxh64With<DeviceLoads>(reinterpret_cast<const uint8_t*>(digests), 8 * kLanes, chunk_index));
+}
+
 // The chunk check from each lane's slice digest; every lane returns it. `digests` is 32 u64 of
 // shared memory owned by the warp.
 __device__ __forceinline__ uint32_t CombineDigests(uint64_t digest, uint64_t chunk_index,
@@ -170,10 +176,7 @@ __device__ __forceinline__ uint32_t CombineDigests(uint64_t digest, uint64_t chu
   digests[lane] = digest;
   __syncwarp();
   uint32_t check = 0;
-  if (lane == 0) {
-    check = static_cast<uint32_t>(
-        Xxh64With<DeviceLoads>(reinterpret_cast<const uint8_t*>(digests), 8 * kLanes, chunk_index));
-  }
+  if (lane == 0) check = ChunkCheckOf(digests, chunk_index);
   __syncwarp();
   return __shfl_sync(kFullMask, check, 0);
 }

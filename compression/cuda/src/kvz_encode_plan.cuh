@@ -442,8 +442,7 @@ __device__ void PlanPhases(const PlanView& v, PlanShared& sm, ChunkPlan& plan, u
   if (warp == 0) {
     ChooseLengthsWarp(sm, plan, lane);
   } else if (warp == 1 && lane == 0) {  // the chunk check, while warp 0 is busy
-    plan.check = static_cast<uint32_t>(
-        Xxh64With<DeviceLoads>(reinterpret_cast<const uint8_t*>(sm.digests), 8 * kLanes, c));
+    plan.check = ChunkCheckOf(sm.digests, c);
   }
   __syncthreads();
   const int present = sm.present;

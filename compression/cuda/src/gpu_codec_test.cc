@@ -231,6 +231,21 @@ TEST(GpuCodecTest, ByteIdenticalOnBatchesThatFillTheGpu) {
   }
 }
 
+// Last chunks of every length from 2^14 - 1024 to 2^14 elements (frames of one full chunk and
+// a partial one), in one batch: lanes finish their last tiles at every offset, running ahead
+// or not (a lane that finished two tiles early once wrote into a tile not yet written).
+TEST(GpuCodecTest, ByteIdenticalForEveryLastChunkLength) {
+  const CodecOptions options{.dtype = KvDtype::kBf16};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  const Bytes block = testing::GenerateKvBlock(KvDtype::kBf16, 1, 64, 4, 128, 9);  // 128 KiB
+  std::vector<Bytes> frames;
+  for (size_t n = (1 << 14) - 1024; n <= (1 << 14); ++n) {
+    frames.emplace_back(block.begin(), block.begin() + 2 * ((1 << 14) + n));
+  }
+  CheckBatch(frames, options, **codec, "bf16_last_chunk_lengths");
+}
+
 // Damaged copies of one frame (bytes flipped, or cut short) decoded as one batch: each must be
 // reported exactly when the CPU decoder reports it, and no decode may write outside its output.
 void CheckDamagedFrames(const CodecOptions& options, int tokens) {

@@ -6,7 +6,7 @@
 // A batch is many independent frames (one per KV block), compressed or decompressed by one to
 // three kernel launches with a block of warps per chunk. Sizes and errors come back to host
 // memory. Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md, 2026-11-22):
-// about 445 GB/s compress and 600 GB/s decompress for 256-MiB batches, 375 / 515 GB/s at 64 MiB,
+// about 455 GB/s compress and 670 GB/s decompress for 256-MiB batches, 385 / 580 GB/s at 64 MiB,
 // but only 26 / 16 GB/s for a 1-MiB batch, where one chunk's latency is the whole time. A
 // chunk_log2 of 12 speeds small batches up for 1.7% of ratio.
 //

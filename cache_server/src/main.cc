@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
       app.add_option("--nvme-engine", nvme_engine, "auto (default), io_uring or thread_pool");
   auto* o_nvme_encoder = app.add_option(
       "--nvme-demotion-encoder", nvme_demotion_encoder,
-      "what encodes demotions of compressed namespaces: auto (default: the GPU if any), cpu, gpu");
+      "what encodes demotions of compressed namespaces: cpu (default), gpu, auto (the GPU if any)");
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
   if (version) {

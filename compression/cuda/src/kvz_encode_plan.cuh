@@ -448,10 +448,16 @@ __device__ void PlanPhases(const PlanView& v, PlanShared& sm, ChunkPlan& plan, u
   const int present = sm.present;
   if (present >= 2) {
     CountSegmentBits<kElementBytes, Input>(v, sm, warp, lane, q);
-    if (warp == 0) StoreEntriesWarp(sm, plan, lane);
     __syncthreads();
   }
-  if (warp == 0) ChooseFormWarp<kElementBytes>(v, sm, plan, present, lane);
+  // Warp 0 chooses the form (and the fused path then places the body) while warp 1 builds the
+  // codes, which only the write needs: the codes are off the critical path. The caller
+  // synchronises before the write.
+  if (warp == 0) {
+    ChooseFormWarp<kElementBytes>(v, sm, plan, present, lane);
+  } else if (warp == 1 && present >= 2) {
+    StoreEntriesWarp(sm, plan, lane);
+  }
 }
 
 }  // namespace

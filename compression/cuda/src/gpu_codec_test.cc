@@ -235,15 +235,35 @@ TEST(GpuCodecTest, ByteIdenticalOnBatchesThatFillTheGpu) {
 // a partial one), in one batch: lanes finish their last tiles at every offset, running ahead
 // or not (a lane that finished two tiles early once wrote into a tile not yet written).
 TEST(GpuCodecTest, ByteIdenticalForEveryLastChunkLength) {
-  const CodecOptions options{.dtype = KvDtype::kBf16};
-  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
-  ASSERT_TRUE(codec.ok());
-  const Bytes block = testing::GenerateKvBlock(KvDtype::kBf16, 1, 64, 4, 128, 9);  // 128 KiB
-  std::vector<Bytes> frames;
-  for (size_t n = (1 << 14) - 1024; n <= (1 << 14); ++n) {
-    frames.emplace_back(block.begin(), block.begin() + 2 * ((1 << 14) + n));
+  struct Config {
+    KvDtype dtype;
+    int chunk_log2;
+  };
+  // bf16 at the default chunk (three symbols per lookup), at 2^12 (the three-kernel encoder)
+  // and 2^16; fp16 and fp8 (longer codes, one or two symbols per lookup).
+  for (const Config& config :
+       {Config{KvDtype::kBf16, 14}, Config{KvDtype::kBf16, 12}, Config{KvDtype::kBf16, 16},
+        Config{KvDtype::kFp16, 14}, Config{KvDtype::kFp8E4M3, 14}}) {
+    const CodecOptions options{.dtype = config.dtype, .chunk_log2 = config.chunk_log2};
+    const std::string label = std::string(KvDtypeName(config.dtype)) + "_chunk" +
+                              std::to_string(config.chunk_log2) + "_last_chunk_lengths";
+    SCOPED_TRACE(label);
+    absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+    ASSERT_TRUE(codec.ok());
+    const size_t eb = KvDtypeBytes(config.dtype);
+    const size_t chunk = size_t{1} << config.chunk_log2;
+    // 1 layer x K/V x tokens x 4 heads x 128: 1024 elements per token, two chunks at least.
+    const Bytes block = testing::GenerateKvBlock(config.dtype, 1,
+                                                 static_cast<int>(2 * chunk / 1024 + 1), 4, 128, 9);
+    std::vector<Bytes> frames;
+    // Every last-chunk length over the last 1024 elements (every 7th over 2^16's last 8192).
+    const size_t step = chunk > (1 << 14) ? 7 : 1;
+    const size_t span = chunk > (1 << 14) ? 8192 : 1024;
+    for (size_t n = chunk - span; n <= chunk; n += step) {
+      frames.emplace_back(block.begin(), block.begin() + eb * (chunk + n));
+    }
+    CheckBatch(frames, options, **codec, label);
   }
-  CheckBatch(frames, options, **codec, "bf16_last_chunk_lengths");
 }
 
 // Damaged copies of one frame (bytes flipped, or cut short) decoded as one batch: each must be

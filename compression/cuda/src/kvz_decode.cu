@@ -526,7 +526,7 @@ __device__ bool DecodeLanes(const DecodeShared& sm, LaneStream& stream, const ui
 
 template <int kElementBytes>
 __device__ void DecodeChunk(const BatchView& b, const DecodeShared& sm, uint64_t unit, int lane) {
-  const uint32_t item = FindItem(b.items, b.num_items, unit);
+  const uint32_t item = FindItemWarp(b.items, b.num_items, unit, lane);
   const ItemDesc& it = b.items[item];
   int32_t header_error = 0;
   if (lane == 0) header_error = CheckHeader(b, it);

@@ -70,6 +70,24 @@ __device__ __forceinline__ uint32_t FindItem(const ItemDesc* items, uint32_t n, 
   return lo;
 }
 
+// FindItem by a warp: a 32-way search, three dependent loads for 2^15 items instead of 15.
+__device__ __forceinline__ uint32_t FindItemWarp(const ItemDesc* items, uint32_t n, uint64_t unit,
+                                                 int lane) {
+  uint32_t lo = 0;  // the answer is in [lo, hi]
+  uint32_t hi = n - 1;
+  while (lo < hi) {
+    const uint32_t step = (hi - lo) / kLanes + 1;
+    const uint32_t i = lo + lane * step;
+    const bool at_or_before = i <= hi && items[i].first_unit <= unit;
+    // first_unit never decreases, so the lanes at or before the unit come first; lane 0's
+    // item (lo) always is.
+    const int last = 31 - __clz(__ballot_sync(kFullMask, at_or_before));
+    lo += last * step;
+    hi = min(hi, lo + step - 1);
+  }
+  return lo;
+}
+
 // The 16-bit element i (little-endian) or the byte i of a chunk.
 template <int kElementBytes>
 __device__ __forceinline__ uint32_t LoadElement(const uint8_t* chunk, uint32_t i) {

@@ -64,23 +64,6 @@ __device__ uint32_t LookBackWarp(uint64_t* states, uint64_t unit, uint64_t first
   return exclusive;
 }
 
-// FindItem by a warp: a 32-way search, three dependent loads for 2^15 items instead of 15.
-__device__ uint32_t FindItemWarp(const ItemDesc* items, uint32_t n, uint64_t unit, int lane) {
-  uint32_t lo = 0;  // the answer is in [lo, hi]
-  uint32_t hi = n - 1;
-  while (lo < hi) {
-    const uint32_t step = (hi - lo) / kLanes + 1;
-    const uint32_t i = lo + lane * step;
-    const bool at_or_before = i <= hi && items[i].first_unit <= unit;
-    // first_unit never decreases, so the lanes at or before the unit come first; lane 0's
-    // item (lo) always is.
-    const int last = 31 - __clz(__ballot_sync(kFullMask, at_or_before));
-    lo += last * step;
-    hi = min(hi, lo + step - 1);
-  }
-  return lo;
-}
-
 // The unit with ticket 0 writes the headers of empty frames (no chunks, so no other block).
 __device__ void WriteEmptyFrames(const BatchView& b, int thread) {
   for (uint32_t i = thread; i < b.num_items; i += kPlanThreads) {

@@ -49,6 +49,7 @@ struct PlanShared {
 // loads batched ahead of use) or shared memory (fused path: the chunk staged once).
 struct GlobalInput {
   using Loads = ReadOnlyLoads;
+  static constexpr bool kSkewed = false;
   __device__ static uint64_t Word(const uint64_t* p) {
     return __ldg(reinterpret_cast<const unsigned long long*>(p));
   }
@@ -56,6 +57,10 @@ struct GlobalInput {
 };
 struct SharedInput {
   using Loads = DeviceLoads;
+  // Slices are a multiple of 128 bytes apart, so the threads hashing four slices at the same
+  // stripe would hit the same banks (a 4-way conflict per 64-bit load); slice i's hashers run
+  // i % 4 stripes behind, which spreads a half-warp's loads over all 32 banks.
+  static constexpr bool kSkewed = true;
   __device__ static uint64_t Word(const uint64_t* p) { return *p; }
   __device__ static uint4 Vector(const uint4* p) { return *p; }
 };
@@ -111,9 +116,22 @@ __device__ void HashAndCount(const PlanView& v, PlanShared& sm, int thread) {
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) dst[u] = Input::Word(words + 4 * (s0 + u));
   };
-  if (stripes >= kBatch) load(0, x);
   uint32_t s = 0;
-  for (; s + kBatch <= stripes; s += kBatch) {
+  if constexpr (Input::kSkewed) {
+    const uint32_t delay = slice % 4;
+#pragma unroll 4
+    for (uint32_t k = 0; k < stripes + 3; ++k) {
+      const uint32_t t = k - delay;  // wraps below 0: skipped
+      if (t < stripes) {
+        const uint64_t w = Input::Word(words + 4 * t);
+        acc = XxRound(acc, w);
+        CountWord<kElementBytes>(sm, w, lane);
+      }
+    }
+    s = stripes;
+  }
+  if (!Input::kSkewed && stripes >= kBatch) load(0, x);
+  for (; !Input::kSkewed && s + kBatch <= stripes; s += kBatch) {
     uint64_t next[kBatch];
     const bool more = s + 2 * kBatch <= stripes;
     if (more) load(s + kBatch, next);

@@ -41,6 +41,8 @@ TEST(Render, NvmeTierFiguresAppearInJsonAndTable) {
   t->mutable_nvme()->set_flash_bytes_written(3ull << 20);
   t->mutable_nvme()->set_engine("io_uring");
   t->mutable_nvme()->set_admission_policy("hits:1");
+  t->mutable_nvme()->set_demotion_encoder("gpu (NVIDIA H100 80GB HBM3)");
+  t->mutable_nvme()->set_demotion_encode_ms(42);
   proto::HealthReply h;
   const auto j = StatsJson(r, h, "unix:///x.sock");
   ASSERT_EQ(j["tiers"].size(), 2u);
@@ -53,11 +55,15 @@ TEST(Render, NvmeTierFiguresAppearInJsonAndTable) {
   EXPECT_EQ(n["checksum_failures"], 2);
   EXPECT_EQ(n["flash_bytes_written"], 3 << 20);
   EXPECT_EQ(n["engine"], "io_uring");
+  EXPECT_EQ(n["demotion_encoder"], "gpu (NVIDIA H100 80GB HBM3)");
+  EXPECT_EQ(n["demotion_encode_ms"], 42);
   std::ostringstream text;
   PrintStats(r, h, "unix:///x.sock", text);
   EXPECT_NE(text.str().find("promotions 7, demotions 11"), std::string::npos) << text.str();
   EXPECT_NE(text.str().find("refused by admission 5"), std::string::npos) << text.str();
   EXPECT_NE(text.str().find("checksum failures 2"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("encoded by gpu (NVIDIA H100 80GB HBM3) in 42 ms"), std::string::npos)
+      << text.str();
 }
 
 TEST(Render, Durations) {

@@ -371,18 +371,3 @@ TEST(GpuCodecTest, BadArgumentsAndMismatchedFrames) {
 
 }  // namespace
 }  // namespace kvtier
-
-int main(int argc, char** argv) {
-  testing::InitGoogleTest(&argc, argv);
-  const absl::StatusOr<int> devices = kvtier::CudaDeviceCount();
-  if (!devices.ok()) {
-    std::fprintf(stderr, "compression_gpu_codec_test: cannot query CUDA devices: %s\n",
-                 devices.status().ToString().c_str());
-    return 1;
-  }
-  if (*devices == 0) {
-    std::printf("SKIPPED: no CUDA device or driver on this machine; run on a GPU host\n");
-    return 77;
-  }
-  return RUN_ALL_TESTS();
-}

@@ -421,8 +421,7 @@ __device__ void HashQuarter(const uint8_t* out, uint32_t bytes, uint32_t slice_b
   const uint32_t len = end - begin;
   const uint32_t stripes = len / 32;
   const uint64_t* words = reinterpret_cast<const uint64_t*>(p) + a;
-  // XXH64's accumulators start at seed + prime 1 + prime 2, seed + prime 2, seed, seed - prime 1.
-  uint64_t acc = a == 0 ? kXxPrime1 + kXxPrime2 : a == 1 ? kXxPrime2 : a == 2 ? 0 : 0 - kXxPrime1;
+  uint64_t acc = XxQuadStart(a);
   constexpr uint32_t kBatch = 8;  // loads in flight
   uint32_t s = 0;
   for (; s + kBatch <= stripes; s += kBatch) {
@@ -433,15 +432,8 @@ __device__ void HashQuarter(const uint8_t* out, uint32_t bytes, uint32_t slice_b
     for (uint32_t u = 0; u < kBatch; ++u) acc = XxRound(acc, x[u]);
   }
   for (; s < stripes; ++s) acc = XxRound(acc, words[4 * s]);
-  const int first_lane = lane & ~3;
-  const uint64_t v1 = __shfl_sync(kFullMask, acc, first_lane);
-  const uint64_t v2 = __shfl_sync(kFullMask, acc, first_lane + 1);
-  const uint64_t v3 = __shfl_sync(kFullMask, acc, first_lane + 2);
-  const uint64_t v4 = __shfl_sync(kFullMask, acc, first_lane + 3);
-  if (a == 0) {
-    const uint64_t h = stripes > 0 ? XxConverge(v1, v2, v3, v4) : kXxPrime5;
-    digests[slice] = XxFinish<DeviceLoads>(h + len, p + 32 * stripes, p + len);
-  }
+  const uint64_t digest = XxQuadDigest<DeviceLoads>(acc, p, len, stripes, lane);
+  if (a == 0) digests[slice] = digest;
 }
 
 // Decodes every lane of a Huffman chunk body into `out` (n elements): per tile, rounds of

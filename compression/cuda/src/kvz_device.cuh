@@ -181,6 +181,27 @@ __device__ __forceinline__ uint64_t Xxh64Vectors(const uint8_t* p, uint32_t len,
   return XxFinish<Loads>(h + static_cast<uint64_t>(len), p + 32 * stripes, p + len);
 }
 
+// XXH64 of one checksum slice by four lanes 4g..4g+3 (the encoder's plan, the decoder's check):
+// lane 4g + a runs accumulator a over word a of every 32-byte stripe. Its starting value, at
+// seed 0 (XXH64's: seed + prime 1 + prime 2, seed + prime 2, seed, seed - prime 1):
+__device__ __forceinline__ uint64_t XxQuadStart(int a) {
+  return a == 0 ? kXxPrime1 + kXxPrime2 : a == 1 ? kXxPrime2 : a == 2 ? 0 : 0 - kXxPrime1;
+}
+// ...and the slice's digest from the four accumulators after `stripes` rounds, the slice being
+// `len` bytes at `p`; every lane calls it (shuffles), the group's first lane gets the digest.
+template <typename Loads>
+__device__ __forceinline__ uint64_t XxQuadDigest(uint64_t acc, const uint8_t* p, uint32_t len,
+                                                 uint32_t stripes, int lane) {
+  const int first_lane = lane & ~3;
+  const uint64_t v1 = __shfl_sync(kFullMask, acc, first_lane);
+  const uint64_t v2 = __shfl_sync(kFullMask, acc, first_lane + 1);
+  const uint64_t v3 = __shfl_sync(kFullMask, acc, first_lane + 2);
+  const uint64_t v4 = __shfl_sync(kFullMask, acc, first_lane + 3);
+  if (lane != first_lane) return 0;
+  const uint64_t h = stripes > 0 ? XxConverge(v1, v2, v3, v4) : kXxPrime5;
+  return XxFinish<Loads>(h + len, p + 32 * stripes, p + len);
+}
+
 // The chunk check from its 32 slice digests (docs/format.md).
 __device__ __forceinline__ uint32_t ChunkCheckOf(const uint64_t* digests, uint64_t chunk_index) {
   return static_cast<uint32_t>(

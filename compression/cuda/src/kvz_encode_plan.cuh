@@ -107,8 +107,7 @@ __device__ void HashAndCount(const PlanView& v, PlanShared& sm, int thread) {
   const uint32_t len = static_cast<uint32_t>(end - begin);
   const uint32_t stripes = len / 32;
   const auto* words = reinterpret_cast<const uint64_t*>(p) + a;
-  // XXH64's accumulators start at seed + prime 1 + prime 2, seed + prime 2, seed, seed - prime 1.
-  uint64_t acc = a == 0 ? kXxPrime1 + kXxPrime2 : a == 1 ? kXxPrime2 : a == 2 ? 0 : 0 - kXxPrime1;
+  uint64_t acc = XxQuadStart(a);
   // Double-buffered: the next eight words are in flight while these eight are hashed.
   constexpr int kBatch = 8;
   uint64_t x[kBatch];
@@ -150,14 +149,10 @@ __device__ void HashAndCount(const PlanView& v, PlanShared& sm, int thread) {
     acc = XxRound(acc, x);
     CountWord<kElementBytes>(sm, x, lane);
   }
-  const int first_lane = lane & ~(kHashersPerSlice - 1);
-  const uint64_t v1 = __shfl_sync(kFullMask, acc, first_lane);
-  const uint64_t v2 = __shfl_sync(kFullMask, acc, first_lane + 1);
-  const uint64_t v3 = __shfl_sync(kFullMask, acc, first_lane + 2);
-  const uint64_t v4 = __shfl_sync(kFullMask, acc, first_lane + 3);
+  static_assert(kHashersPerSlice == 4);
+  const uint64_t digest = XxQuadDigest<typename Input::Loads>(acc, p, len, stripes, lane);
   if (a == 0) {
-    const uint64_t h = stripes > 0 ? XxConverge(v1, v2, v3, v4) : kXxPrime5;
-    sm.digests[slice] = XxFinish<typename Input::Loads>(h + len, p + 32 * stripes, p + len);
+    sm.digests[slice] = digest;
     // Whole elements: slices start at multiples of 32 bytes.
     for (uint64_t i = (begin + 32 * stripes) / kElementBytes; i < end / kElementBytes; ++i) {
       const uint32_t x = LoadElement<kElementBytes>(v.in, static_cast<uint32_t>(i));

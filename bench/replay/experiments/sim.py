@@ -193,9 +193,13 @@ class PrefixSlru:
             ch.seg = PROB
             self.segs[PROB].push_cold(ch)
 
+    def victim_segments(self):
+        # The segments a victim is looked for in, first to last (subclasses with more levels).
+        return (PROB, PROT)
+
     def victim(self):
         self.balance()
-        for seg in (PROB, PROT):
+        for seg in self.victim_segments():
             lst = self.segs[seg]
             steps = lst.size
             n = lst.cold

@@ -63,23 +63,8 @@ class MultiSlru(PrefixSlru):
                 d.seg = i - 1
                 self.segs[i - 1].push_hot(d)
 
-    def victim(self):
-        self.balance()
-        for seg in range(self.n):
-            lst = self.segs[seg]
-            steps, n = lst.size, lst.cold
-            while n is not None and steps > 0:
-                steps -= 1
-                nxt = n.hotter
-                if not n.children:
-                    return n.key
-                tip = self.tip_below(n, seg)
-                if tip is not None:
-                    return tip.key
-                lst.unlink(n)
-                lst.push_hot(n)
-                n = nxt
-        raise RuntimeError("no victim")
+    def victim_segments(self):
+        return range(self.n)
 
 
 class ContinuationProtected(PrefixSlru):

@@ -38,6 +38,7 @@ struct GpuCodec::Workspace {
   ItemDesc* staging = nullptr;
   size_t staging_items = 0;
   cudaEvent_t uploaded = nullptr;
+  int sm_count = 0;  // of the device current at Create
   // Pinned results of the synchronous forms.
   void* host_results = nullptr;
   size_t host_results_bytes = 0;
@@ -93,6 +94,10 @@ absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& o
   if (devices == 0) return absl::UnavailableError("no CUDA device for the GPU codec");
   auto ws = std::make_unique<Workspace>();
   KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ws->uploaded, cudaEventDisableTiming));
+  int device = 0;
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  KVTIER_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&ws->sm_count, cudaDevAttrMultiProcessorCount, device));
   return std::unique_ptr<GpuCodec>(new GpuCodec(options, std::move(ws)));
 }
 
@@ -216,6 +221,7 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
   b.dtype = static_cast<uint8_t>(options_.dtype);
   b.chunk_log2 = options_.chunk_log2;
   b.errors = ws_->results.as<int32_t>();
+  b.sm_count = ws_->sm_count;
   KVTIER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b.errors, 0, items.size() * sizeof(int32_t), stream));
   KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(errors, b.errors, items.size() * sizeof(int32_t),

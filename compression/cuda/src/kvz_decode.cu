@@ -667,16 +667,10 @@ __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
 }  // namespace
 
 cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream) {
-  int device = 0;
-  int sms = 0;
-  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  if (cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-      e != cudaSuccess) {
-    return e;
-  }
   BatchView b = batch;
-  b.hash_quarters = batch.chunk_log2 >= 14 &&
-                    b.num_units >= uint64_t{kDecodeWarps * kDecodeBlocksPerSm / 2} * sms;
+  b.hash_quarters =
+      batch.chunk_log2 >= 14 && b.num_units >= uint64_t{kDecodeWarps * kDecodeBlocksPerSm / 2} *
+                                                   static_cast<uint64_t>(batch.sm_count);
   const unsigned blocks = static_cast<unsigned>((b.num_units + kDecodeWarps - 1) / kDecodeWarps);
   if (ElementBytes(b.dtype) == 2) {
     DecodeKernel<2><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(b);

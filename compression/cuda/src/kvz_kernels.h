@@ -61,6 +61,7 @@ struct BatchView {
   // Decode: hash each quarter of a Huffman chunk for its check as soon as it is written, rather
   // than the whole chunk at its end (set by LaunchDecode, see there).
   bool hash_quarters = false;
+  int sm_count = 0;  // decode: the device's SMs (GpuCodec queries them once)
 };
 
 // Chunks of 16 to 32 KiB are encoded by one fused kernel that reads each chunk once into shared
@@ -86,10 +87,10 @@ cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream);
 cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream);
 
 // Queues the decoder on `stream`. REQUIRES: num_units >= 1; pointers 16-byte aligned.
-// Ignores batch.hash_quarters: it hashes quarters for batches of at least 8 chunks per SM
-// (half the decoder's warps) of at least 2^14 elements, where spreading the check's read-back
-// over the decoding hides it behind other warps (+9-10% at 64 and 256 MiB of bf16 on an H100),
-// and the whole chunk at its end otherwise, where fewer loads in flight per warp would show
+// Ignores batch.hash_quarters: it hashes quarters for batches of at least 8 chunks per SM (of
+// batch.sm_count; half the decoder's warps) of at least 2^14 elements, where spreading the check's
+// read-back over the decoding hides it behind other warps (+9-10% at 64 and 256 MiB of bf16 on an
+// H100), and the whole chunk at its end otherwise, where fewer loads in flight per warp would show
 // (1-8 MiB batches and 2^12-element chunks decoded 7-12% slower with quarters).
 cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream);
 

@@ -17,15 +17,26 @@ namespace {
 // their published sizes (LookBackWarp) and writes its body, directory entry and, for a frame's
 // last chunk, the header.
 struct FusedShared {
-  PlanShared plan_sm;  // its histogram is the warps' words_out buffers once the plan is done
+  // Once the plan is done, its histogram holds the warps' words_out buffers and, after them,
+  // the write's SegmentEdges (WriteSpace).
+  PlanShared plan_sm;
   ChunkPlan plan;
-  SegmentEdges edges;
   uint64_t unit;
   uint32_t item;
   uint32_t offset;
   // The chunk follows, 16-byte aligned: kFusedMaxChunkBytes at most.
 };
-static_assert(sizeof(PlanShared::hist) >= kSegments * 8 * kLanes * sizeof(uint32_t));
+constexpr size_t kWordsOutBytes = kSegments * 8 * kLanes * sizeof(uint32_t);
+static_assert(sizeof(PlanShared::hist) >= kWordsOutBytes + sizeof(SegmentEdges));
+
+// Five blocks per SM, which the 16-column histogram was made for. An H100 SM has 228 KiB of
+// shared memory and reserves 1 KiB per block; the edges once had a field of their own here,
+// which left room for four. Measured (docs/compression.md): five give 2-4% more than four, and
+// each chunk takes 20% longer, so the SM is near its throughput, not waiting on latencies.
+constexpr int kFusedBlocksPerSm = 5;
+constexpr size_t kFusedSharedBytes = (sizeof(FusedShared) + 15) / 16 * 16 + kFusedMaxChunkBytes;
+static_assert(kFusedBlocksPerSm * (kFusedSharedBytes + 1024) <= 228 * 1024,
+              "the fused encoder's shared memory no longer fits five blocks per SM");
 
 // Look-back states, one word per chunk: the flag in the high half, a byte count in the low.
 constexpr uint64_t kLookBackAggregate = uint64_t{1} << 32;  // the chunk's own body size
@@ -75,7 +86,7 @@ __device__ void WriteEmptyFrames(const BatchView& b, int thread) {
 }
 
 template <int kElementBytes>
-__global__ void __launch_bounds__(kPlanThreads, 5) FusedEncodeKernel(BatchView b) {
+__global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm) FusedEncodeKernel(BatchView b) {
   static_assert(kPlanThreads == kWriteThreads);
   extern __shared__ uint4 fused_shared[];
   FusedShared& sm = *reinterpret_cast<FusedShared*>(fused_shared);
@@ -147,8 +158,10 @@ __global__ void __launch_bounds__(kPlanThreads, 5) FusedEncodeKernel(BatchView b
   v.body = it.out + kHeaderBytes + kDirEntryBytes * it.num_chunks + sm.offset;
   v.segment_elements = static_cast<uint32_t>(chunk_elements / kSegments);
   auto* words_out = reinterpret_cast<uint32_t(*)[kLanes]>(sm.plan_sm.hist) + 8 * warp;
+  auto& edges = *reinterpret_cast<SegmentEdges*>(reinterpret_cast<uint8_t*>(sm.plan_sm.hist) +
+                                                 kWordsOutBytes);
   ResidentTiles<kElementBytes> tiles{chunk, words_out, v, lane};
-  WriteBody<kElementBytes>(v, sm.plan, sm.edges, tiles, warp, lane);
+  WriteBody<kElementBytes>(v, sm.plan, edges, tiles, warp, lane);
 }
 
 template <int kElementBytes>

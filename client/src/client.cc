@@ -97,6 +97,24 @@ absl::StatusOr<std::vector<absl::Status>> Client::Put(
   return session_->Put(handle, keys, blocks, options);
 }
 
+std::span<std::byte> Client::arena_memory() const { return session_->arena_memory(); }
+
+absl::StatusOr<std::vector<absl::Status>> Client::PutInPlace(const NamespaceHandle& handle,
+                                                             std::span<const BlockKey> keys,
+                                                             std::span<const uint64_t> lengths,
+                                                             ArenaFill fill,
+                                                             const PutOptions& options) {
+  std::lock_guard lock(mu_);
+  return session_->PutInPlace(handle, keys, lengths, fill, options);
+}
+
+absl::StatusOr<std::vector<GetResult>> Client::GetInPlace(const NamespaceHandle& handle,
+                                                          std::span<const BlockKey> keys,
+                                                          ArenaRead read) {
+  std::lock_guard lock(mu_);
+  return session_->GetInPlace(handle, keys, read);
+}
+
 absl::Status Client::SetLimits(const NamespaceHandle& handle,
                                const proto::NamespaceLimits& limits) {
   std::lock_guard lock(mu_);

@@ -292,29 +292,23 @@ absl::StatusOr<LookupResult> Session::Lookup(const NamespaceHandle& ns,
   return result;
 }
 
-absl::StatusOr<std::vector<absl::Status>> Session::Put(
-    const NamespaceHandle& ns, std::span<const BlockKey> keys,
-    std::span<const std::span<const std::byte>> blocks, const PutOptions& options) {
-  if (keys.size() != blocks.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("put got ", keys.size(), " keys but ",
-                                                   blocks.size(), " blocks; pass one per key"));
-  }
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    if (blocks[i].empty()) {
+absl::Status Session::CheckPut(const NamespaceHandle& ns, std::span<const uint64_t> lengths,
+                               std::span<const uint8_t> codecs,
+                               std::span<const uint64_t> raw_lengths) {
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    if (lengths[i] == 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("block ", i, " is empty; blocks hold >= 1 byte"));
     }
-    if (blocks[i].size() > ns.block_bytes) {
+    if (lengths[i] > ns.block_bytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("block ", i, " is ", blocks[i].size(),
+          absl::StrCat("block ", i, " is ", lengths[i],
                        " bytes, larger than the namespace's block_bytes ", ns.block_bytes));
     }
   }
-  std::span<const uint8_t> codecs = options.codecs;
-  std::span<const uint64_t> raw_lengths = options.raw_lengths;
-  if (codecs.size() != raw_lengths.size() || (!codecs.empty() && codecs.size() != blocks.size())) {
+  if (codecs.size() != raw_lengths.size() || (!codecs.empty() && codecs.size() != lengths.size())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "put got ", blocks.size(), " blocks, ", codecs.size(), " codecs and ", raw_lengths.size(),
+        "put got ", lengths.size(), " blocks, ", codecs.size(), " codecs and ", raw_lengths.size(),
         " raw lengths; pass one codec and one raw length per block, or none"));
   }
   for (size_t i = 0; i < codecs.size(); ++i) {
@@ -325,12 +319,46 @@ absl::StatusOr<std::vector<absl::Status>> Session::Put(
                        " is encoded but the namespace was not opened with "
                        "COMPRESSION_KVZ; send it decoded or open a compressed namespace"));
     }
-    if (raw_lengths[i] < blocks[i].size() || raw_lengths[i] > ns.block_bytes) {
+    if (raw_lengths[i] < lengths[i] || raw_lengths[i] > ns.block_bytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("block ", i, " has raw length ", raw_lengths[i], " for ", blocks[i].size(),
+          absl::StrCat("block ", i, " has raw length ", raw_lengths[i], " for ", lengths[i],
                        " encoded bytes; it must be from that to block_bytes ", ns.block_bytes));
     }
   }
+  return absl::OkStatus();
+}
+
+proto::PutRequest Session::PutRequestFor(uint32_t ns_id, std::span<const BlockKey> keys,
+                                         std::span<const uint64_t> lengths,
+                                         std::span<const uint8_t> codecs,
+                                         std::span<const uint64_t> raw_lengths,
+                                         uint32_t ttl_seconds, size_t start, size_t n) const {
+  proto::PutRequest request;
+  request.set_namespace_id(ns_id);
+  request.set_keys(PackKeys(keys.subspan(start, n)));
+  request.set_ttl_seconds(ttl_seconds);
+  for (uint64_t length : lengths.subspan(start, n)) request.add_lengths(length);
+  if (!codecs.empty()) {
+    request.set_codecs(reinterpret_cast<const char*>(codecs.data() + start), n);
+    for (size_t i = start; i < start + n; ++i) {
+      request.add_raw_lengths(codecs[i] == 0 ? 0 : raw_lengths[i]);
+    }
+  }
+  return request;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Session::Put(
+    const NamespaceHandle& ns, std::span<const BlockKey> keys,
+    std::span<const std::span<const std::byte>> blocks, const PutOptions& options) {
+  if (keys.size() != blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("put got ", keys.size(), " keys but ",
+                                                   blocks.size(), " blocks; pass one per key"));
+  }
+  std::vector<uint64_t> lengths(blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) lengths[i] = blocks[i].size();
+  std::span<const uint8_t> codecs = options.codecs;
+  std::span<const uint64_t> raw_lengths = options.raw_lengths;
+  if (absl::Status s = CheckPut(ns, lengths, codecs, raw_lengths); !s.ok()) return s;
   EncodedBlocks encoded;
   if (codecs.empty() && options.cpu_compress &&
       ns.options.compression() == proto::COMPRESSION_KVZ) {
@@ -340,6 +368,7 @@ absl::StatusOr<std::vector<absl::Status>> Session::Put(
     blocks = encoded.blocks;
     codecs = encoded.codecs;
     raw_lengths = encoded.raw_lengths;
+    for (size_t i = 0; i < blocks.size(); ++i) lengths[i] = blocks[i].size();
   }
   auto id = NamespaceId(ns);
   if (!id.ok()) return id.status();
@@ -347,22 +376,61 @@ absl::StatusOr<std::vector<absl::Status>> Session::Put(
   const size_t batch = BatchSize(arena_ ? 0 : ns.block_bytes);
   for (size_t start = 0; start < keys.size(); start += batch) {
     const size_t n = std::min(batch, keys.size() - start);
-    proto::PutRequest request;
-    request.set_namespace_id(*id);
-    request.set_keys(PackKeys(keys.subspan(start, n)));
-    request.set_ttl_seconds(options.ttl_seconds);
-    for (const auto& b : blocks.subspan(start, n)) request.add_lengths(b.size());
-    if (!codecs.empty()) {
-      request.set_codecs(reinterpret_cast<const char*>(codecs.data() + start), n);
-      for (size_t i = start; i < start + n; ++i) {
-        request.add_raw_lengths(codecs[i] == 0 ? 0 : raw_lengths[i]);
+    proto::PutRequest request =
+        PutRequestFor(*id, keys, lengths, codecs, raw_lengths, options.ttl_seconds, start, n);
+    const auto batch_blocks = blocks.subspan(start, n);
+    // The CPU copies each block in, checking the deadline before each one.
+    auto copy = [&](std::span<const std::span<std::byte>> slots,
+                    std::chrono::steady_clock::time_point deadline) -> absl::StatusOr<bool> {
+      for (size_t i = 0; i < n; ++i) {
+        if (slots[i].empty()) continue;
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::memcpy(slots[i].data(), batch_blocks[i].data(), batch_blocks[i].size());
       }
-    }
-    const auto s = arena_ ? PutArena(request, keys.subspan(start, n), blocks.subspan(start, n),
-                                     std::span(results).subspan(start, n))
-                          : PutInline(request, keys.subspan(start, n), blocks.subspan(start, n),
+      return true;
+    };
+    const auto s = arena_ ? PutArena(request, n, copy, std::span(results).subspan(start, n))
+                          : PutInline(request, keys.subspan(start, n), batch_blocks,
                                       std::span(results).subspan(start, n));
     if (!s.ok()) return s;
+  }
+  return results;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Session::PutInPlace(const NamespaceHandle& ns,
+                                                              std::span<const BlockKey> keys,
+                                                              std::span<const uint64_t> lengths,
+                                                              ArenaFill fill,
+                                                              const PutOptions& options) {
+  if (!arena_) {
+    return absl::FailedPreconditionError(
+        "PutInPlace needs the shared arena (a Unix-socket connection with use_shared_arena); "
+        "use Put");
+  }
+  if (keys.size() != lengths.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("put got ", keys.size(), " keys but ",
+                                                   lengths.size(), " lengths; pass one per key"));
+  }
+  if (absl::Status s = CheckPut(ns, lengths, options.codecs, options.raw_lengths); !s.ok()) {
+    return s;
+  }
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  std::vector<absl::Status> results(keys.size());
+  const size_t batch = BatchSize(0);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const size_t n = std::min(batch, keys.size() - start);
+    proto::PutRequest request = PutRequestFor(*id, keys, lengths, options.codecs,
+                                              options.raw_lengths, options.ttl_seconds, start, n);
+    // The caller's fill runs as a whole; whether it finished in time is known afterwards.
+    auto write = [&](std::span<const std::span<std::byte>> slots,
+                     std::chrono::steady_clock::time_point deadline) -> absl::StatusOr<bool> {
+      if (absl::Status s = fill(slots); !s.ok()) return s;
+      return std::chrono::steady_clock::now() <= deadline;
+    };
+    if (auto s = PutArena(request, n, write, std::span(results).subspan(start, n)); !s.ok()) {
+      return s;
+    }
   }
   return results;
 }
@@ -384,51 +452,58 @@ absl::Status Session::PutInline(proto::PutRequest& request, std::span<const Bloc
   return absl::OkStatus();
 }
 
-absl::Status Session::PutArena(proto::PutRequest& request, std::span<const BlockKey> keys,
-                               std::span<const std::span<const std::byte>> blocks,
+absl::Status Session::ReleaseLease(uint64_t lease_id, bool* expired) {
+  proto::ReleaseRequest release;
+  release.set_lease_id(lease_id);
+  proto::ReleaseReply released;
+  if (auto s = channel_.Call(proto::Opcode::kRelease, release, &released); !s.ok()) {
+    // NotFound: the daemon expired the lease and has forgotten it since.
+    if (!absl::IsNotFound(s) || channel_.broken()) return s;
+    *expired = true;
+    return absl::OkStatus();
+  }
+  *expired = released.expired();
+  return absl::OkStatus();
+}
+
+absl::Status Session::PutArena(proto::PutRequest& request, size_t n, SlotWriter write,
                                std::span<absl::Status> results) {
   request.set_mode(proto::DATA_SHARED_ARENA);
   proto::PutReply reserved;
   if (auto s = channel_.Call(proto::Opcode::kPut, request, &reserved); !s.ok()) return s;
-  if (static_cast<size_t>(reserved.codes_size()) != keys.size() ||
-      static_cast<size_t>(reserved.offsets_size()) != keys.size()) {
-    return channel_.Break(absl::StrCat("shared-arena put of ", keys.size(), " blocks returned ",
+  if (static_cast<size_t>(reserved.codes_size()) != n ||
+      static_cast<size_t>(reserved.offsets_size()) != n) {
+    return channel_.Break(absl::StrCat("shared-arena put of ", n, " blocks returned ",
                                        reserved.codes_size(), " codes and ",
                                        reserved.offsets_size(), " offsets"));
   }
   // Check every slot before writing any: a bad offset must not corrupt our own memory.
+  std::vector<std::span<std::byte>> slots(n);
   bool any_reserved = false;
-  for (size_t i = 0; i < keys.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     if (reserved.codes(i) != 0) continue;
     any_reserved = true;
-    if (auto s = arena_->CheckSlot(reserved.offsets(i), blocks[i].size()); !s.ok()) {
+    if (auto s = arena_->CheckSlot(reserved.offsets(i), request.lengths(static_cast<int>(i)));
+        !s.ok()) {
       return channel_.Break(absl::StrCat("put reply for block ", i, ": ", s.message()));
     }
+    slots[i] = arena_->Slot(reserved.offsets(i), request.lengths(static_cast<int>(i)));
   }
   if (!any_reserved) {
-    for (size_t i = 0; i < keys.size(); ++i) results[i] = PutCodeToStatus(reserved.codes(i));
+    for (size_t i = 0; i < n; ++i) results[i] = PutCodeToStatus(reserved.codes(i));
     if (reserved.lease_id() == 0) return absl::OkStatus();
   }
   // The protocol forbids writing into a granted slot later than lease_timeout_ms after the
   // reply (the daemon may reuse it then). Stop with a tenth of the lease to spare, since the
   // daemon's clock started before ours; then give the lease back and report the blocks as
-  // DeadlineExceeded, as a late commit would.
+  // DeadlineExceeded, as a late commit would. A writer that fails gives the lease back too.
   const auto write_deadline = std::chrono::steady_clock::now() + LeaseTimeout() * 9 / 10;
-  bool late = false;
-  for (size_t i = 0; i < keys.size() && !late; ++i) {
-    if (reserved.codes(i) != 0) continue;
-    late = std::chrono::steady_clock::now() > write_deadline;
-    if (!late) arena_->CopyIn(reserved.offsets(i), blocks[i]);
-  }
-  if (late) {
-    proto::ReleaseRequest release;
-    release.set_lease_id(reserved.lease_id());
-    proto::ReleaseReply released;
-    if (auto s = channel_.Call(proto::Opcode::kRelease, release, &released);
-        !s.ok() && (!absl::IsNotFound(s) || channel_.broken())) {
-      return s;
-    }
-    for (size_t i = 0; i < keys.size(); ++i) {
+  absl::StatusOr<bool> in_time = write(slots, write_deadline);
+  if (!in_time.ok() || !*in_time) {
+    bool expired = false;
+    if (auto s = ReleaseLease(reserved.lease_id(), &expired); !s.ok()) return s;
+    if (!in_time.ok()) return in_time.status();
+    for (size_t i = 0; i < n; ++i) {
       results[i] = reserved.codes(i) != 0
                        ? PutCodeToStatus(reserved.codes(i))
                        : absl::DeadlineExceededError(
@@ -445,7 +520,7 @@ absl::Status Session::PutArena(proto::PutRequest& request, std::span<const Block
   if (auto s = channel_.Call(proto::Opcode::kPutCommit, commit, &committed); !s.ok()) {
     // NotFound: the lease expired and the daemon has forgotten it; nothing was stored.
     if (!absl::IsNotFound(s) || channel_.broken()) return s;
-    for (size_t i = 0; i < keys.size(); ++i) {
+    for (size_t i = 0; i < n; ++i) {
       results[i] = PutCodeToStatus(reserved.codes(i) == 0
                                        ? static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded)
                                        : reserved.codes(i));
@@ -455,17 +530,17 @@ absl::Status Session::PutArena(proto::PutRequest& request, std::span<const Block
   // kvtier.proto asks for one code per block of the put; a daemon may also answer with one code
   // per reserved block (in key order), which carries the same information. Accept both.
   size_t reserved_count = 0;
-  for (size_t i = 0; i < keys.size(); ++i) reserved_count += reserved.codes(i) == 0;
+  for (size_t i = 0; i < n; ++i) reserved_count += reserved.codes(i) == 0;
   const size_t got = static_cast<size_t>(committed.codes_size());
-  if (got != keys.size() && got != reserved_count) {
-    return channel_.Break(absl::StrCat("put_commit of ", reserved_count, " reserved blocks (",
-                                       keys.size(), " in the put) returned ", got, " codes"));
+  if (got != n && got != reserved_count) {
+    return channel_.Break(absl::StrCat("put_commit of ", reserved_count, " reserved blocks (", n,
+                                       " in the put) returned ", got, " codes"));
   }
-  for (size_t i = 0, j = 0; i < keys.size(); ++i) {
+  for (size_t i = 0, j = 0; i < n; ++i) {
     if (reserved.codes(i) != 0) {
       results[i] = PutCodeToStatus(reserved.codes(i));
     } else {
-      results[i] = PutCodeToStatus(committed.codes(got == keys.size() ? i : j++));
+      results[i] = PutCodeToStatus(committed.codes(got == n ? i : j++));
     }
   }
   return absl::OkStatus();
@@ -610,32 +685,39 @@ absl::Status Session::GetInline(uint32_t ns_id, std::span<const BlockKey> keys,
   return absl::OkStatus();
 }
 
-absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
-                               std::span<const std::span<std::byte>> out, bool decode,
-                               std::span<GetResult> results) {
+absl::Status Session::CallArenaGet(uint32_t ns_id, std::span<const BlockKey> keys,
+                                   proto::GetReply* reply) {
   proto::GetRequest request;
   request.set_namespace_id(ns_id);
   request.set_keys(PackKeys(keys));
   request.set_mode(proto::DATA_SHARED_ARENA);
-  proto::GetReply reply;
-  if (auto s = channel_.Call(proto::Opcode::kGet, request, &reply); !s.ok()) return s;
+  if (auto s = channel_.Call(proto::Opcode::kGet, request, reply); !s.ok()) return s;
   const size_t n = keys.size();
-  if (static_cast<size_t>(reply.codes_size()) != n ||
-      static_cast<size_t>(reply.lengths_size()) != n ||
-      static_cast<size_t>(reply.offsets_size()) != n ||
-      static_cast<size_t>(reply.generations_size()) != n) {
+  if (static_cast<size_t>(reply->codes_size()) != n ||
+      static_cast<size_t>(reply->lengths_size()) != n ||
+      static_cast<size_t>(reply->offsets_size()) != n ||
+      static_cast<size_t>(reply->generations_size()) != n) {
     return channel_.Break(absl::StrCat("shared-arena get of ", n, " keys returned ",
-                                       reply.codes_size(), " codes, ", reply.lengths_size(),
-                                       " lengths, ", reply.offsets_size(), " offsets, ",
-                                       reply.generations_size(), " generations"));
+                                       reply->codes_size(), " codes, ", reply->lengths_size(),
+                                       " lengths, ", reply->offsets_size(), " offsets, ",
+                                       reply->generations_size(), " generations"));
   }
-  if (auto s = CheckEncodings(reply, n); !s.ok()) return s;
+  if (auto s = CheckEncodings(*reply, n); !s.ok()) return s;
   for (size_t i = 0; i < n; ++i) {
-    if (reply.codes(i) != 0) continue;
-    if (auto s = arena_->CheckSlot(reply.offsets(i), reply.lengths(i)); !s.ok()) {
+    if (reply->codes(i) != 0) continue;
+    if (auto s = arena_->CheckSlot(reply->offsets(i), reply->lengths(i)); !s.ok()) {
       return channel_.Break(absl::StrCat("get reply for key ", i, ": ", s.message()));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
+                               std::span<const std::span<std::byte>> out, bool decode,
+                               std::span<GetResult> results) {
+  proto::GetReply reply;
+  if (auto s = CallArenaGet(ns_id, keys, &reply); !s.ok()) return s;
+  const size_t n = keys.size();
   // Encoded blocks are copied into frame buffers and decoded once the lease is released: never
   // decode bytes that another writer may be changing.
   std::vector<PendingDecode> decodes;
@@ -662,29 +744,83 @@ absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
       r.status = VoidedCopy("was evicted");
     }
   }
-  if (reply.lease_id() == 0) {
-    DecodeFrames(decodes, results);
-    return absl::OkStatus();
-  }
-  proto::ReleaseRequest release;
-  release.set_lease_id(reply.lease_id());
-  proto::ReleaseReply released;
-  bool void_all = false;
-  if (auto s = channel_.Call(proto::Opcode::kRelease, release, &released); !s.ok()) {
-    // NotFound: the daemon expired the lease and has forgotten it since; same as expired.
-    if (!absl::IsNotFound(s) || channel_.broken()) return s;
-    void_all = true;
-  }
-  if (void_all || released.expired()) {
+  if (auto s = FinishArenaGet(reply, results); !s.ok()) return s;
+  DecodeFrames(decodes, results);
+  return absl::OkStatus();
+}
+
+absl::Status Session::FinishArenaGet(const proto::GetReply& reply, std::span<GetResult> results) {
+  if (reply.lease_id() == 0) return absl::OkStatus();
+  bool expired = false;
+  if (auto s = ReleaseLease(reply.lease_id(), &expired); !s.ok()) return s;
+  if (expired) {
     // The daemon may have reused the slots after the lease ran out, while we copied.
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < results.size(); ++i) {
       if (results[i].status.ok() && reply.codes(i) == 0) {
         results[i].status = VoidedCopy("lease expired");
       }
     }
   }
-  DecodeFrames(decodes, results);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<GetResult>> Session::GetInPlace(const NamespaceHandle& ns,
+                                                           std::span<const BlockKey> keys,
+                                                           ArenaRead read) {
+  if (!arena_) {
+    return absl::FailedPreconditionError(
+        "GetInPlace needs the shared arena (a Unix-socket connection with use_shared_arena); "
+        "use Get");
+  }
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  std::vector<GetResult> results(keys.size());
+  const size_t batch = BatchSize(0);
+  for (size_t start = 0; start < keys.size(); start += batch) {
+    const size_t n = std::min(batch, keys.size() - start);
+    if (auto s = GetArenaInPlace(*id, keys.subspan(start, n), read,
+                                 std::span(results).subspan(start, n));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return results;
+}
+
+absl::Status Session::GetArenaInPlace(uint32_t ns_id, std::span<const BlockKey> keys,
+                                      ArenaRead read, std::span<GetResult> results) {
+  proto::GetReply reply;
+  if (auto s = CallArenaGet(ns_id, keys, &reply); !s.ok()) return s;
+  const size_t n = keys.size();
+  std::vector<std::span<const std::byte>> slots(n);
+  for (size_t i = 0; i < n; ++i) {
+    GetResult& r = results[i];
+    if (reply.codes(i) != 0) {
+      r.status = CodeToStatus(reply.codes(i));
+      continue;
+    }
+    r.tier = TierAt(reply.tiers(), i);
+    r.length = reply.lengths(i);
+    if (!reply.codecs().empty() && reply.codecs()[i] != 0) {
+      r.codec = static_cast<uint8_t>(reply.codecs()[i]);
+      r.raw_length = reply.raw_lengths(static_cast<int>(i));
+    }
+    // The seqlock read of GetArena, around the caller's copies of the whole batch.
+    if (arena_->Generation(reply.offsets(i)) != reply.generations(i)) {
+      r.status = VoidedCopy("was evicted");
+      continue;
+    }
+    slots[i] = arena_->Slot(reply.offsets(i), reply.lengths(i));
+  }
+  const absl::Status read_status = read(slots, results);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  for (size_t i = 0; i < n; ++i) {
+    if (!slots[i].empty() && arena_->Generation(reply.offsets(i)) != reply.generations(i)) {
+      results[i].status = VoidedCopy("was evicted");
+    }
+  }
+  if (auto s = FinishArenaGet(reply, results); !s.ok()) return s;
+  return read_status;
 }
 
 template <typename Request, typename Reply>

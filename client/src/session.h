@@ -55,6 +55,16 @@ class Session {
                                              std::span<const BlockKey> keys,
                                              std::span<const std::span<std::byte>> out,
                                              const GetOptions& options = {});
+  // Client::PutInPlace, GetInPlace and arena_memory.
+  absl::StatusOr<std::vector<absl::Status>> PutInPlace(const NamespaceHandle& ns,
+                                                       std::span<const BlockKey> keys,
+                                                       std::span<const uint64_t> lengths,
+                                                       ArenaFill fill, const PutOptions& options);
+  absl::StatusOr<std::vector<GetResult>> GetInPlace(const NamespaceHandle& ns,
+                                                    std::span<const BlockKey> keys, ArenaRead read);
+  std::span<std::byte> arena_memory() const {
+    return arena_ ? arena_->memory() : std::span<std::byte>();
+  }
   absl::StatusOr<std::vector<absl::Status>> Pin(const NamespaceHandle& ns,
                                                 std::span<const BlockKey> keys, bool pinned);
   absl::StatusOr<PrefetchResult> Prefetch(const NamespaceHandle& ns,
@@ -89,13 +99,30 @@ class Session {
   // The daemon's lease timeout (HelloReply), 10 s when it names none.
   std::chrono::milliseconds LeaseTimeout() const;
 
+  // Checks a put's lengths and encodings against the namespace (InvalidArgument saying what
+  // to fix); `lengths` are the bytes sent per block.
+  static absl::Status CheckPut(const NamespaceHandle& ns, std::span<const uint64_t> lengths,
+                               std::span<const uint8_t> codecs,
+                               std::span<const uint64_t> raw_lengths);
+  // A put request for keys [start, start + n) of a checked put, all but the mode.
+  proto::PutRequest PutRequestFor(uint32_t ns_id, std::span<const BlockKey> keys,
+                                  std::span<const uint64_t> lengths,
+                                  std::span<const uint8_t> codecs,
+                                  std::span<const uint64_t> raw_lengths, uint32_t ttl_seconds,
+                                  size_t start, size_t n) const;
   // `request` has everything but the mode, which these set.
   absl::Status PutInline(proto::PutRequest& request, std::span<const BlockKey> keys,
                          std::span<const std::span<const std::byte>> blocks,
                          std::span<absl::Status> results);
-  absl::Status PutArena(proto::PutRequest& request, std::span<const BlockKey> keys,
-                        std::span<const std::span<const std::byte>> blocks,
+  // What writes a shared-arena put's reserved slots (empty spans: not reserved) before the
+  // write deadline, after which the daemon may reuse them: true when done in time, false when
+  // it stopped (or finished) late, an error to abort the put.
+  using SlotWriter = absl::FunctionRef<absl::StatusOr<bool>(
+      std::span<const std::span<std::byte>> slots, std::chrono::steady_clock::time_point deadline)>;
+  absl::Status PutArena(proto::PutRequest& request, size_t n, SlotWriter write,
                         std::span<absl::Status> results);
+  // Gives a lease back: OK also when the daemon had expired and forgotten it (NotFound).
+  absl::Status ReleaseLease(uint64_t lease_id, bool* expired);
   // An encoded block copied into `frame`, to be decoded into `out` once the copy is known good.
   struct PendingDecode {
     size_t index;  // in the batch
@@ -120,6 +147,12 @@ class Session {
   absl::Status GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
                         std::span<const std::span<std::byte>> out, bool decode,
                         std::span<GetResult> results);
+  absl::Status GetArenaInPlace(uint32_t ns_id, std::span<const BlockKey> keys, ArenaRead read,
+                               std::span<GetResult> results);
+  // Gives back a shared-arena get's lease; voids the copies when it had expired.
+  absl::Status FinishArenaGet(const proto::GetReply& reply, std::span<GetResult> results);
+  // Sends a shared-arena get of `keys` and checks the reply's shape, slots and encodings.
+  absl::Status CallArenaGet(uint32_t ns_id, std::span<const BlockKey> keys, proto::GetReply* reply);
 
   FrameChannel channel_;
   proto::HelloReply hello_;

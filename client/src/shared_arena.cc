@@ -57,10 +57,6 @@ absl::Status SharedArena::CheckSlot(uint64_t offset, uint64_t length) const {
   return absl::OkStatus();
 }
 
-void SharedArena::CopyIn(uint64_t offset, std::span<const std::byte> bytes) {
-  std::memcpy(base_ + offset, bytes.data(), bytes.size());
-}
-
 void SharedArena::CopyOut(uint64_t offset, std::span<std::byte> out) const {
   std::memcpy(out.data(), base_ + offset, out.size());
 }

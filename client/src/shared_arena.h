@@ -38,8 +38,13 @@ class SharedArena {
   // table and its page has a generation entry.
   absl::Status CheckSlot(uint64_t offset, uint64_t length) const;
 
-  // REQUIRES: CheckSlot(offset, bytes.size()) is OK.
-  void CopyIn(uint64_t offset, std::span<const std::byte> bytes);
+  // The whole mapping, for callers that register it with a DMA engine (client/cuda).
+  std::span<std::byte> memory() const { return {base_, size_}; }
+  // The slot's bytes in this mapping. REQUIRES: CheckSlot(offset, length) is OK.
+  std::span<std::byte> Slot(uint64_t offset, uint64_t length) const {
+    return {base_ + offset, length};
+  }
+  // REQUIRES: CheckSlot(offset, out.size()) is OK.
   void CopyOut(uint64_t offset, std::span<std::byte> out) const;
 
   // The current generation of the slot at `offset` (an acquire load).

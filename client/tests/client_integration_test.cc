@@ -16,7 +16,10 @@
 #include <thread>
 
 #include "frame_channel.h"
+#include "kv_like_data.h"
 #include "kvtier/client/client.h"
+#include "kvtier/compression/codec.h"
+#include "kvtier/compression/kv_codec.h"
 #include "kvtier/kernels/block_hash.h"
 #include "kvtier/proto/messages.h"
 #include "nlohmann/json.hpp"
@@ -144,6 +147,187 @@ TEST_F(ClientIntegrationTest, SharedArenaRoundTrip) {
   ASSERT_NE(c, nullptr);
   ASSERT_TRUE(c->shared_arena()) << "the daemon did not hand over its arena";
   RoundTrip(*c, 1);
+}
+
+// PutInPlace and GetInPlace (the GPU path's zero-copy calls) with the CPU standing in for the
+// copy engine: slots of the right length, nothing to write for cached keys, nothing to read for
+// misses, a failing callback stores nothing and leaks no reservation, encoded blocks keep their
+// codec, and connections without the arena refuse the calls.
+TEST_F(ClientIntegrationTest, InPlacePutAndGetThroughTheArena) {
+  StartDaemon({.tcp = true});
+  auto c = Connect(daemon_->unix_uri());
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->shared_arena());
+  EXPECT_FALSE(c->arena_memory().empty());
+  auto ns = c->OpenNamespace(Descriptor());
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const auto keys = c->HashTokens(*ns, Tokens(40, 24));
+  Blocks blocks = MakeBlocks(40, 0, 24);
+  blocks.data[5].resize(4097);  // lengths travel per block
+  blocks.spans[5] = blocks.data[5];
+  std::vector<uint64_t> lengths;
+  for (const auto& b : blocks.spans) lengths.push_back(b.size());
+  const std::span<std::byte> arena = c->arena_memory();
+  auto in_arena = [&](std::span<const std::byte> slot) {
+    return slot.data() >= arena.data() && slot.data() + slot.size() <= arena.data() + arena.size();
+  };
+
+  // The first 16 keys, then all 24: the first 16 are cached by then and get no slot.
+  for (size_t count : {size_t{16}, size_t{24}}) {
+    int calls = 0;
+    auto put =
+        c->PutInPlace(*ns, std::span(keys).first(count), std::span(lengths).first(count),
+                      [&](std::span<const std::span<std::byte>> slots) {
+                        ++calls;
+                        EXPECT_EQ(slots.size(), count);
+                        for (size_t i = 0; i < slots.size(); ++i) {
+                          if (count == 24 && i < 16) {
+                            EXPECT_TRUE(slots[i].empty()) << "cached block " << i << " got a slot";
+                            continue;
+                          }
+                          EXPECT_EQ(slots[i].size(), lengths[i]);
+                          EXPECT_TRUE(in_arena(slots[i]));
+                          std::memcpy(slots[i].data(), blocks.spans[i].data(), slots[i].size());
+                        }
+                        return absl::OkStatus();
+                      });
+    ASSERT_TRUE(put.ok()) << put.status();
+    EXPECT_EQ(calls, 1);
+    for (size_t i = 0; i < count; ++i) {
+      if (count == 24 && i < 16) {
+        EXPECT_TRUE(absl::IsAlreadyExists((*put)[i])) << i << ": " << (*put)[i];
+      } else {
+        EXPECT_TRUE((*put)[i].ok()) << i << ": " << (*put)[i];
+      }
+    }
+  }
+
+  // Read back with Get, and in place with a miss among the keys.
+  Buffers out = MakeBuffers(24);
+  auto got = c->Get(*ns, keys, out.spans);
+  ASSERT_TRUE(got.ok()) << got.status();
+  for (size_t i = 0; i < 24; ++i) {
+    ASSERT_TRUE((*got)[i].status.ok()) << i << ": " << (*got)[i].status;
+    ASSERT_EQ(std::memcmp(out.data[i].data(), blocks.data[i].data(), lengths[i]), 0) << i;
+  }
+  std::vector<BlockKey> get_keys = keys;
+  get_keys.push_back(c->HashTokens(*ns, Tokens(41, 1))[0]);  // never stored
+  Buffers copied = MakeBuffers(25);
+  auto read = c->GetInPlace(
+      *ns, get_keys,
+      [&](std::span<const std::span<const std::byte>> slots, std::span<const GetResult> results) {
+        EXPECT_EQ(slots.size(), 25u);
+        EXPECT_TRUE(slots[24].empty());
+        for (size_t i = 0; i < slots.size(); ++i) {
+          if (slots[i].empty()) continue;
+          EXPECT_TRUE(in_arena(slots[i]));
+          EXPECT_EQ(slots[i].size(), results[i].length);
+          std::memcpy(copied.data[i].data(), slots[i].data(), slots[i].size());
+        }
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(read.ok()) << read.status();
+  for (size_t i = 0; i < 24; ++i) {
+    ASSERT_TRUE((*read)[i].status.ok()) << i << ": " << (*read)[i].status;
+    EXPECT_EQ((*read)[i].length, lengths[i]);
+    EXPECT_EQ((*read)[i].tier, proto::TIER_DRAM);
+    EXPECT_EQ((*read)[i].codec, 0);
+    ASSERT_EQ(std::memcmp(copied.data[i].data(), blocks.data[i].data(), lengths[i]), 0) << i;
+  }
+  EXPECT_TRUE(absl::IsNotFound((*read)[24].status)) << (*read)[24].status;
+
+  // A failing fill: the call says why, nothing is stored, and the reservation is given back
+  // (the same keys go in right away, not after the lease times out).
+  const auto more = c->HashTokens(*ns, Tokens(42, 8));
+  const std::vector<uint64_t> full(8, kBlockBytes);
+  Blocks more_blocks = MakeBlocks(42, 0, 8);
+  auto failed = c->PutInPlace(*ns, more, full, [](std::span<const std::span<std::byte>>) {
+    return absl::InternalError("the copy engine failed");
+  });
+  EXPECT_EQ(failed.status(), absl::InternalError("the copy engine failed"));
+  auto after = c->Get(*ns, more, MakeBuffers(8).spans);
+  ASSERT_TRUE(after.ok()) << after.status();
+  for (const auto& r : *after) EXPECT_TRUE(absl::IsNotFound(r.status)) << r.status;
+  auto retried = c->PutInPlace(*ns, more, full, [&](std::span<const std::span<std::byte>> slots) {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      std::memcpy(slots[i].data(), more_blocks.spans[i].data(), slots[i].size());
+    }
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  for (const auto& s : *retried) EXPECT_TRUE(s.ok()) << s;
+  // A failing read: the call says why and the connection goes on (its lease was given back).
+  auto bad_read = c->GetInPlace(
+      *ns, more, [](std::span<const std::span<const std::byte>>, std::span<const GetResult>) {
+        return absl::InternalError("the copy engine failed");
+      });
+  EXPECT_EQ(bad_read.status(), absl::InternalError("the copy engine failed"));
+  auto still = c->Get(*ns, more, MakeBuffers(8).spans);
+  ASSERT_TRUE(still.ok()) << still.status();
+  for (const auto& r : *still) EXPECT_TRUE(r.status.ok()) << r.status;
+  // Lengths are checked as Put checks them, before anything is sent.
+  const std::vector<uint64_t> too_long = {kBlockBytes + 1};
+  auto refused = c->PutInPlace(*ns, std::span(more).first(1), too_long,
+                               [](std::span<const std::span<std::byte>>) {
+                                 ADD_FAILURE() << "fill called for a refused put";
+                                 return absl::OkStatus();
+                               });
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+
+  // Encoded blocks keep their codec: a kvz frame put in place decodes on a plain Get.
+  proto::NamespaceOptions kvz;
+  kvz.set_compression(proto::COMPRESSION_KVZ);
+  auto zns = c->OpenNamespace(
+      kvtier::testing::TestDescriptor("integration-model-kvz", kBlockBytes, "bf16", "test"), kvz);
+  ASSERT_TRUE(zns.ok()) << zns.status();
+  const std::vector<std::byte> raw =
+      kvtier::testing::GenerateKvBlock(KvDtype::kBf16, 2, 16, 2, 256, 7);
+  ASSERT_EQ(raw.size(), kBlockBytes);
+  auto frame = Compress(raw, CodecOptions{.dtype = KvDtype::kBf16});
+  ASSERT_TRUE(frame.ok()) << frame.status();
+  ASSERT_LT(frame->size(), raw.size());
+  const auto zkey = c->HashTokens(*zns, Tokens(43, 1));
+  const std::vector<uint64_t> frame_length = {frame->size()};
+  const std::vector<uint8_t> codecs = {static_cast<uint8_t>(CodecId::kKvz)};
+  const std::vector<uint64_t> raw_lengths = {raw.size()};
+  auto zput = c->PutInPlace(
+      *zns, zkey, frame_length,
+      [&](std::span<const std::span<std::byte>> slots) {
+        std::memcpy(slots[0].data(), frame->data(), frame->size());
+        return absl::OkStatus();
+      },
+      PutOptions{.codecs = codecs, .raw_lengths = raw_lengths});
+  ASSERT_TRUE(zput.ok()) << zput.status();
+  ASSERT_TRUE((*zput)[0].ok()) << (*zput)[0];
+  Buffers decoded = MakeBuffers(1);
+  auto zget = c->Get(*zns, zkey, decoded.spans);
+  ASSERT_TRUE(zget.ok()) << zget.status();
+  ASSERT_TRUE((*zget)[0].status.ok()) << (*zget)[0].status;
+  ASSERT_EQ((*zget)[0].length, raw.size());
+  EXPECT_EQ(std::memcmp(decoded.data[0].data(), raw.data(), raw.size()), 0);
+  auto zread = c->GetInPlace(
+      *zns, zkey,
+      [&](std::span<const std::span<const std::byte>> slots, std::span<const GetResult> results) {
+        EXPECT_EQ(results[0].codec, static_cast<uint8_t>(CodecId::kKvz));
+        EXPECT_EQ(results[0].raw_length, raw.size());
+        EXPECT_TRUE(std::equal(slots[0].begin(), slots[0].end(), frame->begin(), frame->end()));
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(zread.ok()) << zread.status();
+  EXPECT_TRUE((*zread)[0].status.ok()) << (*zread)[0].status;
+
+  // Without the arena there is nothing to write into: the caller uses Put and Get.
+  auto tcp = Connect(daemon_->tcp_uri());
+  ASSERT_NE(tcp, nullptr);
+  EXPECT_TRUE(tcp->arena_memory().empty());
+  auto no_arena =
+      tcp->PutInPlace(*ns, std::span(more).first(1), std::span(full).first(1),
+                      [](std::span<const std::span<std::byte>>) { return absl::OkStatus(); });
+  EXPECT_TRUE(absl::IsFailedPrecondition(no_arena.status())) << no_arena.status();
+  auto no_arena_get = tcp->GetInPlace(*ns, std::span(more).first(1),
+                                      [](std::span<const std::span<const std::byte>>,
+                                         std::span<const GetResult>) { return absl::OkStatus(); });
+  EXPECT_TRUE(absl::IsFailedPrecondition(no_arena_get.status())) << no_arena_get.status();
 }
 
 TEST_F(ClientIntegrationTest, InlineRoundTripOverTcpAndUnix) {

@@ -48,6 +48,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvtier.pb.h"
@@ -175,6 +176,16 @@ inline bool IsStored(const absl::Status& block_status) {
   return block_status.ok() || absl::IsAlreadyExists(block_status);
 }
 
+// The callbacks of Client::PutInPlace and Client::GetInPlace (below). `slots` has one entry
+// per key of the request, in key order: the block's bytes in the shared arena, or empty where
+// there is nothing to write (the block is cached already or found no room) or to read (a miss,
+// or a copy already voided). The callback must finish every write or read before it returns
+// (synchronize any DMA it started). A non-OK status aborts the request: a put's reservation is
+// given back (nothing stored) and the call returns that status.
+using ArenaFill = absl::FunctionRef<absl::Status(std::span<const std::span<std::byte>> slots)>;
+using ArenaRead = absl::FunctionRef<absl::Status(std::span<const std::span<const std::byte>> slots,
+                                                 std::span<const GetResult> results)>;
+
 class Client {
  public:
   // Connects to the daemon at `uri` (see endpoint.h), says Hello, and maps the shared arena if
@@ -267,6 +278,36 @@ class Client {
 
   // Whether the daemon is serving. A reply with serving == false is returned as a value.
   absl::StatusOr<proto::HealthReply> Health();
+
+  // Zero-copy puts and gets for callers that move block bytes themselves: the GPU path
+  // (client/cuda) lets the GPU's copy engines write and read the arena, with no CPU memcpy.
+  // Shared-arena connections only: FailedPrecondition when shared_arena() is false (TCP, or
+  // use_shared_arena off), and the caller then uses Put and Get. The Client's lock is held
+  // while the callback runs: it must not call this Client.
+  //
+  // The daemon's arena as mapped in this process (empty without one). A caller may register
+  // it with its DMA engine (cudaHostRegister); the Client must outlive that registration.
+  std::span<std::byte> arena_memory() const;
+  // Put in place: the daemon reserves lengths[i] bytes for keys[i], `fill` writes the blocks
+  // into the slots, then the put commits. As Put otherwise (lengths checked the same way,
+  // PutOptions::codecs and raw_lengths describe encoded blocks; cpu_compress is ignored),
+  // and the same per-block outcomes. `fill` runs once per request the batch is split into
+  // (once for up to the daemon's max_keys_per_request keys) and must return within the
+  // arena lease (server_info().lease_timeout_ms): a fill that returns later is reported
+  // DeadlineExceeded per block and nothing is stored, and writes that outlive the lease may
+  // land in slots the daemon has handed to another put.
+  absl::StatusOr<std::vector<absl::Status>> PutInPlace(const NamespaceHandle& handle,
+                                                       std::span<const BlockKey> keys,
+                                                       std::span<const uint64_t> lengths,
+                                                       ArenaFill fill,
+                                                       const PutOptions& options = {});
+  // Get in place: `read` gets each hit's bytes in the arena (the results say their length,
+  // codec and raw length, as Get with GetOptions::decode = false) and copies them where it
+  // wants them. Afterwards the copies are checked as Get checks its own: a result that is not
+  // OK on return (Unavailable: the slot was reused while `read` copied it) means that block's
+  // copy holds garbage. Hits count as uses, as for Get. `read` runs once per request.
+  absl::StatusOr<std::vector<GetResult>> GetInPlace(const NamespaceHandle& handle,
+                                                    std::span<const BlockKey> keys, ArenaRead read);
 
   // Asynchronous forms of Put, Get and Lookup: the request runs on a worker thread with its
   // own connection and the future carries exactly what the synchronous call would return

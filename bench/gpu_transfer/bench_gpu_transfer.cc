@@ -345,31 +345,71 @@ int Main(int argc, char** argv) {
     uri = daemon->uri();
   }
   std::unique_ptr<Client> client = ConnectWithRetry(uri, daemon.get());
-  auto gpu = GpuBlockClient::Create(client.get(),
-                                    client::GpuBlockClientOptions{.stage_bytes = stage_mib << 20});
-  CheckOk(gpu.status(), "GpuBlockClient");
   std::printf("GPU: %s; kvtierd %s at %s (%s); batch %zu MiB, %d reps + warm-up, stage %zu MiB\n",
               prop.name, client->server_info().server_version().c_str(), uri.c_str(),
               client->shared_arena() ? "shared arena" : "inline frames", batch_mib, reps,
               stage_mib);
-
-  Bench bench(client.get(), gpu->get(), batch_mib << 20, reps);
-  std::vector<BlockSizeResult> results;
-  for (size_t kib : block_kib) results.push_back(bench.Run(kib << 10));
-
   const double batch = static_cast<double>(batch_mib << 20);
   auto gbs = [&](double ms) { return batch / ms / 1e6; };
-  std::printf(
-      "\n| block | direction | off ms | on ms | off GB/s | on GB/s | on/off speed |\n"
-      "|---|---|---|---|---|---|---|\n");
-  for (const BlockSizeResult& r : results) {
-    const double off_put = Median(r.off.put_ms), on_put = Median(r.on.put_ms);
-    const double off_get = Median(r.off.get_ms), on_get = Median(r.on.get_ms);
-    std::printf("| %zu KiB | put GPU -> DRAM | %.2f | %.2f | %.1f | %.1f | %.2f |\n",
-                r.block_bytes >> 10, off_put, on_put, gbs(off_put), gbs(on_put), off_put / on_put);
-    std::printf("| %zu KiB | get DRAM -> GPU | %.2f | %.2f | %.1f | %.1f | %.2f |\n",
-                r.block_bytes >> 10, off_get, on_get, gbs(off_get), gbs(on_get), off_get / on_get);
+
+  // Both ways of moving the bytes: through pinned staging buffers and the CPU's memcpy, and
+  // straight between device memory and the daemon's arena (zero copy; needs the arena).
+  std::vector<BlockSizeResult> staged, zero;
+  for (bool zero_copy : {false, true}) {
+    auto gpu = GpuBlockClient::Create(
+        client.get(),
+        client::GpuBlockClientOptions{.stage_bytes = stage_mib << 20, .zero_copy = zero_copy});
+    CheckOk(gpu.status(), "GpuBlockClient");
+    if (zero_copy && !(*gpu)->zero_copy()) break;  // no arena: staged only
+    Bench bench(client.get(), gpu->get(), batch_mib << 20, reps);
+    std::vector<BlockSizeResult>& results = zero_copy ? zero : staged;
+    for (size_t kib : block_kib) results.push_back(bench.Run(kib << 10));
+    const client::GpuTransferCounters& c = (*gpu)->counters();
+    std::printf(
+        "\n%s: blocks copied straight to or from the arena %llu; arena granules registered %llu, "
+        "failed %llu\n",
+        zero_copy ? "zero copy" : "staged", static_cast<unsigned long long>(c.zero_copy_blocks),
+        static_cast<unsigned long long>(c.arena_granules_registered),
+        static_cast<unsigned long long>(c.arena_granules_failed));
+    std::printf(
+        "\n| copies | block | direction | off ms | on ms | off GB/s | on GB/s | on/off speed |\n"
+        "|---|---|---|---|---|---|---|---|\n");
+    for (const BlockSizeResult& r : results) {
+      const double off_put = Median(r.off.put_ms), on_put = Median(r.on.put_ms);
+      const double off_get = Median(r.off.get_ms), on_get = Median(r.on.get_ms);
+      const char* name = zero_copy ? "zero copy" : "staged";
+      std::printf("| %s | %zu KiB | put GPU -> DRAM | %.2f | %.2f | %.1f | %.1f | %.2f |\n", name,
+                  r.block_bytes >> 10, off_put, on_put, gbs(off_put), gbs(on_put),
+                  off_put / on_put);
+      std::printf("| %s | %zu KiB | get DRAM -> GPU | %.2f | %.2f | %.1f | %.1f | %.2f |\n", name,
+                  r.block_bytes >> 10, off_get, on_get, gbs(off_get), gbs(on_get),
+                  off_get / on_get);
+    }
   }
+  if (!zero.empty()) {
+    std::printf(
+        "\n| block | direction | kvz | staged ms | zero copy ms | zero copy GB/s | speed-up |\n"
+        "|---|---|---|---|---|---|---|\n");
+    for (size_t k = 0; k < zero.size(); ++k) {
+      const BlockSizeResult& a = staged[k];
+      const BlockSizeResult& b = zero[k];
+      const struct {
+        const char* dir;
+        const char* kvz;
+        const std::vector<double>& s;
+        const std::vector<double>& z;
+      } rows[] = {{"put", "off", a.off.put_ms, b.off.put_ms},
+                  {"put", "on", a.on.put_ms, b.on.put_ms},
+                  {"get", "off", a.off.get_ms, b.off.get_ms},
+                  {"get", "on", a.on.get_ms, b.on.get_ms}};
+      for (const auto& row : rows) {
+        const double sm = Median(row.s), zm = Median(row.z);
+        std::printf("| %zu KiB | %s | %s | %.2f | %.2f | %.1f | %.2fx |\n", a.block_bytes >> 10,
+                    row.dir, row.kvz, sm, zm, gbs(zm), sm / zm);
+      }
+    }
+  }
+  const std::vector<BlockSizeResult>& results = staged;
   std::printf(
       "\n| block | kvz frames: raw / sent bytes | daemon DRAM with kvz: raw / used bytes | "
       "without: raw / used |\n|---|---|---|---|\n");

@@ -124,7 +124,9 @@ std::vector<BlockKey> Keys(uint64_t seed, size_t n) {
   return keys;
 }
 
-class GpuBlocksTest : public ::testing::Test {
+// Every test runs twice: copying straight to and from the daemon's arena (zero copy), and
+// through pinned staging buffers.
+class GpuBlocksTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     testing::DaemonOptions options;
@@ -137,9 +139,11 @@ class GpuBlocksTest : public ::testing::Test {
     ASSERT_TRUE(c.ok()) << c.status();
     client_ = std::move(*c);
     // Small stages, so that a batch of 23 blocks runs through several.
-    auto g = GpuBlockClient::Create(client_.get(), GpuBlockClientOptions{.stage_bytes = 1 << 20});
+    auto g = GpuBlockClient::Create(
+        client_.get(), GpuBlockClientOptions{.stage_bytes = 1 << 20, .zero_copy = GetParam()});
     ASSERT_TRUE(g.ok()) << g.status();
     gpu_ = std::move(*g);
+    ASSERT_EQ(gpu_->zero_copy(), GetParam());
     proto::NamespaceOptions kvz;
     kvz.set_compression(proto::COMPRESSION_KVZ);
     auto ns = client_->OpenNamespace(Descriptor("gpu-test-kvz"), kvz);
@@ -178,27 +182,34 @@ class GpuBlocksTest : public ::testing::Test {
   NamespaceHandle plain_;
 };
 
-TEST_F(GpuBlocksTest, RoundTripCompressed) {
+TEST_P(GpuBlocksTest, RoundTripCompressed) {
   RoundTrip(compressed_, 1);
   const client::GpuTransferCounters& c = gpu_->counters();
   EXPECT_EQ(c.put_blocks, 23u);
   EXPECT_EQ(c.put_kvz_blocks, 21u);  // all but the random and the odd-length block
   EXPECT_LT(c.put_sent_bytes, c.put_raw_bytes);
   EXPECT_EQ(c.get_kvz_blocks, 21u);
+  if (GetParam()) {
+    EXPECT_EQ(c.zero_copy_blocks, 2 * 23u);  // every block, put and got
+    EXPECT_GT(c.arena_granules_registered, 0u);
+    EXPECT_EQ(c.arena_granules_failed, 0u);
+  } else {
+    EXPECT_EQ(c.zero_copy_blocks, 0u);
+  }
   std::printf("kvz frames: %llu raw bytes sent as %llu (ratio %.3f)\n",
               static_cast<unsigned long long>(c.put_raw_bytes),
               static_cast<unsigned long long>(c.put_sent_bytes),
               static_cast<double>(c.put_raw_bytes) / static_cast<double>(c.put_sent_bytes));
 }
 
-TEST_F(GpuBlocksTest, RoundTripPlain) {
+TEST_P(GpuBlocksTest, RoundTripPlain) {
   RoundTrip(plain_, 2);
   EXPECT_EQ(gpu_->counters().put_kvz_blocks, 0u);
   EXPECT_EQ(gpu_->counters().put_sent_bytes, gpu_->counters().put_raw_bytes);
 }
 
 // What the daemon holds: frames for KV blocks, the random block as it was; stats show it.
-TEST_F(GpuBlocksTest, DaemonHoldsFramesAndCountsThem) {
+TEST_P(GpuBlocksTest, DaemonHoldsFramesAndCountsThem) {
   RoundTrip(compressed_, 3);
   const std::vector<BlockKey> keys = Keys(3, 23);
   std::vector<Bytes> bufs(keys.size(), Bytes(kBlockBytes));
@@ -228,7 +239,7 @@ TEST_F(GpuBlocksTest, DaemonHoldsFramesAndCountsThem) {
 }
 
 // GPU frames decode on the CPU; CPU frames (cpu_compress) decode on the GPU.
-TEST_F(GpuBlocksTest, CpuAndGpuCodecsAgreeThroughTheDaemon) {
+TEST_P(GpuBlocksTest, CpuAndGpuCodecsAgreeThroughTheDaemon) {
   const std::vector<Bytes> blocks = TestBlocks(4);
   const std::vector<BlockKey> keys = Keys(4, blocks.size());
   DeviceBlocks src(blocks);
@@ -262,7 +273,7 @@ TEST_F(GpuBlocksTest, CpuAndGpuCodecsAgreeThroughTheDaemon) {
 
 // A frame damaged in its body fails the GPU's checks, one with a broken header the host's:
 // both DataLoss, while their neighbours in the batch arrive intact; misses are NotFound.
-TEST_F(GpuBlocksTest, DamagedFramesAreDataLossAndMissesNotFound) {
+TEST_P(GpuBlocksTest, DamagedFramesAreDataLossAndMissesNotFound) {
   std::vector<Bytes> blocks = {KvBlock(61), KvBlock(62), KvBlock(63), KvBlock(64)};
   std::vector<Bytes> frames;
   for (const Bytes& b : blocks) {
@@ -293,7 +304,7 @@ TEST_F(GpuBlocksTest, DamagedFramesAreDataLossAndMissesNotFound) {
   EXPECT_TRUE(dst.Read(3, kBlockBytes) == blocks[3]);
 }
 
-TEST_F(GpuBlocksTest, BadArgumentsAndSmallBuffers) {
+TEST_P(GpuBlocksTest, BadArgumentsAndSmallBuffers) {
   const std::vector<Bytes> blocks = {KvBlock(71), KvBlock(72)};
   const std::vector<BlockKey> keys = Keys(7, 2);
   DeviceBlocks src(blocks);
@@ -317,6 +328,11 @@ TEST_F(GpuBlocksTest, BadArgumentsAndSmallBuffers) {
   EXPECT_TRUE(absl::IsInvalidArgument(
       gpu_->GetToDevice(compressed_, keys, std::span(out).first(1)).status()));
 }
+
+INSTANTIATE_TEST_SUITE_P(Copies, GpuBlocksTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ZeroCopy" : "Staged";
+                         });
 
 }  // namespace
 }  // namespace kvtier

@@ -17,9 +17,13 @@
 // (decoded on the CPU) and blocks put with Client::Put (cpu_compress or not) can be read here.
 //
 // What the copies cost: every byte crosses PCIe once (compressed bytes only, in compressed
-// namespaces) and is copied once more by the CPU, between the pinned staging buffer and the
-// daemon's shared arena (Client does that memcpy). A later step can register the arena with
-// cudaHostRegister and let the copy engines read and write it directly, saving that memcpy.
+// namespaces). With the daemon's shared arena (a Unix-socket Client) and zero_copy on (the
+// default), that is all: the copy engines write and read the arena itself (Client::PutInPlace,
+// GetInPlace), which this process registers with cudaHostRegister a 64 MiB granule at a time,
+// on first use. Registration pins the granule's pages (the daemon's DRAM tier, which it fills
+// anyway) and costs ~20 ms per granule once. Where registering fails the copies still run, from
+// pageable memory and slower. Without the arena (TCP) or with zero_copy off, blocks go through
+// pinned staging buffers here and the CPU copies them once more (Client::Put, Get).
 //
 // Ownership: the Client is borrowed and must outlive the GpuBlockClient. The GpuBlockClient owns
 // its two CUDA streams, its GpuCodec objects, a device scratch buffer for frames and pinned host
@@ -84,6 +88,9 @@ struct GpuBlockClientOptions {
   // [10, 16]. Default 14, the CPU codec's default. Gets decode whatever chunk size a frame's
   // header names.
   int chunk_log2 = 14;
+  // Copy straight between device memory and the daemon's shared arena when the Client has it
+  // (see above). Default true; false always stages in pinned host memory (for comparison).
+  bool zero_copy = true;
 
   // InvalidArgument naming the offending field.
   absl::Status Validate() const;
@@ -101,6 +108,11 @@ struct GpuTransferCounters {
   uint64_t get_kvz_blocks = 0;  // of those, decoded on the GPU
   uint64_t get_raw_bytes = 0;
   uint64_t get_received_bytes = 0;
+  // Blocks of puts and gets copied straight from or to the arena (zero_copy), and arena
+  // granules this process registered or failed to register with CUDA.
+  uint64_t zero_copy_blocks = 0;
+  uint64_t arena_granules_registered = 0;
+  uint64_t arena_granules_failed = 0;
 };
 
 class GpuBlockClient {
@@ -140,6 +152,9 @@ class GpuBlockClient {
                                                      std::span<const DeviceBuffer> out);
 
   const GpuTransferCounters& counters() const { return counters_; }
+  // Whether calls copy straight to and from the daemon's arena (zero_copy and a Client with
+  // the shared arena).
+  bool zero_copy() const;
   // The CUDA device this GpuBlockClient works on.
   int device() const { return device_; }
 

@@ -115,6 +115,35 @@ absl::StatusOr<std::vector<GetResult>> Client::GetInPlace(const NamespaceHandle&
   return session_->GetInPlace(handle, keys, read);
 }
 
+absl::StatusOr<ReservedPut> Client::ReservePut(const NamespaceHandle& handle,
+                                               std::span<const BlockKey> keys,
+                                               std::span<const uint64_t> lengths,
+                                               const PutOptions& options) {
+  std::lock_guard lock(mu_);
+  return session_->ReservePut(handle, keys, lengths, options);
+}
+
+absl::StatusOr<std::vector<absl::Status>> Client::CommitPut(ReservedPut& put) {
+  std::lock_guard lock(mu_);
+  return session_->CommitPut(put);
+}
+
+absl::Status Client::AbortPut(ReservedPut& put) {
+  std::lock_guard lock(mu_);
+  return session_->AbortPut(put);
+}
+
+absl::StatusOr<StartedGet> Client::StartGet(const NamespaceHandle& handle,
+                                            std::span<const BlockKey> keys) {
+  std::lock_guard lock(mu_);
+  return session_->StartGet(handle, keys);
+}
+
+absl::StatusOr<std::vector<GetResult>> Client::FinishGet(StartedGet& get) {
+  std::lock_guard lock(mu_);
+  return session_->FinishGet(get);
+}
+
 absl::Status Client::SetLimits(const NamespaceHandle& handle,
                                const proto::NamespaceLimits& limits) {
   std::lock_guard lock(mu_);

@@ -466,8 +466,8 @@ absl::Status Session::ReleaseLease(uint64_t lease_id, bool* expired) {
   return absl::OkStatus();
 }
 
-absl::Status Session::PutArena(proto::PutRequest& request, size_t n, SlotWriter write,
-                               std::span<absl::Status> results) {
+absl::Status Session::ReserveArena(proto::PutRequest& request, ReservedPut* put) {
+  const size_t n = static_cast<size_t>(request.lengths_size());
   request.set_mode(proto::DATA_SHARED_ARENA);
   proto::PutReply reserved;
   if (auto s = channel_.Call(proto::Opcode::kPut, request, &reserved); !s.ok()) return s;
@@ -478,72 +478,147 @@ absl::Status Session::PutArena(proto::PutRequest& request, size_t n, SlotWriter 
                                        reserved.offsets_size(), " offsets"));
   }
   // Check every slot before writing any: a bad offset must not corrupt our own memory.
-  std::vector<std::span<std::byte>> slots(n);
-  bool any_reserved = false;
+  put->slots_.assign(n, {});
+  put->codes_.assign(reserved.codes().begin(), reserved.codes().end());
   for (size_t i = 0; i < n; ++i) {
     if (reserved.codes(i) != 0) continue;
-    any_reserved = true;
     if (auto s = arena_->CheckSlot(reserved.offsets(i), request.lengths(static_cast<int>(i)));
         !s.ok()) {
       return channel_.Break(absl::StrCat("put reply for block ", i, ": ", s.message()));
     }
-    slots[i] = arena_->Slot(reserved.offsets(i), request.lengths(static_cast<int>(i)));
+    put->slots_[i] = arena_->Slot(reserved.offsets(i), request.lengths(static_cast<int>(i)));
   }
-  if (!any_reserved) {
-    for (size_t i = 0; i < n; ++i) results[i] = PutCodeToStatus(reserved.codes(i));
-    if (reserved.lease_id() == 0) return absl::OkStatus();
-  }
+  put->lease_id_ = reserved.lease_id();
+  put->open_ = true;
   // The protocol forbids writing into a granted slot later than lease_timeout_ms after the
   // reply (the daemon may reuse it then). Stop with a tenth of the lease to spare, since the
-  // daemon's clock started before ours; then give the lease back and report the blocks as
-  // DeadlineExceeded, as a late commit would. A writer that fails gives the lease back too.
-  const auto write_deadline = std::chrono::steady_clock::now() + LeaseTimeout() * 9 / 10;
-  absl::StatusOr<bool> in_time = write(slots, write_deadline);
-  if (!in_time.ok() || !*in_time) {
+  // daemon's clock started before ours.
+  put->write_deadline_ = std::chrono::steady_clock::now() + LeaseTimeout() * 9 / 10;
+  return absl::OkStatus();
+}
+
+absl::Status Session::FinishArenaPut(ReservedPut& put, bool in_time,
+                                     std::span<absl::Status> results) {
+  const size_t n = put.codes_.size();
+  if (!std::exchange(put.open_, false)) {
+    return absl::FailedPreconditionError(
+        "the put was not reserved, or was committed or aborted already");
+  }
+  const uint64_t lease = put.lease_id_;
+  if (!in_time) {
+    // Late: give the lease back and report the blocks as DeadlineExceeded, as a late commit
+    // would.
     bool expired = false;
-    if (auto s = ReleaseLease(reserved.lease_id(), &expired); !s.ok()) return s;
-    if (!in_time.ok()) return in_time.status();
+    if (lease != 0) {
+      if (auto s = ReleaseLease(lease, &expired); !s.ok()) return s;
+    }
     for (size_t i = 0; i < n; ++i) {
-      results[i] = reserved.codes(i) != 0
-                       ? PutCodeToStatus(reserved.codes(i))
+      results[i] = put.codes_[i] != 0
+                       ? PutCodeToStatus(put.codes_[i])
                        : absl::DeadlineExceededError(
                              "copying the batch into the arena outlasted the put lease; nothing "
                              "was stored (use smaller batches)");
     }
     return absl::OkStatus();
   }
+  if (lease == 0) {  // nothing was reserved
+    for (size_t i = 0; i < n; ++i) results[i] = PutCodeToStatus(put.codes_[i]);
+    return absl::OkStatus();
+  }
   // Make our stores visible before the daemon, told by the commit, publishes the slots.
   std::atomic_thread_fence(std::memory_order_release);
   proto::PutCommitRequest commit;
-  commit.set_lease_id(reserved.lease_id());
+  commit.set_lease_id(lease);
   proto::PutCommitReply committed;
   if (auto s = channel_.Call(proto::Opcode::kPutCommit, commit, &committed); !s.ok()) {
     // NotFound: the lease expired and the daemon has forgotten it; nothing was stored.
     if (!absl::IsNotFound(s) || channel_.broken()) return s;
     for (size_t i = 0; i < n; ++i) {
-      results[i] = PutCodeToStatus(reserved.codes(i) == 0
+      results[i] = PutCodeToStatus(put.codes_[i] == 0
                                        ? static_cast<int32_t>(absl::StatusCode::kDeadlineExceeded)
-                                       : reserved.codes(i));
+                                       : put.codes_[i]);
     }
     return absl::OkStatus();
   }
   // kvtier.proto asks for one code per block of the put; a daemon may also answer with one code
   // per reserved block (in key order), which carries the same information. Accept both.
   size_t reserved_count = 0;
-  for (size_t i = 0; i < n; ++i) reserved_count += reserved.codes(i) == 0;
+  for (size_t i = 0; i < n; ++i) reserved_count += put.codes_[i] == 0;
   const size_t got = static_cast<size_t>(committed.codes_size());
   if (got != n && got != reserved_count) {
     return channel_.Break(absl::StrCat("put_commit of ", reserved_count, " reserved blocks (", n,
                                        " in the put) returned ", got, " codes"));
   }
   for (size_t i = 0, j = 0; i < n; ++i) {
-    if (reserved.codes(i) != 0) {
-      results[i] = PutCodeToStatus(reserved.codes(i));
+    if (put.codes_[i] != 0) {
+      results[i] = PutCodeToStatus(put.codes_[i]);
     } else {
       results[i] = PutCodeToStatus(committed.codes(got == n ? i : j++));
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status Session::PutArena(proto::PutRequest& request, size_t n, SlotWriter write,
+                               std::span<absl::Status> results) {
+  ReservedPut put;
+  if (auto s = ReserveArena(request, &put); !s.ok()) return s;
+  // A writer that fails gives the lease back.
+  absl::StatusOr<bool> in_time = write(put.slots_, put.write_deadline_);
+  if (!in_time.ok()) {
+    if (auto s = AbortPut(put); !s.ok()) return s;
+    return in_time.status();
+  }
+  return FinishArenaPut(put, *in_time, results.first(n));
+}
+
+absl::StatusOr<ReservedPut> Session::ReservePut(const NamespaceHandle& ns,
+                                                std::span<const BlockKey> keys,
+                                                std::span<const uint64_t> lengths,
+                                                const PutOptions& options) {
+  if (!arena_) {
+    return absl::FailedPreconditionError(
+        "ReservePut needs the shared arena (a Unix-socket connection with use_shared_arena); "
+        "use Put");
+  }
+  if (keys.size() != lengths.size() || keys.size() > BatchSize(0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ReservePut got ", keys.size(), " keys and ", lengths.size(),
+                     " lengths; pass one length per key, and at most ", BatchSize(0),
+                     " keys (the daemon's "
+                     "max_keys_per_request)"));
+  }
+  if (absl::Status s = CheckPut(ns, lengths, options.codecs, options.raw_lengths); !s.ok()) {
+    return s;
+  }
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  proto::PutRequest request = PutRequestFor(*id, keys, lengths, options.codecs, options.raw_lengths,
+                                            options.ttl_seconds, 0, keys.size());
+  ReservedPut put;
+  if (auto s = ReserveArena(request, &put); !s.ok()) return s;
+  return put;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Session::CommitPut(ReservedPut& put) {
+  if (!put.open_) {
+    return absl::FailedPreconditionError(
+        "CommitPut of a put that was not reserved, or was committed or aborted already");
+  }
+  std::vector<absl::Status> results(put.codes_.size());
+  const bool in_time = std::chrono::steady_clock::now() <= put.write_deadline_;
+  if (auto s = FinishArenaPut(put, in_time, std::span(results)); !s.ok()) return s;
+  return results;
+}
+
+absl::Status Session::AbortPut(ReservedPut& put) {
+  if (!std::exchange(put.open_, false)) {
+    return absl::FailedPreconditionError(
+        "the put was not reserved, or was committed or aborted already");
+  }
+  if (put.lease_id_ == 0) return absl::OkStatus();
+  bool expired = false;
+  return ReleaseLease(put.lease_id_, &expired);
 }
 
 absl::StatusOr<std::vector<GetResult>> Session::Get(const NamespaceHandle& ns,
@@ -787,14 +862,15 @@ absl::StatusOr<std::vector<GetResult>> Session::GetInPlace(const NamespaceHandle
   return results;
 }
 
-absl::Status Session::GetArenaInPlace(uint32_t ns_id, std::span<const BlockKey> keys,
-                                      ArenaRead read, std::span<GetResult> results) {
-  proto::GetReply reply;
+absl::Status Session::StartArenaGet(uint32_t ns_id, std::span<const BlockKey> keys,
+                                    StartedGet* get) {
+  proto::GetReply& reply = get->reply_;
   if (auto s = CallArenaGet(ns_id, keys, &reply); !s.ok()) return s;
   const size_t n = keys.size();
-  std::vector<std::span<const std::byte>> slots(n);
+  get->slots_.assign(n, {});
+  get->results_.assign(n, GetResult{});
   for (size_t i = 0; i < n; ++i) {
-    GetResult& r = results[i];
+    GetResult& r = get->results_[i];
     if (reply.codes(i) != 0) {
       r.status = CodeToStatus(reply.codes(i));
       continue;
@@ -810,16 +886,56 @@ absl::Status Session::GetArenaInPlace(uint32_t ns_id, std::span<const BlockKey> 
       r.status = VoidedCopy("was evicted");
       continue;
     }
-    slots[i] = arena_->Slot(reply.offsets(i), reply.lengths(i));
+    get->slots_[i] = arena_->Slot(reply.offsets(i), reply.lengths(i));
   }
-  const absl::Status read_status = read(slots, results);
+  get->open_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<GetResult>> Session::FinishGet(StartedGet& get) {
+  if (!get.open_) {
+    return absl::FailedPreconditionError("FinishGet of a get that was not started or is finished");
+  }
+  get.open_ = false;
   std::atomic_thread_fence(std::memory_order_acquire);
-  for (size_t i = 0; i < n; ++i) {
-    if (!slots[i].empty() && arena_->Generation(reply.offsets(i)) != reply.generations(i)) {
+  const proto::GetReply& reply = get.reply_;
+  std::vector<GetResult> results = std::move(get.results_);
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (!get.slots_[i].empty() && arena_->Generation(reply.offsets(i)) != reply.generations(i)) {
       results[i].status = VoidedCopy("was evicted");
     }
   }
   if (auto s = FinishArenaGet(reply, results); !s.ok()) return s;
+  return results;
+}
+
+absl::StatusOr<StartedGet> Session::StartGet(const NamespaceHandle& ns,
+                                             std::span<const BlockKey> keys) {
+  if (!arena_) {
+    return absl::FailedPreconditionError(
+        "StartGet needs the shared arena (a Unix-socket connection with use_shared_arena); "
+        "use Get");
+  }
+  if (keys.size() > BatchSize(0)) {
+    return absl::InvalidArgumentError(absl::StrCat("StartGet got ", keys.size(),
+                                                   " keys; pass at most ", BatchSize(0),
+                                                   " (the daemon's max_keys_per_request)"));
+  }
+  auto id = NamespaceId(ns);
+  if (!id.ok()) return id.status();
+  StartedGet get;
+  if (auto s = StartArenaGet(*id, keys, &get); !s.ok()) return s;
+  return get;
+}
+
+absl::Status Session::GetArenaInPlace(uint32_t ns_id, std::span<const BlockKey> keys,
+                                      ArenaRead read, std::span<GetResult> results) {
+  StartedGet get;
+  if (auto s = StartArenaGet(ns_id, keys, &get); !s.ok()) return s;
+  const absl::Status read_status = read(get.slots_, get.results_);
+  absl::StatusOr<std::vector<GetResult>> finished = FinishGet(get);
+  if (!finished.ok()) return finished.status();
+  std::move(finished->begin(), finished->end(), results.begin());
   return read_status;
 }
 

@@ -62,6 +62,13 @@ class Session {
                                                        ArenaFill fill, const PutOptions& options);
   absl::StatusOr<std::vector<GetResult>> GetInPlace(const NamespaceHandle& ns,
                                                     std::span<const BlockKey> keys, ArenaRead read);
+  absl::StatusOr<ReservedPut> ReservePut(const NamespaceHandle& ns, std::span<const BlockKey> keys,
+                                         std::span<const uint64_t> lengths,
+                                         const PutOptions& options);
+  absl::StatusOr<std::vector<absl::Status>> CommitPut(ReservedPut& put);
+  absl::Status AbortPut(ReservedPut& put);
+  absl::StatusOr<StartedGet> StartGet(const NamespaceHandle& ns, std::span<const BlockKey> keys);
+  absl::StatusOr<std::vector<GetResult>> FinishGet(StartedGet& get);
   std::span<std::byte> arena_memory() const {
     return arena_ ? arena_->memory() : std::span<std::byte>();
   }
@@ -121,6 +128,10 @@ class Session {
       std::span<const std::span<std::byte>> slots, std::chrono::steady_clock::time_point deadline)>;
   absl::Status PutArena(proto::PutRequest& request, size_t n, SlotWriter write,
                         std::span<absl::Status> results);
+  // The steps of PutArena: reserve the request's slots; then, once they are written (or not in
+  // time), commit them or give them back, with the per-block outcomes.
+  absl::Status ReserveArena(proto::PutRequest& request, ReservedPut* put);
+  absl::Status FinishArenaPut(ReservedPut& put, bool in_time, std::span<absl::Status> results);
   // Gives a lease back: OK also when the daemon had expired and forgotten it (NotFound).
   absl::Status ReleaseLease(uint64_t lease_id, bool* expired);
   // An encoded block copied into `frame`, to be decoded into `out` once the copy is known good.
@@ -149,6 +160,8 @@ class Session {
                         std::span<GetResult> results);
   absl::Status GetArenaInPlace(uint32_t ns_id, std::span<const BlockKey> keys, ArenaRead read,
                                std::span<GetResult> results);
+  // The first step of GetArenaInPlace and StartGet: the get, and the slots to copy.
+  absl::Status StartArenaGet(uint32_t ns_id, std::span<const BlockKey> keys, StartedGet* get);
   // Gives back a shared-arena get's lease; voids the copies when it had expired.
   absl::Status FinishArenaGet(const proto::GetReply& reply, std::span<GetResult> results);
   // Sends a shared-arena get of `keys` and checks the reply's shape, slots and encodings.

@@ -330,6 +330,80 @@ TEST_F(ClientIntegrationTest, InPlacePutAndGetThroughTheArena) {
   EXPECT_TRUE(absl::IsFailedPrecondition(no_arena_get.status())) << no_arena_get.status();
 }
 
+// The two-step forms: several reservations and gets open at once on one connection, written
+// and copied out of order; abort stores nothing; a commit after the write deadline stores
+// nothing; a reservation is finished once; batches over max_keys_per_request are refused.
+TEST_F(ClientIntegrationTest, TwoStepPutsAndGetsOverlap) {
+  StartDaemon({.extra_args = {"--lease-timeout", "300"}});
+  auto c = Connect(daemon_->unix_uri());
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->shared_arena());
+  auto ns = c->OpenNamespace(Descriptor());
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const auto keys = c->HashTokens(*ns, Tokens(50, 12));
+  Blocks blocks = MakeBlocks(50, 0, 12);
+  const std::vector<uint64_t> lengths(12, kBlockBytes);
+  auto first = c->ReservePut(*ns, std::span(keys).first(6), std::span(lengths).first(6));
+  auto second = c->ReservePut(*ns, std::span(keys).subspan(6), std::span(lengths).subspan(6));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  for (auto* put : {&*second, &*first}) {
+    const size_t base = put == &*first ? 0 : 6;
+    ASSERT_EQ(put->slots().size(), 6u);
+    for (size_t i = 0; i < 6; ++i) {
+      ASSERT_EQ(put->slots()[i].size(), kBlockBytes);
+      std::memcpy(put->slots()[i].data(), blocks.spans[base + i].data(), kBlockBytes);
+    }
+  }
+  for (auto* put : {&*second, &*first}) {
+    auto committed = c->CommitPut(*put);
+    ASSERT_TRUE(committed.ok()) << committed.status();
+    for (const auto& s : *committed) EXPECT_TRUE(s.ok()) << s;
+    EXPECT_TRUE(absl::IsFailedPrecondition(c->CommitPut(*put).status()));
+    EXPECT_TRUE(absl::IsFailedPrecondition(c->AbortPut(*put)));
+  }
+  auto a = c->StartGet(*ns, std::span(keys).first(6));
+  auto b = c->StartGet(*ns, std::span(keys).subspan(6));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  Buffers out = MakeBuffers(12);
+  for (auto* get : {&*b, &*a}) {
+    const size_t base = get == &*a ? 0 : 6;
+    for (size_t i = 0; i < 6; ++i) {
+      ASSERT_TRUE(get->results()[i].status.ok()) << get->results()[i].status;
+      std::memcpy(out.data[base + i].data(), get->slots()[i].data(), get->slots()[i].size());
+    }
+    auto finished = c->FinishGet(*get);
+    ASSERT_TRUE(finished.ok()) << finished.status();
+    for (const auto& r : *finished) EXPECT_TRUE(r.status.ok()) << r.status;
+    EXPECT_TRUE(absl::IsFailedPrecondition(c->FinishGet(*get).status()));
+  }
+  for (size_t i = 0; i < 12; ++i) {
+    ASSERT_EQ(std::memcmp(out.data[i].data(), blocks.data[i].data(), kBlockBytes), 0) << i;
+  }
+
+  // Aborted, and committed too late: nothing stored either way.
+  const auto more = c->HashTokens(*ns, Tokens(51, 2));
+  auto aborted = c->ReservePut(*ns, std::span(more).first(1), std::span(lengths).first(1));
+  ASSERT_TRUE(aborted.ok()) << aborted.status();
+  EXPECT_TRUE(c->AbortPut(*aborted).ok());
+  auto late = c->ReservePut(*ns, std::span(more).subspan(1), std::span(lengths).first(1));
+  ASSERT_TRUE(late.ok()) << late.status();
+  std::this_thread::sleep_for(milliseconds(400));  // past the 300 ms lease
+  auto committed = c->CommitPut(*late);
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  EXPECT_TRUE(absl::IsDeadlineExceeded((*committed)[0])) << (*committed)[0];
+  auto gone = c->Get(*ns, more, MakeBuffers(2).spans);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  for (const auto& r : *gone) EXPECT_TRUE(absl::IsNotFound(r.status)) << r.status;
+
+  const uint32_t limit = c->server_info().max_keys_per_request();
+  std::vector<BlockKey> many(limit + 1, keys[0]);
+  std::vector<uint64_t> many_lengths(limit + 1, 1);
+  EXPECT_TRUE(absl::IsInvalidArgument(c->ReservePut(*ns, many, many_lengths).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(c->StartGet(*ns, many).status()));
+}
+
 TEST_F(ClientIntegrationTest, InlineRoundTripOverTcpAndUnix) {
   StartDaemon({.tcp = true});
   auto tcp = Connect(daemon_->tcp_uri());

@@ -222,6 +222,11 @@ class CopyQueue {
   std::vector<size_t> sizes_;
 };
 
+// A stage's keys go in one request (ReservePut and StartGet take no more).
+size_t MaxKeysPerStage(const Client& client) {
+  return std::max<size_t>(1, client.server_info().max_keys_per_request());
+}
+
 absl::Status BufferTooSmall(size_t index, uint64_t needed, size_t buffer) {
   return absl::InvalidArgumentError(absl::StrCat("out[", index, "] holds ", buffer,
                                                  " bytes but the block is ", needed,
@@ -395,10 +400,12 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
   KVTIER_RETURN_IF_ERROR(st.frames.Reserve(frame_bytes));
   KVTIER_RETURN_IF_ERROR(st.results.Reserve(items * sizeof(uint64_t)));
 
-  // Stages of about stage_bytes, at least one block each.
+  // Stages of about stage_bytes, at least one block each, and at most one request's keys.
+  const size_t max_keys = MaxKeysPerStage(*client_);
   std::vector<size_t> stage_begin = {0};
   for (size_t i = 0, bytes = 0; i < n; ++i) {
-    if (i > stage_begin.back() && bytes + blocks[i].bytes > options_.stage_bytes) {
+    if (i > stage_begin.back() &&
+        (bytes + blocks[i].bytes > options_.stage_bytes || i - stage_begin.back() >= max_keys)) {
       stage_begin.push_back(i);
       bytes = 0;
     }
@@ -477,10 +484,30 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
     }
   };
   if (st.pins != nullptr) {
-    // Zero copy: per stage, the daemon reserves the slots and the copy engine fills them from
-    // the frames or blocks in device memory; meanwhile the GPU compresses the next stages.
+    // Zero copy: per stage, reserve the slots, queue the copy engine's writes from the frames
+    // or blocks in device memory, and commit the previous stage once its copies are done, so
+    // that each stage's copies overlap the next stage's two round trips (and the GPU
+    // compresses later stages meanwhile). A reservation left by an error is aborted.
+    std::vector<ReservedPut> reserved(stages);
+    size_t committed = 0;  // stages [0, committed) are done
+    auto abort_open = [&](absl::Status status) {
+      for (size_t s = committed; s < stages; ++s) client_->AbortPut(reserved[s]).IgnoreError();
+      return status;
+    };
+    auto commit = [&](size_t s) -> absl::Status {
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(copied[s]));
+      absl::StatusOr<std::vector<absl::Status>> r = client_->CommitPut(reserved[s]);
+      if (!r.ok()) return r.status();
+      std::move(r->begin(), r->end(), results.begin() + static_cast<ptrdiff_t>(stage_begin[s]));
+      committed = s + 1;
+      return absl::OkStatus();
+    };
     for (size_t s = 0; s < stages; ++s) {
-      if (codec != nullptr) KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(compressed[s]));
+      if (codec != nullptr) {
+        if (cudaError_t e = cudaEventSynchronize(compressed[s]); e != cudaSuccess) {
+          return abort_open(CudaErrorToStatus(e, "cudaEventSynchronize"));
+        }
+      }
       choose_sources(s);
       const size_t begin = stage_begin[s];
       const size_t count = stage_begin[s + 1] - begin;
@@ -489,24 +516,26 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
         put.codecs = std::span<const uint8_t>(codecs).subspan(begin, count);
         put.raw_lengths = std::span<const uint64_t>(raw_lengths).subspan(begin, count);
       }
-      auto fill = [&](std::span<const std::span<std::byte>> slots) -> absl::Status {
-        CopyQueue copies(cudaMemcpyDeviceToHost, st.copy, st.pins.get());
-        for (size_t k = 0; k < slots.size(); ++k) {
-          if (slots[k].empty()) continue;
-          KVTIER_RETURN_IF_ERROR(copies.Add(slots[k].data(), source[begin + k], slots[k].size()));
-          ++counters_.zero_copy_blocks;
-        }
-        KVTIER_RETURN_IF_ERROR(copies.Flush());
-        KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(st.copy));
-        return absl::OkStatus();
-      };
-      absl::StatusOr<std::vector<absl::Status>> r = client_->PutInPlace(
-          handle, keys.subspan(begin, count), std::span(lengths).subspan(begin, count), fill, put);
-      counters_.arena_granules_registered = st.pins->registered();
-      counters_.arena_granules_failed = st.pins->failed();
-      if (!r.ok()) return r.status();
-      std::move(r->begin(), r->end(), results.begin() + static_cast<ptrdiff_t>(begin));
+      absl::StatusOr<ReservedPut> r = client_->ReservePut(
+          handle, keys.subspan(begin, count), std::span(lengths).subspan(begin, count), put);
+      if (!r.ok()) return abort_open(r.status());
+      reserved[s] = *std::move(r);
+      CopyQueue copies(cudaMemcpyDeviceToHost, st.copy, st.pins.get());
+      absl::Status queued;
+      for (size_t k = 0; k < count && queued.ok(); ++k) {
+        const std::span<std::byte> slot = reserved[s].slots()[k];
+        if (slot.empty()) continue;
+        queued = copies.Add(slot.data(), source[begin + k], slot.size());
+        ++counters_.zero_copy_blocks;
+      }
+      if (queued.ok()) queued = copies.Flush();
+      if (queued.ok()) queued = CudaErrorToStatus(cudaEventRecord(copied[s], st.copy), "event");
+      if (queued.ok() && s > 0) queued = commit(s - 1);
+      if (!queued.ok()) return abort_open(queued);
     }
+    if (absl::Status last = commit(stages - 1); !last.ok()) return abort_open(last);
+    counters_.arena_granules_registered = st.pins->registered();
+    counters_.arena_granules_failed = st.pins->failed();
     KVTIER_RETURN_IF_ERROR(st.Drain());
     return results;
   }
@@ -559,7 +588,8 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
   KVTIER_RETURN_IF_ERROR(st.frames.Reserve(n * slot));
   KVTIER_RETURN_IF_ERROR(st.results.Reserve(n * sizeof(int32_t)));
   auto* errors = reinterpret_cast<int32_t*>(st.results.data());
-  const size_t per_stage = std::max<size_t>(1, options_.stage_bytes / handle.block_bytes);
+  const size_t per_stage = std::min(std::max<size_t>(1, options_.stage_bytes / handle.block_bytes),
+                                    MaxKeysPerStage(*client_));
   const size_t stages = (n + per_stage - 1) / per_stage;
   KVTIER_RETURN_IF_ERROR(st.ReserveEvents(stages));
   DrainOnExit drain{[&st] { return st.Drain(); }};
@@ -653,46 +683,56 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
   };
 
   if (st.pins != nullptr) {
-    // Zero copy: per stage, the copy engine reads the quoted slots straight out of the arena
-    // (Client::GetInPlace checks afterwards that none was reused meanwhile); the stage's
-    // decodes then run while the next stage's round trip and copies do.
-    for (size_t s = 0; s < stages; ++s) {
+    // Zero copy: per stage, quote the hits' slots and queue the copy engine's reads of them
+    // straight out of the arena; then finish the previous stage, whose copies are done (its
+    // seqlock check and release), and queue its decodes. Each stage's copies overlap the next
+    // stage's round trips and the previous stage's decodes. Gets left open by an error end
+    // with their leases.
+    struct Stage {
+      StartedGet get;
+      std::vector<GetResult> routed;  // route()'s view of each block, valid if the copy is
+      std::vector<Decode> decodes;
+    };
+    std::vector<Stage> pending(stages);
+    auto finish = [&](size_t s) -> absl::Status {
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(st.events[s]));
+      KVTIER_ASSIGN_OR_RETURN(std::vector<GetResult> got, client_->FinishGet(pending[s].get));
       const size_t begin = s * per_stage;
-      const size_t count = std::min(n, begin + per_stage) - begin;
-      std::vector<GetResult> routed(count);
-      std::vector<Decode> stage_decodes;
-      size_t done = 0;  // keys of the stage handed to `read` so far (one call per request)
-      auto read = [&](std::span<const std::span<const std::byte>> slots,
-                      std::span<const GetResult> got) -> absl::Status {
-        CopyQueue copies(cudaMemcpyHostToDevice, st.copy, st.pins.get());
-        for (size_t k = 0; k < slots.size(); ++k) {
-          GetResult& r = routed[done + k];
-          r = got[k];
-          if (slots[k].empty() || !r.status.ok()) continue;
-          KVTIER_RETURN_IF_ERROR(
-              route(begin + done + k, r, slots[k].data(), copies, stage_decodes));
-        }
-        done += slots.size();
-        KVTIER_RETURN_IF_ERROR(copies.Flush());
-        KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(st.copy));
-        return absl::OkStatus();
-      };
-      KVTIER_ASSIGN_OR_RETURN(std::vector<GetResult> got,
-                              client_->GetInPlace(handle, keys.subspan(begin, count), read));
-      for (size_t k = 0; k < count; ++k) {
-        // A copy the seqlock voided keeps GetInPlace's verdict; the others what route made of
+      for (size_t k = 0; k < got.size(); ++k) {
+        // A copy the seqlock voided keeps FinishGet's verdict; the others what route made of
         // them.
-        results[begin + k] = got[k].status.ok() ? std::move(routed[k]) : std::move(got[k]);
+        results[begin + k] =
+            got[k].status.ok() ? std::move(pending[s].routed[k]) : std::move(got[k]);
         if (results[begin + k].status.ok()) ++counters_.zero_copy_blocks;
       }
       const size_t first_decode = decodes.size();
-      for (Decode& d : stage_decodes) {
+      for (Decode& d : pending[s].decodes) {
         if (results[d.block].status.ok()) decodes.push_back(d);
       }
-      KVTIER_RETURN_IF_ERROR(queue_decodes(first_decode, nullptr));
-      counters_.arena_granules_registered = st.pins->registered();
-      counters_.arena_granules_failed = st.pins->failed();
+      pending[s] = Stage{};
+      return queue_decodes(first_decode, nullptr);  // the frames are in device memory
+    };
+    for (size_t s = 0; s < stages; ++s) {
+      const size_t begin = s * per_stage;
+      const size_t count = std::min(n, begin + per_stage) - begin;
+      KVTIER_ASSIGN_OR_RETURN(pending[s].get,
+                              client_->StartGet(handle, keys.subspan(begin, count)));
+      Stage& stage = pending[s];
+      stage.routed.assign(stage.get.results().begin(), stage.get.results().end());
+      CopyQueue copies(cudaMemcpyHostToDevice, st.copy, st.pins.get());
+      for (size_t k = 0; k < count; ++k) {
+        const std::span<const std::byte> slot = stage.get.slots()[k];
+        if (slot.empty() || !stage.routed[k].status.ok()) continue;
+        KVTIER_RETURN_IF_ERROR(
+            route(begin + k, stage.routed[k], slot.data(), copies, stage.decodes));
+      }
+      KVTIER_RETURN_IF_ERROR(copies.Flush());
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(st.events[s], st.copy));
+      if (s > 0) KVTIER_RETURN_IF_ERROR(finish(s - 1));
     }
+    KVTIER_RETURN_IF_ERROR(finish(stages - 1));
+    counters_.arena_granules_registered = st.pins->registered();
+    counters_.arena_granules_failed = st.pins->failed();
   } else {
     std::vector<std::span<std::byte>> staging(n);
     for (size_t i = 0; i < n; ++i) {

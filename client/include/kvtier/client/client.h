@@ -186,6 +186,49 @@ using ArenaFill = absl::FunctionRef<absl::Status(std::span<const std::span<std::
 using ArenaRead = absl::FunctionRef<absl::Status(std::span<const std::span<const std::byte>> slots,
                                                  std::span<const GetResult> results)>;
 
+// A put in place in two steps, Client::ReservePut and then CommitPut (or AbortPut), for
+// callers that write one batch's slots while the round trip of the next is on the way (the GPU
+// path overlaps its DMA with them). Move-only; a reservation neither committed nor aborted
+// ends when its lease expires (nothing stored).
+class ReservedPut {
+ public:
+  ReservedPut() = default;
+  ReservedPut(ReservedPut&&) = default;
+  ReservedPut& operator=(ReservedPut&&) = default;
+
+  // One per key: the block's slot in the arena to write before CommitPut, or empty (nothing to
+  // write: CommitPut reports why, e.g. AlreadyExists).
+  std::span<const std::span<std::byte>> slots() const { return slots_; }
+
+ private:
+  friend class Session;
+  std::vector<std::span<std::byte>> slots_;
+  std::vector<int32_t> codes_;  // the reservation's per-block codes
+  uint64_t lease_id_ = 0;       // 0 when nothing was reserved
+  bool open_ = false;           // reserved, neither committed nor aborted yet
+  std::chrono::steady_clock::time_point write_deadline_;
+};
+
+// A get in place in two steps, Client::StartGet and then FinishGet, for the same reason.
+class StartedGet {
+ public:
+  StartedGet() = default;
+  StartedGet(StartedGet&&) = default;
+  StartedGet& operator=(StartedGet&&) = default;
+
+  // One per key: the hit's bytes in the arena to copy before FinishGet, or empty.
+  std::span<const std::span<const std::byte>> slots() const { return slots_; }
+  // What is known before the copies (length, codec, tier; misses), as GetInPlace's read sees it.
+  std::span<const GetResult> results() const { return results_; }
+
+ private:
+  friend class Session;
+  std::vector<std::span<const std::byte>> slots_;
+  std::vector<GetResult> results_;
+  proto::GetReply reply_;
+  bool open_ = false;
+};
+
 class Client {
  public:
   // Connects to the daemon at `uri` (see endpoint.h), says Hello, and maps the shared arena if
@@ -292,10 +335,11 @@ class Client {
   // into the slots, then the put commits. As Put otherwise (lengths checked the same way,
   // PutOptions::codecs and raw_lengths describe encoded blocks; cpu_compress is ignored),
   // and the same per-block outcomes. `fill` runs once per request the batch is split into
-  // (once for up to the daemon's max_keys_per_request keys) and must return within the
+  // (once for up to the daemon's max_keys_per_request keys) and should return within the
   // arena lease (server_info().lease_timeout_ms): a fill that returns later is reported
-  // DeadlineExceeded per block and nothing is stored, and writes that outlive the lease may
-  // land in slots the daemon has handed to another put.
+  // DeadlineExceeded per block and nothing is stored. The daemon keeps the slots out of use
+  // until the put is answered or a second lease has passed, so a fill must never write for
+  // longer than that (docs/protocol.md 7.2).
   absl::StatusOr<std::vector<absl::Status>> PutInPlace(const NamespaceHandle& handle,
                                                        std::span<const BlockKey> keys,
                                                        std::span<const uint64_t> lengths,
@@ -308,6 +352,25 @@ class Client {
   // copy holds garbage. Hits count as uses, as for Get. `read` runs once per request.
   absl::StatusOr<std::vector<GetResult>> GetInPlace(const NamespaceHandle& handle,
                                                     std::span<const BlockKey> keys, ArenaRead read);
+
+  // PutInPlace in two steps, for one request's worth of keys (at most the daemon's
+  // max_keys_per_request, else InvalidArgument): ReservePut reserves the slots, the caller
+  // writes ReservedPut::slots(), and CommitPut stores them, with PutInPlace's per-block
+  // outcomes (DeadlineExceeded for every block when called after the lease's write deadline).
+  // AbortPut gives the slots back (nothing stored). Other calls may come in between: a caller
+  // can hold several reservations and write one while reserving the next.
+  absl::StatusOr<ReservedPut> ReservePut(const NamespaceHandle& handle,
+                                         std::span<const BlockKey> keys,
+                                         std::span<const uint64_t> lengths,
+                                         const PutOptions& options = {});
+  absl::StatusOr<std::vector<absl::Status>> CommitPut(ReservedPut& put);
+  absl::Status AbortPut(ReservedPut& put);
+  // GetInPlace in two steps, likewise: StartGet quotes the hits' slots, the caller copies
+  // StartedGet::slots(), and FinishGet checks the copies and gives the lease back, returning
+  // the results (a copy voided meanwhile is Unavailable, as for GetInPlace).
+  absl::StatusOr<StartedGet> StartGet(const NamespaceHandle& handle,
+                                      std::span<const BlockKey> keys);
+  absl::StatusOr<std::vector<GetResult>> FinishGet(StartedGet& get);
 
   // Asynchronous forms of Put, Get and Lookup: the request runs on a worker thread with its
   // own connection and the future carries exactly what the synchronous call would return

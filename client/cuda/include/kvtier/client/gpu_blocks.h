@@ -10,18 +10,20 @@
 //   GetToDevice: Client::Get with decoding off into the staging buffers, then copy each block
 //     to the device: a stored block straight into its destination, a kvz frame into device
 //     scratch, from where one decode batch writes the destinations.
-// Blocks move in stages of about GpuBlockClientOptions::stage_bytes, so that the GPU work of one
-// stage (compression, PCIe copies, decoding) overlaps the host work of the next or the previous
-// one (the Put or Get round trip and its memcpy through the daemon's shared arena).
+// Blocks move in stages of about GpuBlockClientOptions::stage_bytes (and at most the daemon's
+// max_keys_per_request blocks), so that the GPU work of one stage (compression, PCIe copies,
+// decoding) overlaps the host work of the next or the previous one: with zero copy, the round
+// trips that reserve and commit (Client::ReservePut, CommitPut) or quote and release
+// (StartGet, FinishGet) the slots; staged, the Put or Get and its memcpy through the arena.
 // Frames are identical to the CPU codec's, so blocks put here can be read with Client::Get
 // (decoded on the CPU) and blocks put with Client::Put (cpu_compress or not) can be read here.
 //
 // What the copies cost: every byte crosses PCIe once (compressed bytes only, in compressed
 // namespaces). With the daemon's shared arena (a Unix-socket Client) and zero_copy on (the
-// default), that is all: the copy engines write and read the arena itself (Client::PutInPlace,
-// GetInPlace), which this process registers with cudaHostRegister a 64 MiB granule at a time,
+// default), that is all: the copy engines write and read the arena itself, which this process
+// registers with cudaHostRegister a 64 MiB granule at a time,
 // on first use. Registration pins the granule's pages (the daemon's DRAM tier, which it fills
-// anyway) and costs ~20 ms per granule once. Where registering fails the copies still run, from
+// anyway), once per granule. Where registering fails the copies still run, from
 // pageable memory and slower. Without the arena (TCP) or with zero_copy off, blocks go through
 // pinned staging buffers here and the CPU copies them once more (Client::Put, Get).
 //

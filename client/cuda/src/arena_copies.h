@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/kernels/cuda_status.h"
+#include "piece_copy.h"
 
 namespace kvtier::client {
 
@@ -69,6 +70,12 @@ class ArenaPins {
   }
   uint64_t registered() const { return registered_; }
   uint64_t failed() const { return failed_; }
+  // REQUIRES Contains(p). Whether p's granule is registered (by anyone in this process), i.e.
+  // mapped for the device: device threads may then read and write it at p.
+  bool Mapped(const std::byte* p) const {
+    const uint8_t state = state_[static_cast<size_t>(p - arena_.data()) / kGranule];
+    return state == kOurs || state == kOthers;
+  }
 
  private:
   enum State : uint8_t { kUnknown, kOurs, kOthers, kFailed };
@@ -78,25 +85,38 @@ class ArenaPins {
   uint64_t failed_ = 0;
 };
 
-// Queues copies on a stream; a copy that continues the previous one at both ends joins it, so
-// that blocks laid out back to back move in one DMA transfer. With `pins`, copies whose host
-// side lies in the arena are cut at its granule boundaries and their granules registered.
-// Flush hands all copies to the driver in one cudaMemcpyBatchAsync: kvz frames land in
-// scattered arena slots, and one cudaMemcpyAsync per frame cost more than the transfers.
+// Queues copies between device and host memory on a stream; a copy that continues the previous
+// one at both ends joins it, so that blocks laid out back to back move in one transfer. With
+// `pins`, copies whose host side lies in the arena are cut at its granule boundaries and their
+// granules registered. Flush hands the copies to the copy engines in one cudaMemcpyBatchAsync,
+// except pieces under kKernelCopyBytes whose host side the device can reach (`host_mapped` for
+// host memory outside the arena, registration for the arena) when `kernel_copies` is on: those
+// go to LaunchPieceCopy, since the copy engines pay microseconds per copy and kvz frames, in
+// scattered slots, come in thousands of small pieces for small blocks.
 class CopyQueue {
  public:
-  CopyQueue(cudaMemcpyKind kind, cudaStream_t stream, ArenaPins* pins = nullptr)
-      : kind_(kind), stream_(stream), pins_(pins) {}
+  static constexpr size_t kKernelCopyBytes = size_t{128} << 10;
+
+  CopyQueue(cudaMemcpyKind kind, cudaStream_t stream, ArenaPins* pins = nullptr,
+            bool kernel_copies = false, bool host_mapped = false)
+      : kind_(kind),
+        stream_(stream),
+        pins_(pins),
+        kernel_copies_(kernel_copies),
+        host_mapped_(host_mapped) {}
 
   absl::Status Add(void* dst, const void* src, size_t bytes) {
     auto* d = static_cast<std::byte*>(dst);
     auto* s = static_cast<const std::byte*>(src);
     const std::byte* host = kind_ == cudaMemcpyDeviceToHost ? d : s;
-    if (pins_ == nullptr || !pins_->Contains(host)) return AddPiece(d, s, bytes, false);
+    if (pins_ == nullptr || !pins_->Contains(host)) {
+      AddPiece(d, s, bytes, false, host_mapped_);
+      return absl::OkStatus();
+    }
     while (bytes > 0) {
       const size_t piece = std::min(bytes, pins_->ToGranuleEnd(host));
       pins_->Ensure(host);
-      KVTIER_RETURN_IF_ERROR(AddPiece(d, s, piece, pins_->AtGranuleStart(host)));
+      AddPiece(d, s, piece, pins_->AtGranuleStart(host), pins_->Mapped(host));
       d += piece;
       s += piece;
       host += piece;
@@ -105,49 +125,83 @@ class CopyQueue {
     return absl::OkStatus();
   }
 
-  // Copies queued and not yet flushed (after joining).
-  size_t queued() const { return sizes_.size(); }
+  // Copies queued and not yet flushed (after joining), and of those, the ones for the kernel.
+  size_t queued() const { return copies_.size(); }
+  size_t queued_for_kernel() const {
+    size_t n = 0;
+    for (const Copy& c : copies_) n += ForKernel(c);
+    return n;
+  }
 
   absl::Status Flush() {
-    if (sizes_.empty()) return absl::OkStatus();
+    std::vector<void*> dsts;
+    std::vector<const void*> srcs;
+    std::vector<size_t> sizes;
+    std::vector<CopyPiece> pieces;
+    for (const Copy& c : copies_) {
+      if (ForKernel(c)) {
+        pieces.push_back({c.src, c.dst, c.bytes});
+      } else {
+        dsts.push_back(c.dst);
+        srcs.push_back(c.src);
+        sizes.push_back(c.bytes);
+      }
+    }
+    copies_.clear();
+    for (size_t k = 0; k < pieces.size(); k += kPiecesPerLaunch) {
+      const int n = static_cast<int>(std::min<size_t>(kPiecesPerLaunch, pieces.size() - k));
+      if (LaunchPieceCopy(pieces.data() + k, n, stream_) != cudaSuccess) {
+        cudaGetLastError();  // e.g. a driver without large kernel parameters: the copy engines
+        for (int i = 0; i < n; ++i) {
+          dsts.push_back(pieces[k + i].dst);
+          srcs.push_back(pieces[k + i].src);
+          sizes.push_back(pieces[k + i].bytes);
+        }
+      }
+    }
+    if (sizes.empty()) return absl::OkStatus();
     cudaMemcpyAttributes attributes{};
     attributes.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
     size_t first = 0;
-    cudaError_t e = cudaMemcpyBatchAsync(dsts_.data(), srcs_.data(), sizes_.data(), sizes_.size(),
-                                         &attributes, &first, 1, stream_);
-    if (e != cudaSuccess) {
+    if (cudaMemcpyBatchAsync(dsts.data(), srcs.data(), sizes.data(), sizes.size(), &attributes,
+                             &first, 1, stream_) != cudaSuccess) {
       // A driver without batched copies (before CUDA 12.8): one call per copy.
       cudaGetLastError();
-      for (size_t k = 0; k < sizes_.size(); ++k) {
-        KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dsts_[k], srcs_[k], sizes_[k], kind_, stream_));
+      for (size_t k = 0; k < sizes.size(); ++k) {
+        KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dsts[k], srcs[k], sizes[k], kind_, stream_));
       }
     }
-    dsts_.clear();
-    srcs_.clear();
-    sizes_.clear();
     return absl::OkStatus();
   }
 
  private:
-  absl::Status AddPiece(std::byte* d, const std::byte* s, size_t bytes, bool starts_granule) {
-    if (!sizes_.empty() && !starts_granule &&
-        d == static_cast<std::byte*>(dsts_.back()) + sizes_.back() &&
-        s == static_cast<const std::byte*>(srcs_.back()) + sizes_.back()) {
-      sizes_.back() += bytes;
-      return absl::OkStatus();
+  struct Copy {
+    void* dst;
+    const void* src;
+    size_t bytes;
+    bool mapped;  // the host side is reachable from the device
+  };
+  bool ForKernel(const Copy& c) const {
+    return kernel_copies_ && c.mapped && c.bytes < kKernelCopyBytes;
+  }
+  void AddPiece(std::byte* d, const std::byte* s, size_t bytes, bool starts_granule, bool mapped) {
+    if (!copies_.empty() && !starts_granule && copies_.back().mapped == mapped) {
+      Copy& last = copies_.back();
+      if (d == static_cast<std::byte*>(last.dst) + last.bytes &&
+          s == static_cast<const std::byte*>(last.src) + last.bytes) {
+        last.bytes += bytes;
+        return;
+      }
     }
-    dsts_.push_back(d);
-    srcs_.push_back(s);
-    sizes_.push_back(bytes);
-    return absl::OkStatus();
+    copies_.push_back({d, s, bytes, mapped});
   }
 
   const cudaMemcpyKind kind_;
   const cudaStream_t stream_;
   ArenaPins* const pins_;
-  std::vector<void*> dsts_;
-  std::vector<const void*> srcs_;
-  std::vector<size_t> sizes_;
+  const bool kernel_copies_;
+  const bool host_mapped_;
+  std::vector<Copy> copies_;
 };
 
 }  // namespace kvtier::client

@@ -1,8 +1,9 @@
 // CopyQueue and ArenaPins on the GPU: copies to and from host memory standing in for the
 // daemon's arena are cut at its 64 MiB granule boundaries (a copy must lie within one
 // registration to run as a pinned one), every granule touched is registered once, contiguous
-// copies join only within a granule, and the bytes arrive intact both ways. Skips (exit 77)
-// without a CUDA device.
+// copies join only within a granule, small pieces go to the piece-copy kernel where the device
+// reaches the host memory, and the bytes arrive intact both ways. Skips (exit 77) without a
+// CUDA device.
 #include "arena_copies.h"
 
 #include <gtest/gtest.h>
@@ -84,6 +85,56 @@ TEST(ArenaCopiesTest, CopiesAreCutAtGranulesAndArriveIntact) {
     ASSERT_TRUE(plain.Flush().ok());
     Check(cudaStreamSynchronize(stream));
     EXPECT_EQ(std::memcmp(outside.data(), pattern.data(), 2 << 20), 0);
+  }
+  // Small pieces by the kernel: device threads read and write the registered arena directly;
+  // aligned, 4-byte aligned and odd pieces, both ways, beside a large one for the engines.
+  {
+    ArenaPins pins({arena.get(), arena_bytes});
+    std::memset(arena.get(), 0, 8 << 20);
+    struct Piece {
+      size_t arena_offset, device_offset, bytes;
+    };
+    const Piece pieces[] = {{0, 0, 11'264},
+                            {16'384, 20'000, 4'096},
+                            {40'964, 30'004, 999},
+                            {70'001, 50'003, 3'333},
+                            {1 << 20, 1 << 20, 1 << 20}};
+    CopyQueue out(cudaMemcpyDeviceToHost, stream, &pins, /*kernel_copies=*/true);
+    for (const Piece& p : pieces) {
+      ASSERT_TRUE(out.Add(arena.get() + p.arena_offset, device + p.device_offset, p.bytes).ok());
+    }
+    EXPECT_EQ(out.queued(), 5u);
+    EXPECT_EQ(out.queued_for_kernel(), 4u) << "pieces under 128 KiB go to the kernel";
+    ASSERT_TRUE(out.Flush().ok());
+    Check(cudaStreamSynchronize(stream));
+    for (const Piece& p : pieces) {
+      EXPECT_EQ(
+          std::memcmp(arena.get() + p.arena_offset, pattern.data() + p.device_offset, p.bytes), 0)
+          << "piece at " << p.arena_offset;
+    }
+    EXPECT_EQ(arena.get()[16'384 + 4'096], std::byte{0}) << "wrote past a piece";
+    Check(cudaMemset(device, 0, device_bytes));
+    CopyQueue in(cudaMemcpyHostToDevice, stream, &pins, /*kernel_copies=*/true);
+    for (const Piece& p : pieces) {
+      ASSERT_TRUE(in.Add(device + p.device_offset, arena.get() + p.arena_offset, p.bytes).ok());
+    }
+    EXPECT_EQ(in.queued_for_kernel(), 4u);
+    ASSERT_TRUE(in.Flush().ok());
+    Check(cudaStreamSynchronize(stream));
+    std::vector<std::byte> back(device_bytes);
+    Check(cudaMemcpy(back.data(), device, device_bytes, cudaMemcpyDeviceToHost));
+    for (const Piece& p : pieces) {
+      EXPECT_EQ(
+          std::memcmp(back.data() + p.device_offset, pattern.data() + p.device_offset, p.bytes), 0)
+          << "piece at " << p.device_offset;
+    }
+    // Pieces the device cannot reach (host memory never registered) stay with the engines.
+    std::vector<std::byte> unregistered(4096);
+    CopyQueue engines(cudaMemcpyDeviceToHost, stream, &pins, /*kernel_copies=*/true);
+    ASSERT_TRUE(engines.Add(unregistered.data(), device, 4096).ok());
+    EXPECT_EQ(engines.queued_for_kernel(), 0u);
+    ASSERT_TRUE(engines.Flush().ok());
+    Check(cudaStreamSynchronize(stream));
   }
   // The pins unregistered their granules: registering one again succeeds.
   EXPECT_EQ(cudaHostRegister(arena.get(), kGranule, cudaHostRegisterPortable), cudaSuccess);

@@ -124,6 +124,7 @@ struct GpuBlockClient::State {
   GrowingBuffer<true> results;      // frame sizes (puts) or decode error codes (gets)
   std::map<std::pair<KvDtype, int>, std::unique_ptr<GpuCodec>> codecs;
   std::unique_ptr<ArenaPins> pins;  // set when calls copy straight to and from the arena
+  bool kernel_copies = false;       // small pieces by LaunchPieceCopy (CopyQueue)
 
   ~State() {
     Drain().IgnoreError();
@@ -197,6 +198,10 @@ absl::StatusOr<std::unique_ptr<GpuBlockClient>> GpuBlockClient::Create(
   auto state = std::make_unique<State>();
   KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&state->compute, cudaStreamNonBlocking));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&state->copy, cudaStreamNonBlocking));
+  int host_pointers = 0;
+  KVTIER_CUDA_RETURN_IF_ERROR(
+      cudaDeviceGetAttribute(&host_pointers, cudaDevAttrCanUseHostPointerForRegisteredMem, device));
+  state->kernel_copies = options.kernel_copies && host_pointers != 0;
   if (options.zero_copy && client->shared_arena() && !client->arena_memory().empty()) {
     state->pins = std::make_unique<ArenaPins>(client->arena_memory());
   }
@@ -391,7 +396,7 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
           handle, keys.subspan(begin, count), std::span(lengths).subspan(begin, count), put);
       if (!r.ok()) return abort_open(r.status());
       reserved[s] = *std::move(r);
-      CopyQueue copies(cudaMemcpyDeviceToHost, st.copy, st.pins.get());
+      CopyQueue copies(cudaMemcpyDeviceToHost, st.copy, st.pins.get(), st.kernel_copies);
       absl::Status queued;
       for (size_t k = 0; k < count && queued.ok(); ++k) {
         const std::span<std::byte> slot = reserved[s].slots()[k];
@@ -413,7 +418,9 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
   for (size_t s = 0; s < stages; ++s) {
     if (codec != nullptr) KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(compressed[s]));
     choose_sources(s);
-    CopyQueue copies(cudaMemcpyDeviceToHost, st.copy);
+    // Staging is cudaMallocHost memory, which the device reaches too.
+    CopyQueue copies(cudaMemcpyDeviceToHost, st.copy, nullptr, st.kernel_copies,
+                     /*host_mapped=*/true);
     for (size_t i = stage_begin[s]; i < stage_begin[s + 1]; ++i) {
       std::byte* dst = st.staging.data() + host_offset[i];
       KVTIER_RETURN_IF_ERROR(copies.Add(dst, source[i], lengths[i]));
@@ -590,7 +597,7 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
                               client_->StartGet(handle, keys.subspan(begin, count)));
       Stage& stage = pending[s];
       stage.routed.assign(stage.get.results().begin(), stage.get.results().end());
-      CopyQueue copies(cudaMemcpyHostToDevice, st.copy, st.pins.get());
+      CopyQueue copies(cudaMemcpyHostToDevice, st.copy, st.pins.get(), st.kernel_copies);
       for (size_t k = 0; k < count; ++k) {
         const std::span<const std::byte> slot = stage.get.slots()[k];
         if (slot.empty() || !stage.routed[k].status.ok()) continue;
@@ -619,7 +626,8 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
           client_->Get(handle, keys.subspan(begin, end - begin),
                        std::span<const std::span<std::byte>>(staging).subspan(begin, end - begin),
                        GetOptions{.decode = false}));
-      CopyQueue copies(cudaMemcpyHostToDevice, st.copy);
+      CopyQueue copies(cudaMemcpyHostToDevice, st.copy, nullptr, st.kernel_copies,
+                       /*host_mapped=*/true);
       const size_t first_decode = decodes.size();
       for (size_t i = begin; i < end; ++i) {
         GetResult& r = results[i];

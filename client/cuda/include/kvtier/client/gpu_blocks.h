@@ -93,6 +93,11 @@ struct GpuBlockClientOptions {
   // Copy straight between device memory and the daemon's shared arena when the Client has it
   // (see above). Default true; false always stages in pinned host memory (for comparison).
   bool zero_copy = true;
+  // Copy pieces under 128 KiB (kvz frames of small blocks, in scattered slots) with a kernel
+  // whose threads read or write the mapped host memory, instead of one copy-engine transfer
+  // each, which costs microseconds. Default true; used where the device can reach registered
+  // host memory at its host address (cudaDevAttrCanUseHostPointerForRegisteredMem).
+  bool kernel_copies = true;
 
   // InvalidArgument naming the offending field.
   absl::Status Validate() const;

@@ -386,7 +386,9 @@ TEST_F(ClientIntegrationTest, TwoStepPutsAndGetsOverlap) {
   const auto more = c->HashTokens(*ns, Tokens(51, 2));
   auto aborted = c->ReservePut(*ns, std::span(more).first(1), std::span(lengths).first(1));
   ASSERT_TRUE(aborted.ok()) << aborted.status();
-  EXPECT_TRUE(c->AbortPut(*aborted).ok());
+  ReservedPut moved = std::move(*aborted);  // the moved-from one is finished
+  EXPECT_TRUE(absl::IsFailedPrecondition(c->AbortPut(*aborted)));
+  EXPECT_TRUE(c->AbortPut(moved).ok());
   auto late = c->ReservePut(*ns, std::span(more).subspan(1), std::span(lengths).first(1));
   ASSERT_TRUE(late.ok()) << late.status();
   std::this_thread::sleep_for(milliseconds(400));  // past the 300 ms lease

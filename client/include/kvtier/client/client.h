@@ -46,6 +46,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -193,8 +194,16 @@ using ArenaRead = absl::FunctionRef<absl::Status(std::span<const std::span<const
 class ReservedPut {
  public:
   ReservedPut() = default;
-  ReservedPut(ReservedPut&&) = default;
-  ReservedPut& operator=(ReservedPut&&) = default;
+  // A moved-from reservation is finished (neither commits nor aborts anything).
+  ReservedPut(ReservedPut&& other) noexcept { *this = std::move(other); }
+  ReservedPut& operator=(ReservedPut&& other) noexcept {
+    slots_ = std::move(other.slots_);
+    codes_ = std::move(other.codes_);
+    lease_id_ = std::exchange(other.lease_id_, 0);
+    open_ = std::exchange(other.open_, false);
+    write_deadline_ = other.write_deadline_;
+    return *this;
+  }
 
   // One per key: the block's slot in the arena to write before CommitPut, or empty (nothing to
   // write: CommitPut reports why, e.g. AlreadyExists).
@@ -213,8 +222,15 @@ class ReservedPut {
 class StartedGet {
  public:
   StartedGet() = default;
-  StartedGet(StartedGet&&) = default;
-  StartedGet& operator=(StartedGet&&) = default;
+  // A moved-from get is finished.
+  StartedGet(StartedGet&& other) noexcept { *this = std::move(other); }
+  StartedGet& operator=(StartedGet&& other) noexcept {
+    slots_ = std::move(other.slots_);
+    results_ = std::move(other.results_);
+    reply_ = std::move(other.reply_);
+    open_ = std::exchange(other.open_, false);
+    return *this;
+  }
 
   // One per key: the hit's bytes in the arena to copy before FinishGet, or empty.
   std::span<const std::span<const std::byte>> slots() const { return slots_; }

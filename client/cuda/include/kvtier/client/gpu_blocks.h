@@ -2,34 +2,38 @@
 // into GPU memory, compressing on the GPU where the namespace asks for it.
 //
 // What it is: a thin layer over a Client (client.h) that moves block bytes between device
-// memory and pinned host staging buffers and runs the kvz codec on the GPU (gpu_codec.h):
-//   PutFromDevice, COMPRESSION_KVZ namespace: compress every block on the GPU, copy each frame
-//     (or the block itself where the frame does not shrink it) to the host, then Client::Put
-//     with the codecs and raw lengths set. The daemon stores the frames as sent.
-//   PutFromDevice, other namespaces: copy the blocks to the host, then Client::Put.
-//   GetToDevice: Client::Get with decoding off into the staging buffers, then copy each block
-//     to the device: a stored block straight into its destination, a kvz frame into device
-//     scratch, from where one decode batch writes the destinations.
+// memory and kvtierd's DRAM and runs the kvz codec on the GPU (gpu_codec.h):
+//   PutFromDevice, COMPRESSION_KVZ namespace: compress every block on the GPU, then send each
+//     frame (or the block itself where the frame does not shrink it) with its codec and raw
+//     length. The daemon stores the frames as sent.
+//   PutFromDevice, other namespaces: send the blocks as they are.
+//   GetToDevice: fetch the blocks undecoded and copy each to the device: a stored block
+//     straight into its destination, a kvz frame into device scratch, from where one decode
+//     batch writes the destinations.
+// How the bytes move:
+//   Zero copy (a Unix-socket Client with the shared arena, and zero_copy on, the default): the
+//     GPU's copy engines write and read the daemon's arena itself (Client::ReservePut and
+//     CommitPut, StartGet and FinishGet), and every byte crosses PCIe once, with nothing copied
+//     by the CPU. This process registers the arena with cudaHostRegister a 64 MiB granule at a
+//     time, on first use, which pins that granule's pages (the daemon's DRAM tier, which it
+//     fills anyway). Pieces under 128 KiB (kvz frames of small blocks) are copied by a kernel
+//     whose threads reach the mapped memory (kernel_copies), since the copy engines pay
+//     microseconds per transfer. Where registering fails the copies still run, from pageable
+//     memory and slower.
+//   Staged (TCP, or zero_copy off): through pinned staging buffers here, which the CPU copies
+//     once more (Client::Put, Get).
 // Blocks move in stages of about GpuBlockClientOptions::stage_bytes (and at most the daemon's
 // max_keys_per_request blocks), so that the GPU work of one stage (compression, PCIe copies,
-// decoding) overlaps the host work of the next or the previous one: with zero copy, the round
-// trips that reserve and commit (Client::ReservePut, CommitPut) or quote and release
-// (StartGet, FinishGet) the slots; staged, the Put or Get and its memcpy through the arena.
-// Frames are identical to the CPU codec's, so blocks put here can be read with Client::Get
-// (decoded on the CPU) and blocks put with Client::Put (cpu_compress or not) can be read here.
-//
-// What the copies cost: every byte crosses PCIe once (compressed bytes only, in compressed
-// namespaces). With the daemon's shared arena (a Unix-socket Client) and zero_copy on (the
-// default), that is all: the copy engines write and read the arena itself, which this process
-// registers with cudaHostRegister a 64 MiB granule at a time,
-// on first use. Registration pins the granule's pages (the daemon's DRAM tier, which it fills
-// anyway), once per granule. Where registering fails the copies still run, from
-// pageable memory and slower. Without the arena (TCP) or with zero_copy off, blocks go through
-// pinned staging buffers here and the CPU copies them once more (Client::Put, Get).
+// decoding) overlaps the host work of the next or the previous one: the round trips that
+// reserve and commit or quote and release the slots (zero copy), or the Put or Get and its
+// memcpy (staged). Frames are identical to the CPU codec's, so blocks put here can be read
+// with Client::Get (decoded on the CPU) and blocks put with Client::Put (cpu_compress or not)
+// can be read here.
 //
 // Ownership: the Client is borrowed and must outlive the GpuBlockClient. The GpuBlockClient owns
 // its two CUDA streams, its GpuCodec objects, a device scratch buffer for frames and pinned host
-// staging buffers; all grow to the largest batch seen so far and are reused, never shrunk.
+// staging buffers (staged path only); all grow to the largest batch seen so far and are reused,
+// never shrunk. With zero copy it also holds the arena granules it registered, until destroyed.
 // Callers own the device blocks and buffers; they are only read (puts) or written (gets) during
 // the call.
 //

@@ -39,6 +39,51 @@ KVTIER_HD void HuffmanParents(const uint32_t* keys, int n, uint32_t* a) {
   }
 }
 
+// The same merge as HuffmanParents, with the heads of both queues in registers: leaf weights
+// are read from `keys` one step ahead and internal weights kept in `weights` (n values), so each
+// step waits on no memory access of its own. Writes the same parents to `parents` (n values).
+// The GPU encoder's single lane runs it: the in-place version's chain of dependent loads and
+// stores through shared memory lay on the path of the code-length phase, which the block's other
+// warps wait for (a sixth of a chunk's time; docs/compression.md).
+KVTIER_HD void HuffmanParentsSplit(const uint32_t* keys, int n, uint32_t* parents,
+                                   uint32_t* weights) {
+  constexpr uint32_t kNone = 0xFFFFFFFFu;  // above every weight (counts are at most 2^16)
+  auto leaf_weight = [&](int i) { return i < n ? keys[i] >> 8 : kNone; };
+  weights[0] = leaf_weight(0) + leaf_weight(1);
+  uint32_t leaf_w = leaf_weight(2);  // the next leaf's weight
+  uint32_t leaf_after = leaf_weight(3);
+  int leaf = 2;
+  int root = 0;                  // the next internal node not yet taken
+  uint32_t root_w = weights[0];  // its weight (nodes [root, next) exist)
+  auto take_leaf = [&]() {
+    const uint32_t w = leaf_w;
+    ++leaf;
+    leaf_w = leaf_after;
+    leaf_after = leaf_weight(leaf + 1);
+    return w;
+  };
+  for (int next = 1; next < n - 1; ++next) {
+    uint32_t sum;
+    // A leaf wins a tie, as in HuffmanParents; at least one internal node exists here.
+    if (leaf >= n || root_w < leaf_w) {
+      sum = root_w;
+      parents[root++] = static_cast<uint32_t>(next);
+      root_w = root < next ? weights[root] : kNone;
+    } else {
+      sum = take_leaf();
+    }
+    if (leaf >= n || (root < next && root_w < leaf_w)) {
+      sum += root_w;
+      parents[root++] = static_cast<uint32_t>(next);
+      root_w = root < next ? weights[root] : kNone;
+    } else {
+      sum += take_leaf();
+    }
+    weights[next] = sum;
+    if (root == next) root_w = sum;
+  }
+}
+
 // JPEG Annex K.3 Adjust_BITS on the code counts per length bl_count[0..31] of a Huffman code
 // `max_depth` deep: moves the deepest pairs up until nothing is longer than kMaxCodeLength,
 // keeping the code complete, and returns the new longest length. A shallower leaf to split

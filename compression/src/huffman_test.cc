@@ -162,5 +162,42 @@ TEST(HuffmanTest, TiesAreBrokenBySymbol) {
   EXPECT_EQ(b.lengths[30], 1);
 }
 
+// The GPU's merge with its queue heads in registers builds the CPU's tree: the same parents for
+// every internal node, on skewed, flat, tied and tiny distributions of 2 to 256 symbols.
+TEST(HuffmanTest, SplitMergeBuildsTheSameTree) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int n = 2 + static_cast<int>(rng() % 255);
+    std::vector<uint32_t> counts(n);
+    const int shape = trial % 4;
+    for (int i = 0; i < n; ++i) {
+      switch (shape) {
+        case 0:
+          counts[i] = 1 + rng() % 4;
+          break;  // many ties
+        case 1:
+          counts[i] = 1 + (rng() % 65536) / (1 + i * i);
+          break;  // skewed
+        case 2:
+          counts[i] = 1u << (rng() % 12);
+          break;  // powers of two
+        default:
+          counts[i] = 1 + rng() % 256;
+          break;
+      }
+    }
+    std::vector<uint32_t> keys(n);
+    for (int i = 0; i < n; ++i) keys[i] = SortKey(counts[i], i);
+    std::sort(keys.begin(), keys.end());
+    std::vector<uint32_t> in_place(n), parents(n, 0), weights(n);
+    HuffmanParents(keys.data(), n, in_place.data());
+    HuffmanParentsSplit(keys.data(), n, parents.data(), weights.data());
+    for (int i = 0; i + 2 < n; ++i) {
+      ASSERT_EQ(parents[i], in_place[i]) << "trial " << trial << ", n " << n << ", node " << i;
+    }
+    ASSERT_EQ(weights[n - 2], in_place[n - 2]) << "the root's weight, trial " << trial;
+  }
+}
+
 }  // namespace
 }  // namespace kvtier::kvz

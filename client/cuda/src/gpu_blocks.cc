@@ -367,6 +367,9 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
     std::vector<ReservedPut> reserved(stages);
     size_t committed = 0;  // stages [0, committed) are done
     auto abort_open = [&](absl::Status status) {
+      // Copies still in flight must land before their slots go back: the daemon may hand a
+      // released slot to another put at once.
+      st.Drain().IgnoreError();
       for (size_t s = committed; s < stages; ++s) client_->AbortPut(reserved[s]).IgnoreError();
       return status;
     };

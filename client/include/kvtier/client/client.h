@@ -181,8 +181,9 @@ inline bool IsStored(const absl::Status& block_status) {
 // per key of the request, in key order: the block's bytes in the shared arena, or empty where
 // there is nothing to write (the block is cached already or found no room) or to read (a miss,
 // or a copy already voided). The callback must finish every write or read before it returns
-// (synchronize any DMA it started). A non-OK status aborts the request: a put's reservation is
-// given back (nothing stored) and the call returns that status.
+// (synchronize any DMA it started), also when it fails. A non-OK status aborts the request: a
+// put's reservation is given back (nothing stored; the daemon may reuse its slots at once) and
+// the call returns that status.
 using ArenaFill = absl::FunctionRef<absl::Status(std::span<const std::span<std::byte>> slots)>;
 using ArenaRead = absl::FunctionRef<absl::Status(std::span<const std::span<const std::byte>> slots,
                                                  std::span<const GetResult> results)>;
@@ -373,8 +374,9 @@ class Client {
   // max_keys_per_request, else InvalidArgument): ReservePut reserves the slots, the caller
   // writes ReservedPut::slots(), and CommitPut stores them, with PutInPlace's per-block
   // outcomes (DeadlineExceeded for every block when called after the lease's write deadline).
-  // AbortPut gives the slots back (nothing stored). Other calls may come in between: a caller
-  // can hold several reservations and write one while reserving the next.
+  // AbortPut gives the slots back (nothing stored); every write into them must have finished
+  // before it is called, since the daemon may reuse them at once. Other calls may come in between:
+  // a caller can hold several reservations and write one while reserving the next.
   absl::StatusOr<ReservedPut> ReservePut(const NamespaceHandle& handle,
                                          std::span<const BlockKey> keys,
                                          std::span<const uint64_t> lengths,

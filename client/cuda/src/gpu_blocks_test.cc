@@ -2,7 +2,8 @@
 // memory byte for byte, in a COMPRESSION_KVZ bf16 namespace and in a plain one; incompressible
 // blocks go stored; the daemon's stats show the compression; frames written on the GPU decode on
 // the CPU (Client::Get) and CPU frames decode on the GPU; damaged frames are DataLoss, never
-// wrong bytes. Exits 77 (ctest SKIP) when there is no CUDA device or kvtierd is not built
+// wrong bytes; many small blocks come back intact. Exits 77 (ctest SKIP) when there is no CUDA
+// device or kvtierd is not built
 // ($KVTIER_KVTIERD names another kvtierd).
 #include "kvtier/client/gpu_blocks.h"
 
@@ -206,6 +207,43 @@ TEST_P(GpuBlocksTest, RoundTripPlain) {
   RoundTrip(plain_, 2);
   EXPECT_EQ(gpu_->counters().put_kvz_blocks, 0u);
   EXPECT_EQ(gpu_->counters().put_sent_bytes, gpu_->counters().put_raw_bytes);
+}
+
+// Many small blocks (16 KiB, 300 in a batch over several stages): their frames and the plain
+// blocks move as hundreds of small pieces (by the copy kernel where zero copy is on) and
+// come back byte for byte, compressed or not.
+TEST_P(GpuBlocksTest, SmallBlocksRoundTrip) {
+  constexpr uint64_t kSmall = 16 << 10;
+  std::vector<Bytes> blocks;
+  for (int i = 0; i < 300; ++i) {
+    blocks.push_back(testing::GenerateKvBlock(KvDtype::kBf16, 1, 8, 4, 128, 5000 + i));
+    ASSERT_EQ(blocks.back().size(), kSmall);
+  }
+  blocks[7] = testing::SeededBytes(7, kSmall);  // does not shrink: stored
+  proto::NamespaceOptions kvz;
+  kvz.set_compression(proto::COMPRESSION_KVZ);
+  for (bool compressed : {true, false}) {
+    auto ns = client_->OpenNamespace(
+        kvtier::testing::TestDescriptor(compressed ? "gpu-small-kvz" : "gpu-small", kSmall),
+        compressed ? kvz : proto::NamespaceOptions{});
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    const std::vector<BlockKey> keys = Keys(compressed ? 8 : 9, blocks.size());
+    DeviceBlocks src(blocks);
+    auto put = gpu_->PutFromDevice(*ns, keys, src.AsBlocks());
+    ASSERT_TRUE(put.ok()) << put.status();
+    for (size_t i = 0; i < put->size(); ++i) ASSERT_TRUE((*put)[i].ok()) << i << ": " << (*put)[i];
+    DeviceBlocks dst(blocks.size(), kSmall);
+    auto got = gpu_->GetToDevice(*ns, keys, dst.AsBuffers());
+    ASSERT_TRUE(got.ok()) << got.status();
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      ASSERT_TRUE((*got)[i].status.ok()) << i << ": " << (*got)[i].status;
+      ASSERT_EQ((*got)[i].length, kSmall);
+      ASSERT_TRUE(dst.Read(i, kSmall) == blocks[i])
+          << (compressed ? "kvz" : "plain") << " block " << i << " differs";
+    }
+  }
+  EXPECT_EQ(gpu_->counters().put_kvz_blocks, 299u);
+  EXPECT_EQ(gpu_->counters().get_kvz_blocks, 299u);
 }
 
 // What the daemon holds: frames for KV blocks, the random block as it was; stats show it.

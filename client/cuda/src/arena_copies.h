@@ -8,7 +8,11 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,11 +25,30 @@ namespace kvtier::client {
 // The daemon's shared arena, registered with CUDA (cudaHostRegister) a granule at a time on
 // first use, so that the copy engines reach it without a staging copy. Registering it whole at
 // start would pin every page of the daemon's DRAM tier at once, used or not. Copies are cut at
-// granule boundaries: a copy must lie within one registration to run as a pinned one. Only
-// the granules registered here are unregistered on destruction.
+// granule boundaries: a copy must lie within one registration to run as a pinned one.
+//
+// CUDA's registrations belong to the process, so one ArenaPins serves every GpuBlockClient of
+// the process that uses the same mapping (ForArena), and the last one to let go unregisters
+// the granules: a registration must not vanish under another user's copy or kernel. Granules
+// that something else in the process registered are used by the copy engines but never by
+// device threads (see Ensure), since their owner may unregister them at any time. Thread-safe.
 class ArenaPins {
  public:
   static constexpr size_t kGranule = size_t{64} << 20;
+
+  // The pins of the mapping `arena`, shared with every other holder of the same mapping.
+  static std::shared_ptr<ArenaPins> ForArena(std::span<std::byte> arena) {
+    static std::mutex mu;
+    static std::map<std::pair<const std::byte*, size_t>, std::weak_ptr<ArenaPins>> live;
+    std::lock_guard lock(mu);
+    std::weak_ptr<ArenaPins>& slot = live[{arena.data(), arena.size()}];
+    std::shared_ptr<ArenaPins> pins = slot.lock();
+    if (pins == nullptr) {
+      pins = std::make_shared<ArenaPins>(arena);
+      slot = pins;
+    }
+    return pins;
+  }
 
   explicit ArenaPins(std::span<std::byte> arena)
       : arena_(arena), state_((arena.size() + kGranule - 1) / kGranule, kUnknown) {}
@@ -48,38 +71,43 @@ class ArenaPins {
   bool AtGranuleStart(const std::byte* p) const {
     return static_cast<size_t>(p - arena_.data()) % kGranule == 0;
   }
-  // Registers p's granule unless done (or tried) before. A granule that cannot be registered
-  // is still copied, from pageable memory.
-  void Ensure(const std::byte* p) {
+  // Registers p's granule unless done (or tried) before, and returns whether device threads
+  // may read and write it at p: registered here, so alive as long as this object. A granule
+  // that cannot be registered is still copied by the engines, from pageable memory.
+  bool Ensure(const std::byte* p) {
     const size_t g = static_cast<size_t>(p - arena_.data()) / kGranule;
-    if (state_[g] != kUnknown) return;
-    std::byte* start = arena_.data() + g * kGranule;
-    const cudaError_t e = cudaHostRegister(start, std::min(kGranule, arena_.size() - g * kGranule),
-                                           cudaHostRegisterPortable);
-    if (e == cudaSuccess) {
-      state_[g] = kOurs;
-      ++registered_;
-    } else if (e == cudaErrorHostMemoryAlreadyRegistered) {
-      cudaGetLastError();  // another GpuBlockClient of this process registered it
-      state_[g] = kOthers;
-    } else {
-      cudaGetLastError();
-      state_[g] = kFailed;
-      ++failed_;
+    std::lock_guard lock(mu_);
+    if (state_[g] == kUnknown) {
+      std::byte* start = arena_.data() + g * kGranule;
+      const cudaError_t e = cudaHostRegister(
+          start, std::min(kGranule, arena_.size() - g * kGranule), cudaHostRegisterPortable);
+      if (e == cudaSuccess) {
+        state_[g] = kOurs;
+        ++registered_;
+      } else if (e == cudaErrorHostMemoryAlreadyRegistered) {
+        cudaGetLastError();  // registered by something else in the process
+        state_[g] = kOthers;
+      } else {
+        cudaGetLastError();
+        state_[g] = kFailed;
+        ++failed_;
+      }
     }
+    return state_[g] == kOurs;
   }
-  uint64_t registered() const { return registered_; }
-  uint64_t failed() const { return failed_; }
-  // REQUIRES Contains(p). Whether p's granule is registered (by anyone in this process), i.e.
-  // mapped for the device: device threads may then read and write it at p.
-  bool Mapped(const std::byte* p) const {
-    const uint8_t state = state_[static_cast<size_t>(p - arena_.data()) / kGranule];
-    return state == kOurs || state == kOthers;
+  uint64_t registered() const {
+    std::lock_guard lock(mu_);
+    return registered_;
+  }
+  uint64_t failed() const {
+    std::lock_guard lock(mu_);
+    return failed_;
   }
 
  private:
   enum State : uint8_t { kUnknown, kOurs, kOthers, kFailed };
   const std::span<std::byte> arena_;
+  mutable std::mutex mu_;
   std::vector<uint8_t> state_;
   uint64_t registered_ = 0;
   uint64_t failed_ = 0;
@@ -115,8 +143,8 @@ class CopyQueue {
     }
     while (bytes > 0) {
       const size_t piece = std::min(bytes, pins_->ToGranuleEnd(host));
-      pins_->Ensure(host);
-      AddPiece(d, s, piece, pins_->AtGranuleStart(host), pins_->Mapped(host));
+      const bool mapped = pins_->Ensure(host);
+      AddPiece(d, s, piece, pins_->AtGranuleStart(host), mapped);
       d += piece;
       s += piece;
       host += piece;

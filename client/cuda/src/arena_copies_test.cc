@@ -143,5 +143,54 @@ TEST(ArenaCopiesTest, CopiesAreCutAtGranulesAndArriveIntact) {
   Check(cudaFree(device));
 }
 
+// One ArenaPins per mapping in the process: the holders share it, the granules stay registered
+// until the last one lets go, and a granule registered by someone else goes to the copy
+// engines, never to device threads.
+TEST(ArenaCopiesTest, PinsAreSharedPerMappingAndOthersRegistrationsStayWithTheEngines) {
+  const size_t arena_bytes = 2 * kGranule;
+  std::unique_ptr<std::byte, FreeDeleter> arena(
+      static_cast<std::byte*>(std::aligned_alloc(4096, arena_bytes)));
+  ASSERT_NE(arena, nullptr);
+  std::memset(arena.get(), 0, arena_bytes);
+  const std::span<std::byte> span(arena.get(), arena_bytes);
+  std::byte* device = nullptr;
+  Check(cudaMalloc(reinterpret_cast<void**>(&device), 1 << 20));
+  Check(cudaMemset(device, 0x5A, 1 << 20));
+  {
+    std::shared_ptr<ArenaPins> a = ArenaPins::ForArena(span);
+    std::shared_ptr<ArenaPins> b = ArenaPins::ForArena(span);
+    EXPECT_EQ(a.get(), b.get());
+    EXPECT_TRUE(a->Ensure(arena.get()));
+    a.reset();  // b still holds the registration
+    EXPECT_EQ(cudaHostRegister(arena.get(), kGranule, cudaHostRegisterPortable),
+              cudaErrorHostMemoryAlreadyRegistered);
+    cudaGetLastError();
+    EXPECT_TRUE(b->Ensure(arena.get()));
+  }
+  // Released by all: unregistered.
+  ASSERT_EQ(cudaHostRegister(arena.get() + kGranule, kGranule, cudaHostRegisterPortable),
+            cudaSuccess)
+      << "the second granule was never registered";
+  ASSERT_EQ(cudaHostRegister(arena.get(), kGranule, cudaHostRegisterPortable), cudaSuccess)
+      << "the first granule is still registered after its last holder let go";
+  Check(cudaHostUnregister(arena.get()));
+  {
+    // The second granule is someone else's now: the engines copy into it, not the kernel.
+    std::shared_ptr<ArenaPins> pins = ArenaPins::ForArena(span);
+    EXPECT_FALSE(pins->Ensure(arena.get() + kGranule));
+    CopyQueue out(cudaMemcpyDeviceToHost, nullptr, pins.get(), /*kernel_copies=*/true);
+    ASSERT_TRUE(out.Add(arena.get() + kGranule, device, 4096).ok());
+    ASSERT_TRUE(out.Add(arena.get(), device, 4096).ok());
+    EXPECT_EQ(out.queued(), 2u);
+    EXPECT_EQ(out.queued_for_kernel(), 1u) << "only the granule registered by the pins";
+    ASSERT_TRUE(out.Flush().ok());
+    Check(cudaDeviceSynchronize());
+    EXPECT_EQ(arena.get()[kGranule + 4095], std::byte{0x5A});
+    EXPECT_EQ(arena.get()[4095], std::byte{0x5A});
+  }
+  Check(cudaHostUnregister(arena.get() + kGranule));
+  Check(cudaFree(device));
+}
+
 }  // namespace
 }  // namespace kvtier::client

@@ -123,7 +123,7 @@ struct GpuBlockClient::State {
   GrowingBuffer<false> frames;      // device frames, one slot per block
   GrowingBuffer<true> results;      // frame sizes (puts) or decode error codes (gets)
   std::map<std::pair<KvDtype, int>, std::unique_ptr<GpuCodec>> codecs;
-  std::unique_ptr<ArenaPins> pins;  // set when calls copy straight to and from the arena
+  std::shared_ptr<ArenaPins> pins;  // set when calls copy straight to and from the arena
   bool kernel_copies = false;       // small pieces by LaunchPieceCopy (CopyQueue)
 
   ~State() {
@@ -203,7 +203,7 @@ absl::StatusOr<std::unique_ptr<GpuBlockClient>> GpuBlockClient::Create(
       cudaDeviceGetAttribute(&host_pointers, cudaDevAttrCanUseHostPointerForRegisteredMem, device));
   state->kernel_copies = options.kernel_copies && host_pointers != 0;
   if (options.zero_copy && client->shared_arena() && !client->arena_memory().empty()) {
-    state->pins = std::make_unique<ArenaPins>(client->arena_memory());
+    state->pins = ArenaPins::ForArena(client->arena_memory());
   }
   return std::unique_ptr<GpuBlockClient>(
       new GpuBlockClient(client, options, device, std::move(state)));

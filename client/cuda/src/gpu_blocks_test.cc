@@ -246,6 +246,31 @@ TEST_P(GpuBlocksTest, SmallBlocksRoundTrip) {
   EXPECT_EQ(gpu_->counters().get_kvz_blocks, 299u);
 }
 
+// Two GpuBlockClients on one Client share the arena's registration: when the first goes, the
+// second's copies (the kernel's among them) still find the arena registered.
+TEST_P(GpuBlocksTest, ASecondGpuClientOutlivesTheFirst) {
+  auto first = GpuBlockClient::Create(
+      client_.get(), GpuBlockClientOptions{.stage_bytes = 1 << 20, .zero_copy = GetParam()});
+  ASSERT_TRUE(first.ok()) << first.status();
+  const std::vector<Bytes> blocks = TestBlocks(10);
+  const std::vector<BlockKey> keys = Keys(10, blocks.size());
+  DeviceBlocks src(blocks);
+  auto put = (*first)->PutFromDevice(compressed_, keys, src.AsBlocks());
+  ASSERT_TRUE(put.ok()) << put.status();
+  for (size_t i = 0; i < put->size(); ++i) ASSERT_TRUE((*put)[i].ok()) << i;
+  DeviceBlocks dst(blocks.size(), kBlockBytes);
+  ASSERT_TRUE(gpu_->GetToDevice(compressed_, keys, dst.AsBuffers()).ok());
+  first->reset();  // gpu_ goes on alone
+  DeviceBlocks again(blocks.size(), kBlockBytes);
+  auto got = gpu_->GetToDevice(compressed_, keys, again.AsBuffers());
+  ASSERT_TRUE(got.ok()) << got.status();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    ASSERT_TRUE((*got)[i].status.ok()) << i << ": " << (*got)[i].status;
+    EXPECT_TRUE(again.Read(i, blocks[i].size()) == blocks[i]) << "block " << i;
+  }
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
 // What the daemon holds: frames for KV blocks, the random block as it was; stats show it.
 TEST_P(GpuBlocksTest, DaemonHoldsFramesAndCountsThem) {
   RoundTrip(compressed_, 3);

@@ -33,7 +33,8 @@
 // Ownership: the Client is borrowed and must outlive the GpuBlockClient. The GpuBlockClient owns
 // its two CUDA streams, its GpuCodec objects, a device scratch buffer for frames and pinned host
 // staging buffers (staged path only); all grow to the largest batch seen so far and are reused,
-// never shrunk. With zero copy it also holds the arena granules it registered, until destroyed.
+// never shrunk. With zero copy it also holds a share of the arena's CUDA registration, which
+// every GpuBlockClient of the process on the same Client shares; the last one unregisters.
 // Callers own the device blocks and buffers; they are only read (puts) or written (gets) during
 // the call.
 //

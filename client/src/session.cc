@@ -791,36 +791,27 @@ absl::Status Session::CallArenaGet(uint32_t ns_id, std::span<const BlockKey> key
 absl::Status Session::GetArena(uint32_t ns_id, std::span<const BlockKey> keys,
                                std::span<const std::span<std::byte>> out, bool decode,
                                std::span<GetResult> results) {
-  proto::GetReply reply;
-  if (auto s = CallArenaGet(ns_id, keys, &reply); !s.ok()) return s;
-  const size_t n = keys.size();
-  // Encoded blocks are copied into frame buffers and decoded once the lease is released: never
-  // decode bytes that another writer may be changing.
+  StartedGet get;
+  if (auto s = StartArenaGet(ns_id, keys, &get); !s.ok()) return s;
+  // Encoded blocks are copied into frame buffers and decoded once the copies are checked and
+  // the lease is released: never decode bytes that another writer may be changing.
   std::vector<PendingDecode> decodes;
-  decodes.reserve(n);  // GetDestination hands out spans into its elements
-  for (size_t i = 0; i < n; ++i) {
-    GetResult& r = results[i];
-    if (reply.codes(i) != 0) {
-      r.status = CodeToStatus(reply.codes(i));
+  decodes.reserve(keys.size());  // GetDestination hands out spans into its elements
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (get.slots_[i].empty()) continue;  // a miss, or a slot reused already
+    GetResult& r = get.results_[i];
+    r.codec = 0;  // GetDestination says how the bytes arrive
+    r.raw_length = 0;
+    const std::span<std::byte> to = GetDestination(get.reply_, i, out[i], decode, &r, &decodes);
+    if (!r.status.ok()) {
+      get.slots_[i] = {};  // nothing copied, nothing to check
       continue;
     }
-    r.tier = TierAt(reply.tiers(), i);
-    const uint64_t offset = reply.offsets(i);
-    const std::span<std::byte> to = GetDestination(reply, i, out[i], decode, &r, &decodes);
-    if (!r.status.ok()) continue;
-    // Seqlock read: the copy counts only if the slot's generation is the quoted one both
-    // before and after it. The check before saves copying a slot already reused.
-    if (arena_->Generation(offset) != reply.generations(i)) {
-      r.status = VoidedCopy("was evicted");
-      continue;
-    }
-    arena_->CopyOut(offset, to);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (arena_->Generation(offset) != reply.generations(i)) {
-      r.status = VoidedCopy("was evicted");
-    }
+    std::memcpy(to.data(), get.slots_[i].data(), to.size());
   }
-  if (auto s = FinishArenaGet(reply, results); !s.ok()) return s;
+  absl::StatusOr<std::vector<GetResult>> finished = FinishGet(get);
+  if (!finished.ok()) return finished.status();
+  std::move(finished->begin(), finished->end(), results.begin());
   DecodeFrames(decodes, results);
   return absl::OkStatus();
 }
@@ -882,7 +873,9 @@ absl::Status Session::StartArenaGet(uint32_t ns_id, std::span<const BlockKey> ke
       r.codec = static_cast<uint8_t>(reply.codecs()[i]);
       r.raw_length = reply.raw_lengths(static_cast<int>(i));
     }
-    // The seqlock read of GetArena, around the caller's copies of the whole batch.
+    // Seqlock read (docs/protocol.md 7.3): a copy counts only if the slot's generation is the
+    // quoted one before it and still after it (FinishGet). Checking before saves copying a slot
+    // reused already.
     if (arena_->Generation(reply.offsets(i)) != reply.generations(i)) {
       r.status = VoidedCopy("was evicted");
       continue;

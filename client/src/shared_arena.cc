@@ -57,10 +57,6 @@ absl::Status SharedArena::CheckSlot(uint64_t offset, uint64_t length) const {
   return absl::OkStatus();
 }
 
-void SharedArena::CopyOut(uint64_t offset, std::span<std::byte> out) const {
-  std::memcpy(out.data(), base_ + offset, out.size());
-}
-
 uint64_t SharedArena::Generation(uint64_t offset) const {
   auto* table = reinterpret_cast<uint64_t*>(base_);
   return std::atomic_ref<uint64_t>(table[offset / page_bytes_]).load(std::memory_order_acquire);

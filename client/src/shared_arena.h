@@ -44,8 +44,6 @@ class SharedArena {
   std::span<std::byte> Slot(uint64_t offset, uint64_t length) const {
     return {base_ + offset, length};
   }
-  // REQUIRES: CheckSlot(offset, out.size()) is OK.
-  void CopyOut(uint64_t offset, std::span<std::byte> out) const;
 
   // The current generation of the slot at `offset` (an acquire load).
   // REQUIRES: CheckSlot(offset, ...) is OK.

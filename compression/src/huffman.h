@@ -16,37 +16,14 @@ KVTIER_HD constexpr uint32_t SortKey(uint32_t count, int symbol) {
 }
 
 // Phase 1 of Moffat-Katajainen for `n` >= 2 sorted keys: combines the two lightest nodes n - 1
-// times (a leaf wins a tie with an internal node), leaving in a[i], i < n - 2, the index of the
-// internal node that took internal node i; node n - 2 is the root. `a` holds n values.
-KVTIER_HD void HuffmanParents(const uint32_t* keys, int n, uint32_t* a) {
-  for (int i = 0; i < n; ++i) a[i] = keys[i] >> 8;
-  a[0] += a[1];
-  int root = 0;
-  int leaf = 2;
-  for (int next = 1; next < n - 1; ++next) {
-    if (leaf >= n || a[root] < a[leaf]) {
-      a[next] = a[root];
-      a[root++] = static_cast<uint32_t>(next);
-    } else {
-      a[next] = a[leaf++];
-    }
-    if (leaf >= n || (root < next && a[root] < a[leaf])) {
-      a[next] += a[root];
-      a[root++] = static_cast<uint32_t>(next);
-    } else {
-      a[next] += a[leaf++];
-    }
-  }
-}
-
-// The same merge as HuffmanParents, with the heads of both queues in registers: leaf weights
-// are read from `keys` one step ahead and internal weights kept in `weights` (n values), so each
-// step waits on no memory access of its own. Writes the same parents to `parents` (n values).
-// The GPU encoder's single lane runs it: the in-place version's chain of dependent loads and
-// stores through shared memory lay on the path of the code-length phase, which the block's other
-// warps wait for (a sixth of a chunk's time; docs/compression.md).
-KVTIER_HD void HuffmanParentsSplit(const uint32_t* keys, int n, uint32_t* parents,
-                                   uint32_t* weights) {
+// times (a leaf wins a tie with an internal node), leaving in parents[i], i < n - 2, the index of
+// the internal node that took internal node i; node n - 2 is the root, of weight
+// weights[n - 2]. `parents` and `weights` hold n values each. The heads of both queues stay in
+// registers (leaf weights read from `keys` one step ahead, internal weights kept in `weights`),
+// so a step waits on no memory access of its own: the GPU encoder runs this on one lane while
+// the block's other warps wait, and the textbook in-place form's chain of dependent loads and
+// stores through shared memory cost a sixth of a chunk's time (docs/compression.md).
+KVTIER_HD void HuffmanParents(const uint32_t* keys, int n, uint32_t* parents, uint32_t* weights) {
   constexpr uint32_t kNone = 0xFFFFFFFFu;  // above every weight (counts are at most 2^16)
   auto leaf_weight = [&](int i) { return i < n ? keys[i] >> 8 : kNone; };
   weights[0] = leaf_weight(0) + leaf_weight(1);
@@ -64,7 +41,7 @@ KVTIER_HD void HuffmanParentsSplit(const uint32_t* keys, int n, uint32_t* parent
   };
   for (int next = 1; next < n - 1; ++next) {
     uint32_t sum;
-    // A leaf wins a tie, as in HuffmanParents; at least one internal node exists here.
+    // A leaf wins a tie; at least one internal node exists here.
     if (leaf >= n || root_w < leaf_w) {
       sum = root_w;
       parents[root++] = static_cast<uint32_t>(next);
@@ -111,7 +88,8 @@ KVTIER_HD int LimitLengths(Count* bl_count, int max_depth) {
 // (The GPU encoder's LengthsFromSortedWarp computes the same lengths with a warp.)
 KVTIER_HD int LengthsFromSorted(const uint32_t* keys, int n, uint32_t* work, uint8_t* lengths) {
   uint32_t* a = work;
-  HuffmanParents(keys, n, a);
+  uint32_t weights[256];
+  HuffmanParents(keys, n, a, weights);
   // Phase 2: internal node depths.
   a[n - 2] = 0;
   for (int next = n - 3; next >= 0; --next) a[next] = a[a[next]] + 1;

@@ -162,9 +162,32 @@ TEST(HuffmanTest, TiesAreBrokenBySymbol) {
   EXPECT_EQ(b.lengths[30], 1);
 }
 
-// The GPU's merge with its queue heads in registers builds the CPU's tree: the same parents for
-// every internal node, on skewed, flat, tied and tiny distributions of 2 to 256 symbols.
-TEST(HuffmanTest, SplitMergeBuildsTheSameTree) {
+// The textbook in-place form of Moffat-Katajainen's phase 1 (one array: weights, then parents),
+// the reference HuffmanParents must agree with.
+void InPlaceParents(const uint32_t* keys, int n, uint32_t* a) {
+  for (int i = 0; i < n; ++i) a[i] = keys[i] >> 8;
+  a[0] += a[1];
+  int root = 0;
+  int leaf = 2;
+  for (int next = 1; next < n - 1; ++next) {
+    if (leaf >= n || a[root] < a[leaf]) {
+      a[next] = a[root];
+      a[root++] = static_cast<uint32_t>(next);
+    } else {
+      a[next] = a[leaf++];
+    }
+    if (leaf >= n || (root < next && a[root] < a[leaf])) {
+      a[next] += a[root];
+      a[root++] = static_cast<uint32_t>(next);
+    } else {
+      a[next] += a[leaf++];
+    }
+  }
+}
+
+// HuffmanParents, with its queue heads in registers, builds the textbook tree: the same parents
+// for every internal node, on skewed, flat, tied and tiny distributions of 2 to 256 symbols.
+TEST(HuffmanTest, MergeBuildsTheTextbookTree) {
   std::mt19937 rng(7);
   for (int trial = 0; trial < 20000; ++trial) {
     const int n = 2 + static_cast<int>(rng() % 255);
@@ -190,8 +213,8 @@ TEST(HuffmanTest, SplitMergeBuildsTheSameTree) {
     for (int i = 0; i < n; ++i) keys[i] = SortKey(counts[i], i);
     std::sort(keys.begin(), keys.end());
     std::vector<uint32_t> in_place(n), parents(n, 0), weights(n);
-    HuffmanParents(keys.data(), n, in_place.data());
-    HuffmanParentsSplit(keys.data(), n, parents.data(), weights.data());
+    InPlaceParents(keys.data(), n, in_place.data());
+    HuffmanParents(keys.data(), n, parents.data(), weights.data());
     for (int i = 0; i + 2 < n; ++i) {
       ASSERT_EQ(parents[i], in_place[i]) << "trial " << trial << ", n " << n << ", node " << i;
     }

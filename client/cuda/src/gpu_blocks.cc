@@ -15,6 +15,7 @@
 #include "kvtier/compression/codec.h"
 #include "kvtier/compression/gpu_codec.h"
 #include "kvtier/compression/kv_codec.h"
+#include "kvtier/kernels/cuda_buffers.h"
 #include "kvtier/kernels/cuda_status.h"
 
 namespace kvtier::client {
@@ -30,47 +31,6 @@ constexpr uint8_t kKvz = static_cast<uint8_t>(CodecId::kKvz);
 
 size_t RoundUp(size_t x, size_t to) { return (x + to - 1) / to * to; }
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
-
-// Pinned host or device memory that grows to the largest size asked for. Callers grow it only
-// at the start of a call, when no copy or kernel can still use the old buffer.
-template <bool kPinnedHost>
-class GrowingBuffer {
- public:
-  GrowingBuffer() = default;
-  GrowingBuffer(const GrowingBuffer&) = delete;
-  GrowingBuffer& operator=(const GrowingBuffer&) = delete;
-  ~GrowingBuffer() { Free(); }
-
-  absl::Status Reserve(size_t bytes) {
-    if (bytes <= size_) return absl::OkStatus();
-    const size_t grown = std::max(bytes, size_ + size_ / 2);
-    Free();
-    void* p = nullptr;
-    if constexpr (kPinnedHost) {
-      KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, grown));
-    } else {
-      KVTIER_CUDA_RETURN_IF_ERROR(cudaMalloc(&p, grown));
-    }
-    data_ = static_cast<std::byte*>(p);
-    size_ = grown;
-    return absl::OkStatus();
-  }
-  std::byte* data() const { return data_; }
-
- private:
-  void Free() {
-    if (data_ == nullptr) return;
-    if constexpr (kPinnedHost) {
-      cudaFreeHost(data_);
-    } else {
-      cudaFree(data_);
-    }
-    data_ = nullptr;
-    size_ = 0;
-  }
-  std::byte* data_ = nullptr;
-  size_t size_ = 0;
-};
 
 // Makes `device` current on the calling thread for a scope, then restores the previous one.
 class DeviceScope {
@@ -119,9 +79,10 @@ struct GpuBlockClient::State {
   cudaStream_t compute = nullptr;   // codec kernels
   cudaStream_t copy = nullptr;      // PCIe copies
   std::vector<cudaEvent_t> events;  // per stage, created on demand
-  GrowingBuffer<true> staging;      // one slot per block of a call
-  GrowingBuffer<false> frames;      // device frames, one slot per block
-  GrowingBuffer<true> results;      // frame sizes (puts) or decode error codes (gets)
+  // Grown only at the start of a call, when no copy or kernel can still use the old buffer.
+  cuda_buffers::PinnedBuffer staging;  // one slot per block of a call
+  cuda_buffers::DeviceBuffer frames;   // device frames, one slot per block
+  cuda_buffers::PinnedBuffer results;  // frame sizes (puts) or decode error codes (gets)
   std::map<std::pair<KvDtype, int>, std::unique_ptr<GpuCodec>> codecs;
   std::shared_ptr<ArenaPins> pins;  // set when calls copy straight to and from the arena
   bool kernel_copies = false;       // small pieces by LaunchPieceCopy (CopyQueue)
@@ -296,8 +257,8 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
 
   // 1. Queue every stage's compression: the GPU compresses stage s+1 while stage s's frames
   //    cross PCIe.
-  auto* sizes = reinterpret_cast<uint64_t*>(st.results.data());
-  std::byte* const frames = st.frames.data();
+  auto* sizes = st.results.as<uint64_t>();
+  std::byte* const frames = st.frames.as<std::byte>();
   if (codec != nullptr) {
     std::vector<GpuCompressItem> batch;
     for (size_t s = 0; s < stages; ++s) {
@@ -425,7 +386,7 @@ absl::StatusOr<std::vector<absl::Status>> GpuBlockClient::PutFromDevice(
     CopyQueue copies(cudaMemcpyDeviceToHost, st.copy, nullptr, st.kernel_copies,
                      /*host_mapped=*/true);
     for (size_t i = stage_begin[s]; i < stage_begin[s + 1]; ++i) {
-      std::byte* dst = st.staging.data() + host_offset[i];
+      std::byte* dst = st.staging.as<std::byte>() + host_offset[i];
       KVTIER_RETURN_IF_ERROR(copies.Add(dst, source[i], lengths[i]));
       staged[i] = {dst, lengths[i]};
     }
@@ -468,7 +429,7 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
   if (st.pins == nullptr) KVTIER_RETURN_IF_ERROR(st.staging.Reserve(n * slot));
   KVTIER_RETURN_IF_ERROR(st.frames.Reserve(n * slot));
   KVTIER_RETURN_IF_ERROR(st.results.Reserve(n * sizeof(int32_t)));
-  auto* errors = reinterpret_cast<int32_t*>(st.results.data());
+  auto* errors = st.results.as<int32_t>();
   const size_t per_stage = std::min(std::max<size_t>(1, options_.stage_bytes / handle.block_bytes),
                                     MaxKeysPerStage(*client_));
   const size_t stages = (n + per_stage - 1) / per_stage;
@@ -531,7 +492,7 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
           "); count it as a miss"));
       return absl::OkStatus();
     }
-    std::byte* frame = st.frames.data() + i * slot;
+    std::byte* frame = st.frames.as<std::byte>() + i * slot;
     routed.push_back({i,
                       header->dtype,
                       header->chunk_log2,
@@ -617,7 +578,7 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
   } else {
     std::vector<std::span<std::byte>> staging(n);
     for (size_t i = 0; i < n; ++i) {
-      staging[i] = std::span(st.staging.data() + i * slot, handle.block_bytes);
+      staging[i] = std::span(st.staging.as<std::byte>() + i * slot, handle.block_bytes);
     }
     // Each stage: Get into the staging slots (the host copies out of the arena while the GPU
     // still works on the previous stage), queue the copies to the device, then the decodes.

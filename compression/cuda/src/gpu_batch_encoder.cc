@@ -14,10 +14,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "cuda_buffers.h"
 #include "format.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/compression/gpu_codec.h"
+#include "kvtier/kernels/cuda_buffers.h"
 #include "kvtier/kernels/cuda_status.h"
 
 namespace kvtier {

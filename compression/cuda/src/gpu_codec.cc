@@ -5,10 +5,10 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "cuda_buffers.h"
 #include "format.h"
 #include "kvtier/common/status_macros.h"
 #include "kvtier/common/strings.h"
+#include "kvtier/kernels/cuda_buffers.h"
 #include "kvtier/kernels/cuda_status.h"
 #include "kvz_kernels.h"
 

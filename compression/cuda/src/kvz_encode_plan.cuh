@@ -176,7 +176,7 @@ __device__ void SumHistogram(PlanShared& sm, int thread) {
 }
 
 // The code lengths of LengthsFromSorted (huffman.h) for the n >= 2 sorted keys `sorted`, by a
-// warp: only Moffat-Katajainen's merge (HuffmanParentsSplit) runs on one lane; the internal nodes'
+// warp: only Moffat-Katajainen's merge (HuffmanParents) runs on one lane; the internal nodes'
 // depths are found by pointer jumping, the code counts per length by a warp-wide count, and the
 // lengths handed out to the sorted symbols by every lane at once. `work` and `depths` hold n
 // values, `per_depth` 32; all are the warp's shared memory (`depths` is the merge's scratch
@@ -185,7 +185,7 @@ __device__ void SumHistogram(PlanShared& sm, int thread) {
 __device__ void LengthsFromSortedWarp(const uint32_t* sorted, int n, uint32_t* work,
                                       uint32_t* depths, uint32_t* per_depth, uint8_t* lengths,
                                       int lane) {
-  if (lane == 0) HuffmanParentsSplit(sorted, n, work, depths);  // depths: scratch until below
+  if (lane == 0) HuffmanParents(sorted, n, work, depths);  // depths: scratch until below
   per_depth[lane] = 0;
   __syncwarp();
   // Internal node i < m (root m - 1): its ancestor p (the root stays its own) and the depth d

@@ -1,5 +1,5 @@
-// Internal: device and pinned host allocations that grow to the largest size asked for, for the
-// GPU codec's workspace and the GPU batch encoder's staging.
+// Device and pinned host allocations that grow to the largest size asked for and are reused:
+// the GPU codec's workspace, the GPU batch encoder's staging, GpuBlockClient's buffers.
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "format.h"
 
 namespace kvtier::kvz {
 
@@ -15,8 +16,11 @@ namespace kvtier::kvz {
 struct ChunkLayout {
   uint8_t dtype = 0;
   int chunk_log2 = 0;
+  int lanes_log2 = kDefaultLanesLog2;
   int element_bytes() const;
-  // Slice size of the checksum: a full chunk's bytes / 32.
+  int lanes() const { return 1 << lanes_log2; }
+  size_t raw_offset() const { return HuffmanRawOffset(lanes_log2); }
+  // Slice size of the checksum: a full chunk's bytes / kCheckSlices.
   size_t slice_bytes() const;
 };
 

@@ -31,10 +31,18 @@ std::vector<std::byte> MixedInput() {
   return in;
 }
 
-TEST(CorruptionTest, EveryTruncationIsRejected) {
+// Both lane counts: the lane tables and streams differ.
+class CorruptionByLanesTest : public ::testing::TestWithParam<int> {
+ protected:
+  absl::StatusOr<std::vector<std::byte>> Frame(const std::vector<std::byte>& input) {
+    return Compress(input, {.dtype = KvDtype::kBf16, .chunk_log2 = 10, .lanes_log2 = GetParam()});
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Lanes, CorruptionByLanesTest, ::testing::Values(5, 6));
+
+TEST_P(CorruptionByLanesTest, EveryTruncationIsRejected) {
   const std::vector<std::byte> input = MixedInput();
-  absl::StatusOr<std::vector<std::byte>> frame =
-      Compress(input, {.dtype = KvDtype::kBf16, .chunk_log2 = 10});
+  absl::StatusOr<std::vector<std::byte>> frame = Frame(input);
   ASSERT_TRUE(frame.ok());
   std::vector<std::byte> out(input.size());
   for (size_t len = 0; len < frame->size(); ++len) {
@@ -45,10 +53,9 @@ TEST(CorruptionTest, EveryTruncationIsRejected) {
   }
 }
 
-TEST(CorruptionTest, EverySingleBitFlipIsRejected) {
+TEST_P(CorruptionByLanesTest, EverySingleBitFlipIsRejected) {
   const std::vector<std::byte> input = MixedInput();
-  absl::StatusOr<std::vector<std::byte>> frame =
-      Compress(input, {.dtype = KvDtype::kBf16, .chunk_log2 = 10});
+  absl::StatusOr<std::vector<std::byte>> frame = Frame(input);
   ASSERT_TRUE(frame.ok());
   absl::StatusOr<FrameInfo> info = InspectFrame(*frame);
   ASSERT_TRUE(info.ok());

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "format.h"
 
 namespace kvtier::kvz {
 
@@ -16,11 +15,8 @@ namespace kvtier::kvz {
 struct ChunkLayout {
   uint8_t dtype = 0;
   int chunk_log2 = 0;
-  int lanes_log2 = kDefaultLanesLog2;
   int element_bytes() const;
-  int lanes() const { return 1 << lanes_log2; }
-  size_t raw_offset() const { return HuffmanRawOffset(lanes_log2); }
-  // Slice size of the checksum: a full chunk's bytes / kCheckSlices.
+  // Slice size of the checksum: a full chunk's bytes / 32.
   size_t slice_bytes() const;
 };
 

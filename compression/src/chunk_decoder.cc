@@ -53,25 +53,26 @@ uint32_t BuildPairTable(const uint16_t* single, uint32_t* pair) {
   return pairs;
 }
 
-// Decodes the kLanes lanes into `sym` in chunk order (lane l's k-th symbol at k * kLanes + l),
-// one symbol per lookup. Lane l starts at bit start_bits[l] of `lanes`; consumed[l] receives
-// the bits it used. Lanes 4g..4g+3 advance together for instruction-level parallelism; each
-// reload of a lane's 64-bit window yields at least 57 bits, enough for five 11-bit codes. For
-// long codes (fp16, fp8), where two codes seldom fit in one window. The lane count is a
-// template parameter so that the strides are constants in the loops; KVTIER_CODEC_CLONES goes
-// on the wrappers below, since GCC does not clone templates.
-template <int kLanes>
-[[gnu::always_inline]] inline void DecodeLanesSingleT(const uint8_t* lanes,
-                                                      const uint64_t* start_bits, uint32_t n,
-                                                      const uint16_t* table, uint8_t* sym,
-                                                      uint64_t* consumed) {
-  constexpr int kLanesLog2 = kLanes == 64 ? 6 : 5;
+// The same with the two-symbol table, for short codes (bf16 exponents). Lanes 4g..4g+3
+// advance side by side for instruction-level parallelism, each at its own pace: a
+// reload of a lane's 64-bit window yields at least 57 bits, enough for five lookups of at most
+// 11 bits, i.e. up to 10 symbols. A lookup always stores two symbols; when it decoded one, the
+// second store lands on the lane's next position and is overwritten by the next lookup, so the
+// fast loop runs only while every lane has at least 11 symbols to go.
+// Decodes the 32 lanes into `sym` in chunk order (lane l's k-th symbol at k * 32 + l), one
+// symbol per lookup. Lane l starts at bit start_bits[l] of `lanes`; consumed[l] receives the
+// bits it used. Lanes 4g..4g+3 advance together for instruction-level parallelism; each reload
+// of a lane's 64-bit window yields at least 57 bits, enough for five 11-bit codes. For long
+// codes (fp16, fp8), where two codes seldom fit in one window.
+KVTIER_CODEC_CLONES void DecodeLanesSingle(const uint8_t* lanes, const uint64_t* start_bits,
+                                           uint32_t n, const uint16_t* table, uint8_t* sym,
+                                           uint64_t* consumed) {
   constexpr uint64_t kMask = (1u << kMaxCodeLength) - 1;
   for (int g = 0; g < kLanes / 4; ++g) {
     const int l0 = 4 * g;
     uint64_t p0 = start_bits[l0], p1 = start_bits[l0 + 1], p2 = start_bits[l0 + 2],
              p3 = start_bits[l0 + 3];
-    const uint32_t common = LaneSymbols(n, l0 + 3, kLanesLog2);  // the fewest of the four
+    const uint32_t common = LaneSymbols(n, l0 + 3);  // the fewest of the four
     uint8_t* o = sym + l0;
     uint32_t k = 0;
     for (; k + 5 <= common; k += 5, o += 5 * kLanes) {
@@ -108,7 +109,7 @@ template <int kLanes>
     uint64_t* const pos[4] = {&p0, &p1, &p2, &p3};
     for (int j = 0; j < 4; ++j) {
       uint64_t& p = *pos[j];
-      const uint32_t count = LaneSymbols(n, l0 + j, kLanesLog2);
+      const uint32_t count = LaneSymbols(n, l0 + j);
       for (uint32_t kk = k; kk < count; ++kk) {
         const uint16_t e = table[(Load64(lanes + (p >> 3)) >> (p & 7)) & kMask];
         p += e >> 8;
@@ -119,18 +120,9 @@ template <int kLanes>
   }
 }
 
-// The same with the two-symbol table, for short codes (bf16 exponents). Lanes 4g..4g+3
-// advance side by side for instruction-level parallelism, each at its own pace: a
-// reload of a lane's 64-bit window yields at least 57 bits, enough for five lookups of at most
-// 11 bits, i.e. up to 10 symbols. A lookup always stores two symbols; when it decoded one, the
-// second store lands on the lane's next position and is overwritten by the next lookup, so the
-// fast loop runs only while every lane has at least 11 symbols to go.
-template <int kLanes>
-[[gnu::always_inline]] inline void DecodeLanesPairsT(const uint8_t* lanes,
-                                                     const uint64_t* start_bits, uint32_t n,
-                                                     const uint16_t* table, const uint32_t* pair,
-                                                     uint8_t* sym, uint64_t* consumed) {
-  constexpr int kLanesLog2 = kLanes == 64 ? 6 : 5;
+KVTIER_CODEC_CLONES void DecodeLanesPairs(const uint8_t* lanes, const uint64_t* start_bits,
+                                          uint32_t n, const uint16_t* table, const uint32_t* pair,
+                                          uint8_t* sym, uint64_t* consumed) {
   constexpr uint64_t kMask = (1u << kMaxCodeLength) - 1;
   for (int g = 0; g < kLanes / 4; ++g) {
     const int l0 = 4 * g;
@@ -140,7 +132,7 @@ template <int kLanes>
     uint8_t* o1 = o0 + 1;
     uint8_t* o2 = o0 + 2;
     uint8_t* o3 = o0 + 3;
-    const uint32_t common = LaneSymbols(n, l0 + 3, kLanesLog2);  // the fewest of the four
+    const uint32_t common = LaneSymbols(n, l0 + 3);  // the fewest of the four
     if (common >= 11) {
       const uint8_t* const limit = sym + l0 + size_t{common - 11} * kLanes;
       while (o0 <= limit && o1 <= limit + 1 && o2 <= limit + 2 && o3 <= limit + 3) {
@@ -171,7 +163,7 @@ template <int kLanes>
     uint8_t* const outs[4] = {o0, o1, o2, o3};
     for (int j = 0; j < 4; ++j) {
       uint64_t& p = *pos[j];
-      const uint32_t count = LaneSymbols(n, l0 + j, kLanesLog2);
+      const uint32_t count = LaneSymbols(n, l0 + j);
       for (uint32_t k = static_cast<uint32_t>((outs[j] - (sym + l0 + j)) / kLanes); k < count;
            ++k) {
         const uint16_t e = table[(Load64(lanes + (p >> 3)) >> (p & 7)) & kMask];
@@ -181,27 +173,6 @@ template <int kLanes>
       consumed[l0 + j] = p - start_bits[l0 + j];
     }
   }
-}
-
-KVTIER_CODEC_CLONES void DecodeLanesSingle32(const uint8_t* lanes, const uint64_t* start_bits,
-                                             uint32_t n, const uint16_t* table, uint8_t* sym,
-                                             uint64_t* consumed) {
-  DecodeLanesSingleT<32>(lanes, start_bits, n, table, sym, consumed);
-}
-KVTIER_CODEC_CLONES void DecodeLanesSingle64(const uint8_t* lanes, const uint64_t* start_bits,
-                                             uint32_t n, const uint16_t* table, uint8_t* sym,
-                                             uint64_t* consumed) {
-  DecodeLanesSingleT<64>(lanes, start_bits, n, table, sym, consumed);
-}
-KVTIER_CODEC_CLONES void DecodeLanesPairs32(const uint8_t* lanes, const uint64_t* start_bits,
-                                            uint32_t n, const uint16_t* table, const uint32_t* pair,
-                                            uint8_t* sym, uint64_t* consumed) {
-  DecodeLanesPairsT<32>(lanes, start_bits, n, table, pair, sym, consumed);
-}
-KVTIER_CODEC_CLONES void DecodeLanesPairs64(const uint8_t* lanes, const uint64_t* start_bits,
-                                            uint32_t n, const uint16_t* table, const uint32_t* pair,
-                                            uint8_t* sym, uint64_t* consumed) {
-  DecodeLanesPairsT<64>(lanes, start_bits, n, table, pair, sym, consumed);
 }
 
 // Rebuilds 16-bit elements from the coded and raw planes (vectorises).
@@ -224,14 +195,14 @@ struct ParsedHuffman {
 
 // Parses and validates a Huffman body's prefix, range, nibbles and code completeness; the
 // nibbles follow the raw plane of `raw_bytes`.
-absl::Status ParseTable(uint64_t index, const uint8_t* body, size_t body_bytes, size_t raw_offset,
-                        size_t raw_bytes, ParsedHuffman* t) {
-  if (body_bytes < raw_offset) return Corrupt(index, "Huffman body too short");
+absl::Status ParseTable(uint64_t index, const uint8_t* body, size_t body_bytes, size_t raw_bytes,
+                        ParsedHuffman* t) {
+  if (body_bytes < kHuffmanRawOffset) return Corrupt(index, "Huffman body too short");
   t->min_symbol = body[1];
   t->max_symbol = body[2];
   if (body[3] != 0) return Corrupt(index, "reserved byte 3 of the Huffman body is not zero");
   if (t->max_symbol <= t->min_symbol) return Corrupt(index, "Huffman table has under 2 symbols");
-  const size_t nibbles_offset = raw_offset + RoundUp4(raw_bytes);
+  const size_t nibbles_offset = kHuffmanRawOffset + RoundUp4(raw_bytes);
   const size_t nibble_bytes = NibbleBytes(t->min_symbol, t->max_symbol);
   t->lanes_offset = nibbles_offset + nibble_bytes;
   if (body_bytes < t->lanes_offset) return Corrupt(index, "Huffman table truncated");
@@ -258,7 +229,7 @@ absl::Status ParseTable(uint64_t index, const uint8_t* body, size_t body_bytes, 
   if (!AllZero(nibbles + nibble_end, nibble_bytes - nibble_end)) {
     return Corrupt(index, "table padding is not zero");
   }
-  const uint8_t* raw = body + raw_offset;
+  const uint8_t* raw = body + kHuffmanRawOffset;
   if (!AllZero(raw + raw_bytes, RoundUp4(raw_bytes) - raw_bytes)) {
     return Corrupt(index, "raw plane padding is not zero");
   }
@@ -270,27 +241,23 @@ absl::Status DecodeHuffman(const ChunkLayout& layout, uint64_t index, const uint
                            uint8_t* out) {
   const size_t raw_bytes = size_t{n} * RawBytesPerElement(layout.dtype);
   ParsedHuffman t;
-  if (absl::Status s = ParseTable(index, body, body_bytes, layout.raw_offset(), raw_bytes, &t);
-      !s.ok()) {
-    return s;
-  }
-  const int num_lanes = layout.lanes();
-  size_t lane_bytes[kMaxLanes];
+  if (absl::Status s = ParseTable(index, body, body_bytes, raw_bytes, &t); !s.ok()) return s;
+  size_t lane_bytes[kLanes];
   size_t lanes_total = 0;
-  for (int l = 0; l < num_lanes; ++l) {
+  for (int l = 0; l < kLanes; ++l) {
     lane_bytes[l] = 4 * size_t{LoadLe16(body + kHuffmanPrefixBytes + 2 * l)};
     lanes_total += lane_bytes[l];
   }
   if (t.lanes_offset + lanes_total != body_bytes) {
     return Corrupt(index, "lane sizes do not add up to the body size");
   }
-  const uint8_t* raw = body + layout.raw_offset();
+  const uint8_t* raw = body + kHuffmanRawOffset;
   const size_t lanes_offset = t.lanes_offset;
 
   // The fast reader may run ahead of a damaged lane by up to its symbols' worth of maximal
   // codes, plus one 8-byte load. Where the frame does not extend that far, decode from a
   // zero-padded copy of the lanes instead.
-  const size_t ahead = (size_t{LaneSymbols(n, 0, layout.lanes_log2)} * kMaxCodeLength + 7) / 8 + 16;
+  const size_t ahead = (size_t{LaneSymbols(n, 0)} * kMaxCodeLength + 7) / 8 + 16;
   const uint8_t* lanes = body + lanes_offset;
   thread_local std::vector<uint8_t> padded;
   if (static_cast<size_t>(readable_end - (lanes + lanes_total)) < ahead) {
@@ -298,10 +265,10 @@ absl::Status DecodeHuffman(const ChunkLayout& layout, uint64_t index, const uint
     std::memcpy(padded.data(), lanes, lanes_total);
     lanes = padded.data();
   }
-  uint64_t start_bits[kMaxLanes];
-  const uint8_t* lane_start[kMaxLanes];
+  uint64_t start_bits[kLanes];
+  const uint8_t* lane_start[kLanes];
   size_t offset = 0;
-  for (int l = 0; l < num_lanes; ++l) {
+  for (int l = 0; l < kLanes; ++l) {
     start_bits[l] = 8 * offset;
     lane_start[l] = lanes + offset;
     offset += lane_bytes[l];
@@ -324,7 +291,7 @@ absl::Status DecodeHuffman(const ChunkLayout& layout, uint64_t index, const uint
   // table's own share of two-symbol windows decides.
   uint32_t pair[1 << kMaxCodeLength];
   const bool pairs = BuildPairTable(table, pair) >= (1u << kMaxCodeLength) / 2;
-  uint64_t consumed[kMaxLanes];
+  uint64_t consumed[kLanes];
   uint8_t* plane = out;
   thread_local std::vector<uint8_t> plane_buffer;
   if (layout.element_bytes() == 2) {
@@ -332,14 +299,12 @@ absl::Status DecodeHuffman(const ChunkLayout& layout, uint64_t index, const uint
     plane = plane_buffer.data();
   }
   if (pairs) {
-    (num_lanes == 64 ? DecodeLanesPairs64 : DecodeLanesPairs32)(lanes, start_bits, n, table, pair,
-                                                                plane, consumed);
+    DecodeLanesPairs(lanes, start_bits, n, table, pair, plane, consumed);
   } else {
-    (num_lanes == 64 ? DecodeLanesSingle64 : DecodeLanesSingle32)(lanes, start_bits, n, table,
-                                                                  plane, consumed);
+    DecodeLanesSingle(lanes, start_bits, n, table, plane, consumed);
   }
   if (layout.element_bytes() == 2) Join16Planes(plane, raw, n, out);
-  for (int l = 0; l < num_lanes; ++l) {
+  for (int l = 0; l < kLanes; ++l) {
     if ((consumed[l] + 31) / 32 * 4 != lane_bytes[l]) {
       return Corrupt(index, absl::StrCat("lane ", l, " does not end in its last word"));
     }
@@ -404,9 +369,7 @@ ChunkSummary SummarizeChunk(const ChunkLayout& layout, const uint8_t* body, size
     s.symbols = 1;
   } else if (s.kind == kKindHuffman) {
     ParsedHuffman t;
-    if (ParseTable(0, body, body_bytes, layout.raw_offset(),
-                   size_t{n} * RawBytesPerElement(layout.dtype), &t)
-            .ok()) {
+    if (ParseTable(0, body, body_bytes, size_t{n} * RawBytesPerElement(layout.dtype), &t).ok()) {
       s.symbols = t.symbols;
       s.max_length = t.max_len;
     }

@@ -40,21 +40,21 @@ void Count(const uint8_t* sym, uint32_t n, uint32_t* hist) {
   for (int v = 0; v < 256; ++v) hist[v] = part[0][v] + part[1][v] + part[2][v] + part[3][v];
 }
 
-// Writes the codes of lane `lane` (of `lanes`) at `p` and returns its size in words. Flushes
-// every four symbols (at most 44 bits plus 7 pending fit the 64-bit accumulator); stores past
-// the lane's end write only zero bits, which the next lane then overwrites.
-KVTIER_CODEC_CLONES uint32_t EncodeLane(const uint8_t* sym, uint32_t count, int lane, int lanes,
+// Writes lane `lane`'s codes at `p` and returns its size in words. Flushes every four symbols
+// (at most 44 bits plus 7 pending fit the 64-bit accumulator); stores past the lane's end
+// write only zero bits, which the next lane then overwrites.
+KVTIER_CODEC_CLONES uint32_t EncodeLane(const uint8_t* sym, uint32_t count, int lane,
                                         const uint32_t* entry, uint8_t* p) {
   uint8_t* const start = p;
   uint64_t acc = 0;
   uint32_t bits = 0;
   const uint8_t* s = sym + lane;
   uint32_t k = 0;
-  for (; k + 4 <= count; k += 4, s += 4 * lanes) {
+  for (; k + 4 <= count; k += 4, s += 4 * kLanes) {
     const uint32_t e0 = entry[s[0]];
-    const uint32_t e1 = entry[s[lanes]];
-    const uint32_t e2 = entry[s[2 * lanes]];
-    const uint32_t e3 = entry[s[3 * lanes]];
+    const uint32_t e1 = entry[s[kLanes]];
+    const uint32_t e2 = entry[s[2 * kLanes]];
+    const uint32_t e3 = entry[s[3 * kLanes]];
     acc |= uint64_t{e0 & 0xFFFF} << bits;
     bits += e0 >> 16;
     acc |= uint64_t{e1 & 0xFFFF} << bits;
@@ -68,7 +68,7 @@ KVTIER_CODEC_CLONES uint32_t EncodeLane(const uint8_t* sym, uint32_t count, int 
     acc >>= bits & ~7u;
     bits &= 7;
   }
-  for (; k < count; ++k, s += lanes) {
+  for (; k < count; ++k, s += kLanes) {
     const uint32_t e = entry[s[0]];
     acc |= uint64_t{e & 0xFFFF} << bits;
     bits += e >> 16;
@@ -92,12 +92,12 @@ size_t WriteStored(const uint8_t* in, size_t bytes, uint8_t* out) {
 
 int ChunkLayout::element_bytes() const { return ElementBytes(dtype); }
 size_t ChunkLayout::slice_bytes() const {
-  return (size_t{1} << chunk_log2) * static_cast<size_t>(element_bytes()) / kCheckSlices;
+  return (size_t{1} << chunk_log2) * static_cast<size_t>(element_bytes()) / kLanes;
 }
 
 uint32_t ChunkCheck(const uint8_t* data, size_t bytes, size_t slice_bytes, uint64_t chunk_index) {
-  uint8_t digests[8 * kCheckSlices];
-  for (int l = 0; l < kCheckSlices; ++l) {
+  uint8_t digests[8 * kLanes];
+  for (int l = 0; l < kLanes; ++l) {
     const size_t begin = std::min(l * slice_bytes, bytes);
     const size_t end = std::min((l + 1) * slice_bytes, bytes);
     StoreLe64(digests + 8 * l, Xxh64(data + begin, end - begin, 0));
@@ -107,10 +107,10 @@ uint32_t ChunkCheck(const uint8_t* data, size_t bytes, size_t slice_bytes, uint6
 
 size_t MaxCodedAttemptBytes(const ChunkLayout& layout, uint32_t n) {
   size_t lanes = 0;
-  for (int l = 0; l < layout.lanes(); ++l) {
-    lanes += RoundUp4((size_t{LaneSymbols(n, l, layout.lanes_log2)} * kMaxCodeLength + 7) / 8);
+  for (int l = 0; l < kLanes; ++l) {
+    lanes += RoundUp4((size_t{LaneSymbols(n, l)} * kMaxCodeLength + 7) / 8);
   }
-  return layout.raw_offset() + RoundUp4(size_t{n} * RawBytesPerElement(layout.dtype)) +
+  return kHuffmanRawOffset + RoundUp4(size_t{n} * RawBytesPerElement(layout.dtype)) +
          NibbleBytes(0, 255) + lanes + 8;
 }
 
@@ -134,7 +134,7 @@ size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in,
   const uint8_t* sym = in;
   if (raw_per_element == 1) {
     if (scratch.symbols.size() < n) scratch.symbols.resize(size_t{1} << kMaxChunkLog2);
-    Split16(in, n, scratch.symbols.data(), body + layout.raw_offset());
+    Split16(in, n, scratch.symbols.data(), body + kHuffmanRawOffset);
     sym = scratch.symbols.data();
   }
   uint32_t hist[256];
@@ -154,7 +154,7 @@ size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in,
   if (present == 1) {
     const size_t size = RoundUp4(kConstantRawOffset + raw_bytes);
     if (size >= stored_size) return WriteStored(in, bytes, out);
-    std::memmove(body + kConstantRawOffset, body + layout.raw_offset(), raw_bytes);
+    std::memmove(body + kConstantRawOffset, body + kHuffmanRawOffset, raw_bytes);
     body[0] = kKindConstant;
     body[1] = static_cast<uint8_t>(min_symbol);
     body[2] = 0;
@@ -169,7 +169,7 @@ size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in,
   uint32_t work[256] = {};
   LengthsFromSorted(keys, present, work, lengths);
 
-  const size_t nibbles_offset = layout.raw_offset() + RoundUp4(raw_bytes);
+  const size_t nibbles_offset = kHuffmanRawOffset + RoundUp4(raw_bytes);
   const size_t nibble_bytes = NibbleBytes(min_symbol, max_symbol);
   const size_t lanes_offset = nibbles_offset + nibble_bytes;
   uint64_t total_bits = 0;
@@ -186,7 +186,7 @@ size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in,
   body[1] = static_cast<uint8_t>(min_symbol);
   body[2] = static_cast<uint8_t>(max_symbol);
   body[3] = 0;
-  std::memset(body + layout.raw_offset() + raw_bytes, 0, RoundUp4(raw_bytes) - raw_bytes);
+  std::memset(body + kHuffmanRawOffset + raw_bytes, 0, RoundUp4(raw_bytes) - raw_bytes);
   uint8_t* nibbles = body + nibbles_offset;
   std::memset(nibbles, 0, nibble_bytes);
   for (int v = min_symbol; v <= max_symbol; ++v) {
@@ -194,9 +194,8 @@ size_t EncodeChunk(const ChunkLayout& layout, uint64_t index, const uint8_t* in,
     nibbles[k / 2] |= static_cast<uint8_t>(lengths[v] << (4 * (k & 1)));
   }
   uint8_t* p = body + lanes_offset;
-  for (int l = 0; l < layout.lanes(); ++l) {
-    const uint32_t words =
-        EncodeLane(sym, LaneSymbols(n, l, layout.lanes_log2), l, layout.lanes(), entry, p);
+  for (int l = 0; l < kLanes; ++l) {
+    const uint32_t words = EncodeLane(sym, LaneSymbols(n, l), l, entry, p);
     StoreLe16(body + kHuffmanPrefixBytes + 2 * l, static_cast<uint16_t>(words));
     p += 4 * words;
   }

@@ -24,14 +24,8 @@ inline constexpr uint8_t kMagic[4] = {0x89, 'K', 'V', 'Z'};
 inline constexpr uint8_t kVersion = 1;
 inline constexpr size_t kHeaderBytes = 32;
 inline constexpr size_t kDirEntryBytes = 8;
-// Lanes per chunk, 2^lanes_log2 (the header's byte 7): 32 or 64. The GPU kernels are written
-// for 32 lanes, one per thread of a warp (kvz_device.cuh).
-inline constexpr int kMinLanesLog2 = 5;
-inline constexpr int kMaxLanesLog2 = 6;
-inline constexpr int kDefaultLanesLog2 = 5;
-inline constexpr int kMaxLanes = 1 << kMaxLanesLog2;
-// The chunk check hashes 32 slices of the chunk whatever its lane count (docs/format.md).
-inline constexpr int kCheckSlices = 32;
+inline constexpr int kLanesLog2 = 5;
+inline constexpr int kLanes = 1 << kLanesLog2;
 inline constexpr int kMaxCodeLength = 11;
 inline constexpr int kMinChunkLog2 = 10;
 inline constexpr int kMaxChunkLog2 = 16;
@@ -44,13 +38,10 @@ inline constexpr uint8_t kKindHuffman = 1;
 inline constexpr uint8_t kKindConstant = 2;
 
 // A Huffman body: 4-byte prefix, lane-size table, raw plane, nibbles, lanes. The raw plane sits
-// at a fixed offset (for a lane count) so that an encoder can write it while splitting, before
-// it knows the table.
+// at a fixed offset so that an encoder can write it while splitting, before it knows the table.
 inline constexpr size_t kHuffmanPrefixBytes = 4;
-KVTIER_HD constexpr size_t LaneTableBytes(int lanes_log2) { return size_t{2} << lanes_log2; }
-KVTIER_HD constexpr size_t HuffmanRawOffset(int lanes_log2) {
-  return kHuffmanPrefixBytes + LaneTableBytes(lanes_log2);
-}
+inline constexpr size_t kLaneTableBytes = 2 * kLanes;
+inline constexpr size_t kHuffmanRawOffset = kHuffmanPrefixBytes + kLaneTableBytes;
 // A constant body: 4-byte prefix, raw plane.
 inline constexpr size_t kConstantRawOffset = 4;
 
@@ -81,9 +72,9 @@ KVTIER_HD constexpr uint16_t Join16(uint8_t coded, uint8_t raw) {
   return static_cast<uint16_t>(((raw & 0x80) << 8) | (coded << 7) | (raw & 0x7F));
 }
 
-// Number of symbols lane `lane` of 2^lanes_log2 holds in a chunk of n elements.
-KVTIER_HD constexpr uint32_t LaneSymbols(uint32_t n, int lane, int lanes_log2) {
-  return (n + (1u << lanes_log2) - 1 - lane) >> lanes_log2;
+// Number of symbols lane `lane` holds in a chunk of n elements.
+KVTIER_HD constexpr uint32_t LaneSymbols(uint32_t n, int lane) {
+  return (n + kLanes - 1 - lane) / kLanes;
 }
 
 // Bytes of the code-length nibbles for symbols min..max, padded to 4.

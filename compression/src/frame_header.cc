@@ -9,9 +9,9 @@
 
 namespace kvtier::kvz {
 
-void WriteFrameHeader(uint8_t dtype, int chunk_log2, int lanes_log2, uint64_t element_count,
-                      uint64_t frame_bytes, uint8_t* out) {
-  WriteHeaderBytes<HostLoads>(dtype, chunk_log2, lanes_log2, element_count, frame_bytes, out);
+void WriteFrameHeader(uint8_t dtype, int chunk_log2, uint64_t element_count, uint64_t frame_bytes,
+                      uint8_t* out) {
+  WriteHeaderBytes<HostLoads>(dtype, chunk_log2, element_count, frame_bytes, out);
 }
 
 absl::StatusOr<FrameHeader> ParseFrameHeader(const uint8_t* p, size_t available) {
@@ -32,8 +32,7 @@ absl::StatusOr<FrameHeader> ParseFrameHeader(const uint8_t* p, size_t available)
   if (p[5] >= kNumDtypes) {
     return absl::InvalidArgumentError(absl::StrCat("kvz frame has unknown dtype ", p[5]));
   }
-  if (p[6] < kMinChunkLog2 || p[6] > kMaxChunkLog2 || p[7] < kMinLanesLog2 ||
-      p[7] > kMaxLanesLog2 || LoadLe32(p + 24) != 0) {
+  if (p[6] < kMinChunkLog2 || p[6] > kMaxChunkLog2 || p[7] != kLanesLog2 || LoadLe32(p + 24) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("kvz frame has an unsupported layout: chunk_log2 ", p[6], ", lanes_log2 ",
                      p[7], ", flags ", LoadLe32(p + 24)));
@@ -41,7 +40,6 @@ absl::StatusOr<FrameHeader> ParseFrameHeader(const uint8_t* p, size_t available)
   FrameHeader h;
   h.dtype = static_cast<KvDtype>(p[5]);
   h.chunk_log2 = p[6];
-  h.lanes_log2 = p[7];
   h.element_count = LoadLe64(p + 8);
   h.frame_bytes = LoadLe64(p + 16);
   if (h.element_count > kMaxFrameInputBytes) {

@@ -10,8 +10,8 @@
 namespace kvtier::kvz {
 
 // Writes the header for the given fields (header_check included) to out[0, 32).
-void WriteFrameHeader(uint8_t dtype, int chunk_log2, int lanes_log2, uint64_t element_count,
-                      uint64_t frame_bytes, uint8_t* out);
+void WriteFrameHeader(uint8_t dtype, int chunk_log2, uint64_t element_count, uint64_t frame_bytes,
+                      uint8_t* out);
 
 // Parses and checks a header; `available` is how many bytes follow `p` (at least the 32 of the
 // header for anything but InvalidArgument).

@@ -15,7 +15,7 @@ absl::StatusOr<FrameInfo> InspectFrame(std::span<const std::byte> frame) {
   if (!h.ok()) return h.status();
   FrameInfo info;
   info.header = *h;
-  const kvz::ChunkLayout layout{static_cast<uint8_t>(h->dtype), h->chunk_log2, h->lanes_log2};
+  const kvz::ChunkLayout layout{static_cast<uint8_t>(h->dtype), h->chunk_log2};
   const uint8_t* dir = in + kvz::kHeaderBytes;
   const uint8_t* payload = dir + kvz::kDirEntryBytes * h->num_chunks;
   const size_t payload_bytes = h->frame_bytes - static_cast<size_t>(payload - in);

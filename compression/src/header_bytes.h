@@ -11,8 +11,8 @@
 namespace kvtier::kvz {
 
 template <typename Loads>
-KVTIER_HD void WriteHeaderBytes(uint8_t dtype, int chunk_log2, int lanes_log2,
-                                uint64_t element_count, uint64_t frame_bytes, uint8_t* out) {
+KVTIER_HD void WriteHeaderBytes(uint8_t dtype, int chunk_log2, uint64_t element_count,
+                                uint64_t frame_bytes, uint8_t* out) {
   // kMagic, spelled out: device code cannot index a host constexpr array.
   out[0] = 0x89;
   out[1] = 'K';
@@ -21,7 +21,7 @@ KVTIER_HD void WriteHeaderBytes(uint8_t dtype, int chunk_log2, int lanes_log2,
   out[4] = kVersion;
   out[5] = dtype;
   out[6] = static_cast<uint8_t>(chunk_log2);
-  out[7] = static_cast<uint8_t>(lanes_log2);
+  out[7] = kLanesLog2;
   StoreLe64(out + 8, element_count);
   StoreLe64(out + 16, frame_bytes);
   StoreLe32(out + 24, 0);

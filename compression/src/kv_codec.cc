@@ -58,10 +58,6 @@ absl::Status CodecOptions::Validate() const {
                                                    kvz::kMinChunkLog2, ", ", kvz::kMaxChunkLog2,
                                                    "], got ", chunk_log2));
   }
-  if (lanes_log2 < kvz::kMinLanesLog2 || lanes_log2 > kvz::kMaxLanesLog2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CodecOptions.lanes_log2 must be 5 (32 lanes) or 6 (64 lanes), got ", lanes_log2));
-  }
   return absl::OkStatus();
 }
 
@@ -91,8 +87,7 @@ absl::StatusOr<size_t> Compress(std::span<const std::byte> input, const CodecOpt
         absl::StrCat("output buffer of ", output.size(),
                      " bytes is smaller than MaxCompressedSize = ", max_size));
   }
-  const ChunkLayout layout{static_cast<uint8_t>(options.dtype), options.chunk_log2,
-                           options.lanes_log2};
+  const ChunkLayout layout{static_cast<uint8_t>(options.dtype), options.chunk_log2};
   const uint64_t elements = input.size() / element_bytes;
   const uint64_t num_chunks = kvz::NumChunks(elements, options.chunk_log2);
   const uint64_t chunk_elements = uint64_t{1} << options.chunk_log2;
@@ -113,8 +108,7 @@ absl::StatusOr<size_t> Compress(std::span<const std::byte> input, const CodecOpt
     kvz::StoreLe32(dir + kvz::kDirEntryBytes * c + 4, check);
   }
   const size_t frame_bytes = static_cast<size_t>(payload - out) + pos;
-  kvz::WriteFrameHeader(layout.dtype, options.chunk_log2, options.lanes_log2, elements, frame_bytes,
-                        out);
+  kvz::WriteFrameHeader(layout.dtype, options.chunk_log2, elements, frame_bytes, out);
   return frame_bytes;
 }
 
@@ -146,7 +140,7 @@ absl::Status Decompress(std::span<const std::byte> frame, std::span<std::byte> o
                                                    " bytes, the frame decompresses to ",
                                                    h->decompressed_bytes));
   }
-  const ChunkLayout layout{static_cast<uint8_t>(h->dtype), h->chunk_log2, h->lanes_log2};
+  const ChunkLayout layout{static_cast<uint8_t>(h->dtype), h->chunk_log2};
   const uint8_t* const in = Bytes(frame);
   const uint8_t* const dir = in + kvz::kHeaderBytes;
   const uint8_t* const payload = dir + kvz::kDirEntryBytes * h->num_chunks;

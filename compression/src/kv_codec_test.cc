@@ -48,7 +48,6 @@ std::vector<std::byte> RoundTrip(const std::vector<std::byte>& input, const Code
   EXPECT_EQ(h->frame_bytes, frame.size());
   EXPECT_EQ(h->decompressed_bytes, input.size());
   EXPECT_EQ(h->dtype, options.dtype);
-  EXPECT_EQ(h->lanes_log2, options.lanes_log2);
   absl::StatusOr<std::vector<std::byte>> out = Decompress(frame);
   EXPECT_TRUE(out.ok()) << out.status();
   if (out.ok()) {
@@ -102,9 +101,7 @@ TEST(KvCodecTest, AllExponentValuesAndSpecialValuesSurviveBitExactly) {
   const std::vector<std::byte> input = FromU16(v);
   for (KvDtype dtype : {KvDtype::kBf16, KvDtype::kFp16, KvDtype::kRaw}) {
     for (int chunk_log2 : {10, 14}) {
-      for (int lanes_log2 : {5, 6}) {
-        RoundTrip(input, {.dtype = dtype, .chunk_log2 = chunk_log2, .lanes_log2 = lanes_log2});
-      }
+      RoundTrip(input, {.dtype = dtype, .chunk_log2 = chunk_log2});
     }
   }
   // fp8: every byte value, including NaNs (e4m3 0x7F/0xFF, e5m2 0x7D-0x7F) and -0 (0x80).
@@ -112,10 +109,8 @@ TEST(KvCodecTest, AllExponentValuesAndSpecialValuesSurviveBitExactly) {
   for (int rep = 0; rep < 30; ++rep) {
     for (int b = 0; b < 256; ++b) bytes.push_back(static_cast<std::byte>(b));
   }
-  for (int lanes_log2 : {5, 6}) {
-    RoundTrip(bytes, {.dtype = KvDtype::kFp8E4M3, .lanes_log2 = lanes_log2});
-    RoundTrip(bytes, {.dtype = KvDtype::kFp8E5M2, .lanes_log2 = lanes_log2});
-  }
+  RoundTrip(bytes, {.dtype = KvDtype::kFp8E4M3});
+  RoundTrip(bytes, {.dtype = KvDtype::kFp8E5M2});
 }
 
 TEST(KvCodecTest, SizesThatAreNotMultiplesOfAnything) {
@@ -123,20 +118,17 @@ TEST(KvCodecTest, SizesThatAreNotMultiplesOfAnything) {
   for (KvDtype dtype : kAllDtypes) {
     for (int chunk_log2 : {10, 12, 14}) {
       const size_t chunk = size_t{1} << chunk_log2;
-      for (size_t n :
-           {size_t{1}, size_t{2}, size_t{3}, size_t{31}, size_t{32}, size_t{33}, size_t{63},
-            size_t{65}, size_t{100}, chunk - 1, chunk, chunk + 1, 3 * chunk + 7, 5 * chunk - 33}) {
-        for (int lanes_log2 : {5, 6}) {
-          SCOPED_TRACE(::testing::Message() << KvDtypeName(dtype) << " chunk_log2=" << chunk_log2
-                                            << " lanes_log2=" << lanes_log2 << " n=" << n);
-          // Low-entropy data so that the chunks are coded, not stored.
-          std::vector<std::byte> input(n * KvDtypeBytes(dtype));
-          for (size_t i = 0; i < input.size(); ++i) {
-            input[i] = static_cast<std::byte>(
-                (i % KvDtypeBytes(dtype) == KvDtypeBytes(dtype) - 1) ? 0x3F + rng() % 3 : rng());
-          }
-          RoundTrip(input, {.dtype = dtype, .chunk_log2 = chunk_log2, .lanes_log2 = lanes_log2});
+      for (size_t n : {size_t{1}, size_t{2}, size_t{3}, size_t{31}, size_t{32}, size_t{33},
+                       size_t{100}, chunk - 1, chunk, chunk + 1, 3 * chunk + 7, 5 * chunk - 33}) {
+        SCOPED_TRACE(::testing::Message()
+                     << KvDtypeName(dtype) << " chunk_log2=" << chunk_log2 << " n=" << n);
+        // Low-entropy data so that the chunks are coded, not stored.
+        std::vector<std::byte> input(n * KvDtypeBytes(dtype));
+        for (size_t i = 0; i < input.size(); ++i) {
+          input[i] = static_cast<std::byte>(
+              (i % KvDtypeBytes(dtype) == KvDtypeBytes(dtype) - 1) ? 0x3F + rng() % 3 : rng());
         }
+        RoundTrip(input, {.dtype = dtype, .chunk_log2 = chunk_log2});
       }
     }
   }
@@ -185,10 +177,7 @@ TEST(KvCodecTest, EveryChunkSizeRoundTrips) {
   const std::vector<std::byte> input =
       testing::GenerateKvBlock(KvDtype::kBf16, /*layers=*/2, /*tokens=*/32, 4, 64, 1);
   for (int chunk_log2 = kvz::kMinChunkLog2; chunk_log2 <= kvz::kMaxChunkLog2; ++chunk_log2) {
-    for (int lanes_log2 : {5, 6}) {
-      RoundTrip(input,
-                {.dtype = KvDtype::kBf16, .chunk_log2 = chunk_log2, .lanes_log2 = lanes_log2});
-    }
+    RoundTrip(input, {.dtype = KvDtype::kBf16, .chunk_log2 = chunk_log2});
   }
 }
 

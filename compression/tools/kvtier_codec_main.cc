@@ -1,7 +1,6 @@
 // kvtier-codec: kvz compression for files, so that users can see what their KV tensors
 // compress to (docs/compression.md).
-//   kvtier-codec compress --dtype bf16|fp16|fp8e4m3|fp8e5m2|raw [--chunk-log2 N] [--lanes 32|64]
-//                         IN OUT
+//   kvtier-codec compress --dtype bf16|fp16|fp8e4m3|fp8e5m2|raw [--chunk-log2 N] IN OUT
 //   kvtier-codec decompress IN OUT
 //   kvtier-codec info [--chunks] FILE
 // A file holds one or more concatenated frames: inputs above 1 GiB are cut into 1 GiB frames
@@ -43,15 +42,11 @@ absl::Status WriteFile(const std::string& path, const std::vector<std::byte>& da
   return absl::OkStatus();
 }
 
-absl::Status RunCompress(const std::string& dtype_name, int chunk_log2, int lanes,
-                         const std::string& in_path, const std::string& out_path) {
+absl::Status RunCompress(const std::string& dtype_name, int chunk_log2, const std::string& in_path,
+                         const std::string& out_path) {
   absl::StatusOr<KvDtype> dtype = ParseKvDtype(dtype_name);
   if (!dtype.ok()) return dtype.status();
-  if (lanes != 32 && lanes != 64) {
-    return absl::InvalidArgumentError(absl::StrFormat("--lanes is 32 or 64, not %d", lanes));
-  }
-  const CodecOptions options{
-      .dtype = *dtype, .chunk_log2 = chunk_log2, .lanes_log2 = lanes == 64 ? 6 : 5};
+  const CodecOptions options{.dtype = *dtype, .chunk_log2 = chunk_log2};
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   absl::StatusOr<std::vector<std::byte>> input = ReadFile(in_path);
   if (!input.ok()) return input.status();
@@ -122,13 +117,13 @@ absl::Status RunInfo(const std::string& path, bool list_chunks) {
     }
     std::printf(
         "frame %zu: kvz v1, %s, %llu elements, %llu -> %llu bytes (%.3fx), %llu chunks of "
-        "%d elements, %d lanes\n",
+        "%d elements\n",
         frames, std::string(KvDtypeName(h.dtype)).c_str(),
         static_cast<unsigned long long>(h.element_count),
         static_cast<unsigned long long>(h.decompressed_bytes),
         static_cast<unsigned long long>(h.frame_bytes),
         h.frame_bytes ? static_cast<double>(h.decompressed_bytes) / h.frame_bytes : 0.0,
-        static_cast<unsigned long long>(h.num_chunks), 1 << h.chunk_log2, 1 << h.lanes_log2);
+        static_cast<unsigned long long>(h.num_chunks), 1 << h.chunk_log2);
     std::printf("  overhead: 32 header + %llu directory bytes\n",
                 static_cast<unsigned long long>(8 * h.num_chunks));
     for (const auto& [mode, stat] : modes) {
@@ -168,11 +163,6 @@ int Main(int argc, char** argv) {
       ->required();
   compress->add_option("--chunk-log2", chunk_log2, "log2 of elements per chunk, 10..16")
       ->capture_default_str();
-  int lanes = 1 << CodecOptions().lanes_log2;
-  compress
-      ->add_option("--lanes", lanes,
-                   "bitstreams per chunk, 32 or 64 (64: more parallel GPU decoding, ~0.5% larger)")
-      ->capture_default_str();
   compress->add_option("IN", in_path, "input file")->required();
   compress->add_option("OUT", out_path, "output file")->required();
 
@@ -188,7 +178,7 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   absl::Status s;
   if (compress->parsed()) {
-    s = RunCompress(dtype, chunk_log2, lanes, in_path, out_path);
+    s = RunCompress(dtype, chunk_log2, in_path, out_path);
   } else if (decompress->parsed()) {
     s = RunDecompress(in_path, out_path);
   } else {

@@ -2,7 +2,7 @@
 // peers and from GPUs: Decompress and InspectFrame on arbitrary bytes must return an error or
 // succeed, never crash, read out of bounds or write outside their output (ASan checks that).
 // Properties checked on every input:
-// - a frame that decodes re-encodes (same dtype, chunk size and lanes) and decodes back to the same
+// - a frame that decodes re-encodes (same dtype and chunk size) and decodes back to the same
 //   elements;
 // - InspectFrame accepts every frame Decompress accepts, with matching sizes;
 // - the input, read as elements of the dtype its first byte picks, compresses and decodes back
@@ -41,9 +41,7 @@ void CheckDecoder(std::span<const std::byte> frame) {
   FUZZ_CHECK(info.ok());
   FUZZ_CHECK(info->header.decompressed_bytes == out->size());
   FUZZ_CHECK(info->header.frame_bytes == frame.size());
-  const CodecOptions options{.dtype = info->header.dtype,
-                             .chunk_log2 = info->header.chunk_log2,
-                             .lanes_log2 = info->header.lanes_log2};
+  const CodecOptions options{.dtype = info->header.dtype, .chunk_log2 = info->header.chunk_log2};
   absl::StatusOr<std::vector<std::byte>> again = kvtier::Compress(*out, options);
   FUZZ_CHECK(again.ok());
   absl::StatusOr<std::vector<std::byte>> back = kvtier::Decompress(*again);
@@ -54,8 +52,7 @@ void CheckEncoder(std::span<const std::byte> data) {
   if (data.empty()) return;
   const auto selector = static_cast<uint8_t>(data[0]);
   const CodecOptions options{.dtype = static_cast<KvDtype>(selector % 5),
-                             .chunk_log2 = 10 + (selector / 5) % 7,
-                             .lanes_log2 = 5 + (selector / 35) % 2};
+                             .chunk_log2 = 10 + (selector / 5) % 7};
   std::span<const std::byte> elements = data.subspan(1);
   elements =
       elements.first(elements.size() - elements.size() % kvtier::KvDtypeBytes(options.dtype));

@@ -492,13 +492,6 @@ absl::StatusOr<std::vector<GetResult>> GpuBlockClient::GetToDevice(
           "); count it as a miss"));
       return absl::OkStatus();
     }
-    if (header->lanes_log2 != CodecOptions().lanes_log2) {
-      // Written by a CPU encoder asked for another lane count; the GPU codec reads 32 lanes.
-      r.status = absl::UnimplementedError(absl::StrCat(
-          "the block's kvz frame has ", 1 << header->lanes_log2,
-          " lanes per chunk, which GetToDevice does not decode; Get it to host memory instead"));
-      return absl::OkStatus();
-    }
     std::byte* frame = st.frames.as<std::byte>() + i * slot;
     routed.push_back({i,
                       header->dtype,

@@ -105,10 +105,7 @@ class GpuBatchEncoder final : public BatchEncoder {
 
   static absl::StatusOr<GpuCodec*> CodecFor(Slot& slot, const CodecOptions& options) {
     for (auto& [o, codec] : slot.codecs) {
-      if (o.dtype == options.dtype && o.chunk_log2 == options.chunk_log2 &&
-          o.lanes_log2 == options.lanes_log2) {
-        return codec.get();
-      }
+      if (o.dtype == options.dtype && o.chunk_log2 == options.chunk_log2) return codec.get();
     }
     KVTIER_ASSIGN_OR_RETURN(std::unique_ptr<GpuCodec> codec, GpuCodec::Create(options));
     slot.codecs.emplace_back(options, std::move(codec));

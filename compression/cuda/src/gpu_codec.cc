@@ -90,11 +90,6 @@ GpuCodec::~GpuCodec() = default;
 
 absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& options) {
   KVTIER_RETURN_IF_ERROR(options.Validate());
-  if (options.lanes_log2 != kvz::gpu::kKernelLanesLog2) {
-    return absl::UnimplementedError(absl::StrCat(
-        "the GPU codec reads and writes frames of 32 lanes per chunk (lanes_log2 5), not ",
-        1 << options.lanes_log2, "; decode such frames with the CPU codec (kv_codec.h)"));
-  }
   KVTIER_ASSIGN_OR_RETURN(const int devices, CudaDeviceCount());
   if (devices == 0) return absl::UnavailableError("no CUDA device for the GPU codec");
   auto ws = std::make_unique<Workspace>();

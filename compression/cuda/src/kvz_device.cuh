@@ -13,18 +13,6 @@ namespace kvtier::kvz::gpu {
 
 constexpr unsigned kFullMask = 0xFFFFFFFFu;
 
-// The layout the encode kernels write and the decoder reads with one lane per thread: 32 lanes
-// per chunk (lanes_log2 5). kLanes is also the warp's width wherever a warp walks a chunk.
-constexpr int kLanesLog2 = kKernelLanesLog2;
-constexpr int kLanes = 1 << kLanesLog2;
-constexpr size_t kHuffmanRawOffset = HuffmanRawOffset(kLanesLog2);
-static_assert(kCheckSlices == kLanes, "lane l of a warp hashes slice l of the chunk check");
-
-// Symbols of lane `lane` of the 32 in a chunk of n elements.
-__device__ __forceinline__ uint32_t LaneSymbols(uint32_t n, int lane) {
-  return kvz::LaneSymbols(n, lane, kLanesLog2);
-}
-
 // Loads for Xxh64With on the device. Every hashed range starts 8-byte aligned (chunk slices
 // are multiples of 32 bytes from a 16-byte aligned buffer), so whole-word loads are safe.
 struct DeviceLoads {

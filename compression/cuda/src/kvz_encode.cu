@@ -59,8 +59,7 @@ __global__ void __launch_bounds__(kScanThreads) ScanKernel(BatchView b) {
   }
   if (threadIdx.x == 0) {
     const uint64_t frame_bytes = kHeaderBytes + kDirEntryBytes * it.num_chunks + running;
-    WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, kLanesLog2, it.elements, frame_bytes,
-                                  it.out);
+    WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, it.elements, frame_bytes, it.out);
     b.frame_sizes[blockIdx.x] = frame_bytes;
   }
 }

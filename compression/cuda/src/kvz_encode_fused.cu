@@ -80,7 +80,7 @@ __device__ void WriteEmptyFrames(const BatchView& b, int thread) {
   for (uint32_t i = thread; i < b.num_items; i += kPlanThreads) {
     const ItemDesc& it = b.items[i];
     if (it.num_chunks != 0) continue;
-    WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, kLanesLog2, 0, kHeaderBytes, it.out);
+    WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, 0, kHeaderBytes, it.out);
     b.frame_sizes[i] = kHeaderBytes;
   }
 }
@@ -145,8 +145,7 @@ __global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm) FusedEncodeKe
       StoreLe32(dir + 4, sm.plan.check);
       if (c + 1 == it.num_chunks) {
         const uint64_t frame_bytes = kHeaderBytes + kDirEntryBytes * it.num_chunks + offset + size;
-        WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, kLanesLog2, it.elements, frame_bytes,
-                                      it.out);
+        WriteHeaderBytes<DeviceLoads>(b.dtype, b.chunk_log2, it.elements, frame_bytes, it.out);
         b.frame_sizes[item] = frame_bytes;
       }
     }

@@ -25,8 +25,6 @@ struct ItemDesc {
 // chunk's elements and thus a contiguous segment of every lane's bitstream; the plan counts each
 // lane's bits per segment so that a warp knows where its segment starts.
 inline constexpr int kSegments = 4;
-// Lanes per chunk (log2) of the frames the kernels write and read (docs/format.md, "Lanes").
-inline constexpr int kKernelLanesLog2 = 5;
 
 // What the encoder's planning kernel decides for one chunk.
 struct ChunkPlan {

@@ -51,11 +51,6 @@ struct CodecOptions {
   // chunk has its own code table, so smaller chunks also follow changing statistics (e.g. one
   // layer's K slice) more closely.
   int chunk_log2 = 14;
-  // log2 of the independent bitstreams (lanes) per chunk: 5 (32 lanes) or 6 (64). Default 5:
-  // the GPU codec writes 32 lanes and decodes 32 with one lane per thread of a warp. 64 lanes
-  // give a GPU decoder two independent streams per thread (docs/format.md, "Lanes") for about
-  // 0.5% of ratio; both CPU codecs and the GPU decoder read either (docs/compression.md).
-  int lanes_log2 = 5;
 
   // OK, or InvalidArgument naming the bad field.
   absl::Status Validate() const;
@@ -82,7 +77,6 @@ absl::StatusOr<std::vector<std::byte>> Compress(std::span<const std::byte> input
 struct FrameHeader {
   KvDtype dtype = KvDtype::kRaw;
   int chunk_log2 = 0;
-  int lanes_log2 = 0;
   uint64_t element_count = 0;
   uint64_t frame_bytes = 0;         // the whole frame, header included
   uint64_t decompressed_bytes = 0;  // element_count * KvDtypeBytes(dtype)

@@ -5,6 +5,7 @@
 //     putget     --blocks N --block-bytes B --seed S [--batch K] [--verify]
 //     verify     --blocks N --block-bytes B --seed S [--batch K]
 //     lookup     --clients C --keys 64 --seconds T [--block-bytes B]
+//     keyops     [--batch 1024] [--batches 4] [--rounds 50] [--block-bytes B] [--resident N]
 //     throughput --clients C --block-bytes B --blocks-per-batch K --seconds T
 //                [--op put|get|both] [--backend kvtier|redis|memcached] [--working-set SIZE]
 //     replay     --trace FILE [--max-requests N] --capacity-blocks N [--policy P | --belady]
@@ -103,6 +104,20 @@ int main(int argc, char** argv) {
           "bytes the get phase cycles through (all clients); must fit the store");
   tp_cmd->add_option("--seed", tp.seed)->capture_default_str();
 
+  kvtier::bench::KeyOpsOptions keyops;
+  auto* keyops_cmd = app.add_subcommand(
+      "keyops", "time per key of in-place puts, gets and removes, without the bytes");
+  keyops_cmd->add_option("--batch", keyops.batch, "keys per request")->capture_default_str();
+  keyops_cmd->add_option("--batches", keyops.batches, "requests of each call per round")
+      ->capture_default_str();
+  keyops_cmd->add_option("--rounds", keyops.rounds, "timed rounds")->capture_default_str();
+  AddSize(keyops_cmd, "--block-bytes", &keyops.block_bytes, "namespace block size");
+  keyops_cmd
+      ->add_option("--resident", keyops.resident,
+                   "blocks stored first and kept (index and policy size)")
+      ->capture_default_str();
+  keyops_cmd->add_option("--seed", keyops.seed)->capture_default_str();
+
   kvtier::bench::ReplayModeOptions replay;
   auto* replay_cmd = app.add_subcommand(
       "replay",
@@ -147,6 +162,7 @@ int main(int argc, char** argv) {
   if (putget_cmd->parsed()) return kvtier::bench::RunPutGet(common, putget);
   if (verify_cmd->parsed()) return kvtier::bench::RunVerify(common, putget);
   if (lookup_cmd->parsed()) return kvtier::bench::RunLookup(common, lookup);
+  if (keyops_cmd->parsed()) return kvtier::bench::RunKeyOps(common, keyops);
   if (replay_cmd->parsed()) {
     if (replay.online) return kvtier::bench::RunOnlineReplay(common, replay);
     if (replay.capacity_blocks == 0) {

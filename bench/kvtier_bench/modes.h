@@ -47,6 +47,15 @@ struct ThroughputOptions {
   uint64_t seed = 1;
 };
 
+struct KeyOpsOptions {
+  uint32_t batch = 1024;        // keys per request
+  uint32_t batches = 4;         // requests of each call per round
+  uint32_t rounds = 50;         // timed rounds (after one warm-up round)
+  uint64_t block_bytes = 4096;  // namespace block size (slots are reserved, never written)
+  uint64_t resident = 0;        // blocks stored first and kept, to size the index and policy
+  uint64_t seed = 1;
+};
+
 // Writes blocks 0..n-1 of the seed's chained sequence; with verify, reads them back.
 int RunPutGet(const CommonOptions& common, const PutGetOptions& options);
 // Reads blocks 0..n-1 of the seed's sequence and compares them with what putget wrote.
@@ -54,6 +63,9 @@ int RunPutGet(const CommonOptions& common, const PutGetOptions& options);
 int RunVerify(const CommonOptions& common, const PutGetOptions& options);
 // Latency of Lookup round trips over a cached 64-key prefix, C clients in parallel.
 int RunLookup(const CommonOptions& common, const LookupOptions& options);
+// Time per key of ReservePut, CommitPut, StartGet, FinishGet and Remove (batches of fresh keys,
+// no bytes copied), medians of rounds. JSON: {"ns_per_key": {"reserve_put", ..., "total"}}.
+int RunKeyOps(const CommonOptions& common, const KeyOpsOptions& options);
 // Put and/or get bandwidth of a backend, and the ratio to a plain memcpy of the same bytes.
 int RunThroughput(const CommonOptions& common, const ThroughputOptions& options);
 

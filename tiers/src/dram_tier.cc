@@ -109,6 +109,11 @@ namespace {
 
 enum class EntryState : uint8_t { kFree, kWriting, kCommitted };
 
+// How many keys ahead a batch loop starts loading a key's index slot (PrefetchAhead): enough
+// to cover a DRAM miss with the work of the keys in between, few enough that the lines are
+// still in L1 when their key comes up.
+constexpr size_t kPrefetchAhead = 8;
+
 }  // namespace
 
 class DramTier::Impl {
@@ -176,6 +181,7 @@ class DramTier::Impl {
     if (ns != nullptr) {
       const int64_t now = clock_->NowNanos();
       for (; hit < keys.size(); ++hit) {
+        PrefetchAhead(*ns, keys, hit, /*policy=*/false);
         if (!FindLive(ns, keys[hit], now)) break;
       }
     }
@@ -209,7 +215,8 @@ class DramTier::Impl {
       if (length == 0 || length > ns->block_bytes) continue;  // kInvalidArgument
       const BlockEncoding encoding = encoded ? options.encodings[i] : BlockEncoding{};
       if (!ValidEncoding(*ns, length, encoding)) continue;  // kInvalidArgument
-      FindLive(ns, keys[i], now);                           // an expired block of the key goes now
+      PrefetchAhead(*ns, keys, i, /*policy=*/false);
+      FindLive(ns, keys[i], now);  // an expired block of the key goes now
       auto it = ns->index.find(keys[i]);
       if (it != ns->index.end()) {
         const bool same_batch =
@@ -298,6 +305,11 @@ class DramTier::Impl {
     } else {
       std::optional<EntryId> previous;
       for (size_t j = 0; j < lease->entries.size(); ++j) {
+        if (j + kPrefetchAhead < lease->entries.size()) {
+          const Entry& ahead = entries_[lease->entries[j + kPrefetchAhead]];
+          if (ahead.ns != nullptr) ahead.ns->index.prefetch(ahead.key);
+          policy_->Prefetch(Fingerprint(ahead.key));
+        }
         const uint32_t id = lease->entries[j];
         if (entries_[id].removed) {
           // Removed while being written (Remove): committing it would bring back a block
@@ -420,7 +432,10 @@ class DramTier::Impl {
     Namespace* ns = FindNamespace(ns_id);
     if (ns == nullptr) return present;
     const int64_t now = clock_->NowNanos();
-    for (size_t i = 0; i < keys.size(); ++i) present[i] = FindLive(ns, keys[i], now).has_value();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      PrefetchAhead(*ns, keys, i, /*policy=*/false);
+      present[i] = FindLive(ns, keys[i], now).has_value();
+    }
     return present;
   }
 
@@ -567,6 +582,7 @@ class DramTier::Impl {
     Namespace* ns = FindNamespace(ns_id);
     if (ns == nullptr) return codes;
     for (size_t i = 0; i < keys.size(); ++i) {
+      PrefetchAhead(*ns, keys, i, /*policy=*/true);
       auto it = ns->index.find(keys[i]);
       if (it == ns->index.end()) continue;
       if (!it->second.committed) {
@@ -796,6 +812,7 @@ class DramTier::Impl {
   void PinCommitted(Namespace* ns, std::span<const BlockKey> keys, int64_t now, LeaseGrant* grant,
                     std::vector<uint32_t>* granted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (size_t i = 0; i < keys.size(); ++i) {
+      PrefetchAhead(*ns, keys, i, /*policy=*/false);
       const std::optional<uint32_t> found = FindLive(ns, keys[i], now);
       if (!found) continue;
       const uint32_t id = *found;
@@ -961,6 +978,25 @@ class DramTier::Impl {
     return true;
   }
 
+  // Keys are hashes already: any 8 of their bytes make a stable fingerprint.
+  static uint64_t Fingerprint(const BlockKey& key) {
+    uint64_t fingerprint;
+    std::memcpy(&fingerprint, key.bytes.data(), sizeof(fingerprint));
+    return fingerprint;
+  }
+
+  // In a loop over a batch's keys, at key i: starts loading the index slot of the key
+  // kPrefetchAhead further on and, with `policy`, what the policy will touch for it. A big
+  // index (and the policy's ghost filter) miss the cache on almost every key; loading ahead
+  // lets those misses overlap (docs/benchmarks.md, "Per-key cost").
+  void PrefetchAhead(const Namespace& ns, std::span<const BlockKey> keys, size_t i,
+                     bool policy) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (i + kPrefetchAhead >= keys.size()) return;
+    const BlockKey& key = keys[i + kPrefetchAhead];
+    ns.index.prefetch(key);
+    if (policy) policy_->Prefetch(Fingerprint(key));
+  }
+
   // Bookkeeping for a committed block leaving the index.
   void Uncache(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
@@ -985,9 +1021,7 @@ class DramTier::Impl {
     e.state = EntryState::kCommitted;
     e.last_use_ns = now;
     ns->index.find(e.key)->second.committed = true;
-    // Keys are hashes already: any 8 of their bytes make a stable fingerprint.
-    uint64_t fingerprint;
-    std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
+    const uint64_t fingerprint = Fingerprint(e.key);
     const uint64_t slot_bytes = SlotBytesOf(e);
     policy_->OnInsertControlled(
         id,

@@ -50,6 +50,12 @@ bool GhostFilter::Test(const Block& block, uint64_t hash) {
   return all;
 }
 
+void GhostFilter::Prefetch(uint64_t fingerprint) const {
+  const Pair& p = pairs_[PairOf(Mix64(fingerprint))];
+  __builtin_prefetch(&p[0], 1);  // written by Insert
+  __builtin_prefetch(&p[1], 1);
+}
+
 bool GhostFilter::Contains(uint64_t fingerprint) const {
   const uint64_t hash = Mix64(fingerprint);
   const Pair& p = pairs_[PairOf(hash)];

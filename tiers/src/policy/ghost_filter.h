@@ -24,6 +24,8 @@ class GhostFilter {
 
   void Insert(uint64_t fingerprint);
   bool Contains(uint64_t fingerprint) const;
+  // Starts loading the two cache lines that Insert or Contains of `fingerprint` will touch.
+  void Prefetch(uint64_t fingerprint) const;
 
  private:
   static constexpr int kWordsPerBlock = 8;  // 512 bits: one cache line

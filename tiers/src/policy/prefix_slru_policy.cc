@@ -86,6 +86,10 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     Place(i, kProtected, /*inserting=*/false);
   }
 
+  void Prefetch(uint64_t fingerprint) const override {
+    if (fingerprint != 0) ghost_.Prefetch(fingerprint);
+  }
+
   void OnRemove(EntryId id) override {
     if (id >= nodes_.size() || nodes_[id].segment == kNone) return;
     const auto i = static_cast<uint32_t>(id);

@@ -52,6 +52,12 @@ class EvictionPolicy {
   virtual void OnInsertBlock(EntryId id, const BlockInfo& info) { OnInsert(id, info.size_class); }
   virtual void OnAccess(EntryId id) = 0;
   virtual void OnRemove(EntryId id) = 0;
+  // A hint from a tier working through a batch: OnInsertBlock or OnRemove of the block with
+  // this fingerprint follows shortly. A policy whose bookkeeping for it lies in a large table
+  // (a ghost filter of millions of blocks) starts loading that memory now, so that the batch's
+  // cache misses overlap instead of queueing one per key. Never changes what the policy
+  // decides. Default: nothing.
+  virtual void Prefetch(uint64_t fingerprint) const {}
 
   // The next block of `size_class` to evict among those for which `evictable(id)` is true
   // (the tier says no for pinned blocks), or nullopt when there is none. Does not remove it:

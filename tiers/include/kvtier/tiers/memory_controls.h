@@ -96,6 +96,7 @@ class ControlledPolicy final : public EvictionPolicy {
   void OnInsertControlled(EntryId id, const BlockInfo& info, const BlockControls& controls);
   void OnAccess(EntryId id) override;
   void OnRemove(EntryId id) override;
+  void Prefetch(uint64_t fingerprint) const override;
   std::optional<EntryId> PickVictim(uint32_t size_class,
                                     const std::function<bool(EntryId)>& evictable) override;
 

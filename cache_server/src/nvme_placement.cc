@@ -427,7 +427,7 @@ proto::PrefetchReply NvmePlacement::PlanPrefetch(uint32_t ns, std::span<const Bl
                                                  std::vector<BlockKey>* to_promote) {
   prefetch_requests_.fetch_add(1, std::memory_order_relaxed);
   proto::PrefetchReply reply;
-  const std::vector<bool> present = dram_->Present(ns, keys);
+  const std::vector<bool> present = dram_->Touch(ns, keys);  // a hint is a sign of reuse
   std::vector<BlockKey> on_nvme;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (present[i]) {

@@ -291,7 +291,7 @@ absl::StatusOr<proto::PrefetchReply> Service::Prefetch(const proto::PrefetchRequ
                                to_promote);
   }
   proto::PrefetchReply reply;
-  for (bool present : dram_->Present(req.namespace_id(), Keys(req.keys()))) {
+  for (bool present : dram_->Touch(req.namespace_id(), Keys(req.keys()))) {
     if (present) {
       reply.set_in_dram(reply.in_dram() + 1);
     } else {

@@ -343,6 +343,27 @@ TEST_F(NvmeDaemonTest, PrefetchPromotesAheadOfTheGetAndIsBounded) {
   }
 }
 
+TEST_F(NvmeDaemonTest, APrefetchHintKeepsABlockInDram) {
+  // 16 MiB of DRAM holds 64 blocks; LRU would evict block 0 first.
+  Start("16MiB", NvmeArgs({"--nvme-admission", "all", "--eviction-policy", "lru"}));
+  PutRange(0, 60);
+  std::vector<BlockKey> hinted = {Key(0)};
+  auto hint = client_->Prefetch(ns_, hinted);
+  ASSERT_TRUE(hint.ok()) << hint.status();
+  EXPECT_EQ(hint->in_dram, 1u);
+  PutRange(60, 100);  // 36 or more evictions, the coldest first
+  WaitForDemotions();
+  proto::Tier tier = proto::TIER_NONE;
+  auto got = GetOne(0, &tier);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got == Content(0, 0));
+  EXPECT_EQ(tier, proto::TIER_DRAM) << "the hinted block was evicted";
+  got = GetOne(1, &tier);  // put after 0, not hinted: demoted
+  ASSERT_TRUE(got.has_value());
+  EXPECT_TRUE(*got == Content(1, 0));
+  EXPECT_EQ(tier, proto::TIER_NVME);
+}
+
 TEST_F(NvmeDaemonTest, PrefetchBeyondTheBoundIsDropped) {
   // At most 4 prefetched keys in flight.
   const std::string config = "/tmp/kvtier-prefetch-bound.toml";

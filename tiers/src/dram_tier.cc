@@ -426,7 +426,7 @@ class DramTier::Impl {
     return codes;
   }
 
-  std::vector<bool> Present(NamespaceId ns_id, std::span<const BlockKey> keys) {
+  std::vector<bool> Present(NamespaceId ns_id, std::span<const BlockKey> keys, bool touch) {
     std::vector<bool> present(keys.size(), false);
     absl::MutexLock lock(&mu_);
     Namespace* ns = FindNamespace(ns_id);
@@ -434,7 +434,12 @@ class DramTier::Impl {
     const int64_t now = clock_->NowNanos();
     for (size_t i = 0; i < keys.size(); ++i) {
       PrefetchAhead(*ns, keys, i, /*policy=*/false);
-      present[i] = FindLive(ns, keys[i], now).has_value();
+      const std::optional<uint32_t> found = FindLive(ns, keys[i], now);
+      present[i] = found.has_value();
+      if (found && touch) {
+        entries_[*found].last_use_ns = now;
+        policy_->OnAccess(*found);
+      }
     }
     return present;
   }
@@ -1188,7 +1193,10 @@ std::vector<absl::StatusCode> DramTier::SetPinned(NamespaceId ns, std::span<cons
   return impl_->SetPinned(ns, keys, pinned);
 }
 std::vector<bool> DramTier::Present(NamespaceId ns, std::span<const BlockKey> keys) {
-  return impl_->Present(ns, keys);
+  return impl_->Present(ns, keys, /*touch=*/false);
+}
+std::vector<bool> DramTier::Touch(NamespaceId ns, std::span<const BlockKey> keys) {
+  return impl_->Present(ns, keys, /*touch=*/true);
 }
 std::vector<BlockListing> DramTier::ListBlocks() const { return impl_->ListBlocks(); }
 void DramTier::SetEvictionListener(EvictionListener* listener) {

@@ -204,6 +204,21 @@ TEST_F(DramTierTest, EvictionFollowsExactLruOrder) {
   EXPECT_EQ(s.used_bytes, 4 * kPage);
 }
 
+TEST_F(DramTierTest, TouchIsAUseButNotAHitAndPresentIsNeither) {
+  Make(4, 4);  // four one-page slots
+  Put({0, 1, 2, 3});
+  EXPECT_THAT(tier_->Present(kNs, Keys({1, 9})), ElementsAre(true, false));
+  // A prefetch hint for 1 and a missing key: 1 becomes the most recently used.
+  EXPECT_THAT(tier_->Touch(kNs, Keys({1, 9})), ElementsAre(true, false));
+  Put({4});  // evicts 0, the coldest; Present did not save it either
+  EXPECT_THAT(Cached({0, 1, 2, 3, 4}), ElementsAre(false, true, true, true, true));
+  Put({5, 6});  // 2 and 3 go before the touched 1
+  EXPECT_THAT(Cached({1, 2, 3, 4, 5, 6}), ElementsAre(true, false, false, true, true, true));
+  const TierSnapshot s = tier_->Snapshot();
+  EXPECT_EQ(s.counters.hits, 0u);  // touches and presence checks are not gets
+  EXPECT_EQ(s.counters.misses, 0u);
+}
+
 // Records what the tier evicts, with a copy of the bytes taken during the call.
 TEST_F(DramTierTest, ReadLeasePinsAgainstEviction) {
   Make(4, 4);

@@ -328,7 +328,8 @@ class Client {
                                                 std::span<const BlockKey> keys, bool pinned);
 
   // A hint that `keys` will be read soon: the daemon starts bringing those on NVMe into DRAM
-  // and answers without waiting for the I/O. Purely a performance hint: a Get is correct
+  // and answers without waiting for the I/O; those already in DRAM count as used now, so that
+  // eviction keeps them as it keeps a block just read. Purely a performance hint: a Get is correct
   // whether or not the promotion has finished.
   absl::StatusOr<PrefetchResult> Prefetch(const NamespaceHandle& handle,
                                           std::span<const BlockKey> keys);

@@ -328,6 +328,11 @@ class DramTier {
 
   // present[i] = whether keys[i] is committed in the tier. Counts nothing and is not a use.
   std::vector<bool> Present(NamespaceId ns, std::span<const BlockKey> keys);
+  // Present, and each present block counts as used now for eviction (the policy's OnAccess,
+  // as a read's), in key order, without pinning it or counting a hit: what a prefetch hint
+  // does for blocks already in DRAM. An engine that says it will need a block soon has told
+  // the cache the one thing its policy cannot see (docs/policy.md, "Why not 45 %").
+  std::vector<bool> Touch(NamespaceId ns, std::span<const BlockKey> keys);
 
   // Every committed block, most recently used first (a clean shutdown saves them in that order
   // while its time lasts). The offsets stay valid only while nothing is put or evicted: call it

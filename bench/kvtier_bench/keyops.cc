@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <random>
 #include <vector>
 
 #include "kvtier/client/client.h"
@@ -37,13 +38,39 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// What a batch puts: every block's length and, for --encoded, its codec and raw length.
+struct BatchShape {
+  std::vector<uint64_t> lengths;
+  std::vector<uint8_t> codecs;
+  std::vector<uint64_t> raw_lengths;
+
+  explicit BatchShape(const KeyOpsOptions& o) : lengths(o.batch, o.block_bytes) {
+    if (!o.encoded) return;
+    // Frames of 65-80% of the block, in 4-byte steps, as kvz frames of bf16 KV come out.
+    std::mt19937_64 rng(o.seed);
+    for (uint64_t& length : lengths) {
+      length = std::max<uint64_t>(4, o.block_bytes * (65 + rng() % 16) / 100 / 4 * 4);
+    }
+    codecs.assign(o.batch, uint8_t{1});  // kvz (client::PutOptions::codecs)
+    raw_lengths.assign(o.batch, o.block_bytes);
+  }
+  std::span<const uint64_t> Lengths(size_t n) const { return std::span(lengths).first(n); }
+  client::PutOptions Options(size_t n) const {
+    client::PutOptions o;
+    if (!codecs.empty()) {
+      o.codecs = std::span(codecs).first(n);
+      o.raw_lengths = std::span(raw_lengths).first(n);
+    }
+    return o;
+  }
+};
+
 // ReservePut + CommitPut of `keys` in batches, slots left unwritten; every block stored.
 absl::Status PutKeys(client::Client& c, const client::NamespaceHandle& ns,
-                     std::span<const BlockKey> keys, uint32_t batch, uint64_t block_bytes) {
-  const std::vector<uint64_t> lengths(batch, block_bytes);
+                     std::span<const BlockKey> keys, uint32_t batch, const BatchShape& shape) {
   for (size_t i = 0; i < keys.size(); i += batch) {
     const size_t n = std::min<size_t>(batch, keys.size() - i);
-    auto r = c.ReservePut(ns, keys.subspan(i, n), std::span(lengths).first(n));
+    auto r = c.ReservePut(ns, keys.subspan(i, n), shape.Lengths(n), shape.Options(n));
     if (!r.ok()) return r.status();
     auto done = c.CommitPut(*r);
     if (!done.ok()) return done.status();
@@ -75,16 +102,23 @@ int RunKeyOps(const CommonOptions& common, const KeyOpsOptions& o) {
                  "machine); this connection sends blocks inline\n");
     return 2;
   }
-  auto ns = c.OpenNamespace(BenchNamespace(o.block_bytes));
+  NamespaceDescriptor descriptor = BenchNamespace(o.block_bytes);
+  proto::NamespaceOptions ns_options;
+  if (o.encoded) {
+    descriptor.dtype = "bf16";  // kvz needs an element type
+    ns_options.set_compression(proto::COMPRESSION_KVZ);
+  }
+  auto ns = c.OpenNamespace(descriptor, ns_options);
   if (!ns.ok()) return Fail(ns.status());
   Progress progress("keyops", common.progress, "keys");
+  const BatchShape shape(o);
   // Blocks that stay for the whole run: the index and the policy at a realistic size.
   {
     std::vector<BlockKey> resident(o.resident);
     for (uint64_t i = 0; i < o.resident; ++i) {
       resident[i] = IndependentKey(ns->key_seed, o.seed, /*stream=*/7, i);
     }
-    if (absl::Status s = PutKeys(c, *ns, resident, o.batch, o.block_bytes); !s.ok()) {
+    if (absl::Status s = PutKeys(c, *ns, resident, o.batch, shape); !s.ok()) {
       std::fprintf(stderr,
                    "kvtier-bench: storing --resident blocks: %s (is the DRAM tier big "
                    "enough?)\n",
@@ -92,7 +126,6 @@ int RunKeyOps(const CommonOptions& common, const KeyOpsOptions& o) {
       return 1;
     }
   }
-  const std::vector<uint64_t> lengths(o.batch, o.block_bytes);
   const size_t per_round = size_t{o.batch} * o.batches;
   // Per call: ns per key of each round (the round's total time over its keys).
   std::vector<std::vector<double>> per_key(kCalls);
@@ -109,7 +142,9 @@ int RunKeyOps(const CommonOptions& common, const KeyOpsOptions& o) {
     };
     for (uint32_t b = 0; b < o.batches; ++b) {
       const auto sub = std::span<const BlockKey>(keys).subspan(size_t{b} * o.batch, o.batch);
-      auto reserved = timed(kReserve, [&] { return c.ReservePut(*ns, sub, lengths); });
+      auto reserved = timed(kReserve, [&] {
+        return c.ReservePut(*ns, sub, shape.Lengths(o.batch), shape.Options(o.batch));
+      });
       if (!reserved.ok()) return Fail(reserved.status());
       auto committed = timed(kCommit, [&] { return c.CommitPut(*reserved); });
       if (!committed.ok()) return Fail(committed.status());
@@ -151,13 +186,10 @@ int RunKeyOps(const CommonOptions& common, const KeyOpsOptions& o) {
     nlohmann::json ns_per_key;
     for (int call = 0; call < kCalls; ++call) ns_per_key[kCallNames[call]] = median[call];
     ns_per_key["total"] = total;
-    nlohmann::json out{{"mode", "keyops"},
-                       {"batch", o.batch},
-                       {"batches", o.batches},
-                       {"rounds", o.rounds},
-                       {"block_bytes", o.block_bytes},
-                       {"resident", o.resident},
-                       {"ns_per_key", ns_per_key}};
+    nlohmann::json out{{"mode", "keyops"},       {"encoded", o.encoded},
+                       {"batch", o.batch},       {"batches", o.batches},
+                       {"rounds", o.rounds},     {"block_bytes", o.block_bytes},
+                       {"resident", o.resident}, {"ns_per_key", ns_per_key}};
     std::cout << out.dump(2) << "\n";
   } else {
     std::printf(

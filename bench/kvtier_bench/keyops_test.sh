@@ -29,6 +29,11 @@ assert abs(sum(ns[c] for c in calls) - ns["total"]) < 1e-6 * ns["total"] + 1e-9,
 assert d["resident"] == 1000 and d["batch"] == 256, d
 PY
 
+# The same with kvz frames, as a GPU client puts them (codecs and raw lengths per key).
+out=$("$bench" --socket "$dir/kvtierd.sock" --no-progress --json keyops --batch 128 --batches 2 \
+  --rounds 2 --block-bytes 16KiB --encoded)
+/usr/bin/python3 -c "import json,sys; d=json.loads(sys.argv[1]); assert d['encoded'] and d['ns_per_key']['total'] > 0, d" "$out"
+
 # Bad arguments are refused before anything runs.
 if "$bench" --socket "$dir/kvtierd.sock" --no-progress keyops --batch 0 2> "$dir/err.txt"; then
   echo "FAIL: keyops accepted --batch 0"; exit 1

@@ -117,6 +117,9 @@ int main(int argc, char** argv) {
                    "blocks stored first and kept (index and policy size)")
       ->capture_default_str();
   keyops_cmd->add_option("--seed", keyops.seed)->capture_default_str();
+  keyops_cmd->add_flag(
+      "--encoded", keyops.encoded,
+      "put kvz frames (65-80% of a block) with their codecs, as a GPU client does");
 
   kvtier::bench::ReplayModeOptions replay;
   auto* replay_cmd = app.add_subcommand(

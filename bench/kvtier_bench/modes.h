@@ -54,6 +54,9 @@ struct KeyOpsOptions {
   uint64_t block_bytes = 4096;  // namespace block size (slots are reserved, never written)
   uint64_t resident = 0;        // blocks stored first and kept, to size the index and policy
   uint64_t seed = 1;
+  // Put as a GPU client puts compressed blocks: a COMPRESSION_KVZ namespace, each block a kvz
+  // frame of 65-80% of block_bytes (its codec and raw length sent with it).
+  bool encoded = false;
 };
 
 // Writes blocks 0..n-1 of the seed's chained sequence; with verify, reads them back.

@@ -46,10 +46,13 @@ struct BatchShape {
 
   explicit BatchShape(const KeyOpsOptions& o) : lengths(o.batch, o.block_bytes) {
     if (!o.encoded) return;
-    // Frames of 65-80% of the block, in 4-byte steps, as kvz frames of bf16 KV come out.
+    // Frames of a share of the block drawn from [min, max] %, in 4-byte steps (65-80% by
+    // default, as kvz frames of bf16 KV come out).
     std::mt19937_64 rng(o.seed);
+    const uint32_t spread = o.frame_max_percent - o.frame_min_percent + 1;
     for (uint64_t& length : lengths) {
-      length = std::max<uint64_t>(4, o.block_bytes * (65 + rng() % 16) / 100 / 4 * 4);
+      const uint64_t percent = o.frame_min_percent + rng() % spread;
+      length = std::clamp<uint64_t>(o.block_bytes * percent / 100 / 4 * 4, 4, o.block_bytes);
     }
     codecs.assign(o.batch, uint8_t{1});  // kvz (client::PutOptions::codecs)
     raw_lengths.assign(o.batch, o.block_bytes);
@@ -84,9 +87,12 @@ absl::Status PutKeys(client::Client& c, const client::NamespaceHandle& ns,
 }  // namespace
 
 int RunKeyOps(const CommonOptions& common, const KeyOpsOptions& o) {
-  if (o.batch < 1 || o.batches < 1 || o.rounds < 1 || o.block_bytes < 1) {
+  if (o.batch < 1 || o.batches < 1 || o.rounds < 1 || o.block_bytes < 1 ||
+      o.frame_min_percent < 1 || o.frame_max_percent > 100 ||
+      o.frame_min_percent > o.frame_max_percent) {
     std::fprintf(stderr,
-                 "kvtier-bench: --batch, --batches, --rounds and --block-bytes must be positive\n");
+                 "kvtier-bench: --batch, --batches, --rounds and --block-bytes must be positive, "
+                 "and 1 <= --frame-percent <= --frame-max-percent <= 100\n");
     return 2;
   }
   client::ClientOptions options;

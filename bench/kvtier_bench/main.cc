@@ -117,9 +117,16 @@ int main(int argc, char** argv) {
                    "blocks stored first and kept (index and policy size)")
       ->capture_default_str();
   keyops_cmd->add_option("--seed", keyops.seed)->capture_default_str();
-  keyops_cmd->add_flag(
-      "--encoded", keyops.encoded,
-      "put kvz frames (65-80% of a block) with their codecs, as a GPU client does");
+  keyops_cmd->add_flag("--encoded", keyops.encoded,
+                       "put kvz frames with their codecs, as a GPU client does");
+  keyops_cmd
+      ->add_option("--frame-percent", keyops.frame_min_percent,
+                   "--encoded: smallest frame, % of a block")
+      ->capture_default_str();
+  keyops_cmd
+      ->add_option("--frame-max-percent", keyops.frame_max_percent,
+                   "--encoded: largest frame, % of a block")
+      ->capture_default_str();
 
   kvtier::bench::ReplayModeOptions replay;
   auto* replay_cmd = app.add_subcommand(

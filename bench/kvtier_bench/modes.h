@@ -55,8 +55,11 @@ struct KeyOpsOptions {
   uint64_t resident = 0;        // blocks stored first and kept, to size the index and policy
   uint64_t seed = 1;
   // Put as a GPU client puts compressed blocks: a COMPRESSION_KVZ namespace, each block a kvz
-  // frame of 65-80% of block_bytes (its codec and raw length sent with it).
+  // frame of frame_min_percent..frame_max_percent of block_bytes (its codec and raw length
+  // sent with it).
   bool encoded = false;
+  uint32_t frame_min_percent = 65;
+  uint32_t frame_max_percent = 80;
 };
 
 // Writes blocks 0..n-1 of the seed's chained sequence; with verify, reads them back.

@@ -97,10 +97,32 @@ absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& opt
   result.policy = options.policy;
   result.capacity_blocks = options.capacity_blocks;
   result.requests = trace.requests.size();
-  const auto any = [](EntryId) { return true; };
+  result.hint_lookahead = options.hint_lookahead;
   const auto start = std::chrono::steady_clock::now();
   Residency cache;
-  for (const TraceRequest& r : trace.requests) {
+  const uint64_t q = options.hint_lookahead;
+  // With hint_pins, a hinted block stays pinned until its request has run.
+  absl::flat_hash_map<EntryId, uint32_t> pins;
+  std::vector<std::vector<EntryId>> pinned_for(options.hint_pins ? trace.requests.size() : 0);
+  const auto evictable = [&](EntryId id) { return !pins.contains(id); };
+  // The scheduler's hint for request k: its cached blocks are used now.
+  auto hint = [&](size_t k) {
+    for (uint64_t b : trace.requests[k].hash_ids) {
+      if (std::optional<EntryId> id = cache.Find(b)) {
+        policy.OnAccess(*id);
+        ++result.hinted_blocks;
+        if (options.hint_pins) {
+          ++pins[*id];
+          pinned_for[k].push_back(*id);
+        }
+      }
+    }
+  };
+  // Requests 1..Q are queued (and hinted) before the first one runs.
+  for (size_t k = 1; q > 0 && k <= q && k < trace.requests.size(); ++k) hint(k);
+  for (size_t t = 0; t < trace.requests.size(); ++t) {
+    if (q > 0 && t + q < trace.requests.size() && t > 0) hint(t + q);
+    const TraceRequest& r = trace.requests[t];
     const std::vector<uint64_t>& ids = r.hash_ids;
     const size_t h = HitPrefix(ids, [&](uint64_t b) { return cache.Contains(b); });
     result.hit_blocks += h;
@@ -112,7 +134,8 @@ absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& opt
         continue;
       }
       if (cache.size() >= options.capacity_blocks) {
-        std::optional<EntryId> victim = policy.PickVictim(0, any);
+        std::optional<EntryId> victim = policy.PickVictim(0, evictable);
+        if (!victim && !pins.empty()) break;  // all pinned: the rest is not cached
         if (!victim) {
           return absl::InternalError(absl::StrCat("policy ", AbslView(options.policy),
                                                   " found no victim in a full cache"));
@@ -128,6 +151,11 @@ absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& opt
       policy.OnInsertBlock(id,
                            BlockInfo{.size_class = 0, .fingerprint = ids[j] + 1, .parent = parent});
       ++result.inserts;
+    }
+    if (options.hint_pins) {
+      for (EntryId id : pinned_for[t]) {
+        if (--pins[id] == 0) pins.erase(id);
+      }
     }
   }
   result.seconds = SecondsSince(start);
@@ -198,6 +226,10 @@ std::string ReplayResultJson(const ReplayResult& r) {
                       {"hit_blocks", r.hit_blocks}, {"hit_rate", r.hit_rate()},
                       {"inserts", r.inserts},       {"evictions", r.evictions},
                       {"seconds", r.seconds}};
+  if (r.hint_lookahead > 0) {
+    j["hint_lookahead"] = r.hint_lookahead;
+    j["hinted_blocks"] = r.hinted_blocks;
+  }
   return j.dump();
 }
 

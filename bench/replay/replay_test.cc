@@ -52,6 +52,47 @@ TEST(ReplayTest, BeladyDropsTheBlockUsedFurthestAway) {
   EXPECT_EQ(ReplayChecked(t, 2, "lru").hit_blocks, 0u);
 }
 
+TEST(ReplayTest, AScheduledRequestsHintKeepsItsPrefix) {
+  // LRU, 3 blocks: [1] is evicted by 5 and 6 before it returns, unless the scheduler, which
+  // queues requests two ahead, hints the last request before 5 runs: 1 is then used again,
+  // and 2 and 3 go instead.
+  const Trace t = Make({{1}, {2}, {3}, {5}, {6}, {1}});
+  EXPECT_EQ(ReplayChecked(t, 3, "lru").hit_blocks, 0u);
+  absl::StatusOr<ReplayResult> hinted =
+      Replay(t, {.capacity_blocks = 3, .policy = "lru", .hint_lookahead = 2});
+  ASSERT_TRUE(hinted.ok());
+  EXPECT_EQ(hinted->hit_blocks, 1u);
+  EXPECT_EQ(hinted->hinted_blocks, 1u);  // hints of absent blocks use nothing
+  EXPECT_EQ(hinted->inserts, 5u);        // and insert nothing
+  EXPECT_NE(ReplayResultJson(*hinted).find("\"hint_lookahead\":2"), std::string::npos);
+  // Hinted too late (one ahead: after 5 has evicted 1) it changes nothing.
+  absl::StatusOr<ReplayResult> late =
+      Replay(t, {.capacity_blocks = 3, .policy = "lru", .hint_lookahead = 1});
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(late->hit_blocks, 0u);
+}
+
+TEST(ReplayTest, APinnedHintHoldsWhereAUseDoesNot) {
+  // LRU, 2 blocks, hints two ahead: before [2] runs, the hint for the last request finds 1
+  // cached. Used (touched), 1 is still older than 2 and goes when 3 arrives; pinned until the
+  // last request runs, it stays and 2 goes.
+  const Trace t = Make({{1}, {2}, {3}, {1}});
+  absl::StatusOr<ReplayResult> touched =
+      Replay(t, {.capacity_blocks = 2, .policy = "lru", .hint_lookahead = 2});
+  absl::StatusOr<ReplayResult> pinned =
+      Replay(t, {.capacity_blocks = 2, .policy = "lru", .hint_lookahead = 2, .hint_pins = true});
+  ASSERT_TRUE(touched.ok() && pinned.ok());
+  EXPECT_EQ(touched->hit_blocks, 0u);
+  EXPECT_EQ(pinned->hit_blocks, 1u);
+  // Everything pinned: what does not fit is not cached, and nothing fails.
+  const Trace full = Make({{1, 2}, {9}, {3}, {1, 2}});
+  absl::StatusOr<ReplayResult> r =
+      Replay(full, {.capacity_blocks = 2, .policy = "lru", .hint_lookahead = 2, .hint_pins = true});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->hit_blocks, 2u);
+  EXPECT_EQ(r->inserts, 2u);  // 9 and 3 found every slot pinned
+}
+
 TEST(ReplayTest, AnUnboundedCacheHitsEveryRepeat) {
   const Trace t = Make({{1, 2, 3}, {1, 2, 4}, {1, 2, 4, 5}, {6}});
   for (const std::string& policy : ReplayPolicyNames()) {

@@ -16,6 +16,12 @@
 // in the request its parent (BlockInfo), so history- and prefix-aware policies see what a tier
 // would tell them.
 //
+// Hints (hint_lookahead = Q > 0) model a scheduler that queues requests Q ahead of running
+// them and sends each one's keys as a prefetch hint when it queues it: before request t runs,
+// the cached blocks of request t + Q are used (OnAccess, in key order), which is what kvtierd
+// does with a prefetch hint for blocks in DRAM (DramTier::Touch). Hints are not hits and
+// insert nothing. Q = 0: no hints, the model above.
+//
 // Belady's MIN is the bound: on each insert beyond capacity it drops the cached block (the new
 // one included) whose next use is the furthest request away.
 //
@@ -41,6 +47,11 @@ struct ReplayOptions {
   // A name from ReplayPolicyNames(): a tier policy (kvtier/tiers/policies.h) or "belady".
   // Default: the tiers' default policy.
   std::string policy = std::string(tiers::kDefaultPolicyName);
+  // Requests a scheduler queues ahead and hints (see above); 0: none. Belady ignores it.
+  uint64_t hint_lookahead = 0;
+  // With hints: a hinted block is also pinned (never a victim) until its request has run, as an
+  // engine using Client::Pin would keep it.
+  bool hint_pins = false;
 
   absl::Status Validate() const;
 };
@@ -48,6 +59,8 @@ struct ReplayOptions {
 struct ReplayResult {
   std::string policy;
   uint64_t capacity_blocks = 0;
+  uint64_t hint_lookahead = 0;
+  uint64_t hinted_blocks = 0;  // cached blocks the hints used
   uint64_t requests = 0;
   uint64_t total_blocks = 0;  // sum of request lengths
   uint64_t hit_blocks = 0;    // sum of hit prefix lengths
@@ -72,7 +85,7 @@ absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& opt
 absl::StatusOr<ReplayResult> ReplayBelady(const Trace& trace, uint64_t capacity_blocks);
 
 // One JSON object: policy, capacity_blocks, requests, total_blocks, hit_blocks, hit_rate,
-// inserts, evictions, seconds.
+// inserts, evictions, seconds; and hint_lookahead, hinted_blocks when hints were on.
 std::string ReplayResultJson(const ReplayResult& result);
 
 }  // namespace kvtier::replay

@@ -9,6 +9,7 @@
 //     throughput --clients C --block-bytes B --blocks-per-batch K --seconds T
 //                [--op put|get|both] [--backend kvtier|redis|memcached] [--working-set SIZE]
 //     replay     --trace FILE [--max-requests N] --capacity-blocks N [--policy P | --belady]
+//                [--hint-lookahead Q [--hint-pins]]
 //     replay     --online --trace FILE [--max-requests N] [--time-scale X] [--block-bytes B]
 //
 // Sizes accept units (64KiB, 4MiB). Exit codes: 0 ok; 1 target unreachable or a request
@@ -143,6 +144,13 @@ int main(int argc, char** argv) {
   auto* belady_opt = replay_cmd->add_flag(
       "--belady", replay.belady,
       "replay the offline optimum (evict the block used furthest ahead; offline)");
+  auto* hint_opt = replay_cmd->add_option(
+      "--hint-lookahead", replay.hint_lookahead,
+      "offline: a scheduler hints each request's keys this many requests before it runs");
+  auto* pins_opt =
+      replay_cmd->add_flag("--hint-pins", replay.hint_pins,
+                           "offline: hinted blocks stay pinned until their request runs");
+  pins_opt->needs(hint_opt);
   auto* online_opt = replay_cmd->add_flag(
       "--online", replay.online,
       "drive the running kvtierd (--socket/--tcp) and report its own hit rate; its "
@@ -159,6 +167,8 @@ int main(int argc, char** argv) {
   capacity_opt->excludes(online_opt);
   policy_opt->excludes(online_opt);
   belady_opt->excludes(online_opt);
+  hint_opt->excludes(online_opt);
+  hint_opt->excludes(belady_opt);
   time_scale_opt->needs(online_opt);
   block_bytes_opt->needs(online_opt);
 

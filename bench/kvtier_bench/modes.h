@@ -82,6 +82,8 @@ struct ReplayModeOptions {
   uint64_t capacity_blocks = 0;  // required offline
   std::string policy;            // empty: the tiers' default policy
   bool belady = false;           // replay the offline optimum instead of a policy
+  uint64_t hint_lookahead = 0;   // scheduler hints this many requests ahead (replay.h); 0: none
+  bool hint_pins = false;        // hinted blocks pinned until their request runs
   // Online only.
   bool online = false;          // drive the daemon at CommonOptions::uri instead
   double time_scale = 20;       // trace time / this = wall time; 0: no waiting

@@ -16,6 +16,8 @@ check() {  # check POLICY_FLAGS... -- WANT TOLERANCE
 }
 check --policy lru -- 30.9 0.05
 check --belady -- 54.6 0.5
+# A scheduler hinting 384 requests ahead, blocks pinned until their request (docs/policy.md).
+check --policy prefix-slru --hint-lookahead 384 --hint-pins -- 41.44 0.05
 "$bench" replay --trace "$trace" --capacity-blocks 5859 --policy no-such-policy >/dev/null 2>&1 &&
   { echo "FAIL: an unknown policy was accepted"; exit 1; }
 echo "ok: unknown policy rejected"

@@ -24,7 +24,9 @@ int RunReplay(const CommonOptions& common, const ReplayModeOptions& options) {
     std::fprintf(stderr, "kvtier-bench replay: %s\n", trace.status().ToString().c_str());
     return 1;
   }
-  replay::ReplayOptions replay_options{.capacity_blocks = options.capacity_blocks};
+  replay::ReplayOptions replay_options{.capacity_blocks = options.capacity_blocks,
+                                       .hint_lookahead = options.hint_lookahead,
+                                       .hint_pins = options.hint_pins};
   if (options.belady) {
     replay_options.policy = std::string(replay::kBeladyName);
   } else if (!options.policy.empty()) {

@@ -625,6 +625,37 @@ TEST_F(ClientIntegrationTest, ClientKilledMidPutDoesNotLeakCapacity) {
   }
 }
 
+// A prefetch hint for a block in DRAM counts as a use (docs/protocol.md, prefetch): under LRU
+// the hinted oldest block outlives the blocks put after it, which go first.
+TEST_F(ClientIntegrationTest, APrefetchHintIsAUseForEviction) {
+  StartDaemon({.dram_capacity = "64MiB", .extra_args = {"--eviction-policy", "lru"}});
+  auto c = Connect(daemon_->unix_uri());
+  ASSERT_NE(c, nullptr);
+  auto ns = c->OpenNamespace(Descriptor());
+  ASSERT_TRUE(ns.ok());
+  constexpr uint64_t kFirst = 1000, kMore = 500;  // 64 MiB holds 1,024 blocks of 64 KiB
+  const auto keys = c->HashTokens(*ns, Tokens(11, kFirst + kMore));
+  auto put_range = [&](uint64_t begin, uint64_t end) {
+    for (uint64_t start = begin; start < end; start += 100) {
+      Blocks blocks = MakeBlocks(11, start, std::min<uint64_t>(100, end - start));
+      auto put = c->Put(*ns, std::span(keys).subspan(start, blocks.spans.size()), blocks.spans);
+      ASSERT_TRUE(put.ok()) << put.status();
+      for (const auto& st : *put) ASSERT_TRUE(st.ok()) << st;
+    }
+  };
+  put_range(0, kFirst);
+  auto hint = c->Prefetch(*ns, std::span(keys).first(1));
+  ASSERT_TRUE(hint.ok()) << hint.status();
+  EXPECT_EQ(hint->in_dram, 1u);
+  put_range(kFirst, kFirst + kMore);  // evicts the oldest blocks
+  Buffers out = MakeBuffers(2);
+  auto got = c->Get(*ns, std::span(keys).first(2), out.spans);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_TRUE((*got)[0].status.ok()) << "the hinted block was evicted: " << (*got)[0].status;
+  EXPECT_EQ(out.data[0], Content(11, 0, kBlockBytes));
+  EXPECT_TRUE(absl::IsNotFound((*got)[1].status)) << (*got)[1].status;
+}
+
 // Writes four times the DRAM tier's capacity while readers fetch random earlier blocks over
 // the arena and TCP. Misses are expected; a hit with wrong bytes is the one forbidden outcome.
 TEST_F(ClientIntegrationTest, EvictionUnderPressureNeverReturnsWrongBytes) {

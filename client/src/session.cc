@@ -490,7 +490,7 @@ absl::Status Session::ReserveArena(proto::PutRequest& request, ReservedPut* put)
     put->slots_[i] = arena_->Slot(reserved.offsets(i), request.lengths(static_cast<int>(i)));
   }
   put->lease_id_ = reserved.lease_id();
-  put->open_ = true;
+  put->open_.value = true;
   // The protocol forbids writing into a granted slot later than lease_timeout_ms after the
   // reply (the daemon may reuse it then). Stop with a tenth of the lease to spare, since the
   // daemon's clock started before ours.
@@ -501,7 +501,7 @@ absl::Status Session::ReserveArena(proto::PutRequest& request, ReservedPut* put)
 absl::Status Session::FinishArenaPut(ReservedPut& put, bool in_time,
                                      std::span<absl::Status> results) {
   const size_t n = put.codes_.size();
-  if (!std::exchange(put.open_, false)) {
+  if (!std::exchange(put.open_.value, false)) {
     return absl::FailedPreconditionError(
         "the put was not reserved, or was committed or aborted already");
   }
@@ -602,7 +602,7 @@ absl::StatusOr<ReservedPut> Session::ReservePut(const NamespaceHandle& ns,
 }
 
 absl::StatusOr<std::vector<absl::Status>> Session::CommitPut(ReservedPut& put) {
-  if (!put.open_) {
+  if (!put.open_.value) {
     return absl::FailedPreconditionError(
         "CommitPut of a put that was not reserved, or was committed or aborted already");
   }
@@ -613,7 +613,7 @@ absl::StatusOr<std::vector<absl::Status>> Session::CommitPut(ReservedPut& put) {
 }
 
 absl::Status Session::AbortPut(ReservedPut& put) {
-  if (!std::exchange(put.open_, false)) {
+  if (!std::exchange(put.open_.value, false)) {
     return absl::FailedPreconditionError(
         "the put was not reserved, or was committed or aborted already");
   }
@@ -882,15 +882,15 @@ absl::Status Session::StartArenaGet(uint32_t ns_id, std::span<const BlockKey> ke
     }
     get->slots_[i] = arena_->Slot(reply.offsets(i), reply.lengths(i));
   }
-  get->open_ = true;
+  get->open_.value = true;
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<GetResult>> Session::FinishGet(StartedGet& get) {
-  if (!get.open_) {
+  if (!get.open_.value) {
     return absl::FailedPreconditionError("FinishGet of a get that was not started or is finished");
   }
-  get.open_ = false;
+  get.open_.value = false;
   std::atomic_thread_fence(std::memory_order_acquire);
   const proto::GetReply& reply = get.reply_;
   std::vector<GetResult> results = std::move(get.results_);

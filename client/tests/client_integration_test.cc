@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -363,9 +364,11 @@ TEST_F(ClientIntegrationTest, TwoStepPutsAndGetsOverlap) {
     EXPECT_TRUE(absl::IsFailedPrecondition(c->AbortPut(*put)));
   }
   auto a = c->StartGet(*ns, std::span(keys).first(6));
-  auto b = c->StartGet(*ns, std::span(keys).subspan(6));
+  auto started_b = c->StartGet(*ns, std::span(keys).subspan(6));
   ASSERT_TRUE(a.ok()) << a.status();
-  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE(started_b.ok()) << started_b.status();
+  auto b = std::optional<StartedGet>(std::move(*started_b));  // the moved-from one is finished
+  EXPECT_TRUE(absl::IsFailedPrecondition(c->FinishGet(*started_b).status()));
   Buffers out = MakeBuffers(12);
   for (auto* get : {&*b, &*a}) {
     const size_t base = get == &*a ? 0 : 6;

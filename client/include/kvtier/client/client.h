@@ -188,6 +188,20 @@ using ArenaFill = absl::FunctionRef<absl::Status(std::span<const std::span<std::
 using ArenaRead = absl::FunctionRef<absl::Status(std::span<const std::span<const std::byte>> slots,
                                                  std::span<const GetResult> results)>;
 
+namespace client_internal {
+// Whether a two-step call (ReservedPut, StartedGet) is still to be finished. A move leaves it
+// false, so the holders' default moves leave a moved-from handle finished.
+struct OpenFlag {
+  bool value = false;
+  OpenFlag() = default;
+  OpenFlag(OpenFlag&& other) noexcept : value(std::exchange(other.value, false)) {}
+  OpenFlag& operator=(OpenFlag&& other) noexcept {
+    value = std::exchange(other.value, false);
+    return *this;
+  }
+};
+}  // namespace client_internal
+
 // A put in place in two steps, Client::ReservePut and then CommitPut (or AbortPut), for
 // callers that write one batch's slots while the round trip of the next is on the way (the GPU
 // path overlaps its DMA with them). Move-only; a reservation neither committed nor aborted
@@ -196,15 +210,8 @@ class ReservedPut {
  public:
   ReservedPut() = default;
   // A moved-from reservation is finished (neither commits nor aborts anything).
-  ReservedPut(ReservedPut&& other) noexcept { *this = std::move(other); }
-  ReservedPut& operator=(ReservedPut&& other) noexcept {
-    slots_ = std::move(other.slots_);
-    codes_ = std::move(other.codes_);
-    lease_id_ = std::exchange(other.lease_id_, 0);
-    open_ = std::exchange(other.open_, false);
-    write_deadline_ = other.write_deadline_;
-    return *this;
-  }
+  ReservedPut(ReservedPut&&) noexcept = default;
+  ReservedPut& operator=(ReservedPut&&) noexcept = default;
 
   // One per key: the block's slot in the arena to write before CommitPut, or empty (nothing to
   // write: CommitPut reports why, e.g. AlreadyExists).
@@ -213,9 +220,9 @@ class ReservedPut {
  private:
   friend class Session;
   std::vector<std::span<std::byte>> slots_;
-  std::vector<int32_t> codes_;  // the reservation's per-block codes
-  uint64_t lease_id_ = 0;       // 0 when nothing was reserved
-  bool open_ = false;           // reserved, neither committed nor aborted yet
+  std::vector<int32_t> codes_;      // the reservation's per-block codes
+  uint64_t lease_id_ = 0;           // 0 when nothing was reserved
+  client_internal::OpenFlag open_;  // reserved, neither committed nor aborted yet
   std::chrono::steady_clock::time_point write_deadline_;
 };
 
@@ -224,14 +231,8 @@ class StartedGet {
  public:
   StartedGet() = default;
   // A moved-from get is finished.
-  StartedGet(StartedGet&& other) noexcept { *this = std::move(other); }
-  StartedGet& operator=(StartedGet&& other) noexcept {
-    slots_ = std::move(other.slots_);
-    results_ = std::move(other.results_);
-    reply_ = std::move(other.reply_);
-    open_ = std::exchange(other.open_, false);
-    return *this;
-  }
+  StartedGet(StartedGet&&) noexcept = default;
+  StartedGet& operator=(StartedGet&&) noexcept = default;
 
   // One per key: the hit's bytes in the arena to copy before FinishGet, or empty.
   std::span<const std::span<const std::byte>> slots() const { return slots_; }
@@ -243,7 +244,7 @@ class StartedGet {
   std::vector<std::span<const std::byte>> slots_;
   std::vector<GetResult> results_;
   proto::GetReply reply_;
-  bool open_ = false;
+  client_internal::OpenFlag open_;  // started, not finished yet
 };
 
 class Client {

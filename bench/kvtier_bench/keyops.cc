@@ -95,11 +95,7 @@ int RunKeyOps(const CommonOptions& common, const KeyOpsOptions& o) {
                  "and 1 <= --frame-percent <= --frame-max-percent <= 100\n");
     return 2;
   }
-  client::ClientOptions options;
-  options.busy_poll = std::chrono::microseconds(common.busy_poll_us);
-  options.client_name = "kvtier-bench";
-  options.auth_token = common.auth_token;
-  auto connected = client::Client::Connect(common.uri, options);
+  auto connected = client::Client::Connect(common.uri, BenchClientOptions(common));
   if (!connected.ok()) return Fail(connected.status());
   client::Client& c = **connected;
   if (!c.shared_arena()) {

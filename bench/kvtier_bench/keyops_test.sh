@@ -4,17 +4,8 @@
 #   keyops_test.sh KVTIER_BENCH KVTIERD
 set -euo pipefail
 bench=$1 kvtierd=$2
-dir=$(mktemp -d)
-pid=
-cleanup() {
-  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-"$kvtierd" --data-dir "$dir" --socket "$dir/kvtierd.sock" --dram-capacity 64MiB --log-level warn &
-pid=$!
-for _ in $(seq 100); do [[ -S $dir/kvtierd.sock ]] && break; sleep 0.1; done
-[[ -S $dir/kvtierd.sock ]] || { echo "FAIL: kvtierd did not open its socket"; exit 1; }
+source "$(dirname "$0")/test_daemon.sh"
+start_kvtierd "$kvtierd" --dram-capacity 64MiB
 
 out=$("$bench" --socket "$dir/kvtierd.sock" --no-progress --json keyops --batch 256 --batches 2 \
   --rounds 3 --resident 1000)

@@ -40,10 +40,7 @@ int RunLookup(const CommonOptions& common, const LookupOptions& o) {
   Progress progress("lookup", common.progress, "lookups");
   auto setup = [&](int c) -> absl::Status {
     ClientState& s = states[c];
-    client::ClientOptions options;
-    options.busy_poll = std::chrono::microseconds(common.busy_poll_us);
-    options.client_name = "kvtier-bench";
-    options.auth_token = common.auth_token;
+    client::ClientOptions options = BenchClientOptions(common);
     options.use_request_mailbox = !o.no_mailbox;
     auto cl = client::Client::Connect(common.uri, options);
     if (!cl.ok()) return cl.status();

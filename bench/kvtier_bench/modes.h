@@ -3,10 +3,12 @@
 // stdout (a short report, or one JSON object with --json); progress and errors to stderr.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "kvtier/client/client.h"
 #include "kvtier/replay/trace.h"
 
 namespace kvtier::bench {
@@ -18,6 +20,16 @@ struct CommonOptions {
   bool progress = true;
   int64_t busy_poll_us = -1;  // ClientOptions::busy_poll for kvtier clients (-1: auto)
 };
+
+// The kvtier client options every mode connects with: busy polling, name and token from the
+// common flags.
+inline client::ClientOptions BenchClientOptions(const CommonOptions& common) {
+  client::ClientOptions options;
+  options.busy_poll = std::chrono::microseconds(common.busy_poll_us);
+  options.client_name = "kvtier-bench";
+  options.auth_token = common.auth_token;
+  return options;
+}
 
 struct PutGetOptions {
   uint64_t blocks = 1024;

@@ -39,12 +39,8 @@ absl::StatusOr<Target> Open(const CommonOptions& common, const PutGetOptions& o)
   if (o.blocks == 0 || o.block_bytes == 0 || o.batch == 0) {
     return absl::InvalidArgumentError("--blocks, --block-bytes and --batch must be >= 1");
   }
-  client::ClientOptions options;
-  options.busy_poll = std::chrono::microseconds(common.busy_poll_us);
-  options.client_name = "kvtier-bench";
-  options.auth_token = common.auth_token;
   Target t;
-  auto c = client::Client::Connect(common.uri, options);
+  auto c = client::Client::Connect(common.uri, BenchClientOptions(common));
   if (!c.ok()) return c.status();
   t.client = *std::move(c);
   auto ns = t.client->OpenNamespace(BenchNamespace(o.block_bytes));

@@ -24,18 +24,8 @@ bench=$1 kvtierd=$2 trace=$3
 requests=2000 capacity_blocks=12288 dram=48MiB tolerance_points=0.5
 [[ -f $trace ]] || { echo "skipped: no trace at $trace"; exit 77; }
 
-dir=$(mktemp -d)
-pid=
-cleanup() {
-  [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-"$kvtierd" --data-dir "$dir" --socket "$dir/kvtierd.sock" --dram-capacity "$dram" \
-  --eviction-policy lru --log-level warn &
-pid=$!
-for _ in $(seq 100); do [[ -S $dir/kvtierd.sock ]] && break; sleep 0.1; done
-[[ -S $dir/kvtierd.sock ]] || { echo "FAIL: kvtierd did not open its socket"; exit 1; }
+source "$(dirname "$0")/test_daemon.sh"
+start_kvtierd "$kvtierd" --dram-capacity "$dram" --eviction-policy lru
 
 json() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
 

@@ -4,7 +4,7 @@
 // kept as a tombstone for one more timeout so that the owner's late Release/CommitPut can be
 // told "expired" rather than "unknown", and -- for put leases -- so that the tier can keep the
 // slots of an expired put out of circulation while a slow client may still be writing them
-// (see dram_tier.cc). After that the tombstone is purged.
+// (see dram_tier_impl.h). After that the tombstone is purged.
 //
 // Deadlines come from one monotonic clock and one fixed timeout, so they are created in order:
 // two FIFO queues (live deadlines, tombstone purge times) give O(1) amortized expiry with no

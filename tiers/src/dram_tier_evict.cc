@@ -1,0 +1,166 @@
+// DramTier eviction and expiry: slot allocation with one recency order across size classes
+// (a slab reclaimed from an older class), quota victims, evicting and freeing blocks, TTL
+// expiry and lease expiry.
+#include <algorithm>
+#include <optional>
+
+#include "tiers/src/dram_tier_impl.h"
+
+namespace kvtier::tiers {
+
+size_t DramTier::Impl::ExpireLeases() {
+  absl::MutexLock lock(&mu_);
+  const int64_t now = clock_->NowNanos();
+  ReapExpiredBlocks(now);
+  return ExpireLocked(now);
+}
+
+std::optional<SlotHandle> DramTier::Impl::AllocateSlot(ClassId cls, uint32_t tag) {
+  if (auto slot = allocator_.Allocate(cls, tag)) return slot;
+  if (allocator_.slab_count(cls) > 0) {
+    if (std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_)) {
+      if (ReclaimOlderSlab(cls, RankOf(*victim))) {
+        return allocator_.Allocate(cls, tag);
+      }
+      Evict(static_cast<uint32_t>(*victim));
+      return allocator_.Allocate(cls, tag);
+    }
+  }
+  // The class has no slab to evict from (or all of its blocks are pinned): take whole slabs
+  // from other classes.
+  scratch_tags_.clear();
+  if (!allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_)) return std::nullopt;
+  for (uint64_t victim : scratch_tags_) Evict(static_cast<uint32_t>(victim));
+  return allocator_.Allocate(cls, tag);
+}
+
+DramTier::Impl::VictimRank DramTier::Impl::RankOf(EntryId id) const {
+  const Entry& e = entries_[id];
+  const Namespace& ns = *e.ns;
+  const bool over_quota = ns.max_slot_bytes != 0 && ns.slot_bytes > ns.max_slot_bytes;
+  const int state = IsExpired(e, clock_->NowNanos()) ? 0 : over_quota ? 1 : 2;
+  return VictimRank{state, state == 2 ? ns.limits.priority : 0, e.last_use_ns};
+}
+
+bool DramTier::Impl::ReclaimOlderSlab(ClassId cls, const VictimRank& own) {
+  scratch_victims_.clear();
+  for (ClassId d = 0; d < allocator_.class_count(); ++d) {
+    if (d == cls || allocator_.slab_count(d) == 0) continue;
+    std::optional<EntryId> v = policy_->PickVictim(d, policy_evictable_);
+    if (!v) continue;
+    const VictimRank rank = RankOf(*v);
+    if (rank < own) scratch_victims_.push_back({rank, d, static_cast<uint32_t>(*v)});
+  }
+  std::sort(scratch_victims_.begin(), scratch_victims_.end(),
+            [](const ClassVictim& a, const ClassVictim& b) { return a.rank < b.rank; });
+  for (const ClassVictim& c : scratch_victims_) {
+    scratch_tags_.clear();
+    if (allocator_.ReclaimSlab(cls, entries_[c.entry].slot.slab, slot_evictable_, &scratch_tags_) ||
+        allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_, c.cls)) {
+      for (uint64_t victim : scratch_tags_) Evict(static_cast<uint32_t>(victim));
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<EntryId> DramTier::Impl::QuotaVictim(const Namespace& ns,
+                                                   std::span<const EntryId> chosen) {
+  const auto evictable = [this, &chosen](EntryId id) {
+    return policy_evictable_(id) && std::find(chosen.begin(), chosen.end(), id) == chosen.end();
+  };
+  std::optional<EntryId> best;
+  for (ClassId cls : ns.classes) {
+    std::optional<EntryId> v = chosen.empty() ? policy_->GroupVictim(ns.id, cls, policy_evictable_)
+                                              : policy_->GroupVictim(ns.id, cls, evictable);
+    if (v && (!best || entries_[*v].last_use_ns < entries_[*best].last_use_ns)) best = v;
+  }
+  return best;
+}
+
+void DramTier::Impl::Evict(uint32_t id) {
+  Entry& e = entries_[id];
+  const int64_t now = clock_->NowNanos();
+  if (IsExpired(e, now)) {
+    DropExpired(id);
+    return;
+  }
+  if (listener_ != nullptr) {
+    listener_->OnEvict(
+        EvictedBlock{.ns = e.ns->id,
+                     .key = e.key,
+                     .bytes = {arena_->base() + e.offset, static_cast<size_t>(e.length)},
+                     .hits = e.hits,
+                     .persisted = e.persisted,
+                     .ttl_left_nanos = e.expires_at_ns == 0 ? 0 : e.expires_at_ns - now,
+                     .encoding = EncodingOf(e)});
+  }
+  e.ns->index.erase(e.key);
+  Uncache(id);
+  Count(e.ns, &TierCounters::evictions, 1);
+  FreeEntry(id);
+}
+
+void DramTier::Impl::DropExpired(uint32_t id) {
+  Entry& e = entries_[id];
+  e.ns->index.erase(e.key);
+  Uncache(id);
+  Count(e.ns, &TierCounters::expirations, 1);
+  if (e.pins == 0) {
+    FreeEntry(id);
+  } else {
+    e.removed = true;
+  }
+}
+
+void DramTier::Impl::ReapExpiredBlocks(int64_t now) {
+  constexpr size_t kBatch = 1024;
+  for (EntryId id : policy_->ExpiredBlocks(kBatch)) {
+    if (IsExpired(entries_[id], now)) DropExpired(static_cast<uint32_t>(id));
+  }
+}
+
+void DramTier::Impl::Uncache(uint32_t id) {
+  Entry& e = entries_[id];
+  if (e.user_pinned) {
+    e.user_pinned = false;
+    --e.ns->pinned_blocks;
+  }
+  policy_->OnRemove(id);  // drops the policy's mirror of the pin too
+  --e.ns->blocks;
+  e.ns->slot_bytes -= SlotBytesOf(e);
+  e.ns->used_bytes -= e.length;
+  e.ns->raw_bytes -= e.raw_length;
+  --committed_blocks_;
+}
+
+void DramTier::Impl::FreeEntry(uint32_t id) {
+  Entry& e = entries_[id];
+  if (e.state == EntryState::kWriting) e.ns->writing_slot_bytes -= SlotBytesOf(e);
+  arena_->BumpGeneration(e.offset);
+  allocator_.Free(e.slot);
+  e.state = EntryState::kFree;
+  e.ns = nullptr;
+  e.pins = 0;
+  e.put_lease = 0;
+  e.removed = false;
+  free_entries_.push_back(id);
+}
+
+size_t DramTier::Impl::ExpireLocked(int64_t now) {
+  const size_t expired = leases_.ExpireDue(now, [this](LeaseId, Lease& lease) {
+    if (lease.kind == LeaseKind::kRead) {
+      for (uint32_t id : lease.entries) Unpin(id);
+      lease.entries.clear();
+      return;
+    }
+    RetirePutEntries(lease);
+  });
+  leases_expired_ += expired;
+  leases_.PurgeDue(now, [this](LeaseId, Lease& lease) {
+    if (lease.kind == LeaseKind::kPut) EndPutLease(lease);
+  });
+  return expired;
+}
+
+}  // namespace kvtier::tiers

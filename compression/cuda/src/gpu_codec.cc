@@ -2,6 +2,7 @@
 #include "kvtier/compression/gpu_codec.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +27,13 @@ uint64_t NumChunks(uint64_t elements, int chunk_log2) {
   return (elements + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
 }
 
+// Batches whose descriptors can wait in pinned staging for their upload at once. A caller
+// that queues several batches in a row (GpuBlockClient queues every stage's compression
+// before it copies the first) must not wait for the GPU between them: with one staging
+// buffer, queuing batch k waited until batch k-1's upload had run, i.e. until batch k-2's
+// kernels had finished (docs/benchmarks.md, "Queuing the encoder").
+constexpr size_t kStagingSlots = 8;
+
 }  // namespace
 
 struct GpuCodec::Workspace {
@@ -33,34 +41,52 @@ struct GpuCodec::Workspace {
   DeviceBuffer plans;     // the three-kernel encoder's chunk plans
   DeviceBuffer lookback;  // the fused encoder's look-back states and chunk counter
   DeviceBuffer results;   // frame sizes or error codes
-  // Pinned staging for the item descriptors. `uploaded` is recorded after each upload so that
-  // the next call does not overwrite the staging buffer while a copy may still read it.
-  ItemDesc* staging = nullptr;
-  size_t staging_items = 0;
-  cudaEvent_t uploaded = nullptr;
-  int sm_count = 0;  // of the device current at Create
+  // Pinned staging for the item descriptors, used round robin. A slot's `uploaded` is recorded
+  // after its upload, so that a later call does not overwrite it while the copy may still read
+  // it; the device buffer `items` needs no such care, since calls on one stream are ordered.
+  struct StagingSlot {
+    ItemDesc* descs = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t uploaded = nullptr;
+  };
+  std::array<StagingSlot, kStagingSlots> slots;
+  size_t next_slot = 0;  // the slot the next ReserveStaging hands out
+  int sm_count = 0;      // of the device current at Create
   // Pinned results of the synchronous forms.
   void* host_results = nullptr;
   size_t host_results_bytes = 0;
 
   ~Workspace() {
-    cudaFreeHost(staging);
     cudaFreeHost(host_results);
-    if (uploaded != nullptr) cudaEventDestroy(uploaded);
+    for (StagingSlot& slot : slots) {
+      cudaFreeHost(slot.descs);
+      if (slot.uploaded != nullptr) cudaEventDestroy(slot.uploaded);
+    }
   }
 
-  absl::Status ReserveStaging(size_t n) {
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(uploaded));
-    if (n <= staging_items) return absl::OkStatus();
-    const size_t grown = std::max(n, staging_items * 3 / 2);
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaFreeHost(staging));
-    staging = nullptr;
-    staging_items = 0;
-    void* p = nullptr;
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, grown * sizeof(ItemDesc)));
-    staging = static_cast<ItemDesc*>(p);
-    staging_items = grown;
+  absl::Status CreateEvents() {
+    for (StagingSlot& slot : slots) {
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&slot.uploaded, cudaEventDisableTiming));
+    }
     return absl::OkStatus();
+  }
+
+  // Room for `n` descriptors in the next slot, once that slot's previous upload has run (a
+  // wait only when kStagingSlots batches are still queued ahead of it). Upload sends them.
+  absl::StatusOr<ItemDesc*> ReserveStaging(size_t n) {
+    StagingSlot& slot = slots[next_slot];
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(slot.uploaded));
+    if (n > slot.capacity) {
+      const size_t grown = std::max(n, slot.capacity * 3 / 2);
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaFreeHost(slot.descs));
+      slot.descs = nullptr;
+      slot.capacity = 0;
+      void* p = nullptr;
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, grown * sizeof(ItemDesc)));
+      slot.descs = static_cast<ItemDesc*>(p);
+      slot.capacity = grown;
+    }
+    return slot.descs;
   }
 
   absl::Status ReserveHostResults(size_t bytes) {
@@ -73,12 +99,14 @@ struct GpuCodec::Workspace {
     return absl::OkStatus();
   }
 
-  // Copies `n` staged descriptors to the device on `stream`.
+  // Copies the `n` descriptors staged by the last ReserveStaging to the device on `stream`.
   absl::Status Upload(size_t n, cudaStream_t stream) {
+    StagingSlot& slot = slots[next_slot];
     KVTIER_RETURN_IF_ERROR(items.Reserve(n * sizeof(ItemDesc)));
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(items.as<void>(), staging, n * sizeof(ItemDesc),
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(items.as<void>(), slot.descs, n * sizeof(ItemDesc),
                                                 cudaMemcpyHostToDevice, stream));
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(uploaded, stream));
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(slot.uploaded, stream));
+    next_slot = (next_slot + 1) % kStagingSlots;
     return absl::OkStatus();
   }
 };
@@ -93,7 +121,7 @@ absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& o
   KVTIER_ASSIGN_OR_RETURN(const int devices, CudaDeviceCount());
   if (devices == 0) return absl::UnavailableError("no CUDA device for the GPU codec");
   auto ws = std::make_unique<Workspace>();
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ws->uploaded, cudaEventDisableTiming));
+  KVTIER_RETURN_IF_ERROR(ws->CreateEvents());
   int device = 0;
   KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   KVTIER_CUDA_RETURN_IF_ERROR(
@@ -108,7 +136,7 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
     return absl::InvalidArgumentError("compressed_sizes must point to items.size() entries");
   }
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
-  KVTIER_RETURN_IF_ERROR(ws_->ReserveStaging(items.size()));
+  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size()));
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuCompressItem& item = items[i];
@@ -127,7 +155,7 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
       return absl::InvalidArgumentError(
           absl::StrCat("item ", i, ": input and output must be 16-byte aligned device pointers"));
     }
-    ItemDesc& d = ws_->staging[i];
+    ItemDesc& d = staging[i];
     d = ItemDesc{};
     d.in = static_cast<const uint8_t*>(item.input);
     d.out = static_cast<uint8_t*>(item.output);
@@ -183,7 +211,7 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
     return absl::InvalidArgumentError("errors must point to items.size() entries");
   }
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
-  KVTIER_RETURN_IF_ERROR(ws_->ReserveStaging(items.size()));
+  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size()));
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuDecompressItem& item = items[i];
@@ -197,7 +225,7 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
       return absl::InvalidArgumentError(
           absl::StrCat("item ", i, ": frame and output must be 16-byte aligned device pointers"));
     }
-    ItemDesc& d = ws_->staging[i];
+    ItemDesc& d = staging[i];
     d = ItemDesc{};
     d.in = static_cast<const uint8_t*>(item.frame);
     d.out = static_cast<uint8_t*>(item.output);

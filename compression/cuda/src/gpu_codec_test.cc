@@ -8,11 +8,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <bit>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <random>
 #include <string>
 #include <vector>
@@ -333,6 +336,116 @@ TEST(GpuCodecTest, DamagedFramesAreReportedAndNothingOutsideIsWritten) {
   CheckDamagedFrames({.dtype = KvDtype::kBf16, .chunk_log2 = 10}, 40);   // 5 chunks
   CheckDamagedFrames({.dtype = KvDtype::kBf16, .chunk_log2 = 14}, 300);  // 3 chunks
   CheckDamagedFrames({.dtype = KvDtype::kFp8E4M3, .chunk_log2 = 12}, 100);
+}
+
+// Holds a stream at a host function until the test opens it, or gives up after 20 s.
+struct StreamGate {
+  explicit StreamGate(cudaStream_t stream) {
+    EXPECT_EQ(cudaLaunchHostFunc(stream, &Hold, this), cudaSuccess);
+  }
+  static void CUDART_CB Hold(void* p) {
+    auto* gate = static_cast<StreamGate*>(p);
+    if (gate->opened.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+      gate->gave_up = true;
+    }
+  }
+  std::promise<void> open;
+  std::shared_future<void> opened = open.get_future().share();
+  std::atomic<bool> gave_up = false;
+};
+
+// An engine queues a stage's codec work and goes on to its copies and round trips: queuing
+// several batches must not wait for the GPU to run earlier ones (it once waited for each
+// previous batch's descriptor upload, i.e. for the batch before that to finish). The stream
+// is held shut while six batches each way are queued; each call must return, and what the
+// batches leave once the stream runs must be the CPU's bytes.
+TEST(GpuCodecTest, QueuingBatchesDoesNotWaitForTheGpu) {
+  const CodecOptions options{.dtype = KvDtype::kBf16};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  constexpr int kBatches = 6;
+  constexpr int kBlocks = 3;
+  std::vector<Bytes> inputs;
+  for (int i = 0; i < kBatches * kBlocks; ++i) {
+    inputs.push_back(testing::GenerateKvBlock(KvDtype::kBf16, 2, 16, 4, 128, 40 + i));
+  }
+  const size_t in_bytes = inputs[0].size();
+  const size_t frame_capacity = Align(MaxCompressedSize(in_bytes, options));
+  DeviceMemory d_in(inputs.size() * in_bytes), d_frames(inputs.size() * frame_capacity),
+      d_out(inputs.size() * in_bytes);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSERT_EQ(
+        cudaMemcpy(d_in.get() + i * in_bytes, inputs[i].data(), in_bytes, cudaMemcpyHostToDevice),
+        cudaSuccess);
+  }
+  std::vector<std::vector<GpuCompressItem>> batches(kBatches);
+  for (int b = 0; b < kBatches; ++b) {
+    for (int k = 0; k < kBlocks; ++k) {
+      const size_t i = static_cast<size_t>(b * kBlocks + k);
+      batches[b].push_back({d_in.get() + i * in_bytes, in_bytes,
+                            d_frames.get() + i * frame_capacity, frame_capacity});
+    }
+  }
+  // One batch first, waited for: the workspace's first allocations may wait for the device.
+  ASSERT_TRUE((*codec)->Compress(batches[0], stream).ok());
+
+  uint64_t* sizes = nullptr;  // pinned, so that the size copies stay asynchronous
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&sizes), inputs.size() * sizeof(uint64_t)),
+            cudaSuccess);
+  {
+    StreamGate gate(stream);
+    for (int b = 0; b < kBatches; ++b) {
+      ASSERT_TRUE((*codec)->CompressAsync(batches[b], sizes + b * kBlocks, stream).ok());
+    }
+    EXPECT_EQ(cudaStreamQuery(stream), cudaErrorNotReady)
+        << "CompressAsync waited for the GPU to run the batches queued before it";
+    gate.open.set_value();
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    EXPECT_FALSE(gate.gave_up);
+  }
+  std::vector<GpuDecompressItem> ditems;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    absl::StatusOr<Bytes> cpu = Compress(inputs[i], options);
+    ASSERT_TRUE(cpu.ok());
+    Bytes gpu(sizes[i]);
+    ASSERT_EQ(cudaMemcpy(gpu.data(), d_frames.get() + i * frame_capacity, gpu.size(),
+                         cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    EXPECT_EQ(gpu, *cpu) << "block " << i;
+    ditems.push_back(
+        {d_frames.get() + i * frame_capacity, sizes[i], d_out.get() + i * in_bytes, in_bytes});
+  }
+
+  int32_t* errors = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&errors), inputs.size() * sizeof(int32_t)),
+            cudaSuccess);
+  ASSERT_TRUE((*codec)->Decompress(std::span(ditems).first(kBlocks), stream).ok());
+  {
+    StreamGate gate(stream);
+    for (int b = 0; b < kBatches; ++b) {
+      ASSERT_TRUE((*codec)
+                      ->DecompressAsync(std::span(ditems).subspan(b * kBlocks, kBlocks),
+                                        errors + b * kBlocks, stream)
+                      .ok());
+    }
+    EXPECT_EQ(cudaStreamQuery(stream), cudaErrorNotReady)
+        << "DecompressAsync waited for the GPU to run the batches queued before it";
+    gate.open.set_value();
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    EXPECT_FALSE(gate.gave_up);
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    EXPECT_EQ(errors[i], 0) << "block " << i;
+    Bytes out(in_bytes);
+    ASSERT_EQ(cudaMemcpy(out.data(), d_out.get() + i * in_bytes, in_bytes, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    EXPECT_EQ(out, inputs[i]) << "block " << i;
+  }
+  cudaFreeHost(errors);
+  cudaFreeHost(sizes);
+  cudaStreamDestroy(stream);
 }
 
 TEST(GpuCodecTest, BadArgumentsAndMismatchedFrames) {

@@ -57,8 +57,9 @@ class GpuCodec {
 
   const CodecOptions& options() const { return options_; }
 
-  // Queues compression of every item on `stream` and returns without waiting (it may block
-  // briefly to grow the workspace or reuse its staging buffer). compressed_sizes[i] (host
+  // Queues compression of every item on `stream` and returns without waiting for the GPU: it
+  // blocks only to grow its workspace (to the largest batch so far), or when eight earlier
+  // calls' batches are still queued unstarted. compressed_sizes[i] (host
   // memory, items.size() entries; pinned memory keeps the copy asynchronous) holds item i's
   // frame size once the stream has passed this point. InvalidArgument for a bad item (its
   // index is in the message), before anything is queued; launch errors as CudaErrorToStatus.

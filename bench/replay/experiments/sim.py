@@ -8,7 +8,7 @@ for bit), so their figures match kvtier-replay's exactly; check that before trus
 
 Usage: sim.py [--capacity-blocks 2000,5859,...] [--policy lru,prefix-slru,belady] TRACE.jsonl...
 
-Other scripts here import it: depth_probation.py, slru_variants.py.
+Other scripts here import it: depth_probation.py, slru_variants.py, adaptive_share.py.
 """
 import argparse
 import functools

@@ -27,6 +27,25 @@ uint64_t NumChunks(uint64_t elements, int chunk_log2) {
   return (elements + (uint64_t{1} << chunk_log2) - 1) >> chunk_log2;
 }
 
+// The descriptor of one frame whose work units start at `first_unit`, built whole so that the
+// pinned staging slot is written once.
+ItemDesc Describe(const void* in, uint64_t in_bytes, void* out, uint64_t out_bytes,
+                  uint64_t elements, int chunk_log2, uint64_t first_unit) {
+  return ItemDesc{.in = static_cast<const uint8_t*>(in),
+                  .out = static_cast<uint8_t*>(out),
+                  .in_bytes = in_bytes,
+                  .out_bytes = out_bytes,
+                  .elements = elements,
+                  .num_chunks = NumChunks(elements, chunk_log2),
+                  .first_unit = first_unit};
+}
+
+absl::Status CheckUnits(uint64_t units) {
+  if (units <= INT32_MAX) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("a batch has at most 2^31 chunks, this one ", units, "; split it"));
+}
+
 // Batches whose descriptors can wait in pinned staging for their upload at once. A caller
 // that queues several batches in a row (GpuBlockClient queues every stage's compression
 // before it copies the first) must not wait for the GPU between them: with one staging
@@ -155,21 +174,11 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
       return absl::InvalidArgumentError(
           absl::StrCat("item ", i, ": input and output must be 16-byte aligned device pointers"));
     }
-    ItemDesc& d = staging[i];
-    d = ItemDesc{};
-    d.in = static_cast<const uint8_t*>(item.input);
-    d.out = static_cast<uint8_t*>(item.output);
-    d.in_bytes = item.input_bytes;
-    d.out_bytes = item.output_capacity;
-    d.elements = item.input_bytes / element_bytes;
-    d.num_chunks = NumChunks(d.elements, options_.chunk_log2);
-    d.first_unit = units;
-    units += d.num_chunks;
+    staging[i] = Describe(item.input, item.input_bytes, item.output, item.output_capacity,
+                          item.input_bytes / element_bytes, options_.chunk_log2, units);
+    units += staging[i].num_chunks;
   }
-  if (units > INT32_MAX) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a batch has at most 2^31 chunks, this one ", units, "; split it"));
-  }
+  KVTIER_RETURN_IF_ERROR(CheckUnits(units));
   KVTIER_RETURN_IF_ERROR(ws_->Upload(items.size(), stream));
   const bool fused =
       kvz::gpu::UsesFusedEncoder(options_.chunk_log2, static_cast<int>(element_bytes));
@@ -225,21 +234,12 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
       return absl::InvalidArgumentError(
           absl::StrCat("item ", i, ": frame and output must be 16-byte aligned device pointers"));
     }
-    ItemDesc& d = staging[i];
-    d = ItemDesc{};
-    d.in = static_cast<const uint8_t*>(item.frame);
-    d.out = static_cast<uint8_t*>(item.output);
-    d.in_bytes = item.frame_bytes;
-    d.out_bytes = item.output_bytes;
-    d.elements = item.output_bytes / element_bytes;
-    d.num_chunks = NumChunks(d.elements, options_.chunk_log2);
-    d.first_unit = units;
-    units += std::max<uint64_t>(d.num_chunks, 1);  // an empty frame still has its header checked
+    staging[i] = Describe(item.frame, item.frame_bytes, item.output, item.output_bytes,
+                          item.output_bytes / element_bytes, options_.chunk_log2, units);
+    // An empty frame still has its header checked.
+    units += std::max<uint64_t>(staging[i].num_chunks, 1);
   }
-  if (units > INT32_MAX) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("a batch has at most 2^31 chunks, this one ", units, "; split it"));
-  }
+  KVTIER_RETURN_IF_ERROR(CheckUnits(units));
   KVTIER_RETURN_IF_ERROR(ws_->Upload(items.size(), stream));
   KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(int32_t)));
   BatchView b;

@@ -4,10 +4,14 @@
 // the raw bytes (and the reverse), one after the other and pipelined in groups (compression of
 // group i+1 overlapping the copy of group i). docs/benchmarks.md, "Compression", holds the
 // results.
-//   bench_codec_gpu [--runs 30] [--max-mib 256] [--input DTYPE:PATH] [--profile-mib N]
+//   bench_codec_gpu [--runs 30] [--max-mib 256] [--batch-mib 1,8,64,256] [--input DTYPE:PATH]
+//                   [--profile-mib N]
 // Times are CUDA-event medians over --runs, after a warm-up; consecutive runs use different
 // slices of a 256 MiB buffer so that small batches are not served from L2 alone. Sizes and
 // error codes come back into pinned host memory, as a client would use the codec.
+// --batch-mib picks the batch sizes (any up to --max-mib: the speed across sizes shows where
+// waves of chunks start and end); dtypes other than bf16 and chunks other than 2^14 run at 64
+// MiB and below only.
 // --input fills the pool with a raw tensor file (repeated) instead of the KV-like generator.
 // --profile-mib compresses and decompresses one bf16 batch of N MiB twice and exits: the run
 // to put under a profiler (ncu -k regex:Kernel ...).
@@ -343,10 +347,15 @@ int Main(int argc, char** argv) {
   int runs = 30;
   size_t max_mib = 256;
   size_t profile_mib = 0;
+  std::vector<size_t> batch_mib = {1, 8, 64, 256};
   std::string input;
   app.add_option("--runs", runs, "timed runs per point; the median is reported")
       ->capture_default_str();
   app.add_option("--max-mib", max_mib, "largest batch, MiB")->capture_default_str();
+  app.add_option("--batch-mib", batch_mib, "batch sizes, MiB")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--input", input, "DTYPE:PATH of a raw tensor file to measure instead");
   app.add_option("--profile-mib", profile_mib, "one bf16 batch of N MiB for a profiler, then exit");
   CLI11_PARSE(app, argc, argv);
@@ -435,7 +444,7 @@ int Main(int argc, char** argv) {
 
     uint64_t* host_sizes = PinnedArray<uint64_t>(pool);
     int32_t* host_errors = PinnedArray<int32_t>(pool);
-    for (size_t mib : {size_t{1}, size_t{8}, size_t{64}, size_t{256}}) {
+    for (size_t mib : batch_mib) {
       if (mib > pool || (!full && mib != 64) || (config.chunk_log2 != 14 && mib > 64)) {
         continue;
       }

@@ -69,6 +69,7 @@
 #include "absl/synchronization/mutex.h"
 #include "kvtier/tiers/dram_tier.h"
 #include "kvtier/tiers/memory_controls.h"
+#include "tiers/src/huge_page_map.h"
 #include "tiers/src/lease_table.h"
 #include "tiers/src/shm_arena.h"
 #include "tiers/src/slab_allocator.h"
@@ -176,7 +177,7 @@ class DramTier::Impl {
     uint32_t size_steps = 1;       // AddNamespace: slot sizes a block may take
     ClassId cls = 0;               // the class of full-size blocks
     std::vector<ClassId> classes;  // every class its blocks use (cls first)
-    absl::flat_hash_map<BlockKey, IndexValue> index;
+    internal::HugePageMap<BlockKey, IndexValue> index;
     uint64_t blocks = 0;         // committed, in the index
     uint64_t used_bytes = 0;     // their stored lengths
     uint64_t raw_bytes = 0;      // their original lengths
@@ -371,7 +372,7 @@ class DramTier::Impl {
   const std::unique_ptr<ShmArena> arena_;
   SlabAllocator allocator_ ABSL_GUARDED_BY(mu_);
   LeaseTable leases_ ABSL_GUARDED_BY(mu_);
-  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::vector<Entry, HugePageAllocator<Entry>> entries_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_entries_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<NamespaceId, std::unique_ptr<Namespace>> namespaces_ ABSL_GUARDED_BY(mu_);
   uint64_t committed_blocks_ ABSL_GUARDED_BY(mu_) = 0;

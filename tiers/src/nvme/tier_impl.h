@@ -49,6 +49,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "kvtier/tiers/nvme_tier.h"
+#include "tiers/src/huge_page_map.h"
 #include "tiers/src/nvme/index.h"
 #include "tiers/src/nvme/io_util.h"
 #include "tiers/src/nvme/region_log.h"
@@ -376,7 +377,7 @@ class NvmeTier::Impl {
   absl::Mutex admit_mu_;
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<uint64_t, Entry> table_ ABSL_GUARDED_BY(mu_);
+  internal::HugePageMap<uint64_t, Entry> table_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint32_t, Namespace> ns_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<nvme::RegionLog> log_ ABSL_GUARDED_BY(mu_);
   // Table keys of blocks a reclaim job read back and queued for rewriting: a write or remove

@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kvtier/common/huge_page_allocator.h"
+
 namespace kvtier::tiers::policy {
 
 class GhostFilter {
@@ -40,7 +42,8 @@ class GhostFilter {
   uint64_t per_generation_;
   uint64_t inserted_ = 0;  // into generation current_
   int current_ = 0;
-  std::vector<Pair> pairs_;
+  // Huge pages: every Insert and Contains touches a random page of it.
+  std::vector<Pair, HugePageAllocator<Pair>> pairs_;
 };
 
 }  // namespace kvtier::tiers::policy

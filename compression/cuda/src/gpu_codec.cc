@@ -46,6 +46,28 @@ absl::Status CheckUnits(uint64_t units) {
       absl::StrCat("a batch has at most 2^31 chunks, this one ", units, "; split it"));
 }
 
+// A batch's stream steps are its upload, its kernels and, where needed, a copy of results back.
+// The zeros its kernels start from (the fused encoder's look-back states and chunk counter, the
+// decoder's error codes) ride along in the descriptors' upload rather than in a memset of their
+// own, up to this size (beyond it a host memset of the staging would cost more than the step);
+// and frame sizes go straight into the caller's pinned memory, with no copy back. Each step the
+// stream waits for costs a few µs on the GPU: together 20-30 µs a batch, a fifth of a 64 MiB
+// encode (docs/benchmarks.md, "Kernel time against batch time").
+constexpr size_t kMaxUploadedZeros = size_t{256} << 10;
+
+// Where the zeros start in the upload: after the descriptors, on a 256-byte boundary.
+size_t ZerosOffset(size_t items) { return (items * sizeof(ItemDesc) + 255) / 256 * 256; }
+
+// The device address of `p` when it is pinned host memory the device can write, else null.
+void* MappedDevicePointer(void* p) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, p) != cudaSuccess) {
+    cudaGetLastError();  // clears the error: pageable memory is an answer, not a failure
+    return nullptr;
+  }
+  return attributes.type == cudaMemoryTypeHost ? attributes.devicePointer : nullptr;
+}
+
 // Batches whose descriptors can wait in pinned staging for their upload at once. A caller
 // that queues several batches in a row (GpuBlockClient queues every stage's compression
 // before it copies the first) must not wait for the GPU between them: with one staging
@@ -56,16 +78,17 @@ constexpr size_t kStagingSlots = 8;
 }  // namespace
 
 struct GpuCodec::Workspace {
+  // The uploaded descriptors, then (at ZerosOffset) the batch's zeroed words: the fused
+  // encoder's look-back states and chunk counter, or the decoder's error codes.
   DeviceBuffer items;
-  DeviceBuffer plans;     // the three-kernel encoder's chunk plans
-  DeviceBuffer lookback;  // the fused encoder's look-back states and chunk counter
-  DeviceBuffer results;   // frame sizes or error codes
+  DeviceBuffer plans;    // the three-kernel encoder's chunk plans
+  DeviceBuffer results;  // frame sizes, where the caller's memory is not pinned
   // Pinned staging for the item descriptors, used round robin. A slot's `uploaded` is recorded
   // after its upload, so that a later call does not overwrite it while the copy may still read
   // it; the device buffer `items` needs no such care, since calls on one stream are ordered.
   struct StagingSlot {
     ItemDesc* descs = nullptr;
-    size_t capacity = 0;
+    size_t capacity_bytes = 0;
     cudaEvent_t uploaded = nullptr;
   };
   std::array<StagingSlot, kStagingSlots> slots;
@@ -91,20 +114,24 @@ struct GpuCodec::Workspace {
   }
 
   // Room for `n` descriptors in the next slot, once that slot's previous upload has run (a
-  // wait only when kStagingSlots batches are still queued ahead of it). Upload sends them.
-  absl::StatusOr<ItemDesc*> ReserveStaging(size_t n) {
+  // wait only when kStagingSlots batches are still queued ahead of it), followed by
+  // `zero_bytes` of zeros (at most kMaxUploadedZeros). Upload sends both.
+  absl::StatusOr<ItemDesc*> ReserveStaging(size_t n, size_t zero_bytes) {
     StagingSlot& slot = slots[next_slot];
     KVTIER_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(slot.uploaded));
-    if (n > slot.capacity) {
-      const size_t grown = std::max(n, slot.capacity * 3 / 2);
+    const size_t bytes = ZerosOffset(n) + zero_bytes;
+    if (bytes > slot.capacity_bytes) {
+      const size_t grown = std::max(bytes, slot.capacity_bytes * 3 / 2);
       KVTIER_CUDA_RETURN_IF_ERROR(cudaFreeHost(slot.descs));
       slot.descs = nullptr;
-      slot.capacity = 0;
+      slot.capacity_bytes = 0;
       void* p = nullptr;
-      KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, grown * sizeof(ItemDesc)));
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaMallocHost(&p, grown));
       slot.descs = static_cast<ItemDesc*>(p);
-      slot.capacity = grown;
+      slot.capacity_bytes = grown;
     }
+    // Earlier, larger batches left descriptors where this one's zeros go.
+    std::memset(reinterpret_cast<std::byte*>(slot.descs) + ZerosOffset(n), 0, zero_bytes);
     return slot.descs;
   }
 
@@ -118,15 +145,23 @@ struct GpuCodec::Workspace {
     return absl::OkStatus();
   }
 
-  // Copies the `n` descriptors staged by the last ReserveStaging to the device on `stream`.
-  absl::Status Upload(size_t n, cudaStream_t stream) {
+  // Copies the `n` descriptors and `zero_bytes` of zeros staged by the last ReserveStaging to
+  // the device on `stream`, then clears `memset_bytes` more after them on the device (zeros too
+  // many to stage). Returns the device address of the zeros.
+  absl::StatusOr<std::byte*> Upload(size_t n, size_t zero_bytes, size_t memset_bytes,
+                                    cudaStream_t stream) {
     StagingSlot& slot = slots[next_slot];
-    KVTIER_RETURN_IF_ERROR(items.Reserve(n * sizeof(ItemDesc)));
-    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(items.as<void>(), slot.descs, n * sizeof(ItemDesc),
+    const size_t zeros_at = ZerosOffset(n);
+    KVTIER_RETURN_IF_ERROR(items.Reserve(zeros_at + zero_bytes + memset_bytes));
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(items.as<void>(), slot.descs, zeros_at + zero_bytes,
                                                 cudaMemcpyHostToDevice, stream));
     KVTIER_CUDA_RETURN_IF_ERROR(cudaEventRecord(slot.uploaded, stream));
     next_slot = (next_slot + 1) % kStagingSlots;
-    return absl::OkStatus();
+    std::byte* const zeros = items.as<std::byte>() + zeros_at;
+    if (memset_bytes > 0) {
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(zeros + zero_bytes, 0, memset_bytes, stream));
+    }
+    return zeros;
   }
 };
 
@@ -155,7 +190,18 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
     return absl::InvalidArgumentError("compressed_sizes must point to items.size() entries");
   }
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
-  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size()));
+  const bool fused =
+      kvz::gpu::UsesFusedEncoder(options_.chunk_log2, static_cast<int>(element_bytes));
+  // The fused encoder's look-back states and chunk counter start at zero: (units + 1) words,
+  // staged with the descriptors up to kMaxUploadedZeros (an upper bound, from the items'
+  // sizes, is what the staging needs before the units are counted).
+  uint64_t max_units = 0;
+  for (const GpuCompressItem& item : items) {
+    max_units += NumChunks(item.input_bytes / element_bytes, options_.chunk_log2);
+  }
+  const size_t zero_words = fused ? (max_units + 1) * sizeof(uint64_t) : 0;
+  const size_t staged_zeros = zero_words <= kMaxUploadedZeros ? zero_words : 0;
+  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size(), staged_zeros));
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuCompressItem& item = items[i];
@@ -179,15 +225,15 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
     units += staging[i].num_chunks;
   }
   KVTIER_RETURN_IF_ERROR(CheckUnits(units));
-  KVTIER_RETURN_IF_ERROR(ws_->Upload(items.size(), stream));
-  const bool fused =
-      kvz::gpu::UsesFusedEncoder(options_.chunk_log2, static_cast<int>(element_bytes));
-  if (fused) {
-    KVTIER_RETURN_IF_ERROR(ws_->lookback.Reserve((units + 1) * sizeof(uint64_t)));
-  } else {
+  KVTIER_ASSIGN_OR_RETURN(std::byte* const zeros, ws_->Upload(items.size(), staged_zeros,
+                                                              zero_words - staged_zeros, stream));
+  if (!fused) {
     KVTIER_RETURN_IF_ERROR(ws_->plans.Reserve(std::max<uint64_t>(units, 1) * sizeof(ChunkPlan)));
   }
-  KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(uint64_t)));
+  auto* const mapped_sizes = static_cast<uint64_t*>(MappedDevicePointer(compressed_sizes));
+  if (mapped_sizes == nullptr) {
+    KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(uint64_t)));
+  }
   BatchView b;
   b.items = ws_->items.as<ItemDesc>();
   b.num_items = static_cast<uint32_t>(items.size());
@@ -195,12 +241,14 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   b.dtype = static_cast<uint8_t>(options_.dtype);
   b.chunk_log2 = options_.chunk_log2;
   b.plans = ws_->plans.as<ChunkPlan>();
-  b.lookback = ws_->lookback.as<uint64_t>();
-  b.frame_sizes = ws_->results.as<uint64_t>();
+  b.lookback = reinterpret_cast<uint64_t*>(zeros);
+  b.frame_sizes = mapped_sizes != nullptr ? mapped_sizes : ws_->results.as<uint64_t>();
   KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchEncode(b, stream));
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(compressed_sizes, b.frame_sizes,
-                                              items.size() * sizeof(uint64_t),
-                                              cudaMemcpyDeviceToHost, stream));
+  if (mapped_sizes == nullptr) {
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(compressed_sizes, b.frame_sizes,
+                                                items.size() * sizeof(uint64_t),
+                                                cudaMemcpyDeviceToHost, stream));
+  }
   return absl::OkStatus();
 }
 
@@ -220,7 +268,10 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
     return absl::InvalidArgumentError("errors must point to items.size() entries");
   }
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
-  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size()));
+  // The error codes start at zero, staged with the descriptors up to kMaxUploadedZeros.
+  const size_t error_bytes = items.size() * sizeof(int32_t);
+  const size_t staged_zeros = error_bytes <= kMaxUploadedZeros ? error_bytes : 0;
+  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size(), staged_zeros));
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuDecompressItem& item = items[i];
@@ -240,17 +291,16 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
     units += std::max<uint64_t>(staging[i].num_chunks, 1);
   }
   KVTIER_RETURN_IF_ERROR(CheckUnits(units));
-  KVTIER_RETURN_IF_ERROR(ws_->Upload(items.size(), stream));
-  KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(int32_t)));
+  KVTIER_ASSIGN_OR_RETURN(std::byte* const zeros, ws_->Upload(items.size(), staged_zeros,
+                                                              error_bytes - staged_zeros, stream));
   BatchView b;
   b.items = ws_->items.as<ItemDesc>();
   b.num_items = static_cast<uint32_t>(items.size());
   b.num_units = units;
   b.dtype = static_cast<uint8_t>(options_.dtype);
   b.chunk_log2 = options_.chunk_log2;
-  b.errors = ws_->results.as<int32_t>();
+  b.errors = reinterpret_cast<int32_t*>(zeros);
   b.sm_count = ws_->sm_count;
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b.errors, 0, items.size() * sizeof(int32_t), stream));
   KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(errors, b.errors, items.size() * sizeof(int32_t),
                                               cudaMemcpyDeviceToHost, stream));

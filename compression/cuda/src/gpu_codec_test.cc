@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <chrono>
@@ -446,6 +447,43 @@ TEST(GpuCodecTest, QueuingBatchesDoesNotWaitForTheGpu) {
   cudaFreeHost(errors);
   cudaFreeHost(sizes);
   cudaStreamDestroy(stream);
+}
+
+// Frame sizes go straight into pinned memory (the kernel writes them there); into pageable
+// memory they are copied back. Both must hold the CPU's sizes.
+TEST(GpuCodecTest, SizesReachPinnedAndPageableMemory) {
+  const CodecOptions options{.dtype = KvDtype::kBf16};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  std::vector<Bytes> inputs;
+  for (int i = 0; i < 5; ++i) {
+    inputs.push_back(testing::GenerateKvBlock(KvDtype::kBf16, 2, 24, 4, 128, 70 + i));
+  }
+  const size_t in_bytes = inputs[0].size();
+  const size_t capacity = Align(MaxCompressedSize(in_bytes, options));
+  DeviceMemory d_in(inputs.size() * in_bytes), d_frames(inputs.size() * capacity);
+  std::vector<GpuCompressItem> items;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSERT_EQ(
+        cudaMemcpy(d_in.get() + i * in_bytes, inputs[i].data(), in_bytes, cudaMemcpyHostToDevice),
+        cudaSuccess);
+    items.push_back({d_in.get() + i * in_bytes, in_bytes, d_frames.get() + i * capacity, capacity});
+  }
+  std::vector<uint64_t> pageable(inputs.size(), 0);
+  uint64_t* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&pinned), inputs.size() * sizeof(uint64_t)),
+            cudaSuccess);
+  std::fill(pinned, pinned + inputs.size(), 0);
+  ASSERT_TRUE((*codec)->CompressAsync(items, pageable.data(), nullptr).ok());
+  ASSERT_TRUE((*codec)->CompressAsync(items, pinned, nullptr).ok());
+  ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    absl::StatusOr<Bytes> cpu = Compress(inputs[i], options);
+    ASSERT_TRUE(cpu.ok());
+    EXPECT_EQ(pageable[i], cpu->size()) << "block " << i;
+    EXPECT_EQ(pinned[i], cpu->size()) << "block " << i;
+  }
+  cudaFreeHost(pinned);
 }
 
 TEST(GpuCodecTest, BadArgumentsAndMismatchedFrames) {

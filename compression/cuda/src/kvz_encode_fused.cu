@@ -174,10 +174,6 @@ cudaError_t LaunchFusedEncodeFor(const BatchView& b, cudaStream_t stream) {
       e != cudaSuccess) {
     return e;
   }
-  if (cudaError_t e = cudaMemsetAsync(b.lookback, 0, (b.num_units + 1) * sizeof(uint64_t), stream);
-      e != cudaSuccess) {
-    return e;
-  }
   const unsigned blocks = static_cast<unsigned>(b.num_units > 0 ? b.num_units : 1);
   FusedEncodeKernel<kElementBytes><<<blocks, kPlanThreads, smem, stream>>>(b);
   return cudaGetLastError();

@@ -54,7 +54,7 @@ struct BatchView {
   int chunk_log2 = 0;
   ChunkPlan* plans = nullptr;  // encode, three-kernel path: num_units entries (device)
   // Encode, fused path: num_units + 1 words (device), the chunks' look-back states and then the
-  // counter that hands out chunks; LaunchEncode zeroes them.
+  // counter that hands out chunks; zeroed by the caller (GpuCodec uploads the zeros).
   uint64_t* lookback = nullptr;
   uint64_t* frame_sizes = nullptr;  // encode: num_items entries (device)
   int32_t* errors = nullptr;        // decode: num_items entries (device), zeroed by the caller

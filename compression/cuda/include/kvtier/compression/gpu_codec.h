@@ -6,9 +6,8 @@
 // A batch is many independent frames (one per KV block), compressed or decompressed by one to
 // three kernel launches with a block of warps per chunk. Sizes and errors come back to host
 // memory. Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md, 2026-11-22):
-// about 455 GB/s compress and 670 GB/s decompress for 256-MiB batches, 385 / 580 GB/s at 64 MiB,
-// but only 26 / 16 GB/s for a 1-MiB batch, where one chunk's latency is the whole time. A
-// chunk_log2 of 12 speeds small batches up for 1.7% of ratio.
+// about 527 GB/s compress and 705 GB/s decompress for 256-MiB batches, 422 / 590 GB/s at 64 MiB,
+// but only 35 / 17 GB/s for a 1-MiB batch, where one chunk's latency is the whole time.
 //
 // Ownership: the caller owns every input and output buffer (device memory, 16-byte aligned)
 // and keeps them alive until the stream has passed the work. The GpuCodec owns its device
@@ -60,8 +59,9 @@ class GpuCodec {
   // Queues compression of every item on `stream` and returns without waiting for the GPU: it
   // blocks only to grow its workspace (to the largest batch so far), or when eight earlier
   // calls' batches are still queued unstarted. compressed_sizes[i] (host
-  // memory, items.size() entries; pinned memory keeps the copy asynchronous) holds item i's
-  // frame size once the stream has passed this point. InvalidArgument for a bad item (its
+  // memory, items.size() entries) holds item i's frame size once the stream has passed this
+  // point: pinned memory is written by the kernel itself, pageable memory gets a copy (which
+  // may make the call wait). InvalidArgument for a bad item (its
   // index is in the message), before anything is queued; launch errors as CudaErrorToStatus.
   absl::Status CompressAsync(std::span<const GpuCompressItem> items, uint64_t* compressed_sizes,
                              cudaStream_t stream);

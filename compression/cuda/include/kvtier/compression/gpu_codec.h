@@ -58,11 +58,11 @@ class GpuCodec {
 
   // Queues compression of every item on `stream` and returns without waiting for the GPU: it
   // blocks only to grow its workspace (to the largest batch so far), or when eight earlier
-  // calls' batches are still queued unstarted. compressed_sizes[i] (host
-  // memory, items.size() entries) holds item i's frame size once the stream has passed this
-  // point: pinned memory is written by the kernel itself, pageable memory gets a copy (which
-  // may make the call wait). InvalidArgument for a bad item (its
-  // index is in the message), before anything is queued; launch errors as CudaErrorToStatus.
+  // calls' batches are still queued unstarted. compressed_sizes[i] (host memory, items.size()
+  // entries) holds item i's frame size once the stream has passed this point: pinned memory is
+  // written by the kernel itself, pageable memory gets a copy (which may make the call wait).
+  // InvalidArgument for a bad item (its index is in the message), before anything is queued;
+  // launch errors as CudaErrorToStatus.
   absl::Status CompressAsync(std::span<const GpuCompressItem> items, uint64_t* compressed_sizes,
                              cudaStream_t stream);
   // Same, then waits for `stream`; returns the frame sizes.

@@ -268,8 +268,10 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
     return absl::InvalidArgumentError("errors must point to items.size() entries");
   }
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
-  // The error codes start at zero, staged with the descriptors up to kMaxUploadedZeros.
-  const size_t error_bytes = items.size() * sizeof(int32_t);
+  // The error codes and the count of finished warps start at zero, staged with the
+  // descriptors up to kMaxUploadedZeros.
+  const size_t codes_bytes = (items.size() * sizeof(int32_t) + 7) / 8 * 8;
+  const size_t error_bytes = codes_bytes + sizeof(uint64_t);
   const size_t staged_zeros = error_bytes <= kMaxUploadedZeros ? error_bytes : 0;
   KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size(), staged_zeros));
   uint64_t units = 0;
@@ -300,10 +302,14 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
   b.dtype = static_cast<uint8_t>(options_.dtype);
   b.chunk_log2 = options_.chunk_log2;
   b.errors = reinterpret_cast<int32_t*>(zeros);
+  b.errors_out = static_cast<int32_t*>(MappedDevicePointer(errors));
+  b.warps_done = reinterpret_cast<uint32_t*>(zeros + codes_bytes);
   b.sm_count = ws_->sm_count;
   KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream));
-  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(errors, b.errors, items.size() * sizeof(int32_t),
-                                              cudaMemcpyDeviceToHost, stream));
+  if (b.errors_out == nullptr) {
+    KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(errors, b.errors, items.size() * sizeof(int32_t),
+                                                cudaMemcpyDeviceToHost, stream));
+  }
   return absl::OkStatus();
 }
 

@@ -449,9 +449,9 @@ TEST(GpuCodecTest, QueuingBatchesDoesNotWaitForTheGpu) {
   cudaStreamDestroy(stream);
 }
 
-// Frame sizes go straight into pinned memory (the kernel writes them there); into pageable
-// memory they are copied back. Both must hold the CPU's sizes.
-TEST(GpuCodecTest, SizesReachPinnedAndPageableMemory) {
+// Frame sizes and error codes go straight into pinned memory (the kernels write them there);
+// into pageable memory they are copied back. Both must hold the right values.
+TEST(GpuCodecTest, SizesAndErrorsReachPinnedAndPageableMemory) {
   const CodecOptions options{.dtype = KvDtype::kBf16};
   absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
   ASSERT_TRUE(codec.ok());
@@ -484,6 +484,36 @@ TEST(GpuCodecTest, SizesReachPinnedAndPageableMemory) {
     EXPECT_EQ(pinned[i], cpu->size()) << "block " << i;
   }
   cudaFreeHost(pinned);
+
+  // Decode the frames with one of them damaged (a byte of its last chunk's body flipped):
+  // that item's code is DataLoss and the others' 0, in either kind of memory.
+  constexpr size_t kDamaged = 3;
+  uint8_t byte = 0;
+  uint8_t* const flip = d_frames.get() + kDamaged * capacity + pageable[kDamaged] - 20;
+  ASSERT_EQ(cudaMemcpy(&byte, flip, 1, cudaMemcpyDeviceToHost), cudaSuccess);
+  byte ^= 0x5a;
+  ASSERT_EQ(cudaMemcpy(flip, &byte, 1, cudaMemcpyHostToDevice), cudaSuccess);
+  DeviceMemory d_out(inputs.size() * in_bytes);
+  std::vector<GpuDecompressItem> ditems;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ditems.push_back(
+        {d_frames.get() + i * capacity, pageable[i], d_out.get() + i * in_bytes, in_bytes});
+  }
+  std::vector<int32_t> pageable_errors(inputs.size(), -1);
+  int32_t* pinned_errors = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&pinned_errors), inputs.size() * 4),
+            cudaSuccess);
+  std::fill(pinned_errors, pinned_errors + inputs.size(), -1);
+  ASSERT_TRUE((*codec)->DecompressAsync(ditems, pageable_errors.data(), nullptr).ok());
+  ASSERT_TRUE((*codec)->DecompressAsync(ditems, pinned_errors, nullptr).ok());
+  ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const absl::StatusCode want =
+        i == kDamaged ? absl::StatusCode::kDataLoss : absl::StatusCode::kOk;
+    EXPECT_EQ(GpuDecodeErrorToStatus(pageable_errors[i], i).code(), want) << "block " << i;
+    EXPECT_EQ(GpuDecodeErrorToStatus(pinned_errors[i], i).code(), want) << "block " << i;
+  }
+  cudaFreeHost(pinned_errors);
 }
 
 TEST(GpuCodecTest, BadArgumentsAndMismatchedFrames) {

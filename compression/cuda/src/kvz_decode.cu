@@ -652,6 +652,23 @@ __device__ void DecodeChunk(const BatchView& b, const DecodeShared& sm, uint64_t
   if (check != expected_check) Report(b, item, kErrorDataLoss, lane);
 }
 
+// The warp that finishes the batch last copies its error codes to b.errors_out. Each warp's
+// reports (atomics in device memory) are made visible before it counts itself done, and the
+// last one reads them after seeing every other warp's count.
+__device__ void CopyErrorsIfLast(const BatchView& b, int lane) {
+  __syncwarp();
+  uint32_t last = 0;
+  if (lane == 0) {
+    __threadfence();
+    last = atomicAdd(b.warps_done, 1u) == static_cast<uint32_t>(b.num_units - 1);
+  }
+  if (__shfl_sync(kFullMask, last, 0) == 0) return;
+  __threadfence();
+  for (uint32_t i = static_cast<uint32_t>(lane); i < b.num_items; i += kLanes) {
+    b.errors_out[i] = atomicAdd(&b.errors[i], 0);  // read from L2, past any stale L1 line
+  }
+}
+
 template <int kElementBytes>
 __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
     DecodeKernel(BatchView b) {
@@ -662,6 +679,7 @@ __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
   if (unit >= b.num_units) return;
   const DecodeShared sm{tables[warp], warp_shared[warp]};
   DecodeChunk<kElementBytes>(b, sm, unit, threadIdx.x % kLanes);
+  if (b.errors_out != nullptr) CopyErrorsIfLast(b, threadIdx.x % kLanes);
 }
 
 }  // namespace

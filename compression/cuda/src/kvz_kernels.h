@@ -58,6 +58,11 @@ struct BatchView {
   uint64_t* lookback = nullptr;
   uint64_t* frame_sizes = nullptr;  // encode: num_items entries (device)
   int32_t* errors = nullptr;        // decode: num_items entries (device), zeroed by the caller
+  // Decode: when set, the warp that finishes last copies `errors` here (the caller's pinned
+  // memory, mapped), so that no copy step follows the kernel; `warps_done` (device, zeroed by
+  // the caller) counts the finished warps.
+  int32_t* errors_out = nullptr;
+  uint32_t* warps_done = nullptr;
   // Decode: hash each quarter of a Huffman chunk for its check as soon as it is written, rather
   // than the whole chunk at its end (set by LaunchDecode, see there).
   bool hash_quarters = false;

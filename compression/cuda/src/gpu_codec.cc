@@ -50,7 +50,8 @@ absl::Status CheckUnits(uint64_t units) {
 // The zeros its kernels start from (the fused encoder's look-back states and chunk counter, the
 // decoder's error codes) ride along in the descriptors' upload rather than in a memset of their
 // own, up to this size (beyond it a host memset of the staging would cost more than the step);
-// and frame sizes go straight into the caller's pinned memory, with no copy back. Each step the
+// and frame sizes and error codes go straight into the caller's pinned memory, with no copy
+// back. Each step the
 // stream waits for costs a few µs on the GPU: together 20-30 µs a batch, a fifth of a 64 MiB
 // encode (docs/benchmarks.md, "Kernel time against batch time").
 constexpr size_t kMaxUploadedZeros = size_t{256} << 10;

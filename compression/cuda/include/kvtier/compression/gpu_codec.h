@@ -6,7 +6,7 @@
 // A batch is many independent frames (one per KV block), compressed or decompressed by one to
 // three kernel launches with a block of warps per chunk. Sizes and errors come back to host
 // memory. Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md, 2026-11-22):
-// about 527 GB/s compress and 705 GB/s decompress for 256-MiB batches, 422 / 590 GB/s at 64 MiB,
+// about 527 GB/s compress and 705 GB/s decompress for 256-MiB batches, 420 / 605 GB/s at 64 MiB,
 // but only 35 / 17 GB/s for a 1-MiB batch, where one chunk's latency is the whole time.
 //
 // Ownership: the caller owns every input and output buffer (device memory, 16-byte aligned)

@@ -70,8 +70,9 @@ class GpuCodec {
                                                  cudaStream_t stream);
 
   // Queues decompression of every item on `stream`. errors[i] (host memory, items.size()
-  // entries) holds 0 or an error code for item i once the stream has passed this point;
-  // GpuDecodeErrorToStatus explains it. Argument errors as for CompressAsync.
+  // entries) holds 0 or an error code for item i once the stream has passed this point (pinned
+  // memory is written by the kernel, pageable memory gets a copy); GpuDecodeErrorToStatus
+  // explains it. Argument errors as for CompressAsync.
   absl::Status DecompressAsync(std::span<const GpuDecompressItem> items, int32_t* errors,
                                cudaStream_t stream);
   // Same, then waits: OK, or the first failing item's error (DataLoss for a damaged frame,

@@ -48,12 +48,12 @@ absl::Status CheckUnits(uint64_t units) {
 
 // A batch's stream steps are its upload, its kernels and, where needed, a copy of results back.
 // The zeros its kernels start from (the fused encoder's look-back states and chunk counter, the
-// decoder's error codes) ride along in the descriptors' upload rather than in a memset of their
-// own, up to this size (beyond it a host memset of the staging would cost more than the step);
-// and frame sizes and error codes go straight into the caller's pinned memory, with no copy
-// back. Each step the
-// stream waits for costs a few µs on the GPU: together 20-30 µs a batch, a fifth of a 64 MiB
-// encode (docs/benchmarks.md, "Kernel time against batch time").
+// decoder's error codes and count of finished warps) ride along in the descriptors' upload
+// rather than in a memset of their own, up to this size (beyond it a host memset of the staging
+// would cost more than the step); and frame sizes and error codes go straight into the caller's
+// pinned memory, with no copy back. Each step the stream waits for cost a few µs on the GPU:
+// together 20-30 µs a batch, a fifth of a 64 MiB encode (docs/benchmarks.md, "Kernel time
+// against batch time").
 constexpr size_t kMaxUploadedZeros = size_t{256} << 10;
 
 // Where the zeros start in the upload: after the descriptors, on a 256-byte boundary.

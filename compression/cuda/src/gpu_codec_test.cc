@@ -235,6 +235,26 @@ TEST(GpuCodecTest, ByteIdenticalOnBatchesThatFillTheGpu) {
   }
 }
 
+// So many items that the zeros the kernels start from (look-back states, error codes) exceed
+// what GpuCodec stages with the descriptors, and are cleared on the device instead. Two
+// batches of other sizes through one codec: the second finds the first's states and counts in
+// the workspace unless they are cleared.
+TEST(GpuCodecTest, ByteIdenticalOnBatchesOfManySmallItems) {
+  const CodecOptions options{.dtype = KvDtype::kBf16};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  const Bytes block = testing::GenerateKvBlock(KvDtype::kBf16, 1, 1, 1, 128, 9);
+  for (int round = 0; round < 2; ++round) {
+    std::vector<Bytes> blocks;
+    for (int i = 0; i < 70000; ++i) {
+      Bytes b = block;
+      b.resize(block.size() - 2 * static_cast<size_t>(i % (7 + round)));
+      blocks.push_back(std::move(b));
+    }
+    CheckBatch(blocks, options, **codec, "bf16_many_small_" + std::to_string(round));
+  }
+}
+
 // Last chunks of every length from 2^14 - 1024 to 2^14 elements (frames of one full chunk and
 // a partial one), in one batch: lanes finish their last tiles at every offset, running ahead
 // or not (a lane that finished two tiles early once wrote into a tile not yet written).

@@ -84,6 +84,14 @@ enum class EntryState : uint8_t { kFree, kWriting, kCommitted };
 // still in L1 when their key comes up.
 inline constexpr size_t kPrefetchAhead = 8;
 
+// The answer for `keys` keys before any is granted: every code `code`, every slot empty.
+inline LeaseGrant UngrantedFor(size_t keys, absl::StatusCode code) {
+  LeaseGrant grant;
+  grant.codes.assign(keys, code);
+  grant.slots.resize(keys);
+  return grant;
+}
+
 }  // namespace internal
 
 using internal::ClassId;
@@ -95,6 +103,7 @@ using internal::LeaseTable;
 using internal::ShmArena;
 using internal::SlabAllocator;
 using internal::SlotHandle;
+using internal::UngrantedFor;
 
 class DramTier::Impl {
  public:

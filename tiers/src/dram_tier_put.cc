@@ -14,9 +14,7 @@ LeaseGrant DramTier::Impl::ReservePut(OwnerId owner, NamespaceId ns_id,
                                       std::span<const BlockKey> keys,
                                       std::span<const uint64_t> lengths,
                                       const ReserveOptions& options) {
-  LeaseGrant grant;
-  grant.codes.assign(keys.size(), absl::StatusCode::kInvalidArgument);
-  grant.slots.resize(keys.size());
+  LeaseGrant grant = UngrantedFor(keys.size(), absl::StatusCode::kInvalidArgument);
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->NowNanos();
   // Space held by leases that have run out goes back before anything is evicted for it.

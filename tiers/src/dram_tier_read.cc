@@ -83,9 +83,7 @@ std::vector<bool> DramTier::Impl::Present(NamespaceId ns_id, std::span<const Blo
 
 LeaseGrant DramTier::Impl::ExtendRead(OwnerId owner, LeaseId lease_id, NamespaceId ns_id,
                                       std::span<const BlockKey> keys) {
-  LeaseGrant grant;
-  grant.codes.assign(keys.size(), absl::StatusCode::kNotFound);
-  grant.slots.resize(keys.size());
+  LeaseGrant grant = UngrantedFor(keys.size(), absl::StatusCode::kNotFound);
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->NowNanos();
   Namespace* ns = FindNamespace(ns_id);
@@ -111,9 +109,7 @@ LeaseGrant DramTier::Impl::ExtendRead(OwnerId owner, LeaseId lease_id, Namespace
 
 LeaseGrant DramTier::Impl::AcquireRead(OwnerId owner, NamespaceId ns_id,
                                        std::span<const BlockKey> keys) {
-  LeaseGrant grant;
-  grant.codes.assign(keys.size(), absl::StatusCode::kNotFound);
-  grant.slots.resize(keys.size());
+  LeaseGrant grant = UngrantedFor(keys.size(), absl::StatusCode::kNotFound);
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->NowNanos();
   Namespace* ns = FindNamespace(ns_id);

@@ -193,14 +193,15 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
   const bool fused =
       kvz::gpu::UsesFusedEncoder(options_.chunk_log2, static_cast<int>(element_bytes));
-  // The fused encoder's look-back states and chunk counter start at zero: (units + 1) words,
-  // staged with the descriptors up to kMaxUploadedZeros (an upper bound, from the items'
-  // sizes, is what the staging needs before the units are counted).
-  uint64_t max_units = 0;
+  // The fused encoder's look-back states and chunk counter start at zero: a word per chunk and
+  // one more, staged with the descriptors up to kMaxUploadedZeros. The staging is sized before
+  // the descriptors are written, so the chunks are counted here from the items' sizes (the
+  // descriptors below count the same; a batch with a bad item is refused before its upload).
+  uint64_t chunks = 0;
   for (const GpuCompressItem& item : items) {
-    max_units += NumChunks(item.input_bytes / element_bytes, options_.chunk_log2);
+    chunks += NumChunks(item.input_bytes / element_bytes, options_.chunk_log2);
   }
-  const size_t zero_words = fused ? (max_units + 1) * sizeof(uint64_t) : 0;
+  const size_t zero_words = fused ? (chunks + 1) * sizeof(uint64_t) : 0;
   const size_t staged_zeros = zero_words <= kMaxUploadedZeros ? zero_words : 0;
   KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size(), staged_zeros));
   uint64_t units = 0;

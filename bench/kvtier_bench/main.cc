@@ -11,6 +11,7 @@
 //     replay     --trace FILE [--max-requests N] --capacity-blocks N [--policy P | --belady]
 //                [--hint-lookahead Q [--hint-pins]]
 //     replay     --online --trace FILE [--max-requests N] [--time-scale X] [--block-bytes B]
+//                [--compress bf16|fp16]
 //
 // Sizes accept units (64KiB, 4MiB). Exit codes: 0 ok; 1 target unreachable or a request
 // failed; 2 bad command line; 3 verification found wrong bytes. workload.h says how keys and
@@ -164,6 +165,9 @@ int main(int argc, char** argv) {
   auto* block_bytes_opt =
       AddSize(replay_cmd, "--block-bytes", &replay.block_bytes,
               "online: bytes per block (a slot is this rounded up to the daemon's 4 KiB pages)");
+  auto* compress_opt = replay_cmd->add_option(
+      "--compress", replay.compress,
+      "online: KV-like blocks of this dtype (bf16, fp16) in a kvz-compressed namespace");
   capacity_opt->excludes(online_opt);
   policy_opt->excludes(online_opt);
   belady_opt->excludes(online_opt);
@@ -171,6 +175,7 @@ int main(int argc, char** argv) {
   hint_opt->excludes(belady_opt);
   time_scale_opt->needs(online_opt);
   block_bytes_opt->needs(online_opt);
+  compress_opt->needs(online_opt);
 
   try {
     app.parse(argc, argv);

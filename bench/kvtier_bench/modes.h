@@ -100,6 +100,10 @@ struct ReplayModeOptions {
   bool online = false;          // drive the daemon at CommonOptions::uri instead
   double time_scale = 20;       // trace time / this = wall time; 0: no waiting
   uint64_t block_bytes = 4096;  // namespace block size (capacity in blocks: bench/README.md)
+  // Empty: blocks of random bytes in a plain namespace. A dtype (bf16, fp16): KV-like blocks
+  // (kv_trace_content.h) in a COMPRESSION_KVZ namespace of that dtype, put CPU-encoded and got
+  // decoded, so the daemon's DRAM holds them at their compressed size.
+  std::string compress;
 };
 
 // Loads options.trace, cut to its first options.max_requests requests (when > 0).

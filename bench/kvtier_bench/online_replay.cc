@@ -18,6 +18,12 @@
 // is a no-op) where the offline replay touches them; with LRU the trace has none (a prefix
 // whose tip is cached has its whole run cached, since the run is touched together).
 //
+// With --compress DTYPE the blocks are KV-like tensors of that dtype (kv_trace_content.h)
+// instead of random bytes, in a COMPRESSION_KVZ namespace: puts are encoded by the client's CPU
+// codec and gets decoded by it, so the daemon holds each block in a DRAM slot of its frame's
+// size and the same capacity holds more blocks (docs/policy.md, "Compression and capacity").
+// The byte check is then on the decoded bytes.
+//
 // The run uses a namespace of its own (a fresh tenant_salt), so an earlier run's blocks are
 // never hits; they do share the DRAM capacity, though, so figures comparable to the offline
 // replay need a daemon that starts empty (daemon_blocks_at_start says).
@@ -27,11 +33,13 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "kv_trace_content.h"
 #include "kvtier/client/client.h"
 #include "modes.h"
 #include "nlohmann/json.hpp"
@@ -109,6 +117,26 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
     return absl::IsInvalidArgument(trace.status()) ? 2 : 1;
   }
 
+  std::optional<KvTraceContent> content;  // --compress: KV-like blocks
+  if (!options.compress.empty()) {
+    absl::StatusOr<KvDtype> dtype = ParseKvDtype(options.compress);
+    absl::StatusOr<KvTraceContent> made =
+        dtype.ok() ? KvTraceContent::Make(*dtype, options.block_bytes) : dtype.status();
+    if (!made.ok()) {
+      std::fprintf(stderr, "kvtier-bench replay: --compress: %s\n",
+                   made.status().ToString().c_str());
+      return 2;
+    }
+    content = std::move(*made);
+  }
+  const auto fill = [&content](const BlockKey& key, std::span<std::byte> out) {
+    if (content) {
+      content->Fill(key, out);
+    } else {
+      FillTraceBlock(key, out);
+    }
+  };
+
   client::ClientOptions client_options;
   client_options.client_name = "kvtier-bench-replay";
   client_options.auth_token = common.auth_token;
@@ -116,7 +144,13 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
   auto connected = client::Client::Connect(common.uri, client_options);
   if (!connected.ok()) return Fail(connected.status());
   client::Client& client = **connected;
-  auto opened = client.OpenNamespace(TraceReplayNamespace(options.block_bytes, RunSalt()));
+  NamespaceDescriptor descriptor = TraceReplayNamespace(options.block_bytes, RunSalt());
+  proto::NamespaceOptions namespace_options;
+  if (content) {
+    descriptor.dtype = std::string(KvDtypeName(content->dtype()));  // the codec's dtype
+    namespace_options.set_compression(proto::COMPRESSION_KVZ);
+  }
+  auto opened = client.OpenNamespace(descriptor, namespace_options);
   if (!opened.ok()) return Fail(opened.status());
   const client::NamespaceHandle ns = *opened;
 
@@ -189,7 +223,7 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
             ++t.get_misses;
             continue;
           }
-          FillTraceBlock(get_keys[i], want);
+          fill(get_keys[i], want);
           if (g.status.ok() && g.length == b &&
               std::memcmp(get_out[i].data(), want.data(), b) == 0) {
             ++t.hit_blocks;
@@ -208,10 +242,11 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
         put_blocks.clear();
         for (size_t j = h; j < n; ++j) {
           auto block = std::span(buffer).subspan((j - h) * b, b);
-          FillTraceBlock(keys[j], block);
+          fill(keys[j], block);
           put_blocks.push_back(block);
         }
-        auto put = client.Put(ns, std::span(keys).subspan(h), put_blocks);
+        auto put = client.Put(ns, std::span(keys).subspan(h), put_blocks,
+                              {.cpu_compress = content.has_value()});
         if (!put.ok()) return Fail(put.status());
         for (const absl::Status& s : *put) {
           if (s.ok()) {
@@ -236,6 +271,11 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
   if (!after.ok()) return Fail(after.status());
   const proto::TierStats* dram_after = DramStats(*stats_after);
   const uint64_t blocks_at_end = dram_after ? dram_after->blocks() : 0;
+  // raw / stored bytes of what DRAM holds at the end (all of it this run's, from a fresh daemon).
+  const double dram_ratio = dram_after && dram_after->stored_bytes()
+                                ? static_cast<double>(dram_after->raw_bytes()) /
+                                      static_cast<double>(dram_after->stored_bytes())
+                                : 1.0;
   const CounterDelta d = Delta(*before, *after);
   // The daemon's hit rate is lookup_hit_keys / lookup_keys of this run's namespace. Each
   // request sends one Lookup of all its keys, and the daemon counts the keys asked
@@ -278,6 +318,8 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
              {"max_lag_ms", t.max_lag_ms},
              {"block_bytes", options.block_bytes},
              {"slot_bytes", slot_bytes},
+             {"compress", options.compress.empty() ? "none" : options.compress},
+             {"dram_compression_ratio", dram_ratio},
              {"daemon_capacity_bytes", capacity_bytes},
              {"capacity_blocks_max", capacity_blocks_max},
              {"daemon_blocks_at_start", blocks_at_start},
@@ -311,13 +353,14 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
         " blocks fetched and checked)\n"
         "  daemon: %" PRIu64 " puts, %" PRIu64 " evictions, %" PRIu64
         " blocks held at the end; DRAM %" PRIu64 " B = at most %" PRIu64 " slots of %" PRIu64
-        " B\n"
+        " B uncompressed; compression %s, DRAM ratio %.3f\n"
         "  wrong bytes %" PRIu64 ", lost between lookup and get %" PRIu64 ", puts refused %" PRIu64
         ", most behind schedule %.0f ms\n",
         t.requests, t.total_blocks, options.block_bytes, seconds, options.time_scale,
         100 * hit_rate, d.lookup_hit_keys, d.lookup_keys, 100 * client_hit_rate, t.hit_blocks,
         d.puts, d.evictions, blocks_at_end, capacity_bytes, capacity_blocks_max, slot_bytes,
-        t.byte_errors, t.get_misses, t.put_rejected, t.max_lag_ms);
+        options.compress.empty() ? "off" : options.compress.c_str(), dram_ratio, t.byte_errors,
+        t.get_misses, t.put_rejected, t.max_lag_ms);
   }
   return t.byte_errors > 0 ? 3 : 0;
 }

@@ -6,7 +6,6 @@
 #include "kvtier/kernels/block_hash.h"
 
 namespace kvtier::bench {
-namespace {
 
 uint64_t SplitMix64(uint64_t* state) {
   uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
@@ -14,8 +13,6 @@ uint64_t SplitMix64(uint64_t* state) {
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
-
-}  // namespace
 
 NamespaceDescriptor BenchNamespace(uint64_t block_bytes) {
   NamespaceDescriptor d;

@@ -34,6 +34,9 @@ inline constexpr uint32_t kBlockTokens = 16;
 
 NamespaceDescriptor BenchNamespace(uint64_t block_bytes);
 
+// The next output of the SplitMix64 generator whose state is *state (advances it).
+uint64_t SplitMix64(uint64_t* state);
+
 // A 64-bit mix of its inputs, used to seed the generators below.
 uint64_t MixSeed(uint64_t seed, uint64_t stream, uint64_t index);
 

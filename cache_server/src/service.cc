@@ -417,6 +417,8 @@ proto::StatsReply Service::Stats() const {
   FillCounters(dram.counters, t->mutable_counters());
   t->set_stored_bytes(dram.stored_bytes);
   t->set_raw_bytes(dram.raw_bytes);
+  t->set_slab_reclaims(dram.slab_reclaims);
+  t->set_blocks_moved(dram.blocks_moved);
 
   tiers::NvmeTierSnapshot nvme;
   absl::flat_hash_map<uint32_t, const tiers::NamespaceSnapshot*> nvme_by_id;

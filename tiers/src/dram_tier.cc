@@ -168,6 +168,8 @@ TierSnapshot DramTier::Impl::Snapshot() const {
   }
   s.leases_active = leases_.live();
   s.leases_expired = leases_expired_;
+  s.slab_reclaims = slab_reclaims_;
+  s.blocks_moved = blocks_moved_;
   s.counters = counters_;
   s.namespaces.reserve(namespaces_.size());
   for (const auto& [id, ns] : namespaces_) {

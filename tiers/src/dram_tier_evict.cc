@@ -2,6 +2,7 @@
 // (a slab reclaimed from an older class), quota victims, evicting and freeing blocks, TTL
 // expiry and lease expiry.
 #include <algorithm>
+#include <cstring>
 #include <optional>
 
 #include "tiers/src/dram_tier_impl.h"
@@ -30,7 +31,7 @@ std::optional<SlotHandle> DramTier::Impl::AllocateSlot(ClassId cls, uint32_t tag
   // from other classes.
   scratch_tags_.clear();
   if (!allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_)) return std::nullopt;
-  for (uint64_t victim : scratch_tags_) Evict(static_cast<uint32_t>(victim));
+  EmptyForReclaim();
   return allocator_.Allocate(cls, tag);
 }
 
@@ -57,11 +58,58 @@ bool DramTier::Impl::ReclaimOlderSlab(ClassId cls, const VictimRank& own) {
     scratch_tags_.clear();
     if (allocator_.ReclaimSlab(cls, entries_[c.entry].slot.slab, slot_evictable_, &scratch_tags_) ||
         allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_, c.cls)) {
-      for (uint64_t victim : scratch_tags_) Evict(static_cast<uint32_t>(victim));
+      EmptyForReclaim();
       return true;
     }
   }
   return false;
+}
+
+void DramTier::Impl::EmptyForReclaim() {
+  ++slab_reclaims_;
+  scratch_slabs_.clear();
+  for (uint64_t tag : scratch_tags_) {
+    const SlabId slab = entries_[tag].slot.slab;
+    if (std::find(scratch_slabs_.begin(), scratch_slabs_.end(), slab) == scratch_slabs_.end()) {
+      scratch_slabs_.push_back(slab);
+    }
+  }
+  // Youngest first: free slots elsewhere in a class go to the blocks most worth keeping, and an
+  // old block is not moved only to be evicted as the victim that makes room for a younger one.
+  std::sort(scratch_tags_.begin(), scratch_tags_.end(), [this](uint64_t a, uint64_t b) {
+    return RankOf(static_cast<EntryId>(b)) < RankOf(static_cast<EntryId>(a));
+  });
+  for (uint64_t tag : scratch_tags_) {
+    const auto id = static_cast<uint32_t>(tag);
+    // Gone already: evicted by MoveOutOf to make room for another block of these slabs.
+    if (entries_[id].state != EntryState::kCommitted) continue;
+    if (MoveOutOf(id)) {
+      ++blocks_moved_;
+      continue;
+    }
+    Evict(id);
+  }
+}
+
+bool DramTier::Impl::MoveOutOf(uint32_t id) {
+  Entry& e = entries_[id];
+  const VictimRank rank = RankOf(id);
+  const ClassId cls = allocator_.ClassOf(e.slot);
+  for (;;) {
+    if (std::optional<SlotHandle> slot = allocator_.AllocateExisting(cls, id, scratch_slabs_)) {
+      const uint64_t from = e.offset;
+      const SlotHandle old = e.slot;
+      e.slot = *slot;
+      e.offset = allocator_.Offset(*slot);
+      std::memcpy(arena_->base() + e.offset, arena_->base() + from, e.length);
+      arena_->BumpGeneration(from);
+      allocator_.Free(old);
+      return true;
+    }
+    std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_);
+    if (!victim || *victim == id || !(RankOf(*victim) < rank)) return false;
+    Evict(static_cast<uint32_t>(*victim));
+  }
 }
 
 std::optional<EntryId> DramTier::Impl::QuotaVictim(const Namespace& ns,

@@ -42,10 +42,21 @@
 // across size classes too (a compressed namespace spreads over up to 16 of them). If another
 // class's victim ranks below, that class gives up a slab: the one holding its victim when
 // none of its blocks is pinned (O(slots of one slab)), else its cheapest run of unpinned slabs
-// (FindReclaim restricted to that class); all of its blocks are evicted and the slab goes to
-// the class that asked. Otherwise the class evicts its own victim. Ties stay within the class.
-// Blocks younger than their slab's oldest one go with it: that is the approximation, bounded
-// by one slab per reclaim.
+// (FindReclaim restricted to that class), and the slab goes to the class that asked. Otherwise
+// the class evicts its own victim. Ties stay within the class.
+//
+// Emptying a slab for another class (EmptyForReclaim), on either path. A slab holds blocks of
+// every age: its slots are reused as the class evicts, one by one. So each of its blocks is
+// moved to a free slot in one of the class's other slabs, made where needed by evicting the
+// class's next victims while they rank below the block itself; a block goes only when it is
+// the oldest its class has left. The slab's blocks are thus paid for with the class's oldest
+// blocks, as one recency order would choose them, instead of whatever ages the slab held. A move
+// copies the block within the arena under the tier's lock (at most one slab's bytes per reclaim,
+// and a reclaim comes once per slab's worth of puts) and frees the old slot as an eviction does
+// (generation bumped); only unpinned committed blocks move, so no reader holds the old place.
+// Without moves a reclaim evicted a slab of blocks of any age, and with a compressed namespace
+// spread over 64 size classes that cut prefix chains everywhere (docs/policy.md, "Compression and
+// capacity").
 //
 // Metadata per cached block, approximately: entry 80 B, index slot ~48 B (36 B key+value at
 // <= 7/8 load), LRU node 24 B, allocator 12 B, generation 8 B per page: ~170 B, i.e. 0.26% of
@@ -102,6 +113,7 @@ using internal::LeaseKind;
 using internal::LeaseTable;
 using internal::ShmArena;
 using internal::SlabAllocator;
+using internal::SlabId;
 using internal::SlotHandle;
 using internal::UngrantedFor;
 
@@ -253,6 +265,16 @@ class DramTier::Impl {
   // run of unpinned slabs. Returns whether anything was evicted.
   bool ReclaimOlderSlab(ClassId cls, const VictimRank& own) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Frees the slots of the blocks in scratch_tags_ (the slabs a reclaim empties): each block
+  // is moved within its class (MoveOutOf) or, failing that, evicted (the design comment at
+  // the top).
+  void EmptyForReclaim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Moves committed block `id` to a free slot of its class outside scratch_slabs_, evicting
+  // the class's next victims for one while they rank below `id`. Returns false (nothing
+  // moved) when no slot can be had that way.
+  bool MoveOutOf(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // A get's use of the committed blocks among `keys`: pins each (one pin per occurrence),
   // stamps its use for eviction, fills its code and slot in `grant` and adds it to `granted`.
   void PinCommitted(Namespace* ns, std::span<const BlockKey> keys, int64_t now, LeaseGrant* grant,
@@ -390,6 +412,9 @@ class DramTier::Impl {
   EvictionListener* listener_ ABSL_GUARDED_BY(mu_) = nullptr;
   // Reused across calls so that the request path does not allocate for them.
   std::vector<uint64_t> scratch_tags_ ABSL_GUARDED_BY(mu_);
+  std::vector<SlabId> scratch_slabs_ ABSL_GUARDED_BY(mu_);  // EmptyForReclaim's slabs
+  uint64_t slab_reclaims_ ABSL_GUARDED_BY(mu_) = 0;         // slabs taken by another size class
+  uint64_t blocks_moved_ ABSL_GUARDED_BY(mu_) = 0;          // blocks EmptyForReclaim kept
   struct ClassVictim {
     VictimRank rank;
     ClassId cls;

@@ -147,17 +147,56 @@ TEST_F(DramTierGlobalLruTest, OnlyBlocksOlderThanTheOtherClassesVictimGo) {
   ExpectInvariants();
 }
 
+TEST_F(DramTierGlobalLruTest, AYoungBlockInAReclaimedSlabMovesInsteadOfGoing) {
+  PutEach(0, 64, kNs);     // slab i holds keys 8i..8i+7, slab by slab in time
+  PutEach(1000, 2, kBig);  // the big class takes slab 0 (it had none) and fills it
+  EXPECT_EQ(CountCached(0, 8, kNs), 0u);
+  Touch(12, 1);  // key 12, in slab 1, is now the newest small block
+  // The next big block's own victim (1000) is newer than the small class's (key 8): slab 1 goes
+  // to the big class. Its keys but 12 are older than block 1000 and go; key 12 is newer and
+  // moves to the slot the small class's next victim (key 16, slab 2) leaves.
+  PutEach(1002, 1, kBig);
+  EXPECT_EQ(Ns(kBig).blocks, 3u);
+  EXPECT_THAT(Cached({8, 9, 10, 11, 13, 14, 15, 16}), Each(false));
+  EXPECT_THAT(Cached({12, 17, 63}), Each(true));
+  LeaseGrant r = Read({12});
+  ASSERT_THAT(r.codes, ElementsAre(Code::kOk));
+  EXPECT_TRUE(Holds(12, r.slots[0])) << "the moved block lost its bytes";
+  EXPECT_GE(r.slots[0].offset, 16 * kPage) << "key 12 is still in slab 1";
+  ASSERT_TRUE(tier_->Release(kAlice, r.lease_id).ok());
+  const TierSnapshot s = tier_->Snapshot();
+  EXPECT_EQ(s.blocks_moved, 1u);
+  EXPECT_EQ(s.slab_reclaims, 2u);
+  EXPECT_EQ(s.counters.evictions, 8u + 7 + 1);  // slab 0, slab 1 but key 12, key 16
+  ExpectInvariants();
+}
+
+TEST_F(DramTierGlobalLruTest, AReclaimMovesOnlyAsFarAsOlderBlocksLast) {
+  PutEach(0, 64, kNs);
+  PutEach(1000, 2, kBig);  // slab 0 to the big class
+  Touch(8, 56);            // every small block newer than both big blocks, key 8 the oldest of them
+  // Now the big class's own victim (1000) is older than every small block: no reclaim.
+  PutEach(1002, 1, kBig);
+  EXPECT_EQ(Ns(kBig).blocks, 2u);
+  EXPECT_EQ(CountCached(8, 56, kNs), 56u);
+  EXPECT_EQ(tier_->Snapshot().blocks_moved, 0u);
+  ExpectInvariants();
+}
+
 TEST_F(DramTierGlobalLruTest, ReclaimNeverTakesAPinnedBlock) {
   PutEach(0, 64, kNs);
   // Pin one block in slab 0 and one in slab 1 (a read also makes them recent).
   LeaseGrant pin = Read({0, 9});
   ASSERT_THAT(pin.codes, Each(Code::kOk));
   PutEach(1000, 30, kBig);
-  // Slabs 2..7 went to the big class; slabs 0 and 1 hold pins and stay whole, although their
-  // other blocks are older than every big block.
+  // Slabs 2..7 went to the big class; slabs 0 and 1 hold pins and stay with the small class.
+  // Their other blocks were its oldest, so they made room for the newest of the slabs that
+  // went: the pinned keys 0 and 9 and the 14 newest small blocks are left.
   EXPECT_EQ(Ns(kBig).blocks, 12u);
-  EXPECT_EQ(CountCached(0, 16, kNs), 16u);
-  EXPECT_EQ(CountCached(16, 48, kNs), 0u);
+  EXPECT_EQ(CountCached(0, 16, kNs), 2u);
+  EXPECT_THAT(Cached({0, 9}), Each(true));
+  EXPECT_EQ(CountCached(16, 34, kNs), 0u);
+  EXPECT_EQ(CountCached(50, 14, kNs), 14u);
   for (int i = 0; i < 2; ++i) {
     EXPECT_TRUE(Holds(i == 0 ? 0 : 9, pin.slots[i]));
     EXPECT_EQ(tier_->SlotGeneration(pin.slots[i].offset), pin.slots[i].generation);

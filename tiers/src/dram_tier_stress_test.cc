@@ -162,6 +162,9 @@ TEST(DramTierStressTest, GenerationCheckedCopiesAreExact) {
   EXPECT_LE(s.used_bytes, s.capacity_bytes);
   EXPECT_EQ(s.leases_active, 0u);
   EXPECT_GT(s.counters.evictions, 0u);
+  // Slabs changed classes under load, and blocks moved out of them while readers copied.
+  EXPECT_GT(s.slab_reclaims, 0u);
+  EXPECT_GT(s.blocks_moved, 0u);
   uint64_t blocks = 0;
   for (const NamespaceSnapshot& ns : s.namespaces) blocks += ns.blocks;
   EXPECT_EQ(blocks, s.blocks);
@@ -170,10 +173,14 @@ TEST(DramTierStressTest, GenerationCheckedCopiesAreExact) {
   for (uint64_t k = 0; k < kKeySpace; ++k) all.push_back(Key(k));
   for (const Namespace& ns : spaces) (*tier)->Remove(ns.id, all);
   EXPECT_EQ((*tier)->Snapshot().used_bytes, 0u);
-  std::printf("verified %llu copies, %llu voided by a generation change, %llu evictions\n",
-              static_cast<unsigned long long>(total.verified),
-              static_cast<unsigned long long>(total.voided),
-              static_cast<unsigned long long>(s.counters.evictions));
+  std::printf(
+      "verified %llu copies, %llu voided by a generation change, %llu evictions, %llu slab "
+      "reclaims, %llu blocks moved\n",
+      static_cast<unsigned long long>(total.verified),
+      static_cast<unsigned long long>(total.voided),
+      static_cast<unsigned long long>(s.counters.evictions),
+      static_cast<unsigned long long>(s.slab_reclaims),
+      static_cast<unsigned long long>(s.blocks_moved));
 }
 
 }  // namespace

@@ -35,12 +35,25 @@ std::optional<SlotHandle> SlabAllocator::Allocate(ClassId cls, uint64_t tag) {
     if (!fresh) return std::nullopt;
     id = *fresh;
   }
+  return TakeSlot(id, tag);
+}
+
+std::optional<SlotHandle> SlabAllocator::AllocateExisting(ClassId cls, uint64_t tag,
+                                                          std::span<const SlabId> avoid) {
+  const std::vector<SlabId>& partial = classes_[cls].partial;
+  for (auto it = partial.rbegin(); it != partial.rend(); ++it) {
+    if (std::find(avoid.begin(), avoid.end(), *it) == avoid.end()) return TakeSlot(*it, tag);
+  }
+  return std::nullopt;
+}
+
+SlotHandle SlabAllocator::TakeSlot(SlabId id, uint64_t tag) {
   Slab& s = slabs_[id];
   const uint32_t index = s.free_slots.back();
   s.free_slots.pop_back();
   s.tags[index] = tag;
   ++s.used;
-  used_bytes_ += c.slot_bytes;
+  used_bytes_ += classes_[s.cls].slot_bytes;
   if (s.free_slots.empty()) RemovePartial(id);
   return SlotHandle{id, index};
 }

@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <vector>
 
 namespace kvtier::tiers::internal {
@@ -64,6 +65,13 @@ class SlabAllocator {
   // new slab carved out of free space. nullopt when neither exists (the caller may evict).
   // REQUIRES: tag != kNoTag.
   std::optional<SlotHandle> Allocate(ClassId cls, uint64_t tag);
+
+  // A free slot of `cls` in one of its existing slabs other than those in `avoid`, tagged
+  // `tag`; nullopt when there is none. Never carves a new slab, so free space that a reclaim
+  // counted on stays free. O(partial slabs of the class x avoid.size()).
+  // REQUIRES: tag != kNoTag.
+  std::optional<SlotHandle> AllocateExisting(ClassId cls, uint64_t tag,
+                                             std::span<const SlabId> avoid);
 
   // Frees an allocated slot; an emptied slab returns to free space.
   // REQUIRES: `slot` was returned by Allocate and not freed since.
@@ -125,6 +133,7 @@ class SlabAllocator {
   };
 
   std::optional<SlabId> NewSlab(ClassId cls);
+  SlotHandle TakeSlot(SlabId id, uint64_t tag);
   void ReleaseSlab(SlabId id);
   void AddPartial(SlabId id);
   void RemovePartial(SlabId id);

@@ -34,6 +34,31 @@ TEST(SlabAllocatorTest, ClassesRoundUpToPagesAndAreShared) {
   EXPECT_EQ(a.class_count(), 2u);
 }
 
+TEST(SlabAllocatorTest, AllocateExistingAvoidsSlabsAndNeverCarvesOne) {
+  SlabAllocator a(kBase, 64 * kPage, kPage, 4 * kPage);  // 16 slabs of four one-page slots
+  const ClassId c = a.ClassFor(kPage);
+  // No slab yet: nothing to take, and free space stays whole.
+  EXPECT_FALSE(a.AllocateExisting(c, 1, {}).has_value());
+  EXPECT_EQ(a.free_bytes(), 64 * kPage);
+  std::vector<SlotHandle> slots;
+  for (uint64_t t = 0; t < 8; ++t) slots.push_back(*a.Allocate(c, t));  // two full slabs
+  const SlabId first = slots[0].slab, second = slots[4].slab;
+  a.Free(slots[1]);  // a free slot in each slab
+  a.Free(slots[6]);
+  const SlabId avoid[] = {second};
+  std::optional<SlotHandle> got = a.AllocateExisting(c, 100, avoid);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->slab, first);
+  EXPECT_EQ(a.Tag(*got), 100u);
+  // The first slab is full again; the second is avoided; free space is not touched.
+  const SlabId both[] = {second, first};
+  EXPECT_FALSE(a.AllocateExisting(c, 101, avoid).has_value());
+  EXPECT_FALSE(a.AllocateExisting(c, 101, both).has_value());
+  EXPECT_EQ(a.free_bytes(), 56 * kPage);
+  EXPECT_EQ(a.AllocateExisting(c, 102, {})->slab, second);
+  EXPECT_EQ(a.used_bytes(), 8 * kPage);
+}
+
 TEST(SlabAllocatorTest, SlabsAreTrimmedToWholeSlots) {
   SlabAllocator a(kBase, 64 * kPage, kPage, 16 * kPage);
   const ClassId c = a.ClassFor(5 * kPage);  // 3 slots per 16-page slab

@@ -173,7 +173,9 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                            {"blocks", t.blocks()},
                            {"stored_bytes", t.stored_bytes()},
                            {"raw_bytes", t.raw_bytes()},
-                           {"compression_ratio", RatioJson(t.raw_bytes(), t.stored_bytes())}},
+                           {"compression_ratio", RatioJson(t.raw_bytes(), t.stored_bytes())},
+                           {"slab_reclaims", t.slab_reclaims()},
+                           {"blocks_moved", t.blocks_moved()}},
                       CountersJson(t.counters()));
     if (t.has_nvme()) tier["nvme"] = NvmeJson(t.nvme());
     out["tiers"].push_back(std::move(tier));

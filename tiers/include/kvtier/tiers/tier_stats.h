@@ -50,6 +50,10 @@ struct TierSnapshot {
   uint64_t raw_bytes = 0;     // DRAM tier: their original lengths (see NamespaceSnapshot)
   uint64_t leases_active = 0;
   uint64_t leases_expired = 0;  // total since start
+  // DRAM tier, totals since start: slabs one size class took from another (their blocks
+  // evicted or moved), and blocks such a reclaim moved within their class instead of evicting.
+  uint64_t slab_reclaims = 0;
+  uint64_t blocks_moved = 0;
   TierCounters counters;
   std::vector<NamespaceSnapshot> namespaces;
 };

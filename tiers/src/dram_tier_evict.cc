@@ -40,7 +40,8 @@ DramTier::Impl::VictimRank DramTier::Impl::RankOf(EntryId id) const {
   const Namespace& ns = *e.ns;
   const bool over_quota = ns.max_slot_bytes != 0 && ns.slot_bytes > ns.max_slot_bytes;
   const int state = IsExpired(e, clock_->NowNanos()) ? 0 : over_quota ? 1 : 2;
-  return VictimRank{state, state == 2 ? ns.limits.priority : 0, e.last_use_ns};
+  return VictimRank{state, state == 2 ? ns.limits.priority : 0,
+                    state == 2 ? policy_->SegmentOf(id) : 0, e.last_use_ns};
 }
 
 bool DramTier::Impl::ReclaimOlderSlab(ClassId cls, const VictimRank& own) {

@@ -38,10 +38,11 @@
 // own next victim is compared with the next victims of the other classes (the policy's
 // PickVictim, peeked, one per class: O(#classes), no scan of entries), by what PickVictim
 // itself orders by before recency: expired first, then blocks of namespaces over their quota,
-// then lower namespace priority, then the older last use (VictimRank). So priorities hold
-// across size classes too (a compressed namespace spreads over up to 16 of them). If another
-// class's victim ranks below, that class gives up a slab: the one holding its victim when
-// none of its blocks is pinned (O(slots of one slab)), else its cheapest run of unpinned slabs
+// then lower namespace priority, then the policy's lower segment (EvictionPolicy::SegmentOf:
+// prefix-slru's probation before its protected blocks), then the older last use (VictimRank). So
+// priorities hold across size classes too (a compressed namespace spreads over up to 16 of them).
+// If another class's victim ranks below, that class gives up a slab: the one holding its victim
+// when none of its blocks is pinned (O(slots of one slab)), else its cheapest run of unpinned slabs
 // (FindReclaim restricted to that class), and the slab goes to the class that asked. Otherwise
 // the class evicts its own victim. Ties stay within the class.
 //
@@ -254,6 +255,7 @@ class DramTier::Impl {
   struct VictimRank {
     int state;  // 0 expired, 1 over quota, 2 otherwise
     int32_t priority;
+    int segment;  // the policy's (EvictionPolicy::SegmentOf): probation before protected
     int64_t last_use;
     friend auto operator<=>(const VictimRank&, const VictimRank&) = default;
   };

@@ -255,6 +255,8 @@ void ControlledPolicy::OnInsertControlled(EntryId id, const BlockInfo& info,
 void ControlledPolicy::OnAccess(EntryId id) { impl_->base().OnAccess(id); }
 void ControlledPolicy::OnRemove(EntryId id) { impl_->Remove(id); }
 void ControlledPolicy::Prefetch(uint64_t fingerprint) const { impl_->base().Prefetch(fingerprint); }
+
+int ControlledPolicy::SegmentOf(EntryId id) const { return impl_->base().SegmentOf(id); }
 std::optional<EntryId> ControlledPolicy::PickVictim(uint32_t size_class,
                                                     const std::function<bool(EntryId)>& evictable) {
   return impl_->PickVictim(size_class, evictable);

@@ -111,6 +111,8 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     }
   }
 
+  int SegmentOf(EntryId id) const override { return nodes_[id].segment == kProtected ? 1 : 0; }
+
   std::optional<EntryId> PickVictim(uint32_t size_class,
                                     const std::function<bool(EntryId)>& evictable) override {
     if (size_class >= classes_.size()) return std::nullopt;

@@ -33,6 +33,21 @@ std::vector<EntryId> Drain(EvictionPolicy& p) {
   return order;
 }
 
+TEST(PrefixSlruTest, SegmentOfSaysProbationOrProtected) {
+  // What DramTier ranks blocks of different size classes by, before their last use.
+  auto p = Make();
+  p->OnInsertBlock(0, {.fingerprint = 1});
+  p->OnInsertBlock(1, {.fingerprint = 2});
+  EXPECT_EQ(p->SegmentOf(0), 0);
+  EXPECT_EQ(p->SegmentOf(1), 0);
+  p->OnAccess(1);
+  EXPECT_EQ(p->SegmentOf(1), 1);
+  auto lru = NewLruPolicy();
+  lru->OnInsert(0, 0);
+  lru->OnAccess(0);
+  EXPECT_EQ(lru->SegmentOf(0), 0);  // one order: the default
+}
+
 TEST(PrefixSlruTest, EvictsAChainFromItsTip) {
   auto p = Make();
   InsertChain(*p, 0, 3);

@@ -39,13 +39,15 @@
 // so that slabs follow the workload instead of staying with whichever namespace filled the
 // arena first. Each cached block remembers its last use (the clock at commit and at every
 // read hit). When a class needs a slot and neither a free slot nor room for a new slab exists,
-// its own next victim (by the policy) is compared with the next victim of every other class:
-// if another class's victim was last used earlier, that class gives up a slab -- the one
-// holding its victim if none of its blocks is pinned, else its cheapest run of unpinned slabs
-// -- whose blocks are all evicted; otherwise the class evicts its own victim. Blocks that share
-// a slab with an older victim may go with it: the order is global only to within one slab.
-// A class with no slab, or whose blocks are all pinned, empties the cheapest run of unpinned
-// slabs of any class.
+// its own next victim (by the policy) is compared with the next victim of every other class
+// (the policy's segment first, EvictionPolicy::SegmentOf, then the last use): if another
+// class's victim ranks lower, that class gives up a slab -- the one holding its victim if none
+// of its blocks is pinned, else its cheapest run of unpinned slabs; otherwise the class evicts
+// its own victim. A class with no slab, or whose blocks are all pinned, empties the cheapest
+// run of unpinned slabs of any class. Either way the emptied slab's blocks are not simply
+// lost: each moves to a free slot of its class elsewhere, made by evicting that class's
+// lower-ranked blocks, and goes only when it ranks lowest itself (a copy within the arena, at
+// most one slab's bytes per reclaim). Stats count reclaims and moves.
 //
 // Thread-safe: every method may be called from any thread (one internal mutex; short critical
 // sections, no I/O under it). Nothing here blocks on I/O.

@@ -64,6 +64,15 @@ class EvictionPolicy {
   // the tier calls OnRemove once it has evicted the block.
   virtual std::optional<EntryId> PickVictim(uint32_t size_class,
                                             const std::function<bool(EntryId)>& evictable) = 0;
+
+  // Where cached block `id` stands in the policy's own order beyond recency, for a tier that
+  // weighs blocks of different size classes against each other (DramTier: which class gives
+  // up a slab, which blocks a reclaimed slab keeps): a block of a lower segment goes before
+  // one of a higher segment, whatever their last uses. A policy with one recency order keeps
+  // the default, 0 for every block; a segmented one says which segment (prefix-slru: 0 on
+  // probation, 1 protected), so that its protection holds across classes too.
+  // REQUIRES: `id` is in the policy.
+  virtual int SegmentOf(EntryId id) const { return 0; }
 };
 
 // Least recently used first, per size class. O(1) insert/access/remove; PickVictim walks from

@@ -99,6 +99,8 @@ class ControlledPolicy final : public EvictionPolicy {
   void Prefetch(uint64_t fingerprint) const override;
   std::optional<EntryId> PickVictim(uint32_t size_class,
                                     const std::function<bool(EntryId)>& evictable) override;
+  // The base policy's.
+  int SegmentOf(EntryId id) const override;
 
   // Pins and unpins a cached block; no-ops for ids not in the policy. Unpin of an unpinned
   // block does nothing.

@@ -13,6 +13,10 @@
 //    the second use of such a block count.
 //  * Leaf-first: a block with cached children is never the victim (its children would be
 //    unreachable, since lookups walk prefixes from the root), so chains shrink from their tips.
+//    A chain may mix size classes (a compressed namespace's frames of different sizes): a
+//    class then gives up its deepest block of the chain, the blocks of other classes below it
+//    become orphans and go next in their own classes (a victim must free a slot of the class
+//    the tier asks for).
 //    To keep that cheap, blocks are placed so that a parent stays hotter than its children
 //    (Place), and a child back from the ghost joins its parent on probation rather than going
 //    to protected alone: chains then lie tip-coldest, and the victim walk meets few parents.
@@ -197,16 +201,33 @@ class PrefixSlruPolicy final : public EvictionPolicy {
     }
   }
 
-  // A block without children reached from `id` through children in segment `seg`, or nullopt
-  // when every path leaves the segment first. O(depth x fanout).
+  // The deepest block of `id`'s size class on a path down from `id` through children in
+  // segment `seg` (of any class), or nullopt when a child of that class waits in the other
+  // segment with none in `seg` to follow. Blocks of other classes on the way are stepped
+  // through, not taken: a victim must free a slot of the class the tier asks for, and their
+  // own classes evict them once they are orphans (OnRemove). A compressed namespace's chains
+  // mix classes, one per frame size. O(depth x fanout).
   std::optional<uint32_t> TipBelow(uint32_t id, Segment seg) const {
-    while (nodes_[id].children > 0) {
-      uint32_t child = nodes_[id].first_child;
-      while (child != kNoEntry && nodes_[child].segment != seg) child = nodes_[child].next_sibling;
-      if (child == kNoEntry) return std::nullopt;
-      id = child;
+    const uint32_t size_class = nodes_[id].size_class;
+    uint32_t tip = id;
+    for (uint32_t at = id;;) {
+      uint32_t next = kNoEntry;
+      bool waits = false;  // a child of this class in the other segment
+      for (uint32_t child = nodes_[at].first_child; child != kNoEntry;
+           child = nodes_[child].next_sibling) {
+        if (nodes_[child].segment == seg) {
+          next = child;
+          break;
+        }
+        waits |= nodes_[child].size_class == size_class;
+      }
+      if (next == kNoEntry) {
+        if (waits) return std::nullopt;
+        return tip;
+      }
+      at = next;
+      if (nodes_[at].size_class == size_class) tip = at;
     }
-    return id;
   }
 
   void AttachToParent(uint32_t id, uint32_t parent) {

@@ -33,6 +33,28 @@ std::vector<EntryId> Drain(EvictionPolicy& p) {
   return order;
 }
 
+TEST(PrefixSlruTest, AClassesVictimIsOfThatClassWhereverItsChildrenAre) {
+  // A chain across size classes, as a compressed namespace's frames of different sizes make:
+  // 0 (class 0) -> 1 (class 1) -> 2 (class 0) -> 3 (class 1).
+  auto p = Make();
+  for (EntryId id = 0; id < 4; ++id) {
+    BlockInfo info{.size_class = static_cast<uint32_t>(id % 2), .fingerprint = id + 1};
+    if (id > 0) info.parent = id - 1;
+    p->OnInsertBlock(id, info);
+  }
+  // Class 0 must give up a block of class 0: the deepest one, 2, whose only child is of
+  // class 1 (the tier asked for a class-0 slot; block 3 would free none).
+  std::optional<EntryId> v = p->PickVictim(0, Any());
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(*v, 2u);
+  p->OnRemove(*v);
+  // Block 3 is an orphan now: class 1's next victim.
+  EXPECT_EQ(p->PickVictim(1, Any()), std::optional<EntryId>(3));
+  p->OnRemove(3);
+  EXPECT_EQ(p->PickVictim(0, Any()), std::optional<EntryId>(0));
+  EXPECT_EQ(p->PickVictim(1, Any()), std::optional<EntryId>(1));
+}
+
 TEST(PrefixSlruTest, SegmentOfSaysProbationOrProtected) {
   // What DramTier ranks blocks of different size classes by, before their last use.
   auto p = Make();

@@ -101,18 +101,22 @@ TEST_P(PolicyContractTest, RemovingUnknownIdsIsHarmless) {
   EXPECT_FALSE(p->PickVictim(0, Any()));
 }
 
-// A random mix of inserts (with fingerprints and parents), uses, evictions and removals, checked
-// against a model of the cached blocks and their parents after every step. prefix-slru must
-// also keep its leaf-first promise: its victim never has a cached child.
+// A random mix of inserts (with fingerprints and parents, some of another size class, as a
+// compressed namespace's chains have), uses, evictions and removals, checked against a model of
+// the cached blocks and their parents after every step. A class's victim is of that class.
+// prefix-slru must also keep its leaf-first promise: its victim never has a cached child of
+// its own class (one of another class cannot make room in this one).
 TEST_P(PolicyContractTest, RandomOperationsKeepTheContract) {
   auto p = Make(GetParam());
   const bool leaf_first = GetParam() == "prefix-slru";
   std::mt19937_64 rng(7);
   std::set<EntryId> cached[2];
   std::map<EntryId, EntryId> parent_of;  // cached child -> cached parent
+  std::map<EntryId, uint32_t> class_of;
   const auto has_child = [&](EntryId id) {
-    return std::any_of(parent_of.begin(), parent_of.end(),
-                       [&](const auto& kv) { return kv.second == id; });
+    return std::any_of(parent_of.begin(), parent_of.end(), [&](const auto& kv) {
+      return kv.second == id && class_of[kv.first] == class_of[id];
+    });
   };
   const auto forget = [&](EntryId id) {
     parent_of.erase(id);
@@ -135,10 +139,12 @@ TEST_P(PolicyContractTest, RandomOperationsKeepTheContract) {
       BlockInfo info{
           .size_class = cls,
           .fingerprint = (rng() % 3 == 0 && next_fp > 50) ? next_fp - rng() % 50 : next_fp++};
-      if (!cached[cls].empty() && rng() % 2 == 0) {
-        info.parent = *cached[cls].rbegin();
+      const uint32_t parent_cls = rng() % 4 == 0 ? 1 - cls : cls;
+      if (!cached[parent_cls].empty() && rng() % 2 == 0) {
+        info.parent = *cached[parent_cls].rbegin();
         parent_of[id] = *info.parent;
       }
+      class_of[id] = cls;
       p->OnInsertBlock(id, info);
       cached[cls].insert(id);
     } else if (op < 7) {

@@ -202,31 +202,39 @@ class PrefixSlruPolicy final : public EvictionPolicy {
   }
 
   // The deepest block of `id`'s size class on a path down from `id` through children in
-  // segment `seg` (of any class), or nullopt when a child of that class waits in the other
-  // segment with none in `seg` to follow. Blocks of other classes on the way are stepped
-  // through, not taken: a victim must free a slot of the class the tier asks for, and their
-  // own classes evict them once they are orphans (OnRemove). A compressed namespace's chains
-  // mix classes, one per frame size. O(depth x fanout).
+  // segment `seg`, or nullopt when a block of that class on the way has a child of that class
+  // in the other segment only (it must go first, and only a walk of that segment can take it).
+  // Children of the class are followed first; blocks of other classes are stepped through, not
+  // taken: a victim must free a slot of the class the tier asks for, and their own classes
+  // evict them once they are orphans (OnRemove). A compressed namespace's chains mix classes,
+  // one per frame size. O(depth x fanout).
   std::optional<uint32_t> TipBelow(uint32_t id, Segment seg) const {
     const uint32_t size_class = nodes_[id].size_class;
     uint32_t tip = id;
     for (uint32_t at = id;;) {
-      uint32_t next = kNoEntry;
-      bool waits = false;  // a child of this class in the other segment
+      uint32_t own = kNoEntry, other = kNoEntry;  // children in `seg`: of this class, of others
+      bool waits = false;                         // a child of this class in the other segment
       for (uint32_t child = nodes_[at].first_child; child != kNoEntry;
            child = nodes_[child].next_sibling) {
-        if (nodes_[child].segment == seg) {
-          next = child;
+        const Node& c = nodes_[child];
+        if (c.size_class != size_class) {
+          if (c.segment == seg && other == kNoEntry) other = child;
+        } else if (c.segment == seg) {
+          own = child;
           break;
+        } else {
+          waits = true;
         }
-        waits |= nodes_[child].size_class == size_class;
       }
-      if (next == kNoEntry) {
-        if (waits) return std::nullopt;
+      if (own != kNoEntry) {
+        at = tip = own;
+      } else if (waits) {
+        return std::nullopt;
+      } else if (other != kNoEntry) {
+        at = other;
+      } else {
         return tip;
       }
-      at = next;
-      if (nodes_[at].size_class == size_class) tip = at;
     }
   }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "format.h"
@@ -76,6 +77,10 @@ void* MappedDevicePointer(void* p) {
 // kernels had finished (docs/benchmarks.md, "Queuing the encoder").
 constexpr size_t kStagingSlots = 8;
 
+// decode_state: kMaxParamItems error codes, then the count of finished warps.
+constexpr size_t kDecodeStateCodesBytes = kvz::gpu::kMaxParamItems * sizeof(int32_t);
+constexpr size_t kDecodeStateBytes = kDecodeStateCodesBytes + sizeof(uint64_t);
+
 }  // namespace
 
 struct GpuCodec::Workspace {
@@ -84,6 +89,10 @@ struct GpuCodec::Workspace {
   DeviceBuffer items;
   DeviceBuffer plans;    // the three-kernel encoder's chunk plans
   DeviceBuffer results;  // frame sizes, where the caller's memory is not pinned
+  // The decoder's error codes and count of finished warps for batches whose descriptors go as
+  // the kernel's parameter: zeroed once at Create, and again by each batch's last warp.
+  DeviceBuffer decode_state;
+  std::vector<ItemDesc> param_items;  // those descriptors, on the host
   // Pinned staging for the item descriptors, used round robin. A slot's `uploaded` is recorded
   // after its upload, so that a later call does not overwrite it while the copy may still read
   // it; the device buffer `items` needs no such care, since calls on one stream are ordered.
@@ -181,6 +190,8 @@ absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& o
   KVTIER_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   KVTIER_CUDA_RETURN_IF_ERROR(
       cudaDeviceGetAttribute(&ws->sm_count, cudaDevAttrMultiProcessorCount, device));
+  KVTIER_RETURN_IF_ERROR(ws->decode_state.Reserve(kDecodeStateBytes));
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemset(ws->decode_state.as<void>(), 0, kDecodeStateBytes));
   return std::unique_ptr<GpuCodec>(new GpuCodec(options, std::move(ws)));
 }
 
@@ -270,12 +281,23 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
     return absl::InvalidArgumentError("errors must point to items.size() entries");
   }
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
-  // The error codes and the count of finished warps start at zero, staged with the
-  // descriptors up to kMaxUploadedZeros.
+  int32_t* const errors_out = static_cast<int32_t*>(MappedDevicePointer(errors));
+  // A batch of up to kMaxParamItems items whose codes go to pinned memory passes its
+  // descriptors as the kernel's parameter, and its codes and count of finished warps live in
+  // decode_state, which the kernel's last warp leaves zeroed: the kernel is the batch's only
+  // step on the stream. Otherwise the descriptors are uploaded, and the codes and the count
+  // start at zero staged with them up to kMaxUploadedZeros.
+  const bool as_param = items.size() <= kvz::gpu::kMaxParamItems && errors_out != nullptr;
   const size_t codes_bytes = (items.size() * sizeof(int32_t) + 7) / 8 * 8;
   const size_t error_bytes = codes_bytes + sizeof(uint64_t);
-  const size_t staged_zeros = error_bytes <= kMaxUploadedZeros ? error_bytes : 0;
-  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size(), staged_zeros));
+  const size_t staged_zeros = !as_param && error_bytes <= kMaxUploadedZeros ? error_bytes : 0;
+  ItemDesc* staging = nullptr;
+  if (as_param) {
+    ws_->param_items.resize(items.size());
+    staging = ws_->param_items.data();
+  } else {
+    KVTIER_ASSIGN_OR_RETURN(staging, ws_->ReserveStaging(items.size(), staged_zeros));
+  }
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuDecompressItem& item = items[i];
@@ -295,18 +317,25 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
     units += std::max<uint64_t>(staging[i].num_chunks, 1);
   }
   KVTIER_RETURN_IF_ERROR(CheckUnits(units));
-  KVTIER_ASSIGN_OR_RETURN(std::byte* const zeros, ws_->Upload(items.size(), staged_zeros,
-                                                              error_bytes - staged_zeros, stream));
   BatchView b;
-  b.items = ws_->items.as<ItemDesc>();
   b.num_items = static_cast<uint32_t>(items.size());
   b.num_units = units;
   b.dtype = static_cast<uint8_t>(options_.dtype);
   b.chunk_log2 = options_.chunk_log2;
-  b.errors = reinterpret_cast<int32_t*>(zeros);
-  b.errors_out = static_cast<int32_t*>(MappedDevicePointer(errors));
-  b.warps_done = reinterpret_cast<uint32_t*>(zeros + codes_bytes);
+  b.errors_out = errors_out;
   b.sm_count = ws_->sm_count;
+  if (as_param) {
+    b.errors = ws_->decode_state.as<int32_t>();
+    b.warps_done =
+        reinterpret_cast<uint32_t*>(ws_->decode_state.as<std::byte>() + kDecodeStateCodesBytes);
+    KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream, staging));
+    return absl::OkStatus();
+  }
+  KVTIER_ASSIGN_OR_RETURN(std::byte* const zeros, ws_->Upload(items.size(), staged_zeros,
+                                                              error_bytes - staged_zeros, stream));
+  b.items = ws_->items.as<ItemDesc>();
+  b.errors = reinterpret_cast<int32_t*>(zeros);
+  b.warps_done = reinterpret_cast<uint32_t*>(zeros + codes_bytes);
   KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream));
   if (b.errors_out == nullptr) {
     KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(errors, b.errors, items.size() * sizeof(int32_t),

@@ -533,6 +533,25 @@ TEST(GpuCodecTest, SizesAndErrorsReachPinnedAndPageableMemory) {
     EXPECT_EQ(GpuDecodeErrorToStatus(pageable_errors[i], i).code(), want) << "block " << i;
     EXPECT_EQ(GpuDecodeErrorToStatus(pinned_errors[i], i).code(), want) << "block " << i;
   }
+  // Batches of few items with pinned codes keep their codes on the device between batches
+  // (the last warp clears them): the damaged frame's code must not reach the next batch, of
+  // the undamaged frames only, nor a damaged batch's count of warps the one after it.
+  const std::vector<GpuDecompressItem> good = {ditems[0], ditems[1], ditems[2], ditems[4]};
+  for (int round = 0; round < 3; ++round) {
+    std::fill(pinned_errors, pinned_errors + inputs.size(), -1);
+    ASSERT_TRUE((*codec)->DecompressAsync(good, pinned_errors, nullptr).ok());
+    ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+    for (size_t i = 0; i < good.size(); ++i) {
+      EXPECT_EQ(pinned_errors[i], 0) << "round " << round << ", block " << i;
+    }
+    EXPECT_EQ(pinned_errors[good.size()], -1) << "a code past the batch's items was written";
+    std::fill(pinned_errors, pinned_errors + inputs.size(), -1);
+    ASSERT_TRUE((*codec)->DecompressAsync(ditems, pinned_errors, nullptr).ok());
+    ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      EXPECT_EQ(pinned_errors[i] != 0, i == kDamaged) << "round " << round << ", block " << i;
+    }
+  }
   cudaFreeHost(pinned_errors);
 }
 

@@ -4,6 +4,8 @@
 // them with their raw bytes and writes the tile with coalesced stores. It checks what the CPU
 // decoder (compression/src/chunk_decoder.cc) checks, and never reads outside the frame nor
 // writes outside the chunk's elements, whatever the bytes.
+#include <algorithm>
+
 #include "huffman.h"
 #include "kvz_device.cuh"
 
@@ -665,13 +667,15 @@ __device__ void CopyErrorsIfLast(const BatchView& b, int lane) {
   if (__shfl_sync(kFullMask, last, 0) == 0) return;
   __threadfence();
   for (uint32_t i = static_cast<uint32_t>(lane); i < b.num_items; i += kLanes) {
-    b.errors_out[i] = atomicAdd(&b.errors[i], 0);  // read from L2, past any stale L1 line
+    b.errors_out[i] = atomicExch(&b.errors[i], 0);  // from L2, past any stale L1 line; cleared
   }
+  // Every other warp is done, so nothing counts or reports any more: the next batch on this
+  // stream finds zeros without a step to clear them.
+  if (lane == 0) *b.warps_done = 0;
 }
 
 template <int kElementBytes>
-__global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
-    DecodeKernel(BatchView b) {
+__device__ __forceinline__ void DecodeWarp(const BatchView& b) {
   __shared__ uint32_t tables[kDecodeWarps][1 << kMaxCodeLength];
   __shared__ alignas(16) WarpShared warp_shared[kDecodeWarps];
   const int warp = threadIdx.x / kLanes;
@@ -682,14 +686,67 @@ __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
   if (b.errors_out != nullptr) CopyErrorsIfLast(b, threadIdx.x % kLanes);
 }
 
+template <int kElementBytes>
+__global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
+    DecodeKernel(BatchView b) {
+  DecodeWarp<kElementBytes>(b);
+}
+
+// The batch with its descriptors, as one kernel parameter.
+template <int kItems>
+struct DecodeParams {
+  BatchView b;
+  ItemDesc items[kItems];
+};
+
+// __grid_constant__: the descriptors are read where the parameter lies (the constant bank),
+// not copied per thread, so they can be indexed like the uploaded ones.
+template <int kElementBytes, int kItems>
+__global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
+    DecodeKernelWithItems(const __grid_constant__ DecodeParams<kItems> p) {
+  BatchView b = p.b;
+  b.items = p.items;
+  DecodeWarp<kElementBytes>(b);
+}
+
+// Launches DecodeKernelWithItems with the smallest parameter that holds the batch's
+// descriptors (a parameter's bytes are part of every launch).
+template <int kElementBytes, int kItems>
+void LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
+                     cudaStream_t stream) {
+  DecodeParams<kItems> p;
+  p.b = b;
+  std::copy(host_items, host_items + b.num_items, p.items);
+  DecodeKernelWithItems<kElementBytes, kItems><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(p);
+}
+
+template <int kElementBytes>
+void LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
+                     cudaStream_t stream) {
+  if (b.num_items <= 64) {
+    LaunchWithItems<kElementBytes, 64>(b, host_items, blocks, stream);
+  } else {
+    LaunchWithItems<kElementBytes, kMaxParamItems>(b, host_items, blocks, stream);
+  }
+}
+
 }  // namespace
 
-cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream) {
+cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream, const ItemDesc* host_items) {
   BatchView b = batch;
   b.hash_quarters =
       batch.chunk_log2 >= 14 && b.num_units >= uint64_t{kDecodeWarps * kDecodeBlocksPerSm / 2} *
                                                    static_cast<uint64_t>(batch.sm_count);
   const unsigned blocks = static_cast<unsigned>((b.num_units + kDecodeWarps - 1) / kDecodeWarps);
+  if (host_items != nullptr) {
+    if (b.num_items > kMaxParamItems) return cudaErrorInvalidValue;
+    if (ElementBytes(b.dtype) == 2) {
+      LaunchWithItems<2>(b, host_items, blocks, stream);
+    } else {
+      LaunchWithItems<1>(b, host_items, blocks, stream);
+    }
+    return cudaGetLastError();
+  }
   if (ElementBytes(b.dtype) == 2) {
     DecodeKernel<2><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(b);
   } else {

@@ -59,8 +59,9 @@ struct BatchView {
   uint64_t* frame_sizes = nullptr;  // encode: num_items entries (device)
   int32_t* errors = nullptr;        // decode: num_items entries (device), zeroed by the caller
   // Decode: when set, the warp that finishes last copies `errors` here (the caller's pinned
-  // memory, mapped), so that no copy step follows the kernel; `warps_done` (device, zeroed by
-  // the caller) counts the finished warps.
+  // memory, mapped), so that no copy step follows the kernel, and then zeroes `errors` and
+  // `warps_done` again for the next batch; `warps_done` (device, zeroed by the caller before
+  // its first batch) counts the finished warps.
   int32_t* errors_out = nullptr;
   uint32_t* warps_done = nullptr;
   // Decode: hash each quarter of a Huffman chunk for its check as soon as it is written, rather
@@ -97,6 +98,11 @@ cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream);
 // read-back over the decoding hides it behind other warps (+9-10% at 64 and 256 MiB of bf16 on an
 // H100), and the whole chunk at its end otherwise, where fewer loads in flight per warp would show
 // (1-8 MiB batches and 2^12-element chunks decoded 7-12% slower with quarters).
-cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream);
+// With `host_items` (batch.num_items <= kMaxParamItems of them, in host memory), the
+// descriptors go to the kernel as its parameter and batch.items is ignored: no upload precedes
+// the kernel on the stream. CUDA 12.1 allows 32 KiB of kernel parameters.
+inline constexpr uint32_t kMaxParamItems = 480;  // 30 KiB of descriptors
+cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream,
+                         const ItemDesc* host_items = nullptr);
 
 }  // namespace kvtier::kvz::gpu

@@ -92,7 +92,12 @@ struct GpuCodec::Workspace {
   // The decoder's error codes and count of finished warps for batches whose descriptors go as
   // the kernel's parameter: zeroed once at Create, and again by each batch's last warp.
   DeviceBuffer decode_state;
-  std::vector<ItemDesc> param_items;  // those descriptors, on the host
+  // The same for the fused encoder: look-back states, chunk counter and count of finished
+  // blocks, zeroed when the buffer grows and by each batch's last block; `encode_state_bytes`
+  // of them are known to be zero between batches.
+  DeviceBuffer encode_state;
+  size_t encode_state_bytes = 0;
+  std::vector<ItemDesc> param_items;  // descriptors passed as a kernel parameter, on the host
   // Pinned staging for the item descriptors, used round robin. A slot's `uploaded` is recorded
   // after its upload, so that a later call does not overwrite it while the copy may still read
   // it; the device buffer `items` needs no such care, since calls on one stream are ordered.
@@ -155,6 +160,16 @@ struct GpuCodec::Workspace {
     return absl::OkStatus();
   }
 
+  // The first `bytes` of encode_state, zero when the kernel queued next on `stream` starts.
+  absl::StatusOr<std::byte*> EncodeState(size_t bytes, cudaStream_t stream) {
+    if (bytes > encode_state_bytes) {
+      KVTIER_RETURN_IF_ERROR(encode_state.Reserve(bytes));  // waits for the device if it grows
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(encode_state.as<void>(), 0, bytes, stream));
+      encode_state_bytes = bytes;
+    }
+    return encode_state.as<std::byte>();
+  }
+
   // Copies the `n` descriptors and `zero_bytes` of zeros staged by the last ReserveStaging to
   // the device on `stream`, then clears `memset_bytes` more after them on the device (zeros too
   // many to stage). Returns the device address of the zeros.
@@ -204,17 +219,28 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   const size_t element_bytes = KvDtypeBytes(options_.dtype);
   const bool fused =
       kvz::gpu::UsesFusedEncoder(options_.chunk_log2, static_cast<int>(element_bytes));
-  // The fused encoder's look-back states and chunk counter start at zero: a word per chunk and
-  // one more, staged with the descriptors up to kMaxUploadedZeros. The staging is sized before
-  // the descriptors are written, so the chunks are counted here from the items' sizes (the
-  // descriptors below count the same; a batch with a bad item is refused before its upload).
+  // The fused encoder's look-back states, chunk counter and count of finished blocks start at
+  // zero: a word per chunk and two more. A fused batch of up to kMaxParamItems items passes its
+  // descriptors as the kernel's parameter and keeps those words in encode_state, which its last
+  // block leaves zeroed: the kernel is then its only step on the stream (with pinned sizes).
+  // Otherwise the zeros are staged with the uploaded descriptors up to kMaxUploadedZeros. The
+  // staging is sized before the descriptors are written, so the chunks are counted here from
+  // the items' sizes (the descriptors below count the same; a batch with a bad item is refused
+  // before its upload).
   uint64_t chunks = 0;
   for (const GpuCompressItem& item : items) {
     chunks += NumChunks(item.input_bytes / element_bytes, options_.chunk_log2);
   }
-  const size_t zero_words = fused ? (chunks + 1) * sizeof(uint64_t) : 0;
-  const size_t staged_zeros = zero_words <= kMaxUploadedZeros ? zero_words : 0;
-  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging, ws_->ReserveStaging(items.size(), staged_zeros));
+  const bool as_param = fused && items.size() <= kvz::gpu::kMaxParamItems;
+  const size_t zero_words = fused ? (chunks + 2) * sizeof(uint64_t) : 0;
+  const size_t staged_zeros = !as_param && zero_words <= kMaxUploadedZeros ? zero_words : 0;
+  ItemDesc* staging = nullptr;
+  if (as_param) {
+    ws_->param_items.resize(items.size());
+    staging = ws_->param_items.data();
+  } else {
+    KVTIER_ASSIGN_OR_RETURN(staging, ws_->ReserveStaging(items.size(), staged_zeros));
+  }
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuCompressItem& item = items[i];
@@ -238,8 +264,13 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
     units += staging[i].num_chunks;
   }
   KVTIER_RETURN_IF_ERROR(CheckUnits(units));
-  KVTIER_ASSIGN_OR_RETURN(std::byte* const zeros, ws_->Upload(items.size(), staged_zeros,
-                                                              zero_words - staged_zeros, stream));
+  std::byte* zeros = nullptr;
+  if (as_param) {
+    KVTIER_ASSIGN_OR_RETURN(zeros, ws_->EncodeState(zero_words, stream));
+  } else {
+    KVTIER_ASSIGN_OR_RETURN(
+        zeros, ws_->Upload(items.size(), staged_zeros, zero_words - staged_zeros, stream));
+  }
   if (!fused) {
     KVTIER_RETURN_IF_ERROR(ws_->plans.Reserve(std::max<uint64_t>(units, 1) * sizeof(ChunkPlan)));
   }
@@ -256,7 +287,8 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   b.plans = ws_->plans.as<ChunkPlan>();
   b.lookback = reinterpret_cast<uint64_t*>(zeros);
   b.frame_sizes = mapped_sizes != nullptr ? mapped_sizes : ws_->results.as<uint64_t>();
-  KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchEncode(b, stream));
+  KVTIER_CUDA_RETURN_IF_ERROR(
+      kvz::gpu::LaunchEncode(b, stream, as_param ? ws_->param_items.data() : nullptr));
   if (mapped_sizes == nullptr) {
     KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(compressed_sizes, b.frame_sizes,
                                                 items.size() * sizeof(uint64_t),

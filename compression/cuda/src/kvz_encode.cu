@@ -99,10 +99,11 @@ cudaError_t LaunchEncodeFor(const BatchView& b, cudaStream_t stream) {
 
 }  // namespace
 
-cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream) {
+cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream, const ItemDesc* host_items) {
   if (UsesFusedEncoder(batch.chunk_log2, ElementBytes(batch.dtype))) {
-    return LaunchFusedEncode(batch, stream);
+    return LaunchFusedEncode(batch, stream, host_items);
   }
+  if (host_items != nullptr) return cudaErrorInvalidValue;  // the three kernels read b.items
   return ElementBytes(batch.dtype) == 2 ? LaunchEncodeFor<2>(batch, stream)
                                         : LaunchEncodeFor<1>(batch, stream);
 }

@@ -3,6 +3,7 @@
 // plans it (kvz_encode_plan.cuh), places its body after its predecessors' by a decoupled
 // look-back, and writes it (kvz_encode_write.cuh). The input is read from global memory once,
 // against twice for the three-kernel path in kvz_encode.cu.
+#include <algorithm>
 #include <cuda/atomic>
 
 #include "header_bytes.h"
@@ -85,8 +86,26 @@ __device__ void WriteEmptyFrames(const BatchView& b, int thread) {
   }
 }
 
+// The end of every block: the one that finishes the batch last clears the look-back states,
+// the chunk counter and the count of finished blocks, so that the next batch on the stream
+// finds them zero without a step of its own. Every other block is done with them by then: a
+// block counts itself only after its look-back, and no block reads another's state later.
+// `last` is a word of the block's shared memory that nothing needs any more.
+__device__ void ClearIfLast(const BatchView& b, uint32_t* last) {
+  __syncthreads();
+  uint64_t* const done = &b.lookback[b.num_units + 1];
+  if (threadIdx.x == 0) {
+    __threadfence();
+    *last = atomicAdd(reinterpret_cast<unsigned long long*>(done), 1ull) == gridDim.x - 1 ? 1 : 0;
+  }
+  __syncthreads();
+  if (*last == 0) return;
+  __threadfence();
+  for (uint64_t i = threadIdx.x; i < b.num_units + 2; i += blockDim.x) b.lookback[i] = 0;
+}
+
 template <int kElementBytes>
-__global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm) FusedEncodeKernel(BatchView b) {
+__device__ __forceinline__ void EncodeChunkBlock(const BatchView& b) {
   static_assert(kPlanThreads == kWriteThreads);
   extern __shared__ uint4 fused_shared[];
   FusedShared& sm = *reinterpret_cast<FusedShared*>(fused_shared);
@@ -101,7 +120,7 @@ __global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm) FusedEncodeKe
   __syncthreads();
   const uint64_t unit = sm.unit;
   if (unit == 0) WriteEmptyFrames(b, thread);
-  if (unit >= b.num_units) return;
+  if (unit >= b.num_units) return;  // uniform in the block
   if (warp == 0) {
     const uint32_t found = FindItemWarp(b.items, b.num_items, unit, lane);
     if (lane == 0) sm.item = found;
@@ -165,25 +184,78 @@ __global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm) FusedEncodeKe
 }
 
 template <int kElementBytes>
-cudaError_t LaunchFusedEncodeFor(const BatchView& b, cudaStream_t stream) {
-  const size_t chunk_bytes = (size_t{1} << b.chunk_log2) * kElementBytes;
-  const size_t smem = (sizeof(FusedShared) + 15) / 16 * 16 + chunk_bytes;
-  if (cudaError_t e =
-          cudaFuncSetAttribute(FusedEncodeKernel<kElementBytes>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+__device__ __forceinline__ void FusedEncodeBlock(const BatchView& b) {
+  extern __shared__ uint4 fused_shared[];
+  EncodeChunkBlock<kElementBytes>(b);
+  // No static shared memory: five blocks per SM fit only just (kFusedSharedBytes).
+  ClearIfLast(b, &reinterpret_cast<FusedShared*>(fused_shared)->item);
+}
+
+template <int kElementBytes>
+__global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm) FusedEncodeKernel(BatchView b) {
+  FusedEncodeBlock<kElementBytes>(b);
+}
+
+// The batch with its descriptors, as one kernel parameter (kMaxParamItems).
+template <int kItems>
+struct EncodeParams {
+  BatchView b;
+  ItemDesc items[kItems];
+};
+
+// __grid_constant__: the descriptors are read where the parameter lies, not copied per thread.
+template <int kElementBytes, int kItems>
+__global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm)
+    FusedEncodeKernelWithItems(const __grid_constant__ EncodeParams<kItems> p) {
+  BatchView b = p.b;
+  b.items = p.items;
+  FusedEncodeBlock<kElementBytes>(b);
+}
+
+template <typename Kernel, typename Param>
+cudaError_t LaunchWithShared(Kernel kernel, const Param& param, unsigned blocks, size_t smem,
+                             cudaStream_t stream) {
+  if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem));
       e != cudaSuccess) {
     return e;
   }
-  const unsigned blocks = static_cast<unsigned>(b.num_units > 0 ? b.num_units : 1);
-  FusedEncodeKernel<kElementBytes><<<blocks, kPlanThreads, smem, stream>>>(b);
+  kernel<<<blocks, kPlanThreads, smem, stream>>>(param);
   return cudaGetLastError();
+}
+
+template <int kElementBytes, int kItems>
+cudaError_t LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
+                            size_t smem, cudaStream_t stream) {
+  EncodeParams<kItems> p;
+  p.b = b;
+  std::copy(host_items, host_items + b.num_items, p.items);
+  return LaunchWithShared(FusedEncodeKernelWithItems<kElementBytes, kItems>, p, blocks, smem,
+                          stream);
+}
+
+template <int kElementBytes>
+cudaError_t LaunchFusedEncodeFor(const BatchView& b, cudaStream_t stream,
+                                 const ItemDesc* host_items) {
+  const size_t chunk_bytes = (size_t{1} << b.chunk_log2) * kElementBytes;
+  const size_t smem = (sizeof(FusedShared) + 15) / 16 * 16 + chunk_bytes;
+  const unsigned blocks = static_cast<unsigned>(b.num_units > 0 ? b.num_units : 1);
+  if (host_items == nullptr) {
+    return LaunchWithShared(FusedEncodeKernel<kElementBytes>, b, blocks, smem, stream);
+  }
+  if (b.num_items > kMaxParamItems) return cudaErrorInvalidValue;
+  // The smallest parameter that holds the descriptors: its bytes go with every launch.
+  return b.num_items <= 64
+             ? LaunchWithItems<kElementBytes, 64>(b, host_items, blocks, smem, stream)
+             : LaunchWithItems<kElementBytes, kMaxParamItems>(b, host_items, blocks, smem, stream);
 }
 
 }  // namespace
 
-cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream) {
-  return ElementBytes(batch.dtype) == 2 ? LaunchFusedEncodeFor<2>(batch, stream)
-                                        : LaunchFusedEncodeFor<1>(batch, stream);
+cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream,
+                              const ItemDesc* host_items) {
+  return ElementBytes(batch.dtype) == 2 ? LaunchFusedEncodeFor<2>(batch, stream, host_items)
+                                        : LaunchFusedEncodeFor<1>(batch, stream, host_items);
 }
 
 }  // namespace kvtier::kvz::gpu

@@ -53,8 +53,9 @@ struct BatchView {
   uint8_t dtype = 0;
   int chunk_log2 = 0;
   ChunkPlan* plans = nullptr;  // encode, three-kernel path: num_units entries (device)
-  // Encode, fused path: num_units + 1 words (device), the chunks' look-back states and then the
-  // counter that hands out chunks; zeroed by the caller (GpuCodec uploads the zeros).
+  // Encode, fused path: num_units + 2 words (device), the chunks' look-back states, the counter
+  // that hands out chunks and the count of finished blocks; zeroed by the caller before its
+  // first batch, and cleared again by each batch's last block.
   uint64_t* lookback = nullptr;
   uint64_t* frame_sizes = nullptr;  // encode: num_items entries (device)
   int32_t* errors = nullptr;        // decode: num_items entries (device), zeroed by the caller
@@ -85,12 +86,20 @@ inline bool UsesFusedEncoder(int chunk_log2, int element_bytes) {
   return chunk_bytes >= kFusedMinChunkBytes && chunk_bytes <= kFusedMaxChunkBytes;
 }
 
+// Batches of up to this many items can pass their descriptors to a kernel as its parameter
+// (host_items below) rather than upload them: CUDA 12.1 allows 32 KiB of kernel parameters.
+inline constexpr uint32_t kMaxParamItems = 480;  // 30 KiB of descriptors
+
 // Queues the encoder on `stream` (fused, or plan, scan and write); returns the first error.
+// With `host_items` (the fused path only, batch.num_items <= kMaxParamItems of them, in host
+// memory), the descriptors go to the kernel as its parameter and batch.items is ignored.
 // REQUIRES: num_items >= 1; inputs and outputs 16-byte aligned; capacities checked.
-cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream);
+cudaError_t LaunchEncode(const BatchView& batch, cudaStream_t stream,
+                         const ItemDesc* host_items = nullptr);
 
 // The fused path of LaunchEncode (kvz_encode_fused.cu). REQUIRES: UsesFusedEncoder, as above.
-cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream);
+cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream,
+                              const ItemDesc* host_items);
 
 // Queues the decoder on `stream`. REQUIRES: num_units >= 1; pointers 16-byte aligned.
 // Ignores batch.hash_quarters: it hashes quarters for batches of at least 8 chunks per SM (of
@@ -100,8 +109,7 @@ cudaError_t LaunchFusedEncode(const BatchView& batch, cudaStream_t stream);
 // (1-8 MiB batches and 2^12-element chunks decoded 7-12% slower with quarters).
 // With `host_items` (batch.num_items <= kMaxParamItems of them, in host memory), the
 // descriptors go to the kernel as its parameter and batch.items is ignored: no upload precedes
-// the kernel on the stream. CUDA 12.1 allows 32 KiB of kernel parameters.
-inline constexpr uint32_t kMaxParamItems = 480;  // 30 KiB of descriptors
+// the kernel on the stream.
 cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream,
                          const ItemDesc* host_items = nullptr);
 

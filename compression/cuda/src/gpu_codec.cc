@@ -160,6 +160,14 @@ struct GpuCodec::Workspace {
     return absl::OkStatus();
   }
 
+  // Where a batch's `n` descriptors are written: host memory passed as the kernel's parameter
+  // (`as_param`), or the next staging slot with `zero_bytes` of zeros after them.
+  absl::StatusOr<ItemDesc*> Descriptors(size_t n, bool as_param, size_t zero_bytes) {
+    if (!as_param) return ReserveStaging(n, zero_bytes);
+    param_items.resize(n);
+    return param_items.data();
+  }
+
   // The first `bytes` of encode_state, zero when the kernel queued next on `stream` starts.
   absl::StatusOr<std::byte*> EncodeState(size_t bytes, cudaStream_t stream) {
     if (bytes > encode_state_bytes) {
@@ -234,13 +242,8 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   const bool as_param = fused && items.size() <= kvz::gpu::kMaxParamItems;
   const size_t zero_words = fused ? (chunks + 2) * sizeof(uint64_t) : 0;
   const size_t staged_zeros = !as_param && zero_words <= kMaxUploadedZeros ? zero_words : 0;
-  ItemDesc* staging = nullptr;
-  if (as_param) {
-    ws_->param_items.resize(items.size());
-    staging = ws_->param_items.data();
-  } else {
-    KVTIER_ASSIGN_OR_RETURN(staging, ws_->ReserveStaging(items.size(), staged_zeros));
-  }
+  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging,
+                          ws_->Descriptors(items.size(), as_param, staged_zeros));
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuCompressItem& item = items[i];
@@ -323,13 +326,8 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
   const size_t codes_bytes = (items.size() * sizeof(int32_t) + 7) / 8 * 8;
   const size_t error_bytes = codes_bytes + sizeof(uint64_t);
   const size_t staged_zeros = !as_param && error_bytes <= kMaxUploadedZeros ? error_bytes : 0;
-  ItemDesc* staging = nullptr;
-  if (as_param) {
-    ws_->param_items.resize(items.size());
-    staging = ws_->param_items.data();
-  } else {
-    KVTIER_ASSIGN_OR_RETURN(staging, ws_->ReserveStaging(items.size(), staged_zeros));
-  }
+  KVTIER_ASSIGN_OR_RETURN(ItemDesc* const staging,
+                          ws_->Descriptors(items.size(), as_param, staged_zeros));
   uint64_t units = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const GpuDecompressItem& item = items[i];

@@ -4,8 +4,6 @@
 // them with their raw bytes and writes the tile with coalesced stores. It checks what the CPU
 // decoder (compression/src/chunk_decoder.cc) checks, and never reads outside the frame nor
 // writes outside the chunk's elements, whatever the bytes.
-#include <algorithm>
-
 #include "huffman.h"
 #include "kvz_device.cuh"
 
@@ -692,21 +690,10 @@ __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
   DecodeWarp<kElementBytes>(b);
 }
 
-// The batch with its descriptors, as one kernel parameter.
-template <int kItems>
-struct DecodeParams {
-  BatchView b;
-  ItemDesc items[kItems];
-};
-
-// __grid_constant__: the descriptors are read where the parameter lies (the constant bank),
-// not copied per thread, so they can be indexed like the uploaded ones.
 template <int kElementBytes, int kItems>
 __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
-    DecodeKernelWithItems(const __grid_constant__ DecodeParams<kItems> p) {
-  BatchView b = p.b;
-  b.items = p.items;
-  DecodeWarp<kElementBytes>(b);
+    DecodeKernelWithItems(const __grid_constant__ BatchWithItems<kItems> p) {
+  DecodeWarp<kElementBytes>(p.View());
 }
 
 // Launches DecodeKernelWithItems with the smallest parameter that holds the batch's
@@ -714,10 +701,8 @@ __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
 template <int kElementBytes, int kItems>
 void LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
                      cudaStream_t stream) {
-  DecodeParams<kItems> p;
-  p.b = b;
-  std::copy(host_items, host_items + b.num_items, p.items);
-  DecodeKernelWithItems<kElementBytes, kItems><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(p);
+  DecodeKernelWithItems<kElementBytes, kItems>
+      <<<blocks, kDecodeWarps * kLanes, 0, stream>>>(BatchWithItems<kItems>::Make(b, host_items));
 }
 
 template <int kElementBytes>

@@ -13,6 +13,29 @@ namespace kvtier::kvz::gpu {
 
 constexpr unsigned kFullMask = 0xFFFFFFFFu;
 
+// A batch with its descriptors, as one kernel parameter (kMaxParamItems, LaunchDecode and
+// LaunchEncode with host_items). Kernels take it as `const __grid_constant__`, so the
+// descriptors are read where the parameter lies (the constant bank), not copied per thread,
+// and can be indexed like uploaded ones: View() is the batch pointing at them.
+template <int kItems>
+struct BatchWithItems {
+  BatchView b;
+  ItemDesc items[kItems];
+
+  __device__ BatchView View() const {
+    BatchView v = b;
+    v.items = items;
+    return v;
+  }
+  // From the host: the batch and its `b.num_items` (<= kItems) descriptors.
+  static BatchWithItems Make(const BatchView& batch, const ItemDesc* host_items) {
+    BatchWithItems p;
+    p.b = batch;
+    for (uint32_t i = 0; i < batch.num_items; ++i) p.items[i] = host_items[i];
+    return p;
+  }
+};
+
 // Loads for Xxh64With on the device. Every hashed range starts 8-byte aligned (chunk slices
 // are multiples of 32 bytes from a 16-byte aligned buffer), so whole-word loads are safe.
 struct DeviceLoads {

@@ -3,7 +3,6 @@
 // plans it (kvz_encode_plan.cuh), places its body after its predecessors' by a decoupled
 // look-back, and writes it (kvz_encode_write.cuh). The input is read from global memory once,
 // against twice for the three-kernel path in kvz_encode.cu.
-#include <algorithm>
 #include <cuda/atomic>
 
 #include "header_bytes.h"
@@ -196,20 +195,10 @@ __global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm) FusedEncodeKe
   FusedEncodeBlock<kElementBytes>(b);
 }
 
-// The batch with its descriptors, as one kernel parameter (kMaxParamItems).
-template <int kItems>
-struct EncodeParams {
-  BatchView b;
-  ItemDesc items[kItems];
-};
-
-// __grid_constant__: the descriptors are read where the parameter lies, not copied per thread.
 template <int kElementBytes, int kItems>
 __global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm)
-    FusedEncodeKernelWithItems(const __grid_constant__ EncodeParams<kItems> p) {
-  BatchView b = p.b;
-  b.items = p.items;
-  FusedEncodeBlock<kElementBytes>(b);
+    FusedEncodeKernelWithItems(const __grid_constant__ BatchWithItems<kItems> p) {
+  FusedEncodeBlock<kElementBytes>(p.View());
 }
 
 template <typename Kernel, typename Param>
@@ -227,11 +216,8 @@ cudaError_t LaunchWithShared(Kernel kernel, const Param& param, unsigned blocks,
 template <int kElementBytes, int kItems>
 cudaError_t LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
                             size_t smem, cudaStream_t stream) {
-  EncodeParams<kItems> p;
-  p.b = b;
-  std::copy(host_items, host_items + b.num_items, p.items);
-  return LaunchWithShared(FusedEncodeKernelWithItems<kElementBytes, kItems>, p, blocks, smem,
-                          stream);
+  return LaunchWithShared(FusedEncodeKernelWithItems<kElementBytes, kItems>,
+                          BatchWithItems<kItems>::Make(b, host_items), blocks, smem, stream);
 }
 
 template <int kElementBytes>

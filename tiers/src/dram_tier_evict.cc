@@ -77,11 +77,15 @@ void DramTier::Impl::EmptyForReclaim() {
   }
   // Youngest first: free slots elsewhere in a class go to the blocks most worth keeping, and an
   // old block is not moved only to be evicted as the victim that makes room for a younger one.
-  std::sort(scratch_tags_.begin(), scratch_tags_.end(), [this](uint64_t a, uint64_t b) {
-    return RankOf(static_cast<EntryId>(b)) < RankOf(static_cast<EntryId>(a));
-  });
+  // Ranks are taken once (each reads the clock), not per comparison.
+  scratch_ranked_.clear();
   for (uint64_t tag : scratch_tags_) {
-    const auto id = static_cast<uint32_t>(tag);
+    scratch_ranked_.push_back({RankOf(static_cast<EntryId>(tag)), static_cast<uint32_t>(tag)});
+  }
+  std::sort(scratch_ranked_.begin(), scratch_ranked_.end(),
+            [](const RankedEntry& a, const RankedEntry& b) { return b.rank < a.rank; });
+  for (const RankedEntry& r : scratch_ranked_) {
+    const uint32_t id = r.entry;
     // Gone already: evicted by MoveOutOf to make room for another block of these slabs.
     if (entries_[id].state != EntryState::kCommitted) continue;
     if (MoveOutOf(id)) {

@@ -415,8 +415,13 @@ class DramTier::Impl {
   // Reused across calls so that the request path does not allocate for them.
   std::vector<uint64_t> scratch_tags_ ABSL_GUARDED_BY(mu_);
   std::vector<SlabId> scratch_slabs_ ABSL_GUARDED_BY(mu_);  // EmptyForReclaim's slabs
-  uint64_t slab_reclaims_ ABSL_GUARDED_BY(mu_) = 0;         // slabs taken by another size class
-  uint64_t blocks_moved_ ABSL_GUARDED_BY(mu_) = 0;          // blocks EmptyForReclaim kept
+  struct RankedEntry {
+    VictimRank rank;
+    uint32_t entry;
+  };
+  std::vector<RankedEntry> scratch_ranked_ ABSL_GUARDED_BY(mu_);  // and their blocks
+  uint64_t slab_reclaims_ ABSL_GUARDED_BY(mu_) = 0;  // slabs taken by another size class
+  uint64_t blocks_moved_ ABSL_GUARDED_BY(mu_) = 0;   // blocks EmptyForReclaim kept
   struct ClassVictim {
     VictimRank rank;
     ClassId cls;

@@ -253,6 +253,14 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
   }
   tiers.Print(out);
   for (const proto::TierStats& t : stats.tiers()) {
+    // Slabs that changed size class (several block sizes, or a compressed namespace's frames):
+    // shown once there are any, since each costs copies under the tier's lock.
+    if (t.slab_reclaims() == 0) continue;
+    out << "\n  " << TierName(t.tier()) << ": " << t.slab_reclaims()
+        << " slabs taken by another size class, " << t.blocks_moved()
+        << " blocks moved out of them instead of evicted\n";
+  }
+  for (const proto::TierStats& t : stats.tiers()) {
     if (!t.has_nvme()) continue;
     const proto::NvmeStats& n = t.nvme();
     out << "\n  nvme: " << n.engine() << ", admission " << n.admission_policy() << ", regions "

@@ -11,7 +11,7 @@
 //     replay     --trace FILE [--max-requests N] --capacity-blocks N [--policy P | --belady]
 //                [--hint-lookahead Q [--hint-pins]]
 //     replay     --online --trace FILE [--max-requests N] [--time-scale X] [--block-bytes B]
-//                [--compress bf16|fp16]
+//                [--compress bf16|fp16] [--hint-lookahead Q]
 //
 // Sizes accept units (64KiB, 4MiB). Exit codes: 0 ok; 1 target unreachable or a request
 // failed; 2 bad command line; 3 verification found wrong bytes. workload.h says how keys and
@@ -147,7 +147,8 @@ int main(int argc, char** argv) {
       "replay the offline optimum (evict the block used furthest ahead; offline)");
   auto* hint_opt = replay_cmd->add_option(
       "--hint-lookahead", replay.hint_lookahead,
-      "offline: a scheduler hints each request's keys this many requests before it runs");
+      "a scheduler hints each request's keys this many requests before it runs (online: a "
+      "Prefetch of them)");
   auto* pins_opt =
       replay_cmd->add_flag("--hint-pins", replay.hint_pins,
                            "offline: hinted blocks stay pinned until their request runs");
@@ -171,7 +172,7 @@ int main(int argc, char** argv) {
   capacity_opt->excludes(online_opt);
   policy_opt->excludes(online_opt);
   belady_opt->excludes(online_opt);
-  hint_opt->excludes(online_opt);
+  pins_opt->excludes(online_opt);
   hint_opt->excludes(belady_opt);
   time_scale_opt->needs(online_opt);
   block_bytes_opt->needs(online_opt);

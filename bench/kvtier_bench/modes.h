@@ -94,8 +94,10 @@ struct ReplayModeOptions {
   uint64_t capacity_blocks = 0;  // required offline
   std::string policy;            // empty: the tiers' default policy
   bool belady = false;           // replay the offline optimum instead of a policy
-  uint64_t hint_lookahead = 0;   // scheduler hints this many requests ahead (replay.h); 0: none
-  bool hint_pins = false;        // hinted blocks pinned until their request runs
+  // Scheduler hints this many requests ahead (replay.h; online: a Prefetch of the request's
+  // keys, which the daemon counts as a use of those in DRAM); 0: none.
+  uint64_t hint_lookahead = 0;
+  bool hint_pins = false;  // offline: hinted blocks pinned until their request runs
   // Online only.
   bool online = false;          // drive the daemon at CommonOptions::uri instead
   double time_scale = 20;       // trace time / this = wall time; 0: no waiting

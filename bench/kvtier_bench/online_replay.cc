@@ -24,6 +24,11 @@
 // size and the same capacity holds more blocks (docs/policy.md, "Compression and capacity").
 // The byte check is then on the decoded bytes.
 //
+// With --hint-lookahead Q a scheduler's hints are modelled as the offline replay models them:
+// before request t runs, request t + Q's keys are sent as a Prefetch (requests 1..Q before the
+// first), which makes the daemon count those of them in DRAM as used (DramTier::Touch). A
+// Prefetch is not a Lookup, so the hit-rate counters see only the requests.
+//
 // The run uses a namespace of its own (a fresh tenant_salt), so an earlier run's blocks are
 // never hits; they do share the DRAM capacity, though, so figures comparable to the offline
 // replay need a daemon that starts empty (daemon_blocks_at_start says).
@@ -185,6 +190,19 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
   std::vector<std::span<const std::byte>> put_blocks;
 
   Tally t;
+  uint64_t hinted_blocks = 0;  // hinted keys the daemon found in DRAM
+  const uint64_t q = options.hint_lookahead;
+  const auto hint = [&](size_t k) -> absl::Status {
+    keys.clear();
+    for (uint64_t id : trace->requests[k].hash_ids) keys.push_back(TraceBlockKey(ns.key_seed, id));
+    absl::StatusOr<client::PrefetchResult> r = client.Prefetch(ns, keys);
+    if (!r.ok()) return r.status();
+    hinted_blocks += r->in_dram;
+    return absl::OkStatus();
+  };
+  for (size_t k = 1; q > 0 && k <= q && k < trace->requests.size(); ++k) {
+    if (absl::Status s = hint(k); !s.ok()) return Fail(s);
+  }
   const auto start = Clock::now();
   {
     Progress progress("replay", common.progress, "requests");
@@ -200,6 +218,9 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
           t.max_lag_ms =
               std::max(t.max_lag_ms, std::chrono::duration<double, std::milli>(now - due).count());
         }
+      }
+      if (q > 0 && t.requests > 0 && t.requests + q < trace->requests.size()) {
+        if (absl::Status s = hint(t.requests + q); !s.ok()) return Fail(s);
       }
       const size_t n = r.hash_ids.size();
       keys.clear();
@@ -319,6 +340,8 @@ int RunOnlineReplay(const CommonOptions& common, const ReplayModeOptions& option
              {"block_bytes", options.block_bytes},
              {"slot_bytes", slot_bytes},
              {"compress", options.compress.empty() ? "none" : options.compress},
+             {"hint_lookahead", q},
+             {"hinted_blocks", hinted_blocks},
              {"dram_compression_ratio", dram_ratio},
              {"daemon_capacity_bytes", capacity_bytes},
              {"capacity_blocks_max", capacity_blocks_max},

@@ -188,17 +188,9 @@ TEST_F(DramTierTest, AProtectedBlockOutlivesNewerProbationBlocksOfItsClass) {
   // prefix-slru: a block read once is protected; across size classes the tier ranks by the
   // policy's segment before the last use, so a reclaimed slab's protected block is kept at
   // the price of probation blocks, even newer ones.
-  DramTierOptions options;
-  options.capacity_bytes = 8 * kPage;
-  options.slab_bytes = 2 * kPage;
-  options.lease_timeout_ns = kTimeout;
-  options.preallocate = false;
   auto policy = NewPolicy("prefix-slru");
   ASSERT_TRUE(policy.ok()) << policy.status();
-  auto tier = DramTier::Create(options, &clock_, std::move(*policy));
-  ASSERT_TRUE(tier.ok()) << tier.status();
-  tier_ = std::move(*tier);
-  ASSERT_TRUE(tier_->AddNamespace(kNs, kPage).ok());
+  Make(8, 2, std::move(*policy));
   constexpr NamespaceId kBig = 2;
   ASSERT_TRUE(tier_->AddNamespace(kBig, 2 * kPage).ok());
   for (uint64_t k : {0, 1}) {  // slab A; one put each, so no prefix links

@@ -40,14 +40,15 @@ inline std::byte Pattern(uint64_t key, uint64_t i) { return std::byte((key * 131
 class DramTierTest : public ::testing::Test {
  protected:
   // A tier of `capacity_pages` pages in slabs of `slab_pages` pages, with namespace kNs of
-  // one-page blocks.
-  void Make(uint64_t capacity_pages, uint64_t slab_pages) {
+  // one-page blocks, evicting by `policy` (null: the tier's default, LRU).
+  void Make(uint64_t capacity_pages, uint64_t slab_pages,
+            std::unique_ptr<EvictionPolicy> policy = nullptr) {
     DramTierOptions options;
     options.capacity_bytes = capacity_pages * kPage;
     options.slab_bytes = slab_pages * kPage;
     options.lease_timeout_ns = kTimeout;
     options.preallocate = false;
-    auto tier = DramTier::Create(options, &clock_, nullptr);
+    auto tier = DramTier::Create(options, &clock_, std::move(policy));
     ASSERT_TRUE(tier.ok()) << tier.status();
     tier_ = std::move(*tier);
     ASSERT_TRUE(tier_->AddNamespace(kNs, kPage).ok());

@@ -696,23 +696,14 @@ __global__ void __launch_bounds__(kDecodeWarps* kLanes, kDecodeBlocksPerSm)
   DecodeWarp<kElementBytes>(p.View());
 }
 
-// Launches DecodeKernelWithItems with the smallest parameter that holds the batch's
-// descriptors (a parameter's bytes are part of every launch).
-template <int kElementBytes, int kItems>
-void LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
-                     cudaStream_t stream) {
-  DecodeKernelWithItems<kElementBytes, kItems>
-      <<<blocks, kDecodeWarps * kLanes, 0, stream>>>(BatchWithItems<kItems>::Make(b, host_items));
-}
-
 template <int kElementBytes>
-void LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
-                     cudaStream_t stream) {
-  if (b.num_items <= 64) {
-    LaunchWithItems<kElementBytes, 64>(b, host_items, blocks, stream);
-  } else {
-    LaunchWithItems<kElementBytes, kMaxParamItems>(b, host_items, blocks, stream);
-  }
+cudaError_t LaunchDecodeWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
+                                  cudaStream_t stream) {
+  return LaunchWithItems(b, host_items, [&](const auto& p) {
+    constexpr int kSlots = std::decay_t<decltype(p)>::kSlots;
+    DecodeKernelWithItems<kElementBytes, kSlots><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(p);
+    return cudaGetLastError();
+  });
 }
 
 }  // namespace
@@ -724,13 +715,8 @@ cudaError_t LaunchDecode(const BatchView& batch, cudaStream_t stream, const Item
                                                    static_cast<uint64_t>(batch.sm_count);
   const unsigned blocks = static_cast<unsigned>((b.num_units + kDecodeWarps - 1) / kDecodeWarps);
   if (host_items != nullptr) {
-    if (b.num_items > kMaxParamItems) return cudaErrorInvalidValue;
-    if (ElementBytes(b.dtype) == 2) {
-      LaunchWithItems<2>(b, host_items, blocks, stream);
-    } else {
-      LaunchWithItems<1>(b, host_items, blocks, stream);
-    }
-    return cudaGetLastError();
+    return ElementBytes(b.dtype) == 2 ? LaunchDecodeWithItems<2>(b, host_items, blocks, stream)
+                                      : LaunchDecodeWithItems<1>(b, host_items, blocks, stream);
   }
   if (ElementBytes(b.dtype) == 2) {
     DecodeKernel<2><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(b);

@@ -19,6 +19,7 @@ constexpr unsigned kFullMask = 0xFFFFFFFFu;
 // and can be indexed like uploaded ones: View() is the batch pointing at them.
 template <int kItems>
 struct BatchWithItems {
+  static constexpr int kSlots = kItems;
   BatchView b;
   ItemDesc items[kItems];
 
@@ -35,6 +36,16 @@ struct BatchWithItems {
     return p;
   }
 };
+
+// Calls `launch(param)` with the smallest BatchWithItems (64 or kMaxParamItems slots) that
+// holds the batch's descriptors, since a parameter's bytes go with every launch; `launch`
+// reads the slot count as decltype(param)::kSlots. cudaErrorInvalidValue for a batch of more.
+template <typename Launch>
+cudaError_t LaunchWithItems(const BatchView& b, const ItemDesc* host_items, Launch&& launch) {
+  if (b.num_items > kMaxParamItems) return cudaErrorInvalidValue;
+  if (b.num_items <= 64) return launch(BatchWithItems<64>::Make(b, host_items));
+  return launch(BatchWithItems<kMaxParamItems>::Make(b, host_items));
+}
 
 // Loads for Xxh64With on the device. Every hashed range starts 8-byte aligned (chunk slices
 // are multiples of 32 bytes from a 16-byte aligned buffer), so whole-word loads are safe.

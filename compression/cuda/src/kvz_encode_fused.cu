@@ -213,13 +213,6 @@ cudaError_t LaunchWithShared(Kernel kernel, const Param& param, unsigned blocks,
   return cudaGetLastError();
 }
 
-template <int kElementBytes, int kItems>
-cudaError_t LaunchWithItems(const BatchView& b, const ItemDesc* host_items, unsigned blocks,
-                            size_t smem, cudaStream_t stream) {
-  return LaunchWithShared(FusedEncodeKernelWithItems<kElementBytes, kItems>,
-                          BatchWithItems<kItems>::Make(b, host_items), blocks, smem, stream);
-}
-
 template <int kElementBytes>
 cudaError_t LaunchFusedEncodeFor(const BatchView& b, cudaStream_t stream,
                                  const ItemDesc* host_items) {
@@ -229,11 +222,11 @@ cudaError_t LaunchFusedEncodeFor(const BatchView& b, cudaStream_t stream,
   if (host_items == nullptr) {
     return LaunchWithShared(FusedEncodeKernel<kElementBytes>, b, blocks, smem, stream);
   }
-  if (b.num_items > kMaxParamItems) return cudaErrorInvalidValue;
-  // The smallest parameter that holds the descriptors: its bytes go with every launch.
-  return b.num_items <= 64
-             ? LaunchWithItems<kElementBytes, 64>(b, host_items, blocks, smem, stream)
-             : LaunchWithItems<kElementBytes, kMaxParamItems>(b, host_items, blocks, smem, stream);
+  return LaunchWithItems(b, host_items, [&](const auto& p) {
+    constexpr int kSlots = std::decay_t<decltype(p)>::kSlots;
+    return LaunchWithShared(FusedEncodeKernelWithItems<kElementBytes, kSlots>, p, blocks, smem,
+                            stream);
+  });
 }
 
 }  // namespace

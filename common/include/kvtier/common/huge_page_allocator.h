@@ -68,7 +68,8 @@ class HugePageAllocator {
   void deallocate(T* p, size_t n) noexcept {
     const size_t bytes = n * sizeof(T);
     if (bytes < huge_pages::kHugePageBytes) {
-      ::operator delete (p, bytes, std::align_val_t{alignof(T)});
+      // The unsized form: clang declares the sized one only with -fsized-deallocation.
+      ::operator delete (p, std::align_val_t{alignof(T)});
       return;
     }
     huge_pages::Unmap(p, huge_pages::MappedBytes(bytes));

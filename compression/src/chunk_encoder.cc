@@ -8,6 +8,7 @@
 #include "cpu_clones.h"
 #include "format.h"
 #include "huffman.h"
+#include "slice_digests_avx512.h"
 #include "xxh64.h"
 
 namespace kvtier::kvz {
@@ -97,6 +98,12 @@ size_t ChunkLayout::slice_bytes() const {
 
 uint32_t ChunkCheck(const uint8_t* data, size_t bytes, size_t slice_bytes, uint64_t chunk_index) {
   uint8_t digests[8 * kLanes];
+  if (bytes == kLanes * slice_bytes && slice_bytes % 32 == 0 && CpuHasAvx512()) {
+    uint64_t d[kLanes];
+    SliceDigestsAvx512(data, slice_bytes, d);
+    for (int l = 0; l < kLanes; ++l) StoreLe64(digests + 8 * l, d[l]);
+    return static_cast<uint32_t>(Xxh64(digests, sizeof(digests), chunk_index));
+  }
   for (int l = 0; l < kLanes; ++l) {
     const size_t begin = std::min(l * slice_bytes, bytes);
     const size_t end = std::min((l + 1) * slice_bytes, bytes);

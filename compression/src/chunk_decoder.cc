@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "chunk_codec.h"
 #include "cpu_clones.h"
+#include "cpu_features.h"
 #include "format.h"
 #include "huffman.h"
 #include "kvtier/common/strings.h"

@@ -6,6 +6,7 @@
 
 #include "chunk_codec.h"
 #include "cpu_clones.h"
+#include "cpu_features.h"
 #include "format.h"
 #include "huffman.h"
 #include "slice_digests_avx512.h"
@@ -30,7 +31,7 @@ KVTIER_CODEC_CLONES void Split16(const uint8_t* in, size_t n, uint8_t* sym, uint
 // Histogram of the coded plane. Four partial histograms break the store-to-load dependency
 // when neighbouring elements share an exponent (they mostly do).
 void Count(const uint8_t* sym, uint32_t n, uint32_t* hist) {
-  if (CpuHasAvx512Bw() && CountNarrowAvx512(sym, n, hist)) return;
+  if (CpuHasAvx512() && CountNarrowAvx512(sym, n, hist)) return;
   uint32_t part[4][256] = {};  // size_t: a 32-bit index would block vectorisation
   uint32_t i = 0;
   for (; i + 4 <= n; i += 4) {

@@ -7,15 +7,7 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
-#include <cstdlib>
-
 namespace kvtier::kvz {
-
-bool CpuHasAvx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
-                          std::getenv(kPortableEnv) == nullptr;
-  return has;
-}
 
 #define KVTIER_AVX2 __attribute__((target("avx2,bmi2")))
 #define KVTIER_AVX2_INLINE __attribute__((target("avx2,bmi2"), always_inline)) inline
@@ -127,7 +119,6 @@ void DecodeLanesAvx2(const uint8_t* lanes, uint32_t* bits, uint32_t steps, const
 #else  // not x86-64 with GCC or Clang
 
 namespace kvtier::kvz {
-bool CpuHasAvx2() { return false; }
 void DecodeLanesAvx2(const uint8_t*, uint32_t*, uint32_t, const uint32_t*, const uint8_t*, int,
                      uint8_t*) {}
 }  // namespace kvtier::kvz

@@ -10,17 +10,8 @@
 
 namespace kvtier::kvz {
 
-// Set in the environment (to anything), this keeps the codec on its portable paths on every CPU;
-// the tests run once with it and once without, so that both paths are exercised on a CPU that
-// has the vector ones.
-inline constexpr char kPortableEnv[] = "KVTIER_KVZ_PORTABLE";
-
-// True when this build and CPU can run DecodeLanesAvx2 (x86-64 with AVX2 and BMI2) and
-// kPortableEnv is not set. Decided once per process.
-bool CpuHasAvx2();
-
 // Decodes steps [0, steps) of all 32 lanes: step k's symbol of lane l is element 32k + l.
-// REQUIRES: CpuHasAvx2(); `steps` even and no more than any lane's symbol count.
+// REQUIRES: CpuHasAvx2() (cpu_features.h); `steps` even and no more than any lane's symbol count.
 // - bits[l]: lane l's position in bits from `lanes`; in: its first code, out: after the last
 //   code decoded. Reads 4 bytes at byte bits[l] / 8 per two codes, so a damaged lane reads at
 //   most 22 bits per step past its start, as the scalar reader's bound allows for.

@@ -1,22 +1,12 @@
 // AVX-512 slice digests (slice_digests_avx512.h).
 #include "slice_digests_avx512.h"
 
-#include <cstdlib>
-
-#include "lane_decoder_avx2.h"  // kPortableEnv
 #include "xxh64.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
 namespace kvtier::kvz {
-
-bool CpuHasAvx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                          __builtin_cpu_supports("avx512vl") &&
-                          std::getenv(kPortableEnv) == nullptr;
-  return has;
-}
 
 __attribute__((target("avx512f,avx512dq,avx512vl"))) void SliceDigestsAvx512(const uint8_t* data,
                                                                              size_t slice_bytes,
@@ -53,7 +43,6 @@ __attribute__((target("avx512f,avx512dq,avx512vl"))) void SliceDigestsAvx512(con
 #else  // not x86-64 with GCC or Clang
 
 namespace kvtier::kvz {
-bool CpuHasAvx512() { return false; }
 void SliceDigestsAvx512(const uint8_t*, size_t, uint64_t*) {}
 }  // namespace kvtier::kvz
 

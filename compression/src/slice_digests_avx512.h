@@ -13,12 +13,8 @@
 
 namespace kvtier::kvz {
 
-// True when this build and CPU can run SliceDigestsAvx512 (x86-64 with AVX-512 F, DQ and VL) and
-// the portable paths are not forced (lane_decoder_avx2.h's kPortableEnv). Decided once.
-bool CpuHasAvx512();
-
 // digests[l] = XXH64(data + l * slice_bytes, slice_bytes, seed 0) for l = 0..31.
-// REQUIRES: CpuHasAvx512(); slice_bytes a positive multiple of 32.
+// REQUIRES: CpuHasAvx512() (cpu_features.h); slice_bytes a positive multiple of 32.
 void SliceDigestsAvx512(const uint8_t* data, size_t slice_bytes, uint64_t* digests);
 
 }  // namespace kvtier::kvz

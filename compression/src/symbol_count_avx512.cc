@@ -1,22 +1,12 @@
 // AVX-512 histogram of a narrow alphabet (symbol_count_avx512.h).
 #include "symbol_count_avx512.h"
 
-#include <cstdlib>
 #include <cstring>
-
-#include "lane_decoder_avx2.h"  // kPortableEnv
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
 namespace kvtier::kvz {
-
-bool CpuHasAvx512Bw() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                          __builtin_cpu_supports("avx512bw") &&
-                          std::getenv(kPortableEnv) == nullptr;
-  return has;
-}
 
 namespace {
 
@@ -97,7 +87,6 @@ __attribute__((target("avx2,avx512f,avx512vl,avx512bw"))) bool CountNarrowAvx512
 #else  // not x86-64 with GCC or Clang
 
 namespace kvtier::kvz {
-bool CpuHasAvx512Bw() { return false; }
 bool CountNarrowAvx512(const uint8_t*, uint32_t, uint32_t*) { return false; }
 }  // namespace kvtier::kvz
 

@@ -10,13 +10,9 @@
 
 namespace kvtier::kvz {
 
-// True when this build and CPU can run CountNarrowAvx512 (x86-64 with AVX-512 F, VL and BW)
-// and the portable paths are not forced (lane_decoder_avx2.h's kPortableEnv). Decided once.
-bool CpuHasAvx512Bw();
-
 // Sets hist[0..255] to the counts of the n symbols at `sym` and returns true, or returns false
 // without a result when the symbols do not crowd into 16 values (judged from the first 128).
-// REQUIRES: CpuHasAvx512Bw().
+// REQUIRES: CpuHasAvx512() (cpu_features.h).
 bool CountNarrowAvx512(const uint8_t* sym, uint32_t n, uint32_t* hist);
 
 }  // namespace kvtier::kvz

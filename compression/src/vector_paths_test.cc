@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "cpu_features.h"
 #include "gtest/gtest.h"
 #include "slice_digests_avx512.h"
 #include "symbol_count_avx512.h"
@@ -20,7 +21,7 @@ std::vector<uint32_t> ScalarCount(const std::vector<uint8_t>& sym) {
 }
 
 TEST(CountNarrowAvx512, MatchesAScalarCountWithOutliersAnywhere) {
-  if (!CpuHasAvx512Bw()) GTEST_SKIP() << "this CPU has no AVX-512 BW (or KVTIER_KVZ_PORTABLE)";
+  if (!CpuHasAvx512()) GTEST_SKIP() << "this CPU has no AVX-512 (or KVTIER_KVZ_PORTABLE)";
   std::mt19937 rng(7);
   for (int base : {0, 100, 240}) {
     for (uint32_t n : {4096u, 16384u + 17u, 65536u}) {
@@ -38,7 +39,7 @@ TEST(CountNarrowAvx512, MatchesAScalarCountWithOutliersAnywhere) {
 }
 
 TEST(CountNarrowAvx512, CountsOneSymbolPastEveryByteCounterFlush) {
-  if (!CpuHasAvx512Bw()) GTEST_SKIP() << "this CPU has no AVX-512 BW (or KVTIER_KVZ_PORTABLE)";
+  if (!CpuHasAvx512()) GTEST_SKIP() << "this CPU has no AVX-512 (or KVTIER_KVZ_PORTABLE)";
   const std::vector<uint8_t> sym(65536, 0x7F);  // every row adds 32 to one value's counters
   std::vector<uint32_t> hist(256);
   ASSERT_TRUE(CountNarrowAvx512(sym.data(), 65536, hist.data()));
@@ -46,7 +47,7 @@ TEST(CountNarrowAvx512, CountsOneSymbolPastEveryByteCounterFlush) {
 }
 
 TEST(CountNarrowAvx512, DeclinesAWideAlphabet) {
-  if (!CpuHasAvx512Bw()) GTEST_SKIP() << "this CPU has no AVX-512 BW (or KVTIER_KVZ_PORTABLE)";
+  if (!CpuHasAvx512()) GTEST_SKIP() << "this CPU has no AVX-512 (or KVTIER_KVZ_PORTABLE)";
   std::vector<uint8_t> sym(16384);
   for (size_t i = 0; i < sym.size(); ++i) sym[i] = static_cast<uint8_t>(i * 37);
   uint32_t hist[256];

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -148,6 +149,36 @@ TEST(KvCodecTest, ConstantAndTwoSymbolChunks) {
   std::mt19937_64 rng(9);
   for (std::byte& b : two) b = static_cast<std::byte>(rng() % 7 == 0 ? 0x40 : 0x3F);
   RoundTrip(two, {.dtype = KvDtype::kRaw});
+}
+
+// Frames sit wherever a tier or a socket buffer put them: the input, the frame and the output
+// at every offset modulo 8 give the same bytes (the vector decoder gathers 4-byte words, which
+// are aligned only when the frame is).
+TEST(KvCodecTest, AnyAlignmentOfInputFrameAndOutput) {
+  for (KvDtype dtype : {KvDtype::kBf16, KvDtype::kFp8E4M3}) {
+    testing::KvLikeOptions o;
+    o.dtype = dtype;
+    o.tokens = 96;
+    const std::vector<std::byte> input = testing::GenerateKvLike(o);
+    const CodecOptions options{.dtype = dtype};
+    const std::vector<std::byte> reference = *Compress(input, options);
+    for (size_t shift = 0; shift < 8; ++shift) {
+      std::vector<std::byte> in_buf(input.size() + shift);
+      std::memcpy(in_buf.data() + shift, input.data(), input.size());
+      std::vector<std::byte> frame_buf(MaxCompressedSize(input.size(), options) + shift);
+      const std::span<std::byte> frame_room(frame_buf.data() + shift, frame_buf.size() - shift);
+      absl::StatusOr<size_t> size = Compress(std::span(in_buf).subspan(shift), options, frame_room);
+      ASSERT_TRUE(size.ok()) << size.status();
+      const std::span<const std::byte> frame = frame_room.first(*size);
+      EXPECT_TRUE(std::equal(frame.begin(), frame.end(), reference.begin(), reference.end()))
+          << "shift " << shift;
+      std::vector<std::byte> out_buf(input.size() + shift);
+      const std::span<std::byte> out(out_buf.data() + shift, input.size());
+      ASSERT_TRUE(Decompress(frame, out).ok()) << "shift " << shift;
+      EXPECT_TRUE(std::equal(out.begin(), out.end(), input.begin(), input.end()))
+          << "shift " << shift;
+    }
+  }
 }
 
 TEST(KvCodecTest, KvLikeDataCompresses) {

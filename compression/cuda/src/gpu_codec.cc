@@ -92,11 +92,19 @@ struct GpuCodec::Workspace {
   // The decoder's error codes and count of finished warps for batches whose descriptors go as
   // the kernel's parameter: zeroed once at Create, and again by each batch's last warp.
   DeviceBuffer decode_state;
-  // The same for the fused encoder: look-back states, chunk counter and count of finished
-  // blocks, zeroed when the buffer grows and by each batch's last block; `encode_state_bytes`
-  // of them are known to be zero between batches.
+  // The same for the fused encoder, in two sets that batches use in turns: each set's look-back
+  // states, chunk counter and count of finished blocks (`encode_state_bytes`, zeroed when the
+  // buffer grows and by each batch's last block), then per set the epoch of the last batch
+  // done with it. Two sets let a batch start while the one before it finishes
+  // (GpuBatchOptions::follows_previous_batch); a batch waits on the device until the batch
+  // before the one before it has cleared its set.
   DeviceBuffer encode_state;
-  size_t encode_state_bytes = 0;
+  size_t encode_state_bytes = 0;  // per set
+  uint64_t encode_epoch = 2;      // the next batch's: it waits for epoch - 2 on its set
+  // Whether the last operation this codec queued was a fused encode on `encode_stream` with
+  // nothing queued after it (a batch that follows it may then overlap it).
+  cudaStream_t encode_stream = nullptr;
+  bool encode_last = false;
   std::vector<ItemDesc> param_items;  // descriptors passed as a kernel parameter, on the host
   // Pinned staging for the item descriptors, used round robin. A slot's `uploaded` is recorded
   // after its upload, so that a later call does not overwrite it while the copy may still read
@@ -168,15 +176,36 @@ struct GpuCodec::Workspace {
     return param_items.data();
   }
 
-  // The first `bytes` of encode_state, zero when the kernel queued next on `stream` starts.
-  absl::StatusOr<std::byte*> EncodeState(size_t bytes, cudaStream_t stream) {
+  // The next batch's set of encode_state (at least `bytes`, zero once the batch waited for
+  // its epoch) in b->lookback, and its epochs in b->epoch_done, wait_epoch and epoch. Sets
+  // *queued when it had to queue a step of its own on `stream` (the buffer grew).
+  absl::Status EncodeState(size_t bytes, cudaStream_t stream, BatchView* b, bool* queued) {
+    *queued = false;
     if (bytes > encode_state_bytes) {
-      KVTIER_RETURN_IF_ERROR(encode_state.Reserve(bytes));  // waits for the device if it grows
-      KVTIER_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(encode_state.as<void>(), 0, bytes, stream));
-      encode_state_bytes = bytes;
+      const size_t set_bytes = (bytes + 15) / 16 * 16;
+      KVTIER_RETURN_IF_ERROR(encode_state.Reserve(2 * set_bytes + 16));  // waits for the device
+      KVTIER_CUDA_RETURN_IF_ERROR(
+          cudaMemsetAsync(encode_state.as<void>(), 0, 2 * set_bytes, stream));
+      // Each set as left by the last batch that used it.
+      epochs_[encode_epoch % 2] = encode_epoch - 2;
+      epochs_[(encode_epoch + 1) % 2] = encode_epoch - 1;
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(encode_state.as<std::byte>() + 2 * set_bytes,
+                                                  epochs_, sizeof(epochs_), cudaMemcpyHostToDevice,
+                                                  stream));
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // epochs_ is pageable
+      encode_state_bytes = set_bytes;
+      *queued = true;
     }
-    return encode_state.as<std::byte>();
+    const uint64_t set = encode_epoch % 2;
+    b->lookback =
+        reinterpret_cast<uint64_t*>(encode_state.as<std::byte>() + set * encode_state_bytes);
+    b->epoch_done =
+        reinterpret_cast<uint64_t*>(encode_state.as<std::byte>() + 2 * encode_state_bytes) + set;
+    b->wait_epoch = encode_epoch - 2;
+    b->epoch = encode_epoch;
+    return absl::OkStatus();
   }
+  uint64_t epochs_[2] = {};
 
   // Copies the `n` descriptors and `zero_bytes` of zeros staged by the last ReserveStaging to
   // the device on `stream`, then clears `memset_bytes` more after them on the device (zeros too
@@ -219,7 +248,8 @@ absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& o
 }
 
 absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
-                                     uint64_t* compressed_sizes, cudaStream_t stream) {
+                                     uint64_t* compressed_sizes, cudaStream_t stream,
+                                     const GpuBatchOptions& batch_options) {
   if (items.empty()) return absl::OkStatus();
   if (compressed_sizes == nullptr) {
     return absl::InvalidArgumentError("compressed_sizes must point to items.size() entries");
@@ -267,12 +297,14 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
     units += staging[i].num_chunks;
   }
   KVTIER_RETURN_IF_ERROR(CheckUnits(units));
-  std::byte* zeros = nullptr;
+  BatchView b;
+  bool queued_steps = !as_param;  // the upload precedes the kernel
   if (as_param) {
-    KVTIER_ASSIGN_OR_RETURN(zeros, ws_->EncodeState(zero_words, stream));
+    KVTIER_RETURN_IF_ERROR(ws_->EncodeState(zero_words, stream, &b, &queued_steps));
   } else {
-    KVTIER_ASSIGN_OR_RETURN(
-        zeros, ws_->Upload(items.size(), staged_zeros, zero_words - staged_zeros, stream));
+    KVTIER_ASSIGN_OR_RETURN(std::byte * zeros, ws_->Upload(items.size(), staged_zeros,
+                                                           zero_words - staged_zeros, stream));
+    b.lookback = reinterpret_cast<uint64_t*>(zeros);
   }
   if (!fused) {
     KVTIER_RETURN_IF_ERROR(ws_->plans.Reserve(std::max<uint64_t>(units, 1) * sizeof(ChunkPlan)));
@@ -281,22 +313,28 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   if (mapped_sizes == nullptr) {
     KVTIER_RETURN_IF_ERROR(ws_->results.Reserve(items.size() * sizeof(uint64_t)));
   }
-  BatchView b;
   b.items = ws_->items.as<ItemDesc>();
   b.num_items = static_cast<uint32_t>(items.size());
   b.num_units = units;
   b.dtype = static_cast<uint8_t>(options_.dtype);
   b.chunk_log2 = options_.chunk_log2;
   b.plans = ws_->plans.as<ChunkPlan>();
-  b.lookback = reinterpret_cast<uint64_t*>(zeros);
   b.frame_sizes = mapped_sizes != nullptr ? mapped_sizes : ws_->results.as<uint64_t>();
+  // Overlap the previous batch only where the stream's last step is known to be that batch's
+  // kernel: the caller says nothing else was queued, and this codec queued nothing after it.
+  b.programmatic = batch_options.follows_previous_batch && as_param && !queued_steps &&
+                   ws_->encode_last && ws_->encode_stream == stream;
+  ws_->encode_last = false;
   KVTIER_CUDA_RETURN_IF_ERROR(
       kvz::gpu::LaunchEncode(b, stream, as_param ? ws_->param_items.data() : nullptr));
+  if (as_param) ++ws_->encode_epoch;  // only once the batch is queued: its set waits for it
   if (mapped_sizes == nullptr) {
     KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(compressed_sizes, b.frame_sizes,
                                                 items.size() * sizeof(uint64_t),
                                                 cudaMemcpyDeviceToHost, stream));
   }
+  ws_->encode_last = as_param && mapped_sizes != nullptr;
+  ws_->encode_stream = stream;
   return absl::OkStatus();
 }
 
@@ -312,6 +350,7 @@ absl::StatusOr<std::vector<uint64_t>> GpuCodec::Compress(std::span<const GpuComp
 absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items, int32_t* errors,
                                        cudaStream_t stream) {
   if (items.empty()) return absl::OkStatus();
+  ws_->encode_last = false;  // a compression after this one no longer follows the last
   if (errors == nullptr) {
     return absl::InvalidArgumentError("errors must point to items.size() entries");
   }

@@ -469,6 +469,77 @@ TEST(GpuCodecTest, QueuingBatchesDoesNotWaitForTheGpu) {
   cudaStreamDestroy(stream);
 }
 
+// Batches queued back to back with GpuBatchOptions::follows_previous_batch start while the one
+// before them finishes, and take turns on two sets of look-back words: large batches (more
+// chunks than the GPU holds at once) next to one-item ones, so that a small batch can start
+// while the one two before it still runs and has to wait for its words, and a batch larger than
+// any before it, which grows the words in the middle of the sequence. Every frame must still be
+// the CPU's, twice over.
+TEST(GpuCodecTest, BatchesThatFollowEachOtherOverlapAndStayExact) {
+  const CodecOptions options{.dtype = KvDtype::kBf16};
+  absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
+  ASSERT_TRUE(codec.ok());
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  // Items per batch; items are 512 KiB (16 chunks), so 48 items are 768 chunks.
+  const std::vector<int> shape = {1, 2, 48, 1, 1, 3, 96, 2, 1, 1, 48, 5, 1};
+  int total = 0;
+  for (int n : shape) total += n;
+  std::vector<Bytes> bases;
+  for (int seed = 0; seed < 7; ++seed) {
+    bases.push_back(testing::GenerateKvBlock(KvDtype::kBf16, 2, 64, 8, 128, 300 + seed));
+  }
+  std::vector<Bytes> inputs;
+  for (int i = 0; i < total; ++i) {
+    inputs.push_back(bases[i % 7]);
+    std::memcpy(inputs.back().data() + 64 * i, &i, sizeof(i));  // every block distinct
+  }
+  const size_t in_bytes = inputs[0].size();
+  ASSERT_EQ(in_bytes, size_t{512} << 10);
+  const size_t frame_capacity = Align(MaxCompressedSize(in_bytes, options));
+  DeviceMemory d_in(inputs.size() * in_bytes), d_frames(inputs.size() * frame_capacity);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ASSERT_EQ(
+        cudaMemcpy(d_in.get() + i * in_bytes, inputs[i].data(), in_bytes, cudaMemcpyHostToDevice),
+        cudaSuccess);
+  }
+  std::vector<Bytes> expected;
+  for (const Bytes& in : inputs) {
+    absl::StatusOr<Bytes> cpu = Compress(in, options);
+    ASSERT_TRUE(cpu.ok());
+    expected.push_back(*std::move(cpu));
+  }
+  uint64_t* sizes = nullptr;  // pinned: the kernel writes the sizes, nothing follows it
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&sizes), inputs.size() * sizeof(uint64_t)),
+            cudaSuccess);
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_EQ(cudaMemset(d_frames.get(), 0, inputs.size() * frame_capacity), cudaSuccess);
+    std::memset(sizes, 0, inputs.size() * sizeof(uint64_t));
+    size_t first = 0;
+    for (size_t b = 0; b < shape.size(); ++b) {
+      std::vector<GpuCompressItem> batch;
+      for (int k = 0; k < shape[b]; ++k, ++first) {
+        batch.push_back({d_in.get() + first * in_bytes, in_bytes,
+                         d_frames.get() + first * frame_capacity, frame_capacity});
+      }
+      const GpuBatchOptions follows{.follows_previous_batch = b > 0};
+      ASSERT_TRUE(
+          (*codec)->CompressAsync(batch, sizes + (first - batch.size()), stream, follows).ok());
+    }
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      ASSERT_EQ(sizes[i], expected[i].size()) << "round " << round << ", block " << i;
+      Bytes gpu(sizes[i]);
+      ASSERT_EQ(cudaMemcpy(gpu.data(), d_frames.get() + i * frame_capacity, gpu.size(),
+                           cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      EXPECT_EQ(gpu, expected[i]) << "round " << round << ", block " << i;
+    }
+  }
+  cudaFreeHost(sizes);
+  cudaStreamDestroy(stream);
+}
+
 // Frame sizes and error codes go straight into pinned memory (the kernels write them there);
 // into pageable memory they are copied back. Both must hold the right values.
 TEST(GpuCodecTest, SizesAndErrorsReachPinnedAndPageableMemory) {

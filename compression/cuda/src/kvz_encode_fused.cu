@@ -90,6 +90,8 @@ __device__ void WriteEmptyFrames(const BatchView& b, int thread) {
 // finds them zero without a step of its own. Every other block is done with them by then: a
 // block counts itself only after its look-back, and no block reads another's state later.
 // `last` is a word of the block's shared memory that nothing needs any more.
+// With b.epoch_done, the last block then publishes b.epoch there, for the batch that uses
+// these words next.
 __device__ void ClearIfLast(const BatchView& b, uint32_t* last) {
   __syncthreads();
   uint64_t* const done = &b.lookback[b.num_units + 1];
@@ -101,6 +103,26 @@ __device__ void ClearIfLast(const BatchView& b, uint32_t* last) {
   if (*last == 0) return;
   __threadfence();
   for (uint64_t i = threadIdx.x; i < b.num_units + 2; i += blockDim.x) b.lookback[i] = 0;
+  __threadfence();  // every thread's zeros, before thread 0 publishes the epoch
+  __syncthreads();
+  if (threadIdx.x == 0 && b.epoch_done != nullptr) {
+    cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*b.epoch_done)
+        .store(b.epoch, cuda::memory_order_release);
+  }
+}
+
+// Programmatic dependent launch (sm_90): lets the next kernel on the stream start once every
+// block of this one has passed here, and waits until the previous kernel on the stream has
+// completed (its memory visible). Both are no-ops for a kernel launched without the attribute.
+__device__ __forceinline__ void AllowNextKernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void WaitForPreviousKernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 
 template <int kElementBytes>
@@ -114,9 +136,15 @@ __device__ __forceinline__ void EncodeChunkBlock(const BatchView& b) {
   const int thread = threadIdx.x;
 
   if (thread == 0) {
+    if (b.epoch_done != nullptr) {  // the batch before last on these words is done with them
+      cuda::atomic_ref<uint64_t, cuda::thread_scope_device> ref(*b.epoch_done);
+      while (ref.load(cuda::memory_order_acquire) != b.wait_epoch) {
+      }
+    }
     sm.unit = atomicAdd(reinterpret_cast<unsigned long long*>(&b.lookback[b.num_units]), 1ull);
   }
   __syncthreads();
+  AllowNextKernel();
   const uint64_t unit = sm.unit;
   if (unit == 0) WriteEmptyFrames(b, thread);
   if (unit >= b.num_units) return;  // uniform in the block
@@ -186,6 +214,10 @@ template <int kElementBytes>
 __device__ __forceinline__ void FusedEncodeBlock(const BatchView& b) {
   extern __shared__ uint4 fused_shared[];
   EncodeChunkBlock<kElementBytes>(b);
+  // A block ends only once the kernel before it on the stream has (a no-op unless launched
+  // programmatically): the stream's later steps, an event say, then still find every batch
+  // before them done.
+  WaitForPreviousKernel();
   // No static shared memory: five blocks per SM fit only just (kFusedSharedBytes).
   ClearIfLast(b, &reinterpret_cast<FusedShared*>(fused_shared)->item);
 }
@@ -201,16 +233,25 @@ __global__ void __launch_bounds__(kPlanThreads, kFusedBlocksPerSm)
   FusedEncodeBlock<kElementBytes>(p.View());
 }
 
-template <typename Kernel, typename Param>
-cudaError_t LaunchWithShared(Kernel kernel, const Param& param, unsigned blocks, size_t smem,
-                             cudaStream_t stream) {
+template <typename Param>
+cudaError_t LaunchWithShared(void (*kernel)(Param), const Param& param, unsigned blocks,
+                             size_t smem, cudaStream_t stream, bool programmatic) {
   if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem));
       e != cudaSuccess) {
     return e;
   }
-  kernel<<<blocks, kPlanThreads, smem, stream>>>(param);
-  return cudaGetLastError();
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(blocks);
+  config.blockDim = dim3(kPlanThreads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = programmatic ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, param);
 }
 
 template <int kElementBytes>
@@ -220,12 +261,13 @@ cudaError_t LaunchFusedEncodeFor(const BatchView& b, cudaStream_t stream,
   const size_t smem = (sizeof(FusedShared) + 15) / 16 * 16 + chunk_bytes;
   const unsigned blocks = static_cast<unsigned>(b.num_units > 0 ? b.num_units : 1);
   if (host_items == nullptr) {
-    return LaunchWithShared(FusedEncodeKernel<kElementBytes>, b, blocks, smem, stream);
+    return LaunchWithShared(FusedEncodeKernel<kElementBytes>, b, blocks, smem, stream,
+                            b.programmatic);
   }
   return LaunchWithItems(b, host_items, [&](const auto& p) {
     constexpr int kSlots = std::decay_t<decltype(p)>::kSlots;
     return LaunchWithShared(FusedEncodeKernelWithItems<kElementBytes, kSlots>, p, blocks, smem,
-                            stream);
+                            stream, b.programmatic);
   });
 }
 

@@ -57,6 +57,18 @@ struct BatchView {
   // that hands out chunks and the count of finished blocks; zeroed by the caller before its
   // first batch, and cleared again by each batch's last block.
   uint64_t* lookback = nullptr;
+  // Encode, fused path, when set: the word (device) that the last block of the batch before
+  // this one on `lookback` sets to that batch's epoch once it has cleared the words. Each block
+  // waits for `wait_epoch` there before it takes a chunk, and this batch's last block sets it to
+  // `epoch`. Batches that may overlap (`programmatic`) alternate between two sets of words, so
+  // a batch reuses the words of the one before the one before it.
+  uint64_t* epoch_done = nullptr;
+  uint64_t wait_epoch = 0;
+  uint64_t epoch = 0;
+  // Host only: launch with programmatic stream serialization, so that the kernel may start on
+  // SMs the previous kernel on the stream (this encoder's previous batch: the caller's promise)
+  // leaves idle while its last chunks finish (Hopper's programmatic dependent launch).
+  bool programmatic = false;
   uint64_t* frame_sizes = nullptr;  // encode: num_items entries (device)
   int32_t* errors = nullptr;        // decode: num_items entries (device), zeroed by the caller
   // Decode: when set, the warp that finishes last copies `errors` here (the caller's pinned

@@ -45,6 +45,19 @@ struct GpuDecompressItem {
   size_t output_bytes = 0;      // exactly the frame's decompressed size
 };
 
+// How a batch is queued.
+struct GpuBatchOptions {
+  // The caller's promise that nothing was queued on the stream since this codec's previous
+  // CompressAsync on it. The batch's kernel may then start on the SMs that the previous batch's
+  // last chunks leave idle instead of after them (Hopper's programmatic dependent launch): a
+  // stream of 64-MiB batches queued back to back gains the time each batch spends finishing
+  // its last chunks. Ignored where the codec cannot overlap safely (another stream, a
+  // decompression or a copy of sizes in between, more than 480 items). Breaking the promise
+  // (a kernel that writes this batch's input, queued in between) lets the batch read its
+  // input before that kernel has written it.
+  bool follows_previous_batch = false;
+};
+
 class GpuCodec {
  public:
   // A codec for frames with `options` on the current device. InvalidArgument for bad options;
@@ -64,7 +77,7 @@ class GpuCodec {
   // InvalidArgument for a bad item (its index is in the message), before anything is queued;
   // launch errors as CudaErrorToStatus.
   absl::Status CompressAsync(std::span<const GpuCompressItem> items, uint64_t* compressed_sizes,
-                             cudaStream_t stream);
+                             cudaStream_t stream, const GpuBatchOptions& batch = {});
   // Same, then waits for `stream`; returns the frame sizes.
   absl::StatusOr<std::vector<uint64_t>> Compress(std::span<const GpuCompressItem> items,
                                                  cudaStream_t stream);

@@ -77,9 +77,11 @@ void* MappedDevicePointer(void* p) {
 // kernels had finished (docs/benchmarks.md, "Queuing the encoder").
 constexpr size_t kStagingSlots = 8;
 
-// decode_state: kMaxParamItems error codes, then the count of finished warps.
+// decode_state: two sets (as encode_state's, see there) of kMaxParamItems error codes and the
+// count of finished warps, then each set's epoch.
 constexpr size_t kDecodeStateCodesBytes = kvz::gpu::kMaxParamItems * sizeof(int32_t);
-constexpr size_t kDecodeStateBytes = kDecodeStateCodesBytes + sizeof(uint64_t);
+constexpr size_t kDecodeSetBytes = kDecodeStateCodesBytes + sizeof(uint64_t);
+constexpr size_t kDecodeStateBytes = 2 * kDecodeSetBytes + 2 * sizeof(uint64_t);
 
 }  // namespace
 
@@ -90,8 +92,12 @@ struct GpuCodec::Workspace {
   DeviceBuffer plans;    // the three-kernel encoder's chunk plans
   DeviceBuffer results;  // frame sizes, where the caller's memory is not pinned
   // The decoder's error codes and count of finished warps for batches whose descriptors go as
-  // the kernel's parameter: zeroed once at Create, and again by each batch's last warp.
+  // the kernel's parameter, in two sets as encode_state: zeroed once at Create, and again by
+  // each batch's last warp.
   DeviceBuffer decode_state;
+  uint64_t decode_epoch = 2;
+  bool decode_last = false;  // as encode_last, for decompressions
+  cudaStream_t decode_stream = nullptr;
   // The same for the fused encoder, in two sets that batches use in turns: each set's look-back
   // states, chunk counter and count of finished blocks (`encode_state_bytes`, zeroed when the
   // buffer grows and by each batch's last block), then per set the epoch of the last batch
@@ -244,6 +250,9 @@ absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& o
       cudaDeviceGetAttribute(&ws->sm_count, cudaDevAttrMultiProcessorCount, device));
   KVTIER_RETURN_IF_ERROR(ws->decode_state.Reserve(kDecodeStateBytes));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaMemset(ws->decode_state.as<void>(), 0, kDecodeStateBytes));
+  const uint64_t epochs[2] = {ws->decode_epoch - 2, ws->decode_epoch - 1};  // sets 0 and 1
+  KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws->decode_state.as<std::byte>() + 2 * kDecodeSetBytes,
+                                         epochs, sizeof(epochs), cudaMemcpyHostToDevice));
   return std::unique_ptr<GpuCodec>(new GpuCodec(options, std::move(ws)));
 }
 
@@ -325,6 +334,7 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   b.programmatic = batch_options.follows_previous_batch && as_param && !queued_steps &&
                    ws_->encode_last && ws_->encode_stream == stream;
   ws_->encode_last = false;
+  ws_->decode_last = false;  // a decompression after this one no longer follows the last
   KVTIER_CUDA_RETURN_IF_ERROR(
       kvz::gpu::LaunchEncode(b, stream, as_param ? ws_->param_items.data() : nullptr));
   if (as_param) ++ws_->encode_epoch;  // only once the batch is queued: its set waits for it
@@ -348,7 +358,7 @@ absl::StatusOr<std::vector<uint64_t>> GpuCodec::Compress(std::span<const GpuComp
 }
 
 absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items, int32_t* errors,
-                                       cudaStream_t stream) {
+                                       cudaStream_t stream, const GpuBatchOptions& batch) {
   if (items.empty()) return absl::OkStatus();
   ws_->encode_last = false;  // a compression after this one no longer follows the last
   if (errors == nullptr) {
@@ -393,11 +403,23 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
   b.chunk_log2 = options_.chunk_log2;
   b.errors_out = errors_out;
   b.sm_count = ws_->sm_count;
+  const bool follows =
+      batch.follows_previous_batch && ws_->decode_last && ws_->decode_stream == stream;
+  ws_->decode_last = false;
   if (as_param) {
-    b.errors = ws_->decode_state.as<int32_t>();
-    b.warps_done =
-        reinterpret_cast<uint32_t*>(ws_->decode_state.as<std::byte>() + kDecodeStateCodesBytes);
+    const uint64_t set = ws_->decode_epoch % 2;
+    std::byte* const words = ws_->decode_state.as<std::byte>() + set * kDecodeSetBytes;
+    b.errors = reinterpret_cast<int32_t*>(words);
+    b.warps_done = reinterpret_cast<uint32_t*>(words + kDecodeStateCodesBytes);
+    b.epoch_done =
+        reinterpret_cast<uint64_t*>(ws_->decode_state.as<std::byte>() + 2 * kDecodeSetBytes) + set;
+    b.wait_epoch = ws_->decode_epoch - 2;
+    b.epoch = ws_->decode_epoch;
+    b.programmatic = follows;
     KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream, staging));
+    ++ws_->decode_epoch;  // only once the batch is queued: its set waits for it
+    ws_->decode_last = true;
+    ws_->decode_stream = stream;
     return absl::OkStatus();
   }
   KVTIER_ASSIGN_OR_RETURN(std::byte* const zeros, ws_->Upload(items.size(), staged_zeros,

@@ -470,11 +470,11 @@ TEST(GpuCodecTest, QueuingBatchesDoesNotWaitForTheGpu) {
 }
 
 // Batches queued back to back with GpuBatchOptions::follows_previous_batch start while the one
-// before them finishes, and take turns on two sets of look-back words: large batches (more
-// chunks than the GPU holds at once) next to one-item ones, so that a small batch can start
-// while the one two before it still runs and has to wait for its words, and a batch larger than
-// any before it, which grows the words in the middle of the sequence. Every frame must still be
-// the CPU's, twice over.
+// before them finishes, and take turns on two sets of look-back words (error words, decoding):
+// large batches (more chunks than the GPU holds at once) next to one-item ones, so that a small
+// batch can start while the one two before it still runs and has to wait for its words, and a batch
+// larger than any before it, which grows the words in the middle of the sequence. Every frame must
+// still be the CPU's, twice over.
 TEST(GpuCodecTest, BatchesThatFollowEachOtherOverlapAndStayExact) {
   const CodecOptions options{.dtype = KvDtype::kBf16};
   absl::StatusOr<std::unique_ptr<GpuCodec>> codec = GpuCodec::Create(options);
@@ -536,6 +536,51 @@ TEST(GpuCodecTest, BatchesThatFollowEachOtherOverlapAndStayExact) {
       EXPECT_EQ(gpu, expected[i]) << "round " << round << ", block " << i;
     }
   }
+
+  // Back again, the same batches following each other, in two rounds: in the first, one frame
+  // of the seventh batch is damaged, and only it must be reported; in the second, nothing is,
+  // so no code of the first round may linger in either set of error words.
+  DeviceMemory d_out(inputs.size() * in_bytes);
+  int32_t* errors = nullptr;  // pinned: the kernel writes the codes, nothing follows it
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&errors), inputs.size() * sizeof(int32_t)),
+            cudaSuccess);
+  size_t damaged = 0;
+  for (size_t b = 0; b < 6; ++b) damaged += shape[b];
+  for (int round = 0; round < 2; ++round) {
+    uint8_t at = 0;
+    uint8_t* const spot =
+        d_frames.get() + damaged * frame_capacity + expected[damaged].size() / 2;
+    ASSERT_EQ(cudaMemcpy(&at, spot, 1, cudaMemcpyDeviceToHost), cudaSuccess);
+    at ^= 0x5A;  // round 0 damages the byte, round 1 mends it
+    ASSERT_EQ(cudaMemcpy(spot, &at, 1, cudaMemcpyHostToDevice), cudaSuccess);
+    std::memset(errors, 0xFF, inputs.size() * sizeof(int32_t));
+    ASSERT_EQ(cudaMemset(d_out.get(), 0, inputs.size() * in_bytes), cudaSuccess);
+    size_t first = 0;
+    for (size_t b = 0; b < shape.size(); ++b) {
+      std::vector<GpuDecompressItem> batch;
+      for (int k = 0; k < shape[b]; ++k, ++first) {
+        batch.push_back({d_frames.get() + first * frame_capacity, expected[first].size(),
+                         d_out.get() + first * in_bytes, in_bytes});
+      }
+      const GpuBatchOptions follows{.follows_previous_batch = b > 0};
+      ASSERT_TRUE(
+          (*codec)->DecompressAsync(batch, errors + (first - batch.size()), stream, follows).ok());
+    }
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (round == 0 && i == damaged) {
+        EXPECT_NE(errors[i], 0) << "the damaged frame was not reported";
+        continue;
+      }
+      ASSERT_EQ(errors[i], 0) << "round " << round << ", block " << i;
+      Bytes out(in_bytes);
+      ASSERT_EQ(
+          cudaMemcpy(out.data(), d_out.get() + i * in_bytes, in_bytes, cudaMemcpyDeviceToHost),
+          cudaSuccess);
+      EXPECT_EQ(out, inputs[i]) << "round " << round << ", block " << i;
+    }
+  }
+  cudaFreeHost(errors);
   cudaFreeHost(sizes);
   cudaStreamDestroy(stream);
 }

@@ -668,8 +668,11 @@ __device__ void CopyErrorsIfLast(const BatchView& b, int lane) {
     b.errors_out[i] = atomicExch(&b.errors[i], 0);  // from L2, past any stale L1 line; cleared
   }
   // Every other warp is done, so nothing counts or reports any more: the next batch on this
-  // stream finds zeros without a step to clear them.
+  // set finds zeros without a step to clear them.
   if (lane == 0) *b.warps_done = 0;
+  __threadfence();  // every lane's clearing, before lane 0 publishes the epoch
+  __syncwarp();
+  if (lane == 0) PublishEpoch(b);
 }
 
 template <int kElementBytes>
@@ -678,10 +681,17 @@ __device__ __forceinline__ void DecodeWarp(const BatchView& b) {
   __shared__ alignas(16) WarpShared warp_shared[kDecodeWarps];
   const int warp = threadIdx.x / kLanes;
   const uint64_t unit = uint64_t{blockIdx.x} * kDecodeWarps + warp;
+  AllowNextKernel();
   if (unit >= b.num_units) return;
+  const int lane = threadIdx.x % kLanes;
+  if (lane == 0) WaitForEpoch(b);  // the batch before last on these words is done with them
+  __syncwarp();
   const DecodeShared sm{tables[warp], warp_shared[warp]};
-  DecodeChunk<kElementBytes>(b, sm, unit, threadIdx.x % kLanes);
-  if (b.errors_out != nullptr) CopyErrorsIfLast(b, threadIdx.x % kLanes);
+  DecodeChunk<kElementBytes>(b, sm, unit, lane);
+  // A warp ends only once the kernel before it on the stream has (a no-op unless launched
+  // programmatically): the stream's later steps then still find every batch before them done.
+  WaitForPreviousKernel();
+  if (b.errors_out != nullptr) CopyErrorsIfLast(b, lane);
 }
 
 template <int kElementBytes>
@@ -701,8 +711,8 @@ cudaError_t LaunchDecodeWithItems(const BatchView& b, const ItemDesc* host_items
                                   cudaStream_t stream) {
   return LaunchWithItems(b, host_items, [&](const auto& p) {
     constexpr int kSlots = std::decay_t<decltype(p)>::kSlots;
-    DecodeKernelWithItems<kElementBytes, kSlots><<<blocks, kDecodeWarps * kLanes, 0, stream>>>(p);
-    return cudaGetLastError();
+    return LaunchKernel(DecodeKernelWithItems<kElementBytes, kSlots>, p, blocks,
+                        kDecodeWarps * kLanes, 0, stream, b.programmatic);
   });
 }
 

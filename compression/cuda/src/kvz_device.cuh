@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cuda/atomic>
 #include <type_traits>
 
 #include "format.h"
@@ -45,6 +46,58 @@ cudaError_t LaunchWithItems(const BatchView& b, const ItemDesc* host_items, Laun
   if (b.num_items > kMaxParamItems) return cudaErrorInvalidValue;
   if (b.num_items <= 64) return launch(BatchWithItems<64>::Make(b, host_items));
   return launch(BatchWithItems<kMaxParamItems>::Make(b, host_items));
+}
+
+// Programmatic dependent launch (sm_90), for batches queued back to back
+// (GpuBatchOptions::follows_previous_batch). AllowNextKernel lets the next kernel on the
+// stream start once every block of this one has passed it; WaitForPreviousKernel waits until
+// the previous kernel on the stream has completed, its memory visible. Both are no-ops in a
+// kernel launched without programmatic stream serialization.
+__device__ __forceinline__ void AllowNextKernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void WaitForPreviousKernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// A batch's per-batch words on the device (look-back states, error codes, counters) come in
+// two sets used by batches in turns (BatchView::epoch_done): before touching its set, a batch
+// waits until the batch before the one before it, the set's last user, has cleared it and
+// published its epoch; once it has cleared the set in turn, it publishes its own. Without
+// epoch_done (words uploaded per batch), both do nothing.
+__device__ __forceinline__ void WaitForEpoch(const BatchView& b) {
+  if (b.epoch_done == nullptr) return;
+  cuda::atomic_ref<uint64_t, cuda::thread_scope_device> ref(*b.epoch_done);
+  while (ref.load(cuda::memory_order_acquire) != b.wait_epoch) {
+  }
+}
+// REQUIRES: every thread's clearing stores fenced (__threadfence) and ordered before this.
+__device__ __forceinline__ void PublishEpoch(const BatchView& b) {
+  if (b.epoch_done == nullptr) return;
+  cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*b.epoch_done)
+      .store(b.epoch, cuda::memory_order_release);
+}
+
+// Launches kernel(param) on `stream`, with programmatic stream serialization when
+// `programmatic` (the kernel may then start before the previous kernel on the stream ends).
+template <typename Param>
+cudaError_t LaunchKernel(void (*kernel)(Param), const Param& param, unsigned blocks,
+                         unsigned threads, size_t smem, cudaStream_t stream, bool programmatic) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(blocks);
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = programmatic ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, param);
 }
 
 // Loads for Xxh64With on the device. Every hashed range starts 8-byte aligned (chunk slices

@@ -105,24 +105,7 @@ __device__ void ClearIfLast(const BatchView& b, uint32_t* last) {
   for (uint64_t i = threadIdx.x; i < b.num_units + 2; i += blockDim.x) b.lookback[i] = 0;
   __threadfence();  // every thread's zeros, before thread 0 publishes the epoch
   __syncthreads();
-  if (threadIdx.x == 0 && b.epoch_done != nullptr) {
-    cuda::atomic_ref<uint64_t, cuda::thread_scope_device>(*b.epoch_done)
-        .store(b.epoch, cuda::memory_order_release);
-  }
-}
-
-// Programmatic dependent launch (sm_90): lets the next kernel on the stream start once every
-// block of this one has passed here, and waits until the previous kernel on the stream has
-// completed (its memory visible). Both are no-ops for a kernel launched without the attribute.
-__device__ __forceinline__ void AllowNextKernel() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void WaitForPreviousKernel() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+  if (threadIdx.x == 0) PublishEpoch(b);
 }
 
 template <int kElementBytes>
@@ -136,11 +119,7 @@ __device__ __forceinline__ void EncodeChunkBlock(const BatchView& b) {
   const int thread = threadIdx.x;
 
   if (thread == 0) {
-    if (b.epoch_done != nullptr) {  // the batch before last on these words is done with them
-      cuda::atomic_ref<uint64_t, cuda::thread_scope_device> ref(*b.epoch_done);
-      while (ref.load(cuda::memory_order_acquire) != b.wait_epoch) {
-      }
-    }
+    WaitForEpoch(b);  // the batch before last on these words is done with them
     sm.unit = atomicAdd(reinterpret_cast<unsigned long long*>(&b.lookback[b.num_units]), 1ull);
   }
   __syncthreads();
@@ -241,17 +220,7 @@ cudaError_t LaunchWithShared(void (*kernel)(Param), const Param& param, unsigned
       e != cudaSuccess) {
     return e;
   }
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(blocks);
-  config.blockDim = dim3(kPlanThreads);
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attribute;
-  config.numAttrs = programmatic ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, param);
+  return LaunchKernel(kernel, param, blocks, kPlanThreads, smem, stream, programmatic);
 }
 
 template <int kElementBytes>

@@ -48,13 +48,14 @@ struct GpuDecompressItem {
 // How a batch is queued.
 struct GpuBatchOptions {
   // The caller's promise that nothing was queued on the stream since this codec's previous
-  // CompressAsync on it. The batch's kernel may then start on the SMs that the previous batch's
-  // last chunks leave idle instead of after them (Hopper's programmatic dependent launch): a
-  // stream of 64-MiB batches queued back to back gains the time each batch spends finishing
-  // its last chunks. Ignored where the codec cannot overlap safely (another stream, a
-  // decompression or a copy of sizes in between, more than 480 items). Breaking the promise
-  // (a kernel that writes this batch's input, queued in between) lets the batch read its
-  // input before that kernel has written it.
+  // call of the same kind (CompressAsync, or DecompressAsync) on it. The batch's kernel may then
+  // start on the SMs that the previous batch's last chunks leave idle instead of after them
+  // (Hopper's programmatic dependent launch): a stream of 64-MiB batches queued back to back gains
+  // the time each batch spends finishing its last chunks. Ignored where the codec cannot overlap
+  // safely (another stream, a call of the other kind or a copy of sizes or errors in between, more
+  // than 480 items, results in pageable memory). Breaking the promise (a kernel that writes this
+  // batch's input, queued in between) lets the batch read its input before that kernel has written
+  // it.
   bool follows_previous_batch = false;
 };
 
@@ -87,7 +88,7 @@ class GpuCodec {
   // memory is written by the kernel, pageable memory gets a copy); GpuDecodeErrorToStatus
   // explains it. Argument errors as for CompressAsync.
   absl::Status DecompressAsync(std::span<const GpuDecompressItem> items, int32_t* errors,
-                               cudaStream_t stream);
+                               cudaStream_t stream, const GpuBatchOptions& batch = {});
   // Same, then waits: OK, or the first failing item's error (DataLoss for a damaged frame,
   // InvalidArgument for a frame that is not a kvz frame with this codec's options and sizes).
   absl::Status Decompress(std::span<const GpuDecompressItem> items, cudaStream_t stream);

@@ -6,8 +6,10 @@
 // A batch is many independent frames (one per KV block), compressed or decompressed by one to
 // three kernel launches with a block of warps per chunk. Sizes and errors come back to host
 // memory. Measured on an H100 (bf16 KV-like data, 1 MiB items, docs/benchmarks.md, 2026-11-22):
-// about 527 GB/s compress and 705 GB/s decompress for 256-MiB batches, 420 / 605 GB/s at 64 MiB,
-// but only 35 / 17 GB/s for a 1-MiB batch, where one chunk's latency is the whole time.
+// about 520 GB/s compress and 690 GB/s decompress for a 256-MiB batch alone, 435 / 630 GB/s at
+// 64 MiB, and 506 / 710 GB/s for 64-MiB batches queued back to back with
+// GpuBatchOptions::follows_previous_batch; but only 35 / 18 GB/s for a 1-MiB batch, where one
+// chunk's latency is the whole time.
 //
 // Ownership: the caller owns every input and output buffer (device memory, 16-byte aligned)
 // and keeps them alive until the stream has passed the work. The GpuCodec owns its device

@@ -13,8 +13,9 @@ namespace kvtier::kvz {
 // Decodes steps [0, steps) of all 32 lanes: step k's symbol of lane l is element 32k + l.
 // REQUIRES: CpuHasAvx2() (cpu_features.h); `steps` even and no more than any lane's symbol count.
 // - bits[l]: lane l's position in bits from `lanes`; in: its first code, out: after the last
-//   code decoded. Reads 4 bytes at byte bits[l] / 8 per two codes, so a damaged lane reads at
-//   most 22 bits per step past its start, as the scalar reader's bound allows for.
+//   code decoded. Reads the 4-byte words (from `lanes`) p / 32 to p / 32 + 2 for a lane at bit
+//   p, and a lane advances at most 22 bits per two steps, so a damaged lane reads at most
+//   11 bits per step plus 12 bytes past its start, within the scalar reader's bound.
 // - table[w]: for every 11-bit window w (first bit lowest), symbol | code length << 8.
 // - element_bytes 2: each symbol is joined with raw[i] (Join16) into 2-byte element i of `out`;
 //   element_bytes 1: the symbols are the elements (`raw` unused).

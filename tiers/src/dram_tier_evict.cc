@@ -17,22 +17,44 @@ size_t DramTier::Impl::ExpireLeases() {
 }
 
 std::optional<SlotHandle> DramTier::Impl::AllocateSlot(ClassId cls, uint32_t tag) {
-  if (auto slot = allocator_.Allocate(cls, tag)) return slot;
-  if (allocator_.slab_count(cls) > 0) {
-    if (std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_)) {
-      if (ReclaimOlderSlab(cls, RankOf(*victim))) {
-        return allocator_.Allocate(cls, tag);
+  // A few rounds at most: a reclaim can fail when a get pins one of its blocks just as its
+  // copies end, or when a new slab takes the free space next to its slabs meanwhile.
+  for (int round = 0; round < 4; ++round) {
+    if (auto slot = allocator_.Allocate(cls, tag)) return slot;
+    if (allocator_.slab_count(cls) > 0) {
+      if (std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_)) {
+        // While another reclaim copies, evict within the class rather than wait for it.
+        const uint64_t unlocks = unlocks_;
+        if (!reclaiming_ && ReclaimOlderSlab(cls, RankOf(*victim))) {
+          if (auto slot = allocator_.Allocate(cls, tag)) return slot;
+          continue;
+        }
+        // A reclaim that failed halfway let go of the lock: the victim may be gone.
+        if (unlocks != unlocks_) continue;
+        Evict(static_cast<uint32_t>(*victim));
+        if (auto slot = allocator_.Allocate(cls, tag)) return slot;
+        continue;
       }
-      Evict(static_cast<uint32_t>(*victim));
-      return allocator_.Allocate(cls, tag);
+    }
+    // The class has no slab to evict from (or all of its blocks are pinned): take whole slabs
+    // from other classes, once no other reclaim is copying.
+    if (reclaiming_) {
+      AwaitNoReclaim();
+      continue;
+    }
+    scratch_tags_.clear();
+    if (!allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_)) return std::nullopt;
+    if (EmptyForReclaim()) {
+      if (auto slot = allocator_.Allocate(cls, tag)) return slot;
     }
   }
-  // The class has no slab to evict from (or all of its blocks are pinned): take whole slabs
-  // from other classes.
-  scratch_tags_.clear();
-  if (!allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_)) return std::nullopt;
-  EmptyForReclaim();
-  return allocator_.Allocate(cls, tag);
+  return std::nullopt;
+}
+
+void DramTier::Impl::AwaitNoReclaim() {
+  ++unlocks_;
+  mu_.Await(absl::Condition(
+      +[](bool* reclaiming) { return !*reclaiming; }, &reclaiming_));
 }
 
 DramTier::Impl::VictimRank DramTier::Impl::RankOf(EntryId id) const {
@@ -59,14 +81,13 @@ bool DramTier::Impl::ReclaimOlderSlab(ClassId cls, const VictimRank& own) {
     scratch_tags_.clear();
     if (allocator_.ReclaimSlab(cls, entries_[c.entry].slot.slab, slot_evictable_, &scratch_tags_) ||
         allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_, c.cls)) {
-      EmptyForReclaim();
-      return true;
+      return EmptyForReclaim();
     }
   }
   return false;
 }
 
-void DramTier::Impl::EmptyForReclaim() {
+bool DramTier::Impl::EmptyForReclaim() {
   ++slab_reclaims_;
   scratch_slabs_.clear();
   for (uint64_t tag : scratch_tags_) {
@@ -84,35 +105,69 @@ void DramTier::Impl::EmptyForReclaim() {
   }
   std::sort(scratch_ranked_.begin(), scratch_ranked_.end(),
             [](const RankedEntry& a, const RankedEntry& b) { return b.rank < a.rank; });
+  scratch_moves_.clear();
   for (const RankedEntry& r : scratch_ranked_) {
     const uint32_t id = r.entry;
-    // Gone already: evicted by MoveOutOf to make room for another block of these slabs.
+    // Gone already: evicted by NewSlotOutside to make room for another block of these slabs.
     if (entries_[id].state != EntryState::kCommitted) continue;
-    if (MoveOutOf(id)) {
-      ++blocks_moved_;
+    if (std::optional<SlotHandle> to = NewSlotOutside(id)) {
+      Entry& e = entries_[id];
+      e.moving = true;
+      scratch_moves_.push_back({id, e.slot, *to, e.offset, allocator_.Offset(*to), e.length});
       continue;
     }
     Evict(id);
   }
+  if (scratch_moves_.empty()) return true;
+
+  // The copies, without the lock. The old slots stay allocated and their slabs hand out no
+  // slot, so the bytes read stay put; the new slots are the moves' own.
+  for (SlabId slab : scratch_slabs_) allocator_.SetDraining(slab, true);
+  reclaiming_ = true;
+  ++unlocks_;
+  mu_.Unlock();
+  std::byte* const base = arena_->base();
+  for (const Move& m : scratch_moves_) {
+    std::memcpy(base + m.to_offset, base + m.from_offset, m.length);
+  }
+  if (options_.on_reclaim_copy) options_.on_reclaim_copy();
+  mu_.Lock();
+  reclaiming_ = false;
+
+  bool emptied = true;
+  for (const Move& m : scratch_moves_) {
+    Entry& e = entries_[m.entry];
+    // Still the same block where it was (an entry that went meanwhile may hold another block
+    // now, which is never marked moving), and no get reads its old place: switch.
+    if (!e.moving || !(e.slot == m.from)) {
+      allocator_.Free(m.to);  // the block went meanwhile; its old slot went with it
+      continue;
+    }
+    e.moving = false;
+    if (e.pins > 0) {
+      allocator_.Free(m.to);
+      emptied = false;
+      continue;
+    }
+    e.slot = m.to;
+    e.offset = m.to_offset;
+    arena_->BumpGeneration(m.from_offset);
+    allocator_.Free(m.from);
+    ++blocks_moved_;
+  }
+  for (SlabId slab : scratch_slabs_) allocator_.SetDraining(slab, false);
+  return emptied;
 }
 
-bool DramTier::Impl::MoveOutOf(uint32_t id) {
-  Entry& e = entries_[id];
+std::optional<SlotHandle> DramTier::Impl::NewSlotOutside(uint32_t id) {
   const VictimRank rank = RankOf(id);
-  const ClassId cls = allocator_.ClassOf(e.slot);
+  const ClassId cls = allocator_.ClassOf(entries_[id].slot);
   for (;;) {
     if (std::optional<SlotHandle> slot = allocator_.AllocateExisting(cls, id, scratch_slabs_)) {
-      const uint64_t from = e.offset;
-      const SlotHandle old = e.slot;
-      e.slot = *slot;
-      e.offset = allocator_.Offset(*slot);
-      std::memcpy(arena_->base() + e.offset, arena_->base() + from, e.length);
-      arena_->BumpGeneration(from);
-      allocator_.Free(old);
-      return true;
+      return slot;
     }
     std::optional<EntryId> victim = policy_->PickVictim(cls, policy_evictable_);
-    if (!victim || *victim == id || !(RankOf(*victim) < rank)) return false;
+    if (!victim || *victim == id || !(RankOf(*victim) < rank)) return std::nullopt;
     Evict(static_cast<uint32_t>(*victim));
   }
 }
@@ -193,6 +248,7 @@ void DramTier::Impl::FreeEntry(uint32_t id) {
   arena_->BumpGeneration(e.offset);
   allocator_.Free(e.slot);
   e.state = EntryState::kFree;
+  e.moving = false;  // a reclaim copying it sees that it went (EmptyForReclaim)
   e.ns = nullptr;
   e.pins = 0;
   e.put_lease = 0;

@@ -51,10 +51,18 @@
 // moved to a free slot in one of the class's other slabs, made where needed by evicting the
 // class's next victims while they rank below the block itself; a block goes only when it is
 // the oldest its class has left. The slab's blocks are thus paid for with the class's oldest
-// blocks, as one recency order would choose them, instead of whatever ages the slab held. A move
-// copies the block within the arena under the tier's lock (at most one slab's bytes per reclaim,
-// and a reclaim comes once per slab's worth of puts) and frees the old slot as an eviction does
-// (generation bumped); only unpinned committed blocks move, so no reader holds the old place.
+// blocks, as one recency order would choose them, instead of whatever ages the slab held.
+// The copies run without the tier's lock (up to a slab's bytes, milliseconds at 16 MiB, which
+// every get would otherwise wait for): under the lock the reclaim picks each block's new slot
+// and marks the block moving and its slabs draining (no free slot of theirs is handed out);
+// then it unlocks, copies, and locks again to switch each block that is still the same block
+// and not pinned by a reader to its new slot, freeing the old one as an eviction does
+// (generation bumped). Meanwhile gets read moving blocks at their old place, puts evict them
+// or anything else as usual, and no other reclaim starts (reclaiming_): a put that needs one
+// evicts within its own class, or waits when its class has no slab. A block pinned by a get
+// when the copies end stays where it is and the reclaim fails, as does one whose slabs no
+// longer make room (a new slab took a free extent next to them meanwhile); the put then
+// evicts within its class, or tries again.
 // Without moves a reclaim evicted a slab of blocks of any age, and with a compressed namespace
 // spread over 64 size classes that cut prefix chains everywhere (docs/policy.md, "Compression and
 // capacity").
@@ -181,6 +189,7 @@ class DramTier::Impl {
     bool parent_is_previous = false;
     bool persisted = false;    // the same bytes sit in a lower tier (ReservePut/CommitPut flag)
     bool user_pinned = false;  // SetPinned: never evicted
+    bool moving = false;       // a reclaim is copying it to a new slot (EmptyForReclaim)
     uint16_t hits = 0;         // read hits since commit, saturating
     uint8_t codec = 0;         // BlockEncoding::codec
     // While kWriting: the TTL the put asked for (0: none). While kCommitted: 0, or when the
@@ -268,14 +277,17 @@ class DramTier::Impl {
   bool ReclaimOlderSlab(ClassId cls, const VictimRank& own) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Frees the slots of the blocks in scratch_tags_ (the slabs a reclaim empties): each block
-  // is moved within its class (MoveOutOf) or, failing that, evicted (the design comment at
-  // the top).
-  void EmptyForReclaim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // is moved within its class (NewSlotOutside, then copied without the lock) or, failing that,
+  // evicted (the design comment at the top). Returns whether the slabs were emptied. Releases
+  // and retakes mu_ when there are blocks to copy.
+  bool EmptyForReclaim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Moves committed block `id` to a free slot of its class outside scratch_slabs_, evicting
-  // the class's next victims for one while they rank below `id`. Returns false (nothing
-  // moved) when no slot can be had that way.
-  bool MoveOutOf(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A free slot of committed block `id`'s class outside scratch_slabs_, made by evicting the
+  // class's next victims while they rank below `id`; nullopt when none can be had that way.
+  std::optional<SlotHandle> NewSlotOutside(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Waits, with mu_ released, until no reclaim is copying.
+  void AwaitNoReclaim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // A get's use of the committed blocks among `keys`: pins each (one pin per occurrence),
   // stamps its use for eviction, fills its code and slot in `grant` and adds it to `granted`.
@@ -422,6 +434,21 @@ class DramTier::Impl {
   std::vector<RankedEntry> scratch_ranked_ ABSL_GUARDED_BY(mu_);  // and their blocks
   uint64_t slab_reclaims_ ABSL_GUARDED_BY(mu_) = 0;  // slabs taken by another size class
   uint64_t blocks_moved_ ABSL_GUARDED_BY(mu_) = 0;   // blocks EmptyForReclaim kept
+  // A reclaim's copy in flight: the block, its old and new slot.
+  struct Move {
+    uint32_t entry;
+    SlotHandle from;
+    SlotHandle to;
+    uint64_t from_offset;
+    uint64_t to_offset;
+    uint64_t length;
+  };
+  std::vector<Move> scratch_moves_ ABSL_GUARDED_BY(mu_);
+  // Set while a reclaim copies without the lock (the design comment at the top).
+  bool reclaiming_ ABSL_GUARDED_BY(mu_) = false;
+  // Counts the times mu_ was released in the middle of an operation (a reclaim's copies, a
+  // wait for one), so that ReservePut knows to look at the index again.
+  uint64_t unlocks_ ABSL_GUARDED_BY(mu_) = 0;
   struct ClassVictim {
     VictimRank rank;
     ClassId cls;

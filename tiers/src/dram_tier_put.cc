@@ -51,12 +51,29 @@ LeaseGrant DramTier::Impl::ReservePut(OwnerId owner, NamespaceId ns_id,
     }
     std::optional<SlotHandle> slot;
     const uint32_t id = NewEntry();
+    const uint64_t unlocks = unlocks_;
     if (!exhausted) slot = AllocateSlot(cls, id);
     if (!slot) {
       exhausted = true;
       free_entries_.push_back(id);
       grant.codes[i] = absl::StatusCode::kResourceExhausted;
       continue;
+    }
+    // A reclaim let go of the lock for its copies: another put may have taken the key, or the
+    // namespace's quota, meanwhile.
+    if (unlocks != unlocks_) {
+      auto again = ns->index.find(keys[i]);
+      const bool taken = again != ns->index.end();
+      if (taken || !RoomInQuota(ns, allocator_.slot_bytes(cls))) {
+        allocator_.Free(*slot);
+        free_entries_.push_back(id);
+        grant.codes[i] =
+            !taken ? absl::StatusCode::kResourceExhausted
+            : !again->second.committed && entries_[again->second.entry].put_lease == lease_id
+                ? absl::StatusCode::kInvalidArgument
+                : absl::StatusCode::kAlreadyExists;
+        continue;
+      }
     }
     Entry& e = entries_[id];
     e.key = keys[i];

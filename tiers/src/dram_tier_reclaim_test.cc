@@ -1,4 +1,5 @@
 // Slabs moving between size classes: reclaim and one global recency order.
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -169,6 +170,85 @@ TEST_F(DramTierGlobalLruTest, AYoungBlockInAReclaimedSlabMovesInsteadOfGoing) {
   EXPECT_EQ(s.blocks_moved, 1u);
   EXPECT_EQ(s.slab_reclaims, 2u);
   EXPECT_EQ(s.counters.evictions, 8u + 7 + 1);  // slab 0, slab 1 but key 12, key 16
+  ExpectInvariants();
+}
+
+// A reclaim copies without the tier's lock (dram_tier_impl.h). These run the scenario above with
+// the tier doing something to the moving block (key 12) while its copy is in flight.
+class DramTierReclaimCopyTest : public DramTierGlobalLruTest {
+ protected:
+  void SetUp() override {
+    Make(64, 8, nullptr, [this] {
+      if (during_copy_ && !ran_) {
+        ran_ = true;
+        during_copy_();
+      }
+    });
+    ASSERT_TRUE(tier_->AddNamespace(kBig, kBigBytes).ok());
+    PutEach(0, 64, kNs);
+    PutEach(1000, 2, kBig);  // slab 0 goes to the big class: nothing in it is newer, no copy
+    Touch(12, 1);
+  }
+  std::function<void()> during_copy_;
+  bool ran_ = false;
+};
+
+TEST_F(DramTierReclaimCopyTest, AGetThatPinsAMovingBlockKeepsItWhereItIs) {
+  LeaseGrant pin;
+  during_copy_ = [&] { pin = Read({12}); };
+  PutEach(1002, 1, kBig);
+  ASSERT_TRUE(ran_);
+  ASSERT_THAT(pin.codes, ElementsAre(Code::kOk));
+  // The put still got its slot (another slab went instead), and key 12 never left its place
+  // while the get held it.
+  EXPECT_THAT(Cached({1002}, kBig), ElementsAre(true));
+  EXPECT_THAT(Cached({12}), ElementsAre(true));
+  EXPECT_TRUE(Holds(12, pin.slots[0]));
+  EXPECT_EQ(tier_->SlotGeneration(pin.slots[0].offset), pin.slots[0].generation);
+  // The reclaim that met the pin failed, and another slab went instead.
+  EXPECT_EQ(tier_->Snapshot().slab_reclaims, 3u);
+  ASSERT_TRUE(tier_->Release(kAlice, pin.lease_id).ok());
+  LeaseGrant r = Read({12});
+  ASSERT_THAT(r.codes, ElementsAre(Code::kOk));
+  EXPECT_TRUE(Holds(12, r.slots[0]));
+  ASSERT_TRUE(tier_->Release(kAlice, r.lease_id).ok());
+  ExpectInvariants();
+}
+
+TEST_F(DramTierReclaimCopyTest, ABlockRemovedWhileMovingIsGoneAndItsSlotsFree) {
+  during_copy_ = [&] { EXPECT_THAT(tier_->Remove(kNs, Keys({12})), ElementsAre(Code::kOk)); };
+  PutEach(1002, 1, kBig);
+  ASSERT_TRUE(ran_);
+  EXPECT_THAT(Cached({1002}, kBig), ElementsAre(true));
+  EXPECT_THAT(Cached({12}), ElementsAre(false));
+  EXPECT_EQ(tier_->Snapshot().blocks_moved, 0u);
+  ExpectInvariants();
+  // Every slot is accounted for: the arena fills up again exactly.
+  PutEach(2000, 64, kNs);
+  EXPECT_EQ(tier_->Snapshot().used_bytes, 64 * kPage);
+  ExpectInvariants();
+}
+
+TEST_F(DramTierReclaimCopyTest, PutsAndGetsGoOnWhileACopyIsInFlight) {
+  during_copy_ = [&] {
+    // A put of the small class evicts within its class (no second reclaim starts), and a get
+    // of another block is served.
+    Put({500});
+    LeaseGrant r = Read({63});
+    EXPECT_THAT(r.codes, ElementsAre(Code::kOk));
+    EXPECT_TRUE(Holds(63, r.slots[0]));
+    EXPECT_TRUE(tier_->Release(kAlice, r.lease_id).ok());
+  };
+  PutEach(1002, 1, kBig);
+  ASSERT_TRUE(ran_);
+  EXPECT_THAT(Cached({1002}, kBig), ElementsAre(true));
+  EXPECT_THAT(Cached({12, 500, 63}), Each(true));
+  EXPECT_EQ(tier_->Snapshot().blocks_moved, 1u);
+  LeaseGrant r = Read({12, 500});
+  ASSERT_THAT(r.codes, Each(Code::kOk));
+  EXPECT_TRUE(Holds(12, r.slots[0])) << "the moved block lost its bytes";
+  EXPECT_TRUE(Holds(500, r.slots[1]));
+  ASSERT_TRUE(tier_->Release(kAlice, r.lease_id).ok());
   ExpectInvariants();
 }
 

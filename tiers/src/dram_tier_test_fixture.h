@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <vector>
@@ -41,13 +42,16 @@ class DramTierTest : public ::testing::Test {
  protected:
   // A tier of `capacity_pages` pages in slabs of `slab_pages` pages, with namespace kNs of
   // one-page blocks, evicting by `policy` (null: the tier's default, LRU).
+  // `on_reclaim_copy` as DramTierOptions's.
   void Make(uint64_t capacity_pages, uint64_t slab_pages,
-            std::unique_ptr<EvictionPolicy> policy = nullptr) {
+            std::unique_ptr<EvictionPolicy> policy = nullptr,
+            std::function<void()> on_reclaim_copy = nullptr) {
     DramTierOptions options;
     options.capacity_bytes = capacity_pages * kPage;
     options.slab_bytes = slab_pages * kPage;
     options.lease_timeout_ns = kTimeout;
     options.preallocate = false;
+    options.on_reclaim_copy = std::move(on_reclaim_copy);
     auto tier = DramTier::Create(options, &clock_, std::move(policy));
     ASSERT_TRUE(tier.ok()) << tier.status();
     tier_ = std::move(*tier);

@@ -66,8 +66,22 @@ void SlabAllocator::Free(SlotHandle slot) {
   used_bytes_ -= classes_[s.cls].slot_bytes;
   if (s.used == 0) {
     ReleaseSlab(slot.slab);
-  } else if (s.partial_pos == kNotPartial) {
+  } else if (s.partial_pos == kNotPartial && !s.draining) {
     AddPartial(slot.slab);
+  }
+}
+
+void SlabAllocator::SetDraining(SlabId slab, bool draining) {
+  Slab& s = slabs_[slab];
+  // A slab emptied meanwhile is free space (or another slab under the same id): leave it.
+  const auto live = slab_at_.find(s.offset);
+  if (live == slab_at_.end() || live->second != slab) return;
+  if (s.draining == draining) return;
+  s.draining = draining;
+  if (draining) {
+    if (s.partial_pos != kNotPartial) RemovePartial(slab);
+  } else if (!s.free_slots.empty() && s.partial_pos == kNotPartial) {
+    AddPartial(slab);
   }
 }
 
@@ -101,6 +115,7 @@ std::optional<SlabId> SlabAllocator::NewSlab(ClassId cls) {
   s.cls = cls;
   s.used = 0;
   s.partial_pos = kNotPartial;
+  s.draining = false;
   s.tags.assign(c.slots_per_slab, kNoTag);
   s.free_slots.resize(c.slots_per_slab);
   // Highest index at the bottom, so slots are handed out in address order.
@@ -114,6 +129,7 @@ std::optional<SlabId> SlabAllocator::NewSlab(ClassId cls) {
 void SlabAllocator::ReleaseSlab(SlabId id) {
   Slab& s = slabs_[id];
   if (s.partial_pos != kNotPartial) RemovePartial(id);
+  s.draining = false;
   --classes_[s.cls].slabs;
   slab_at_.erase(s.offset);
   AddFreeExtent(s.offset, s.bytes);

@@ -40,6 +40,7 @@ using SlabId = uint32_t;
 struct SlotHandle {
   SlabId slab = 0;
   uint32_t index = 0;
+  friend bool operator==(const SlotHandle&, const SlotHandle&) = default;
 };
 
 class SlabAllocator {
@@ -76,6 +77,12 @@ class SlabAllocator {
   // Frees an allocated slot; an emptied slab returns to free space.
   // REQUIRES: `slot` was returned by Allocate and not freed since.
   void Free(SlotHandle slot);
+
+  // While a slab drains (a reclaim is moving its blocks out), none of its free slots is handed
+  // out; it still returns to free space once its last slot is freed. Setting it off again
+  // makes its free slots available again. Idempotent; does nothing to a slab that is no longer
+  // live (released, or its id reused by a new slab, which starts not draining).
+  void SetDraining(SlabId slab, bool draining);
 
   // Arena offset and tag of an allocated slot.
   uint64_t Offset(SlotHandle slot) const {
@@ -128,6 +135,7 @@ class SlabAllocator {
     ClassId cls = 0;
     uint32_t used = 0;
     uint32_t partial_pos = kNotPartial;  // index in classes_[cls].partial
+    bool draining = false;               // SetDraining: never in the partial list
     std::vector<uint64_t> tags;          // per slot; kNoTag when free
     std::vector<uint32_t> free_slots;    // stack; the lowest index on top
   };

@@ -55,6 +55,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -91,6 +92,9 @@ struct DramTierOptions {
   // enough memory fails Create() with kResourceExhausted instead of a client or the daemon
   // taking SIGBUS on first touch of a page later. Default true; tests may turn it off.
   bool preallocate = true;
+  // Called, without the tier's lock, while a slab reclaim copies blocks out of the slabs it
+  // empties (dram_tier_impl.h): for tests and tracing. Unset by default.
+  std::function<void()> on_reclaim_copy;
 
   // kInvalidArgument naming the bad option and what would be accepted.
   absl::Status Validate() const;

@@ -100,18 +100,18 @@ size_t ChunkLayout::slice_bytes() const {
 }
 
 uint32_t ChunkCheck(const uint8_t* data, size_t bytes, size_t slice_bytes, uint64_t chunk_index) {
-  uint8_t digests[8 * kLanes];
+  uint64_t digest[kLanes];
   if (bytes == kLanes * slice_bytes && slice_bytes % 32 == 0 && CpuHasAvx512()) {
-    uint64_t d[kLanes];
-    SliceDigestsAvx512(data, slice_bytes, d);
-    for (int l = 0; l < kLanes; ++l) StoreLe64(digests + 8 * l, d[l]);
-    return static_cast<uint32_t>(Xxh64(digests, sizeof(digests), chunk_index));
+    SliceDigestsAvx512(data, slice_bytes, digest);  // a full chunk: every slice whole
+  } else {
+    for (int l = 0; l < kLanes; ++l) {
+      const size_t begin = std::min(l * slice_bytes, bytes);
+      const size_t end = std::min((l + 1) * slice_bytes, bytes);
+      digest[l] = Xxh64(data + begin, end - begin, 0);
+    }
   }
-  for (int l = 0; l < kLanes; ++l) {
-    const size_t begin = std::min(l * slice_bytes, bytes);
-    const size_t end = std::min((l + 1) * slice_bytes, bytes);
-    StoreLe64(digests + 8 * l, Xxh64(data + begin, end - begin, 0));
-  }
+  uint8_t digests[8 * kLanes];
+  for (int l = 0; l < kLanes; ++l) StoreLe64(digests + 8 * l, digest[l]);
   return static_cast<uint32_t>(Xxh64(digests, sizeof(digests), chunk_index));
 }
 

@@ -59,6 +59,44 @@ TEST(SlabAllocatorTest, AllocateExistingAvoidsSlabsAndNeverCarvesOne) {
   EXPECT_EQ(a.used_bytes(), 8 * kPage);
 }
 
+TEST(SlabAllocatorTest, ADrainingSlabHandsOutNoSlotAndStillEmptiesIntoFreeSpace) {
+  SlabAllocator a(kBase, 8 * kPage, kPage, 4 * kPage);  // two slabs of four one-page slots
+  const ClassId c = a.ClassFor(kPage);
+  std::vector<SlotHandle> slots;
+  for (uint64_t t = 0; t < 8; ++t) slots.push_back(*a.Allocate(c, t));  // both slabs full
+  const SlabId draining = slots[0].slab;
+  a.SetDraining(draining, true);
+  a.Free(slots[0]);
+  a.Free(slots[1]);
+  // Its free slots are not handed out, by either allocation, and no slab is carved instead.
+  EXPECT_FALSE(a.Allocate(c, 100).has_value());
+  EXPECT_FALSE(a.AllocateExisting(c, 100, {}).has_value());
+  // Off again: they are.
+  a.SetDraining(draining, false);
+  std::optional<SlotHandle> got = a.Allocate(c, 100);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->slab, draining);
+  a.Free(*got);
+  // Once its last slot is freed a draining slab goes back to free space. A reclaim may then
+  // still set the flag on and off for it (its blocks all went before it got there): that
+  // must not bring the released slab's slots back, or a slot would be handed out twice.
+  a.SetDraining(draining, true);
+  a.Free(slots[2]);
+  a.Free(slots[3]);
+  EXPECT_EQ(a.free_bytes(), 4 * kPage);
+  a.SetDraining(draining, true);
+  a.SetDraining(draining, false);
+  std::vector<SlotHandle> fresh;
+  for (uint64_t t = 200; t < 204; ++t) {
+    std::optional<SlotHandle> got_one = a.Allocate(c, t);
+    ASSERT_TRUE(got_one.has_value());
+    fresh.push_back(*got_one);
+  }
+  EXPECT_EQ(a.free_bytes(), 0u);  // a slab carved from free space, not the released one reused
+  EXPECT_EQ(a.used_bytes(), 8 * kPage);
+  EXPECT_FALSE(a.Allocate(c, 204).has_value());
+}
+
 TEST(SlabAllocatorTest, SlabsAreTrimmedToWholeSlots) {
   SlabAllocator a(kBase, 64 * kPage, kPage, 16 * kPage);
   const ClassId c = a.ClassFor(5 * kPage);  // 3 slots per 16-page slab

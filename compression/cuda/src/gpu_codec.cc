@@ -83,6 +83,41 @@ constexpr size_t kDecodeStateCodesBytes = kvz::gpu::kMaxParamItems * sizeof(int3
 constexpr size_t kDecodeSetBytes = kDecodeStateCodesBytes + sizeof(uint64_t);
 constexpr size_t kDecodeStateBytes = 2 * kDecodeSetBytes + 2 * sizeof(uint64_t);
 
+// Whose turn it is among one kind of batch (compressions, or decompressions) whose per-batch
+// device words (look-back states, error codes, counters) come in two sets: batches take the
+// sets in turns, and each waits on the device for the epoch its set's last user, the batch two
+// before it, publishes once it has cleared the set (kvz_device.cuh, WaitForEpoch). Also whether
+// the next batch may overlap the last one (GpuBatchOptions::follows_previous_batch).
+struct BatchTurns {
+  uint64_t epoch = 2;             // the next batch's; its set's last user is epoch - 2
+  cudaStream_t stream = nullptr;  // where the last batch of this kind was queued
+  bool kernel_last = false;       // and nothing of the codec's was queued after its kernel
+
+  uint64_t set() const { return epoch % 2; }
+  // The epochs the two sets' words start from, as their last users would have left them.
+  void StartEpochs(uint64_t epochs[2]) const {
+    epochs[set()] = epoch - 2;
+    epochs[1 - set()] = epoch - 1;
+  }
+  // Points the batch at its set's epoch word, `epoch_words` being the two sets' words.
+  void Assign(std::byte* epoch_words, BatchView* b) const {
+    b->epoch_done = reinterpret_cast<uint64_t*>(epoch_words) + set();
+    b->wait_epoch = epoch - 2;
+    b->epoch = epoch;
+  }
+  // Whether a batch asked to follow the last may overlap it: only where the stream's last step
+  // is known to be that batch's kernel.
+  bool MayFollow(const GpuBatchOptions& options, cudaStream_t s) const {
+    return options.follows_previous_batch && kernel_last && stream == s;
+  }
+  // The batch's kernel is queued on `s`; `last` when nothing is queued after it.
+  void Queued(cudaStream_t s, bool last) {
+    ++epoch;  // only once the batch is queued: its set's next user waits for it
+    stream = s;
+    kernel_last = last;
+  }
+};
+
 }  // namespace
 
 struct GpuCodec::Workspace {
@@ -95,9 +130,7 @@ struct GpuCodec::Workspace {
   // the kernel's parameter, in two sets as encode_state: zeroed once at Create, and again by
   // each batch's last warp.
   DeviceBuffer decode_state;
-  uint64_t decode_epoch = 2;
-  bool decode_last = false;  // as encode_last, for decompressions
-  cudaStream_t decode_stream = nullptr;
+  BatchTurns decode_turns;
   // The same for the fused encoder, in two sets that batches use in turns: each set's look-back
   // states, chunk counter and count of finished blocks (`encode_state_bytes`, zeroed when the
   // buffer grows and by each batch's last block), then per set the epoch of the last batch
@@ -106,11 +139,7 @@ struct GpuCodec::Workspace {
   // before the one before it has cleared its set.
   DeviceBuffer encode_state;
   size_t encode_state_bytes = 0;  // per set
-  uint64_t encode_epoch = 2;      // the next batch's: it waits for epoch - 2 on its set
-  // Whether the last operation this codec queued was a fused encode on `encode_stream` with
-  // nothing queued after it (a batch that follows it may then overlap it).
-  cudaStream_t encode_stream = nullptr;
-  bool encode_last = false;
+  BatchTurns encode_turns;
   std::vector<ItemDesc> param_items;  // descriptors passed as a kernel parameter, on the host
   // Pinned staging for the item descriptors, used round robin. A slot's `uploaded` is recorded
   // after its upload, so that a later call does not overwrite it while the copy may still read
@@ -183,8 +212,8 @@ struct GpuCodec::Workspace {
   }
 
   // The next batch's set of encode_state (at least `bytes`, zero once the batch waited for
-  // its epoch) in b->lookback, and its epochs in b->epoch_done, wait_epoch and epoch. Sets
-  // *queued when it had to queue a step of its own on `stream` (the buffer grew).
+  // its epoch) in b->lookback, and its epochs (BatchTurns::Assign). Sets *queued when it had
+  // to queue a step of its own on `stream` (the buffer grew).
   absl::Status EncodeState(size_t bytes, cudaStream_t stream, BatchView* b, bool* queued) {
     *queued = false;
     if (bytes > encode_state_bytes) {
@@ -192,26 +221,20 @@ struct GpuCodec::Workspace {
       KVTIER_RETURN_IF_ERROR(encode_state.Reserve(2 * set_bytes + 16));  // waits for the device
       KVTIER_CUDA_RETURN_IF_ERROR(
           cudaMemsetAsync(encode_state.as<void>(), 0, 2 * set_bytes, stream));
-      // Each set as left by the last batch that used it.
-      epochs_[encode_epoch % 2] = encode_epoch - 2;
-      epochs_[(encode_epoch + 1) % 2] = encode_epoch - 1;
+      uint64_t epochs[2];
+      encode_turns.StartEpochs(epochs);
       KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(encode_state.as<std::byte>() + 2 * set_bytes,
-                                                  epochs_, sizeof(epochs_), cudaMemcpyHostToDevice,
+                                                  epochs, sizeof(epochs), cudaMemcpyHostToDevice,
                                                   stream));
-      KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // epochs_ is pageable
+      KVTIER_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));  // `epochs` is on the stack
       encode_state_bytes = set_bytes;
       *queued = true;
     }
-    const uint64_t set = encode_epoch % 2;
-    b->lookback =
-        reinterpret_cast<uint64_t*>(encode_state.as<std::byte>() + set * encode_state_bytes);
-    b->epoch_done =
-        reinterpret_cast<uint64_t*>(encode_state.as<std::byte>() + 2 * encode_state_bytes) + set;
-    b->wait_epoch = encode_epoch - 2;
-    b->epoch = encode_epoch;
+    std::byte* const base = encode_state.as<std::byte>();
+    b->lookback = reinterpret_cast<uint64_t*>(base + encode_turns.set() * encode_state_bytes);
+    encode_turns.Assign(base + 2 * encode_state_bytes, b);
     return absl::OkStatus();
   }
-  uint64_t epochs_[2] = {};
 
   // Copies the `n` descriptors and `zero_bytes` of zeros staged by the last ReserveStaging to
   // the device on `stream`, then clears `memset_bytes` more after them on the device (zeros too
@@ -250,7 +273,8 @@ absl::StatusOr<std::unique_ptr<GpuCodec>> GpuCodec::Create(const CodecOptions& o
       cudaDeviceGetAttribute(&ws->sm_count, cudaDevAttrMultiProcessorCount, device));
   KVTIER_RETURN_IF_ERROR(ws->decode_state.Reserve(kDecodeStateBytes));
   KVTIER_CUDA_RETURN_IF_ERROR(cudaMemset(ws->decode_state.as<void>(), 0, kDecodeStateBytes));
-  const uint64_t epochs[2] = {ws->decode_epoch - 2, ws->decode_epoch - 1};  // sets 0 and 1
+  uint64_t epochs[2];
+  ws->decode_turns.StartEpochs(epochs);
   KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpy(ws->decode_state.as<std::byte>() + 2 * kDecodeSetBytes,
                                          epochs, sizeof(epochs), cudaMemcpyHostToDevice));
   return std::unique_ptr<GpuCodec>(new GpuCodec(options, std::move(ws)));
@@ -329,22 +353,17 @@ absl::Status GpuCodec::CompressAsync(std::span<const GpuCompressItem> items,
   b.chunk_log2 = options_.chunk_log2;
   b.plans = ws_->plans.as<ChunkPlan>();
   b.frame_sizes = mapped_sizes != nullptr ? mapped_sizes : ws_->results.as<uint64_t>();
-  // Overlap the previous batch only where the stream's last step is known to be that batch's
-  // kernel: the caller says nothing else was queued, and this codec queued nothing after it.
-  b.programmatic = batch_options.follows_previous_batch && as_param && !queued_steps &&
-                   ws_->encode_last && ws_->encode_stream == stream;
-  ws_->encode_last = false;
-  ws_->decode_last = false;  // a decompression after this one no longer follows the last
+  b.programmatic = as_param && !queued_steps && ws_->encode_turns.MayFollow(batch_options, stream);
+  ws_->encode_turns.kernel_last = false;
+  ws_->decode_turns.kernel_last = false;  // a decompression after this one follows no other
   KVTIER_CUDA_RETURN_IF_ERROR(
       kvz::gpu::LaunchEncode(b, stream, as_param ? ws_->param_items.data() : nullptr));
-  if (as_param) ++ws_->encode_epoch;  // only once the batch is queued: its set waits for it
+  if (as_param) ws_->encode_turns.Queued(stream, /*last=*/mapped_sizes != nullptr);
   if (mapped_sizes == nullptr) {
     KVTIER_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(compressed_sizes, b.frame_sizes,
                                                 items.size() * sizeof(uint64_t),
                                                 cudaMemcpyDeviceToHost, stream));
   }
-  ws_->encode_last = as_param && mapped_sizes != nullptr;
-  ws_->encode_stream = stream;
   return absl::OkStatus();
 }
 
@@ -360,7 +379,7 @@ absl::StatusOr<std::vector<uint64_t>> GpuCodec::Compress(std::span<const GpuComp
 absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items, int32_t* errors,
                                        cudaStream_t stream, const GpuBatchOptions& batch) {
   if (items.empty()) return absl::OkStatus();
-  ws_->encode_last = false;  // a compression after this one no longer follows the last
+  ws_->encode_turns.kernel_last = false;  // a compression after this one follows no other
   if (errors == nullptr) {
     return absl::InvalidArgumentError("errors must point to items.size() entries");
   }
@@ -403,23 +422,17 @@ absl::Status GpuCodec::DecompressAsync(std::span<const GpuDecompressItem> items,
   b.chunk_log2 = options_.chunk_log2;
   b.errors_out = errors_out;
   b.sm_count = ws_->sm_count;
-  const bool follows =
-      batch.follows_previous_batch && ws_->decode_last && ws_->decode_stream == stream;
-  ws_->decode_last = false;
+  BatchTurns& turns = ws_->decode_turns;
+  b.programmatic = as_param && turns.MayFollow(batch, stream);
+  turns.kernel_last = false;
   if (as_param) {
-    const uint64_t set = ws_->decode_epoch % 2;
-    std::byte* const words = ws_->decode_state.as<std::byte>() + set * kDecodeSetBytes;
+    std::byte* const base = ws_->decode_state.as<std::byte>();
+    std::byte* const words = base + turns.set() * kDecodeSetBytes;
     b.errors = reinterpret_cast<int32_t*>(words);
     b.warps_done = reinterpret_cast<uint32_t*>(words + kDecodeStateCodesBytes);
-    b.epoch_done =
-        reinterpret_cast<uint64_t*>(ws_->decode_state.as<std::byte>() + 2 * kDecodeSetBytes) + set;
-    b.wait_epoch = ws_->decode_epoch - 2;
-    b.epoch = ws_->decode_epoch;
-    b.programmatic = follows;
+    turns.Assign(base + 2 * kDecodeSetBytes, &b);
     KVTIER_CUDA_RETURN_IF_ERROR(kvz::gpu::LaunchDecode(b, stream, staging));
-    ++ws_->decode_epoch;  // only once the batch is queued: its set waits for it
-    ws_->decode_last = true;
-    ws_->decode_stream = stream;
+    turns.Queued(stream, /*last=*/true);
     return absl::OkStatus();
   }
   KVTIER_ASSIGN_OR_RETURN(std::byte* const zeros, ws_->Upload(items.size(), staged_zeros,

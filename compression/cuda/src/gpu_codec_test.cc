@@ -548,8 +548,7 @@ TEST(GpuCodecTest, BatchesThatFollowEachOtherOverlapAndStayExact) {
   for (size_t b = 0; b < 6; ++b) damaged += shape[b];
   for (int round = 0; round < 2; ++round) {
     uint8_t at = 0;
-    uint8_t* const spot =
-        d_frames.get() + damaged * frame_capacity + expected[damaged].size() / 2;
+    uint8_t* const spot = d_frames.get() + damaged * frame_capacity + expected[damaged].size() / 2;
     ASSERT_EQ(cudaMemcpy(&at, spot, 1, cudaMemcpyDeviceToHost), cudaSuccess);
     at ^= 0x5A;  // round 0 damages the byte, round 1 mends it
     ASSERT_EQ(cudaMemcpy(spot, &at, 1, cudaMemcpyHostToDevice), cudaSuccess);

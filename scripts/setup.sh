@@ -13,6 +13,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # baselines the benchmarks run side by side, and their client libraries
   redis-server memcached fio libhiredis-dev libmemcached-dev
+  # the metrics endpoint is checked by the real promtool and scraped by a real Prometheus
+  prometheus
   # scripts and plots
   python3 python3-numpy python3-matplotlib
 )

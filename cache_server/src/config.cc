@@ -93,6 +93,7 @@ const std::map<std::string, Setter>& Setters() {
       {"server.socket", String(&ServerConfig::socket_path, "server.socket")},
       {"server.tcp_listen", String(&ServerConfig::tcp_listen, "server.tcp_listen")},
       {"server.auth_token", String(&ServerConfig::auth_token, "server.auth_token")},
+      {"server.metrics_listen", String(&ServerConfig::metrics_listen, "server.metrics_listen")},
       {"server.log_level", String(&ServerConfig::log_level, "server.log_level")},
       {"server.io_threads", Integer(&ServerConfig::io_threads, "server.io_threads")},
       {"server.busy_poll_us", Integer(&ServerConfig::busy_poll_us, "server.busy_poll_us")},
@@ -176,6 +177,12 @@ absl::Status ServerConfig::Validate() const {
   if (!tcp_listen.empty()) {
     auto hp = ParseHostPort(tcp_listen);
     if (!hp.ok()) return hp.status();
+  }
+  if (!metrics_listen.empty()) {
+    auto hp = ParseHostPort(metrics_listen);
+    if (!hp.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("metrics_listen: ", hp.status().message()));
+    }
   }
   if (io_threads < 1 || io_threads > 256) {
     return absl::InvalidArgumentError(
@@ -281,6 +288,7 @@ std::string ServerConfig::ToString() const {
   return absl::StrCat(
       "data_dir=", data_dir, " socket=", sock.empty() ? "(off)" : sock,
       " tcp_listen=", tcp_listen.empty() ? "(off)" : tcp_listen,
+      " metrics_listen=", metrics_listen.empty() ? "(off)" : metrics_listen,
       " auth=", auth_token.empty() ? "off" : "token", " io_threads=", io_threads,
       " max_connections=", max_connections, " busy_poll_us=", EffectiveBusyPollUs(),
       " request_mailbox=", request_mailbox ? "true" : "false", " log_level=", log_level,

@@ -33,6 +33,7 @@ TEST(ServerConfig, FileOverridesDefaultsAndAcceptsSizesWithUnits) {
 [server]
 data_dir = "/tmp/kv"
 tcp_listen = "127.0.0.1:7070"
+metrics_listen = "0.0.0.0:9464"
 io_threads = 4
 log_level = "debug"
 [dram]
@@ -45,6 +46,7 @@ max_payload_bytes = "64MiB"
   ASSERT_TRUE(LoadConfigFile(path, &c).ok());
   EXPECT_EQ(c.data_dir, "/tmp/kv");
   EXPECT_EQ(c.io_threads, 4u);
+  EXPECT_EQ(c.metrics_listen, "0.0.0.0:9464");
   EXPECT_EQ(c.dram_capacity_bytes, 256ull << 20);
   EXPECT_EQ(c.lease_timeout_ms, 500u);
   EXPECT_EQ(c.limits.max_payload_bytes, 64ull << 20);
@@ -158,6 +160,11 @@ TEST(ServerConfig, ValidateRejectsNonsenseWithAFix) {
   c = ServerConfig();
   c.tcp_listen = "localhost:http";
   EXPECT_FALSE(c.Validate().ok());
+  c = ServerConfig();
+  c.metrics_listen = "9464x";
+  EXPECT_NE(c.Validate().message().find("metrics_listen"), std::string::npos) << c.Validate();
+  c.metrics_listen = "9464";
+  EXPECT_TRUE(c.Validate().ok());
   c = ServerConfig();
   c.dram_eviction_policy = "mru";
   EXPECT_NE(c.Validate().message().find("prefix-slru"), std::string::npos) << c.Validate();

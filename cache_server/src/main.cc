@@ -25,7 +25,8 @@ int Fail(const std::string& message) {
 int main(int argc, char** argv) {
   using kvtier::server::ServerConfig;
   CLI::App app{"kvtierd: KV-cache daemon for LLM inference (DRAM tier, shared-memory and TCP)"};
-  std::string config_path, socket, data_dir, dram_capacity, tcp_listen, log_level, auth_token;
+  std::string config_path, socket, data_dir, dram_capacity, tcp_listen, log_level, auth_token,
+      metrics_listen;
   uint32_t io_threads = 0;
   uint64_t lease_timeout_ms = 0;
   int32_t busy_poll_us = -1;
@@ -44,6 +45,9 @@ int main(int argc, char** argv) {
   auto* o_tcp =
       app.add_option("--tcp-listen", tcp_listen,
                      "also serve TCP on HOST:PORT (default off; PORT alone binds 127.0.0.1)");
+  auto* o_metrics = app.add_option(
+      "--metrics-listen", metrics_listen,
+      "serve /metrics (Prometheus) and /healthz over HTTP on HOST:PORT (default off)");
   auto* o_log =
       app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default info)");
   auto* o_auth =
@@ -93,6 +97,7 @@ int main(int argc, char** argv) {
     config.dram_capacity_bytes = *size;
   }
   if (o_tcp->count() > 0) config.tcp_listen = tcp_listen;
+  if (o_metrics->count() > 0) config.metrics_listen = metrics_listen;
   if (o_log->count() > 0) config.log_level = log_level;
   if (o_auth->count() > 0) config.auth_token = auth_token;
   if (o_threads->count() > 0) config.io_threads = io_threads;

@@ -31,8 +31,10 @@
 #include "kvtier/tiers/nvme_device.h"
 #include "kvtier/tiers/nvme_tier.h"
 #include "kvtier/tiers/policies.h"
+#include "metrics_listener.h"
 #include "namespace_file.h"
 #include "nvme_placement.h"
+#include "prometheus_text.h"
 #include "request_mailbox.h"
 #include "service.h"
 #include "spdlog/spdlog.h"
@@ -119,6 +121,7 @@ class Server::Impl {
     // their contexts, which must go before the service and the tier they point to.
     unix_acceptor_.reset();
     tcp_acceptor_.reset();
+    metrics_.reset();
     guards_.clear();
     contexts_.clear();
     if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
@@ -281,6 +284,15 @@ class Server::Impl {
                      config_.tcp_listen);
       }
     }
+    if (!config_.metrics_listen.empty()) {
+      KVTIER_ASSIGN_OR_RETURN(metrics_, MetricsListener::Open(
+                                            ctx, config_.metrics_listen,
+                                            [service = service_.get()] {
+                                              return RenderPrometheusText(service->Stats(),
+                                                                          KVTIER_VERSION);
+                                            },
+                                            &service_->counters()));
+    }
     return absl::OkStatus();
   }
 
@@ -300,6 +312,11 @@ class Server::Impl {
       asio::co_spawn(main, AcceptLoop(*tcp_acceptor_), asio::detached);
       spdlog::info("serving on tcp://{}:{}", tcp_acceptor_->local_endpoint().address().to_string(),
                    tcp_acceptor_->local_endpoint().port());
+    }
+    if (metrics_) {
+      metrics_->Start();
+      spdlog::info("serving metrics on http://{}/metrics (port {})", config_.metrics_listen,
+                   metrics_->port());
     }
     asio::co_spawn(main, LeaseReaper(), asio::detached);
 
@@ -326,6 +343,7 @@ class Server::Impl {
       boost::system::error_code ignored;
       if (unix_acceptor_) unix_acceptor_->close(ignored);
       if (tcp_acceptor_) tcp_acceptor_->close(ignored);
+      if (metrics_) metrics_->Close();
       for (auto& g : guards_) g.reset();
       for (auto& ctx : contexts_) ctx->stop();
     });
@@ -415,6 +433,7 @@ class Server::Impl {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::unique_ptr<UnixProtocol::acceptor> unix_acceptor_;
   std::unique_ptr<asio::ip::tcp::acceptor> tcp_acceptor_;
+  std::unique_ptr<MetricsListener> metrics_;
   std::string socket_path_;
   std::atomic<uint64_t> next_connection_id_{1};
   std::atomic<size_t> next_context_{0};

@@ -408,6 +408,9 @@ proto::StatsReply Service::Stats() const {
   s->set_eviction_policy(config_.dram_eviction_policy);
   s->set_mailbox_requests(counters_.mailbox_requests.load(std::memory_order_relaxed));
   s->set_mailboxes_active(counters_.mailboxes_active.load(std::memory_order_relaxed));
+  s->set_connections_refused(counters_.connections_refused.load(std::memory_order_relaxed));
+  s->set_metrics_scrapes(counters_.metrics_scrapes.load(std::memory_order_relaxed));
+  s->set_metrics_bad_requests(counters_.metrics_bad_requests.load(std::memory_order_relaxed));
 
   proto::TierStats* t = reply.add_tiers();
   t->set_tier(proto::TIER_DRAM);

@@ -34,6 +34,8 @@ struct ServerCounters {
   std::atomic<uint64_t> error_replies{0};
   std::atomic<uint64_t> mailbox_requests{0};  // also counted in `requests`
   std::atomic<uint64_t> mailboxes_active{0};
+  std::atomic<uint64_t> metrics_scrapes{0};
+  std::atomic<uint64_t> metrics_bad_requests{0};
 };
 
 // A get's grant, and which of its blocks were just read from NVMe into DRAM.

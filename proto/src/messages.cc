@@ -123,6 +123,19 @@ std::string SanitizeUtf8(std::string_view s, size_t max) {
 
 }  // namespace
 
+std::string TierName(Tier tier) {
+  switch (tier) {
+    case TIER_HBM:
+      return "hbm";
+    case TIER_DRAM:
+      return "dram";
+    case TIER_NVME:
+      return "nvme";
+    default:
+      return "none";
+  }
+}
+
 absl::StatusOr<std::string> SerializeBody(const google::protobuf::MessageLite& msg,
                                           const Limits& limits) {
   const size_t size = msg.ByteSizeLong();

@@ -66,19 +66,6 @@ std::string Parallel(const proto::NamespaceDescriptor& d) {
 
 }  // namespace
 
-std::string TierName(proto::Tier tier) {
-  switch (tier) {
-    case proto::TIER_HBM:
-      return "hbm";
-    case proto::TIER_DRAM:
-      return "dram";
-    case proto::TIER_NVME:
-      return "nvme";
-    default:
-      return "none";
-  }
-}
-
 std::string FormatDuration(uint64_t ms) {
   const uint64_t s = ms / 1000, m = s / 60, h = m / 60, d = h / 24;
   if (d > 0) return absl::StrFormat("%dd %02dh", d, h % 24);
@@ -157,6 +144,7 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                        {"uptime_ms", s.uptime_ms()},
                        {"connections_total", s.connections_total()},
                        {"connections_active", s.connections_active()},
+                       {"connections_refused", s.connections_refused()},
                        {"requests", s.requests()},
                        {"mailbox_requests", s.mailbox_requests()},
                        {"mailboxes_active", s.mailboxes_active()},
@@ -164,7 +152,9 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                        {"error_replies", s.error_replies()},
                        {"leases_active", s.leases_active()},
                        {"leases_expired", s.leases_expired()},
-                       {"eviction_policy", s.eviction_policy()}};
+                       {"eviction_policy", s.eviction_policy()},
+                       {"metrics_scrapes", s.metrics_scrapes()},
+                       {"metrics_bad_requests", s.metrics_bad_requests()}};
   out["tiers"] = json::array();
   for (const proto::TierStats& t : stats.tiers()) {
     json tier = Merge(json{{"tier", TierName(t.tier())},
@@ -226,10 +216,10 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
   out << "kvtierd " << health.server_version() << " at " << uri << ", up "
       << FormatDuration(s.uptime_ms()) << "\n"
       << "  connections " << s.connections_active() << " active / " << s.connections_total()
-      << " total, requests " << s.requests() << " (" << s.mailbox_requests() << " through "
-      << s.mailboxes_active() << " mailboxes), error replies " << s.error_replies()
-      << ", bad frames " << s.bad_frames() << ", leases " << s.leases_active() << " active / "
-      << s.leases_expired() << " expired\n\n";
+      << " total (" << s.connections_refused() << " refused), requests " << s.requests() << " ("
+      << s.mailbox_requests() << " through " << s.mailboxes_active()
+      << " mailboxes), error replies " << s.error_replies() << ", bad frames " << s.bad_frames()
+      << ", leases " << s.leases_active() << " active / " << s.leases_expired() << " expired\n\n";
 
   Table tiers({{"TIER", Align::kLeft},
                {"CAPACITY"},

@@ -12,12 +12,13 @@
 #include <string_view>
 
 #include "kvtier.pb.h"
+#include "kvtier/proto/messages.h"
 #include "nlohmann/json.hpp"
 
 namespace kvtier::ctl {
 
 // "hbm", "dram", "nvme", "none".
-std::string TierName(proto::Tier tier);
+using proto::TierName;
 // "3d 04h", "2h 05m", "4m 09s", "12.3s".
 std::string FormatDuration(uint64_t ms);
 // "97.5%", or "-" with no requests.

@@ -27,6 +27,10 @@ struct ServerConfig {
   // "HOST:PORT" to also listen on TCP (payload travels in the frame). Default "" (off).
   // A bare "PORT" or ":PORT" binds 127.0.0.1.
   std::string tcp_listen;
+  // "HOST:PORT" of the HTTP listener that serves /metrics (Prometheus text format) and
+  // /healthz. Default "" (off). A bare "PORT" or ":PORT" binds 127.0.0.1. Serves figures only,
+  // never blocks, and takes no token: bind it to an address only the scraper reaches.
+  std::string metrics_listen;
   // When non-empty, clients must present this token in hello. Default "" (no auth: the Unix
   // socket's file permissions, 0660, are the access control).
   std::string auth_token;

@@ -22,6 +22,9 @@ namespace kvtier::proto {
 absl::StatusOr<std::string> SerializeBody(const google::protobuf::MessageLite& msg,
                                           const Limits& limits);
 
+// "hbm", "dram", "nvme", or "none": a tier's name in kvtierctl's output and metrics labels.
+std::string TierName(Tier tier);
+
 // Protobuf-level parse only (no semantic checks); kInvalidArgument on malformed bytes.
 absl::Status ParseBody(std::string_view body, google::protobuf::MessageLite* msg);
 

@@ -39,6 +39,7 @@ log_level = "debug"
 [dram]
 capacity = "256MiB"
 lease_timeout_ms = 500
+reclaim_ahead = false
 [limits]
 max_payload_bytes = "64MiB"
 )");
@@ -49,6 +50,7 @@ max_payload_bytes = "64MiB"
   EXPECT_EQ(c.metrics_listen, "0.0.0.0:9464");
   EXPECT_EQ(c.dram_capacity_bytes, 256ull << 20);
   EXPECT_EQ(c.lease_timeout_ms, 500u);
+  EXPECT_FALSE(c.dram_reclaim_ahead);
   EXPECT_EQ(c.limits.max_payload_bytes, 64ull << 20);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_TRUE(c.Validate().ok());

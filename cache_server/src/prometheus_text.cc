@@ -142,6 +142,9 @@ void AddTier(Exposition& e, const proto::TierStats& t) {
             t.raw_bytes());
     e.Counter("kvtier_dram_slab_reclaims_total", "Slabs one size class took from another.", {},
               t.slab_reclaims());
+    e.Counter("kvtier_dram_slab_reclaims_ahead_total",
+              "Of the slab reclaims, those made ahead of need (dram.reclaim_ahead).", {},
+              t.slab_reclaims_ahead());
     e.Counter("kvtier_dram_blocks_moved_total",
               "Blocks slab reclaims moved within their class instead of evicting them.", {},
               t.blocks_moved());

@@ -113,7 +113,8 @@ proto::StatsReply FullReply(std::vector<std::string>* expected) {
   proto::TierStats* nvme = r.add_tiers();
   nvme->set_tier(proto::TIER_NVME);
   // Slab reclaims are DRAM's alone.
-  FillDistinct(nvme, &next, expected, {"tier", "slab_reclaims", "blocks_moved"});
+  FillDistinct(nvme, &next, expected,
+               {"tier", "slab_reclaims", "blocks_moved", "slab_reclaims_ahead"});
   FillDistinct(nvme->mutable_counters(), &next, expected);
   FillDistinct(nvme->mutable_nvme(), &next, expected);
   nvme->mutable_nvme()->set_engine("io_uring");

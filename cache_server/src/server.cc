@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "connection.h"
 #include "demotion_encoder.h"
 #include "kvtier/common/status_macros.h"
@@ -327,8 +329,17 @@ class Server::Impl {
         RunLoop(*ctx, spin, *mailboxes);
       });
     }
+    std::thread maintenance;
+    if (config_.dram_reclaim_ahead) maintenance = std::thread([this] { DramMaintenance(); });
     RunLoop(main, spin, *mailboxes_.front());
     for (auto& t : threads) t.join();
+    if (maintenance.joinable()) {
+      {
+        absl::MutexLock lock(&maintenance_mu_);
+        stopping_ = true;
+      }
+      maintenance.join();
+    }
     if (blocking_) {
       blocking_->pool.join();
       service_->SaveForShutdown();
@@ -400,6 +411,29 @@ class Server::Impl {
     }
   }
 
+  // The DRAM tier's work ahead of the request path (DramTier::ReclaimAhead), on a thread of its
+  // own: a reclaim copies up to a slab's bytes, which must not hold up a network thread.
+  void DramMaintenance() {
+    auto pause = absl::ZeroDuration();
+    for (;;) {
+      {
+        absl::MutexLock lock(&maintenance_mu_);
+        if (maintenance_mu_.AwaitWithTimeout(absl::Condition(&stopping_), pause)) return;
+      }
+      switch (dram_->ReclaimAhead()) {
+        case tiers::DramTier::AheadResult::kReclaimed:
+          pause = absl::ZeroDuration();
+          break;
+        case tiers::DramTier::AheadResult::kWaiting:
+          pause = absl::Milliseconds(1);
+          break;
+        case tiers::DramTier::AheadResult::kIdle:
+          pause = absl::Milliseconds(50);
+          break;
+      }
+    }
+  }
+
   awaitable<void> LeaseReaper() {
     // Check often enough that a lease never outlives its timeout by more than a quarter.
     const auto period =
@@ -437,6 +471,8 @@ class Server::Impl {
   std::string socket_path_;
   std::atomic<uint64_t> next_connection_id_{1};
   std::atomic<size_t> next_context_{0};
+  absl::Mutex maintenance_mu_;
+  bool stopping_ ABSL_GUARDED_BY(maintenance_mu_) = false;
 };
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const ServerConfig& config) {

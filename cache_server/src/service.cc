@@ -422,6 +422,7 @@ proto::StatsReply Service::Stats() const {
   t->set_raw_bytes(dram.raw_bytes);
   t->set_slab_reclaims(dram.slab_reclaims);
   t->set_blocks_moved(dram.blocks_moved);
+  t->set_slab_reclaims_ahead(dram.slab_reclaims_ahead);
 
   tiers::NvmeTierSnapshot nvme;
   absl::flat_hash_map<uint32_t, const tiers::NamespaceSnapshot*> nvme_by_id;

@@ -170,6 +170,7 @@ TierSnapshot DramTier::Impl::Snapshot() const {
   s.leases_expired = leases_expired_;
   s.slab_reclaims = slab_reclaims_;
   s.blocks_moved = blocks_moved_;
+  s.slab_reclaims_ahead = reclaims_ahead_;
   s.counters = counters_;
   s.namespaces.reserve(namespaces_.size());
   for (const auto& [id, ns] : namespaces_) {
@@ -261,6 +262,7 @@ absl::StatusOr<bool> DramTier::Release(OwnerId owner, LeaseId lease) {
 }
 void DramTier::ReleaseOwner(OwnerId owner) { impl_->ReleaseOwner(owner); }
 size_t DramTier::ExpireLeases() { return impl_->ExpireLeases(); }
+DramTier::AheadResult DramTier::ReclaimAhead() { return impl_->ReclaimAhead(); }
 absl::Status DramTier::SetNamespaceLimits(NamespaceId ns, const NamespaceLimits& limits) {
   return impl_->SetNamespaceLimits(ns, limits);
 }

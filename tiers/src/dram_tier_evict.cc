@@ -3,6 +3,7 @@
 // expiry and lease expiry.
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <optional>
 
 #include "tiers/src/dram_tier_impl.h"
@@ -26,6 +27,7 @@ std::optional<SlotHandle> DramTier::Impl::AllocateSlot(ClassId cls, uint32_t tag
         // While another reclaim copies, evict within the class rather than wait for it.
         const uint64_t unlocks = unlocks_;
         if (!reclaiming_ && ReclaimOlderSlab(cls, RankOf(*victim))) {
+          NoteReclaimDemand(cls);
           if (auto slot = allocator_.Allocate(cls, tag)) return slot;
           continue;
         }
@@ -44,11 +46,46 @@ std::optional<SlotHandle> DramTier::Impl::AllocateSlot(ClassId cls, uint32_t tag
     }
     scratch_tags_.clear();
     if (!allocator_.FindReclaim(cls, slot_evictable_, &scratch_tags_)) return std::nullopt;
+    NoteReclaimDemand(cls);
     if (EmptyForReclaim()) {
       if (auto slot = allocator_.Allocate(cls, tag)) return slot;
     }
   }
   return std::nullopt;
+}
+
+void DramTier::Impl::NoteReclaimDemand(ClassId cls) {
+  if (reclaim_demand_ns_.size() <= cls) {
+    reclaim_demand_ns_.resize(cls + 1, std::numeric_limits<int64_t>::min());
+  }
+  reclaim_demand_ns_[cls] = clock_->NowNanos();
+}
+
+DramTier::AheadResult DramTier::Impl::ReclaimAhead() {
+  absl::MutexLock lock(&mu_);
+  const int64_t now = clock_->NowNanos();
+  // The class that needed a slab most recently, within the window.
+  std::optional<ClassId> cls;
+  int64_t latest = now - DramTier::kReclaimDemandWindowNs;
+  for (ClassId c = 0; c < reclaim_demand_ns_.size(); ++c) {
+    if (reclaim_demand_ns_[c] > latest) {
+      cls = c;
+      latest = reclaim_demand_ns_[c];
+    }
+  }
+  if (!cls) return DramTier::AheadResult::kIdle;
+  if (reclaiming_ || allocator_.slab_count(*cls) == 0 || allocator_.HasRoomForSlab(*cls) ||
+      2 * allocator_.free_slot_count(*cls) >= allocator_.slots_per_slab(*cls)) {
+    return DramTier::AheadResult::kWaiting;
+  }
+  std::optional<EntryId> victim = policy_->PickVictim(*cls, policy_evictable_);
+  if (!victim) return DramTier::AheadResult::kWaiting;
+  // Counted with the reclaim itself (EmptyForReclaim), which lets go of the lock: a snapshot
+  // taken meanwhile must not see a reclaim that looks like a put's.
+  reclaim_is_ahead_ = true;
+  const bool reclaimed = ReclaimOlderSlab(*cls, RankOf(*victim));
+  reclaim_is_ahead_ = false;
+  return reclaimed ? DramTier::AheadResult::kReclaimed : DramTier::AheadResult::kWaiting;
 }
 
 void DramTier::Impl::AwaitNoReclaim() {
@@ -89,6 +126,7 @@ bool DramTier::Impl::ReclaimOlderSlab(ClassId cls, const VictimRank& own) {
 
 bool DramTier::Impl::EmptyForReclaim() {
   ++slab_reclaims_;
+  if (reclaim_is_ahead_) ++reclaims_ahead_;
   scratch_slabs_.clear();
   for (uint64_t tag : scratch_tags_) {
     const SlabId slab = entries_[tag].slot.slab;

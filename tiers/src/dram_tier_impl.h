@@ -161,6 +161,7 @@ class DramTier::Impl {
   absl::StatusOr<bool> Release(OwnerId owner, LeaseId lease_id);
   void ReleaseOwner(OwnerId owner);
   size_t ExpireLeases();
+  DramTier::AheadResult ReclaimAhead();
   absl::Status SetNamespaceLimits(NamespaceId ns_id, const NamespaceLimits& limits);
   std::vector<absl::StatusCode> Remove(NamespaceId ns_id, std::span<const BlockKey> keys);
   void RecordBytesOut(NamespaceId ns_id, uint64_t bytes);
@@ -285,6 +286,9 @@ class DramTier::Impl {
   // A free slot of committed block `id`'s class outside scratch_slabs_, made by evicting the
   // class's next victims while they rank below `id`; nullopt when none can be had that way.
   std::optional<SlotHandle> NewSlotOutside(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Notes that a put had to reclaim a slab for `cls` now (ReclaimAhead's cue).
+  void NoteReclaimDemand(ClassId cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Waits, with mu_ released, until no reclaim is copying.
   void AwaitNoReclaim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -432,8 +436,13 @@ class DramTier::Impl {
     uint32_t entry;
   };
   std::vector<RankedEntry> scratch_ranked_ ABSL_GUARDED_BY(mu_);  // and their blocks
-  uint64_t slab_reclaims_ ABSL_GUARDED_BY(mu_) = 0;  // slabs taken by another size class
-  uint64_t blocks_moved_ ABSL_GUARDED_BY(mu_) = 0;   // blocks EmptyForReclaim kept
+  uint64_t slab_reclaims_ ABSL_GUARDED_BY(mu_) = 0;     // slabs taken by another size class
+  uint64_t blocks_moved_ ABSL_GUARDED_BY(mu_) = 0;      // blocks EmptyForReclaim kept
+  uint64_t reclaims_ahead_ ABSL_GUARDED_BY(mu_) = 0;    // of slab_reclaims_, ReclaimAhead's
+  bool reclaim_is_ahead_ ABSL_GUARDED_BY(mu_) = false;  // ReclaimAhead's reclaim is running
+  // Per class: when a put last had to reclaim a slab for it (int64 min: never), for
+  // ReclaimAhead.
+  std::vector<int64_t> reclaim_demand_ns_ ABSL_GUARDED_BY(mu_);
   // A reclaim's copy in flight: the block, its old and new slot.
   struct Move {
     uint32_t entry;

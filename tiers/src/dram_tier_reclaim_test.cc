@@ -343,6 +343,55 @@ TEST_F(DramTierGlobalLruTest, ATiedAgeStaysWithinTheClass) {
   EXPECT_EQ(Ns(kNs).blocks, 56u);
 }
 
+// ReclaimAhead: a class that keeps taking slabs gets its next one before a put needs it.
+TEST_F(DramTierGlobalLruTest, AGrowingClassGetsItsNextSlabAhead) {
+  using Ahead = DramTier::AheadResult;
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kIdle);  // nothing has needed a slab yet
+  PutEach(0, 64, kNs);                             // full of old one-page blocks
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kIdle);
+  PutEach(1000, 1, kBig);  // the put reclaims a slab itself: the cue
+  EXPECT_EQ(tier_->Snapshot().slab_reclaims, 1u);
+  // One of its two slots is free: not yet.
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kWaiting);
+  EXPECT_EQ(tier_->Snapshot().slab_reclaims, 1u);
+  PutEach(1001, 1, kBig);  // the slab is full
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kReclaimed);
+  TierSnapshot s = tier_->Snapshot();
+  EXPECT_EQ(s.slab_reclaims, 2u);
+  EXPECT_EQ(s.slab_reclaims_ahead, 1u);
+  EXPECT_EQ(Ns(kNs).blocks, 48u);  // a slab's worth of the oldest small blocks went
+  EXPECT_EQ(CountCached(0, 16, kNs), 0u);
+  // A slab is free now: nothing more is due, and the next two puts reclaim nothing.
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kWaiting);
+  PutEach(1002, 2, kBig);
+  s = tier_->Snapshot();
+  EXPECT_EQ(s.slab_reclaims, 2u);
+  EXPECT_EQ(s.counters.evictions, 16u);
+  EXPECT_EQ(CountCached(1000, 4, kBig), 4u);
+  // Both slabs full again: the next one is taken ahead too.
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kReclaimed);
+  EXPECT_EQ(tier_->Snapshot().slab_reclaims_ahead, 2u);
+  ExpectInvariants();
+  // A second later without a put needing a slab, the class is no longer growing.
+  clock_.Advance(DramTier::kReclaimDemandWindowNs);
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kIdle);
+}
+
+TEST_F(DramTierGlobalLruTest, NothingIsTakenAheadWhenTheClassOwnVictimIsOldest) {
+  using Ahead = DramTier::AheadResult;
+  PutEach(0, 64, kNs);
+  PutEach(1000, 2, kBig);  // a slab reclaimed by the first put, and full
+  Touch(8, 56);            // every small block left is now newer than the big ones
+  const uint64_t reclaims = tier_->Snapshot().slab_reclaims;
+  EXPECT_EQ(tier_->ReclaimAhead(), Ahead::kWaiting);
+  EXPECT_EQ(tier_->Snapshot().slab_reclaims, reclaims);
+  EXPECT_EQ(Ns(kNs).blocks, 56u);
+  // And the put that follows evicts within its class, as it would have anyway.
+  PutEach(1002, 1, kBig);
+  EXPECT_EQ(tier_->Snapshot().slab_reclaims, reclaims);
+  EXPECT_EQ(CountCached(1000, 3, kBig), 2u);
+}
+
 TEST_F(DramTierTest, ReclaimWithMixedSlabSizesKeepsPinsAndCapacity) {
   // Slabs of 8 pages: one-page blocks get 8-page slabs, three-page blocks 6-page slabs, five-page
   // blocks 5-page slabs, so a freed slab does not always fit another class's slab and runs of

@@ -170,6 +170,20 @@ void SlabAllocator::AddFreeExtent(uint64_t offset, uint64_t bytes) {
   free_.emplace_hint(next, offset, bytes);
 }
 
+bool SlabAllocator::HasRoomForSlab(ClassId cls) const {
+  const uint64_t need = classes_[cls].slab_bytes;
+  for (const auto& [offset, bytes] : free_) {
+    if (bytes >= need) return true;
+  }
+  return false;
+}
+
+uint64_t SlabAllocator::free_slot_count(ClassId cls) const {
+  uint64_t n = 0;
+  for (SlabId id : classes_[cls].partial) n += slabs_[id].free_slots.size();
+  return n;
+}
+
 bool SlabAllocator::ReclaimSlab(ClassId cls, SlabId slab,
                                 const std::function<bool(uint64_t tag)>& evictable,
                                 std::vector<uint64_t>* tags) const {

@@ -112,6 +112,12 @@ class SlabAllocator {
   bool ReclaimSlab(ClassId cls, SlabId slab, const std::function<bool(uint64_t tag)>& evictable,
                    std::vector<uint64_t>* tags) const;
 
+  // Whether free space holds a new slab of `cls` (one free extent at least that long).
+  bool HasRoomForSlab(ClassId cls) const;
+  // Free slots of `cls` that Allocate can hand out (those of draining slabs are not).
+  // O(partial slabs of the class).
+  uint64_t free_slot_count(ClassId cls) const;
+
   uint64_t capacity_bytes() const { return bytes_; }
   // Bytes of allocated slots; never more than capacity_bytes().
   uint64_t used_bytes() const { return used_bytes_; }

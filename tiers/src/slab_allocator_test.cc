@@ -97,6 +97,25 @@ TEST(SlabAllocatorTest, ADrainingSlabHandsOutNoSlotAndStillEmptiesIntoFreeSpace)
   EXPECT_FALSE(a.Allocate(c, 204).has_value());
 }
 
+TEST(SlabAllocatorTest, FreeSlotsAndRoomForASlabAreCountedAsAllocateSeesThem) {
+  SlabAllocator a(kBase, 8 * kPage, kPage, 4 * kPage);  // room for two slabs of four slots
+  const ClassId c = a.ClassFor(kPage);
+  EXPECT_EQ(a.free_slot_count(c), 0u);  // free space is not the class's slots yet
+  EXPECT_TRUE(a.HasRoomForSlab(c));
+  std::vector<SlotHandle> slots;
+  for (uint64_t t = 0; t < 5; ++t) slots.push_back(*a.Allocate(c, t));
+  EXPECT_EQ(a.free_slot_count(c), 3u);  // the second slab's other three
+  EXPECT_FALSE(a.HasRoomForSlab(c));
+  a.Free(slots[0]);
+  EXPECT_EQ(a.free_slot_count(c), 4u);
+  a.SetDraining(slots[1].slab, true);  // a draining slab's free slot is not handed out
+  EXPECT_EQ(a.free_slot_count(c), 3u);
+  a.SetDraining(slots[1].slab, false);
+  for (size_t i = 1; i < 4; ++i) a.Free(slots[i]);  // the first slab empties into free space
+  EXPECT_TRUE(a.HasRoomForSlab(c));
+  EXPECT_EQ(a.free_slot_count(c), 3u);
+}
+
 TEST(SlabAllocatorTest, SlabsAreTrimmedToWholeSlots) {
   SlabAllocator a(kBase, 64 * kPage, kPage, 16 * kPage);
   const ClassId c = a.ClassFor(5 * kPage);  // 3 slots per 16-page slab

@@ -165,7 +165,8 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                            {"raw_bytes", t.raw_bytes()},
                            {"compression_ratio", RatioJson(t.raw_bytes(), t.stored_bytes())},
                            {"slab_reclaims", t.slab_reclaims()},
-                           {"blocks_moved", t.blocks_moved()}},
+                           {"blocks_moved", t.blocks_moved()},
+                           {"slab_reclaims_ahead", t.slab_reclaims_ahead()}},
                       CountersJson(t.counters()));
     if (t.has_nvme()) tier["nvme"] = NvmeJson(t.nvme());
     out["tiers"].push_back(std::move(tier));
@@ -244,11 +245,12 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
   tiers.Print(out);
   for (const proto::TierStats& t : stats.tiers()) {
     // Slabs that changed size class (several block sizes, or a compressed namespace's frames):
-    // shown once there are any, since each costs copies under the tier's lock.
+    // shown once there are any, since each costs copies (by the put that needed the slab,
+    // unless the maintenance thread took it ahead).
     if (t.slab_reclaims() == 0) continue;
     out << "\n  " << TierName(t.tier()) << ": " << t.slab_reclaims()
-        << " slabs taken by another size class, " << t.blocks_moved()
-        << " blocks moved out of them instead of evicted\n";
+        << " slabs taken by another size class (" << t.slab_reclaims_ahead() << " ahead of need), "
+        << t.blocks_moved() << " blocks moved out of them instead of evicted\n";
   }
   for (const proto::TierStats& t : stats.tiers()) {
     if (!t.has_nvme()) continue;

@@ -139,12 +139,15 @@ TEST(Render, CompressionRatiosPerTierAndNamespace) {
   EXPECT_EQ(stats.str().find("size class"), std::string::npos) << "no reclaims, no line";
   r.mutable_tiers(0)->set_slab_reclaims(7);
   r.mutable_tiers(0)->set_blocks_moved(300);
+  r.mutable_tiers(0)->set_slab_reclaims_ahead(5);
   const auto with = StatsJson(r, proto::HealthReply(), "unix:///x.sock");
   EXPECT_EQ(with["tiers"][0]["slab_reclaims"], 7);
+  EXPECT_EQ(with["tiers"][0]["slab_reclaims_ahead"], 5);
   EXPECT_EQ(with["tiers"][0]["blocks_moved"], 300);
   std::ostringstream moved;
   PrintStats(r, h, "unix:///x.sock", moved);
-  EXPECT_NE(moved.str().find("7 slabs taken by another size class, 300 blocks moved"),
+  EXPECT_NE(moved.str().find("7 slabs taken by another size class (5 ahead of need), 300 blocks "
+                             "moved"),
             std::string::npos)
       << moved.str();
   std::ostringstream spaces;

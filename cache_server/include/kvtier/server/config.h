@@ -64,6 +64,11 @@ struct ServerConfig {
   // "prefix-slru", "s3fifo", "sieve", "arc", "tinylfu"). Default "prefix-slru": recency and
   // frequency segments that keep a prefix's parents ahead of its children (docs/policy.md).
   std::string dram_eviction_policy = "prefix-slru";
+  // While a block size keeps taking slabs from another (several block sizes, or a compressed
+  // namespace's frames), a maintenance thread reclaims its next slab before a put has to, so
+  // that puts do not pay for the copies (DramTier::ReclaimAhead). Holds at most one slab free
+  // meanwhile. Default true.
+  bool dram_reclaim_ahead = true;
 
   // --- [nvme] ---  (docs/nvme.md)
   // File or block device of the NVMe tier. Default "" (tier off: DRAM only). A missing regular

@@ -47,7 +47,8 @@
 // run of unpinned slabs of any class. Either way the emptied slab's blocks are not simply
 // lost: each moves to a free slot of its class elsewhere, made by evicting that class's
 // lower-ranked blocks, and goes only when it ranks lowest itself (a copy within the arena, at
-// most one slab's bytes per reclaim). Stats count reclaims and moves.
+// most one slab's bytes per reclaim). Stats count reclaims and moves. ReclaimAhead lets a
+// maintenance thread take a growing class's next slab before a put has to.
 //
 // Thread-safe: every method may be called from any thread (one internal mutex; short critical
 // sections, no I/O under it). Nothing here blocks on I/O.
@@ -369,6 +370,24 @@ class DramTier {
   // returns how many leases expired in this call. Also drops blocks whose TTL has run out (a
   // bounded batch per call). Call periodically (e.g. every second).
   size_t ExpireLeases();
+
+  // Maintenance, for a thread of the daemon's own (not the request path). A put that finds its
+  // size class full and no free space pays for a slab reclaim, the copies of the blocks it
+  // moves included (milliseconds for a 16 MiB slab). While a class keeps needing slabs --
+  // a put reclaimed one for it within the last kReclaimDemandWindowNs -- this takes the class's
+  // next slab before a put has to: once fewer than half a slab's worth of the class's slots are
+  // free and free space holds no slab, it reclaims one by the rule a put would follow (a slab
+  // of the class whose next victim ranks below this class's own; nothing when this class's own
+  // victim ranks lowest, since a put then evicts within its class at no copy). The slab goes
+  // back to free space, where the class's next put finds it. So the tier holds at most one
+  // slab free ahead of need, and only while a class grows.
+  enum class AheadResult {
+    kReclaimed,  // a slab was reclaimed: call again
+    kWaiting,    // a class is growing, but no reclaim was due now: call again soon (~1 ms)
+    kIdle,       // no class needed a slab lately: call again later (~50 ms)
+  };
+  static constexpr int64_t kReclaimDemandWindowNs = 1'000'000'000;
+  AheadResult ReclaimAhead();
 
   // Removes committed blocks. codes[i]: kOk or kNotFound. A pinned block disappears from the
   // index at once; its slot is freed when its last lease ends. A block still being written

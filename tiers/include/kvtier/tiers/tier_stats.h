@@ -54,6 +54,7 @@ struct TierSnapshot {
   // evicted or moved), and blocks such a reclaim moved within their class instead of evicting.
   uint64_t slab_reclaims = 0;
   uint64_t blocks_moved = 0;
+  uint64_t slab_reclaims_ahead = 0;  // of slab_reclaims, made by DramTier::ReclaimAhead
   TierCounters counters;
   std::vector<NamespaceSnapshot> namespaces;
 };

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <set>
 #include <string>
 #include <vector>
@@ -210,6 +211,28 @@ TEST(PrometheusText, WithoutNvmeNoNvmeSeries) {
   EXPECT_FALSE(absl::StrContains(page, "kvtier_nvme_")) << page;
   EXPECT_FALSE(absl::StrContains(page, "tier=\"nvme\"")) << page;
   EXPECT_TRUE(absl::StrContains(page, "kvtier_namespace_blocks{namespace=\"3\",")) << page;
+}
+
+// deploy/ (alerts, recording rules and their tests, the Grafana dashboard) names only metrics
+// this page has: a renamed metric must not silently empty a panel or disarm an alert.
+TEST(PrometheusText, DeployFilesNameOnlyMetricsThePageHas) {
+  std::vector<std::string> expected;
+  const Page p = Parse(RenderPrometheusText(FullReply(&expected), "1.2.3"));
+  const std::regex metric("kvtier_[a-z0-9_]+");
+  size_t names = 0;
+  for (const char* file :
+       {"deploy/prometheus/kvtier-rules.yml", "deploy/prometheus/kvtier-rules.test.yml",
+        "deploy/grafana/kvtier-dashboard.json"}) {
+    std::ifstream in(std::filesystem::path(KVTIER_SOURCE_DIR) / file);
+    ASSERT_TRUE(in) << file;
+    const std::string text((std::istreambuf_iterator<char>(in)), {});
+    for (std::sregex_iterator it(text.begin(), text.end(), metric), end; it != end; ++it) {
+      ++names;
+      EXPECT_TRUE(p.type.contains(it->str()))
+          << file << " names " << it->str() << ", which kvtierd does not export";
+    }
+  }
+  EXPECT_GT(names, 50u);
 }
 
 // The real tool: `promtool check metrics` parses the page as Prometheus does and lints it.

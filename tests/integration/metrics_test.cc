@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -213,6 +214,59 @@ TEST_F(MetricsTest, BadRequestsAreRefusedCountedAndHarmless) {
   const auto series = Series(http.Get("/metrics").body);
   EXPECT_EQ(series.at("kvtier_metrics_bad_requests_total"), "4");
   EXPECT_EQ(series.at("kvtier_tier_hits_total{tier=\"dram\"}"), "3");
+}
+
+// With the NVMe tier on, the page grows its kvtier_nvme_* families and tier="nvme" series, and
+// the live page passes the real promtool's lint.
+class MetricsNvmeTest : public MetricsTest {
+ protected:
+  void SetUp() override {
+    auto port = testing::PickFreePort();
+    ASSERT_TRUE(port.ok()) << port.status();
+    port_ = *port;
+    options_.extra_args = {"--metrics-listen", absl::StrCat("127.0.0.1:", port_),
+                           "--nvme-path",      "{data_dir}/nvme.img",
+                           "--nvme-capacity",  "64MiB"};
+    StartDaemon();
+  }
+};
+
+TEST_F(MetricsNvmeTest, PageCarriesTheNvmeTierAndPassesPromtool) {
+  if (IsSkipped()) return;
+  const NamespaceHandle ns = Open("metrics-model");
+  ASSERT_NO_FATAL_FAILURE(Traffic(ns, 4, 1));
+  HttpConnection http(port_);
+  const Reply page = http.Get("/metrics");
+  ASSERT_EQ(page.status, 200u);
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  const proto::TierStats* nvme = testing::FindTierStats(*stats, proto::TIER_NVME);
+  ASSERT_NE(nvme, nullptr);
+  const auto series = Series(page.body);
+  auto at = [&](const std::string& s) {
+    auto it = series.find(s);
+    return it == series.end() ? std::string("(absent: ") + s + ")" : it->second;
+  };
+  EXPECT_EQ(at("kvtier_tier_capacity_bytes{tier=\"nvme\"}"), absl::StrCat(nvme->capacity_bytes()));
+  EXPECT_EQ(at("kvtier_nvme_regions"), absl::StrCat(nvme->nvme().regions()));
+  EXPECT_EQ(at(absl::StrCat("kvtier_nvme_info{engine=\"", nvme->nvme().engine(),
+                            "\",admission_policy=\"hits:1\",demotion_encoder=\"",
+                            nvme->nvme().demotion_encoder(), "\"}")),
+            "1");
+  EXPECT_EQ(
+      at(absl::StrCat("kvtier_namespace_blocks{namespace=\"", ns.id,
+                      "\",model=\"metrics-model\",dtype=\"bf16\",tp_rank=\"0\",tier=\"nvme\"}")),
+      "0");
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "promtool not found (Debian package prometheus; scripts/setup.sh installs it)";
+  }
+  const std::filesystem::path file = std::filesystem::path(daemon_->data_dir()) / "page.txt";
+  std::ofstream(file) << page.body;
+  const std::string command =
+      absl::StrCat("promtool check metrics < ", file.string(), " > ", file.string(), ".out 2>&1");
+  const int rc = std::system(command.c_str());
+  std::ifstream out(file.string() + ".out");
+  EXPECT_EQ(rc, 0) << std::string((std::istreambuf_iterator<char>(out)), {});
 }
 
 // A child process (Prometheus) stopped with the test.

@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <type_traits>
 #include <utility>
@@ -85,10 +86,17 @@ class Connection {
           co_await asio::async_read(socket_, asio::buffer(body_), use_awaitable);
         }
         // A doorbell is not a request: the mailbox counts the one it announces.
-        if (h->opcode != Opcode::kMailboxDoorbell) {
-          svc_->counters().requests.fetch_add(1, std::memory_order_relaxed);
+        if (h->opcode == Opcode::kMailboxDoorbell) {
+          keep = co_await Handle(*h);
+          continue;
         }
+        svc_->counters().requests.fetch_add(1, std::memory_order_relaxed);
+        const auto start = std::chrono::steady_clock::now();
         keep = co_await Handle(*h);
+        svc_->counters().RecordLatency(
+            h->opcode, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                 std::chrono::steady_clock::now() - start)
+                                                 .count()));
       }
     } catch (const boost::system::system_error& e) {
       // The peer went away or the daemon is shutting down: nothing to answer.

@@ -41,6 +41,25 @@ class Exposition {
     Add(name, "gauge", help, labels, Seconds(ms));
   }
 
+  // A histogram of request durations: cumulative buckets with `le` in seconds, sum and count.
+  void Histogram(const std::string& name, const std::string& help, const Labels& labels,
+                 const proto::RequestLatency& l) {
+    uint64_t cumulative = 0;
+    for (int i = 0; i < l.bucket_counts_size(); ++i) {
+      cumulative += l.bucket_counts(i);
+      Labels with_le = labels;
+      with_le.emplace_back(
+          "le", i + 1 < l.bucket_counts_size()
+                    ? absl::StrFormat("%.6f", static_cast<double>(uint64_t{1} << i) / 1e6)
+                    : std::string("+Inf"));
+      Add(name, "histogram", help, with_le, absl::StrCat(cumulative), name + "_bucket");
+    }
+    Add(name, "histogram", help, labels,
+        absl::StrFormat("%u.%09u", l.sum_ns() / 1'000'000'000, l.sum_ns() % 1'000'000'000),
+        name + "_sum");
+    Add(name, "histogram", help, labels, absl::StrCat(cumulative), name + "_count");
+  }
+
   std::string Render() const {
     std::string out;
     for (const Family& f : families_) {
@@ -62,12 +81,14 @@ class Exposition {
     return absl::StrFormat("%u.%03u", ms / 1000, static_cast<unsigned>(ms % 1000));
   }
 
+  // A sample of family `name`, named `sample` when not the family's own name (a histogram's
+  // _bucket, _sum and _count).
   void Add(const std::string& name, std::string_view type, const std::string& help,
-           const Labels& labels, const std::string& value) {
+           const Labels& labels, const std::string& value, const std::string& sample = "") {
     auto [it, added] = index_.try_emplace(name, families_.size());
     if (added) families_.push_back(Family{name, std::string(type), help, {}});
     std::string& s = families_[it->second].samples;
-    absl::StrAppend(&s, name);
+    absl::StrAppend(&s, sample.empty() ? name : sample);
     if (!labels.empty()) {
       s += '{';
       for (size_t i = 0; i < labels.size(); ++i) {
@@ -126,6 +147,11 @@ void AddServer(Exposition& e, const proto::ServerStats& s, std::string_view vers
   e.Counter("kvtier_metrics_bad_requests_total",
             "HTTP requests to the metrics listener that were refused (4xx).", {},
             s.metrics_bad_requests());
+  for (const proto::RequestLatency& l : s.request_latency()) {
+    e.Histogram("kvtier_request_duration_seconds",
+                "Time from a request's frame read to its reply written (mailbox: from pickup).",
+                {{"op", l.op()}}, l);
+  }
 }
 
 void AddTier(Exposition& e, const proto::TierStats& t) {

@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "latency_histogram.h"
 
 namespace kvtier::server {
 namespace {
@@ -93,6 +94,12 @@ Page Parse(const std::string& text) {
     const size_t space = line.rfind(' ');
     Sample s{std::string(line.substr(0, line.find_first_of("{ "))),
              std::string(line.substr(0, space)), std::string(line.substr(space + 1))};
+    // A histogram's samples are its name with _bucket, _sum or _count.
+    if (p.type[current] == "histogram") {
+      for (std::string_view suffix : {"_bucket", "_sum", "_count"}) {
+        if (s.family == current + std::string(suffix)) s.family = current;
+      }
+    }
     EXPECT_EQ(s.family, current) << "sample outside its family: " << line;
     EXPECT_TRUE(p.type.contains(s.family)) << line;
     EXPECT_FALSE(p.values.contains(s.series)) << "series twice: " << line;
@@ -107,6 +114,13 @@ proto::StatsReply FullReply(std::vector<std::string>* expected) {
   uint64_t next = 1;
   FillDistinct(r.mutable_server(), &next, expected);
   r.mutable_server()->set_eviction_policy("prefix-slru");
+  for (const char* op : {"get", "put"}) {
+    proto::RequestLatency* l = r.mutable_server()->add_request_latency();
+    l->set_op(op);
+    for (int i = 0; i < 24; ++i) l->add_bucket_counts(i % 3);
+    l->set_count(23);
+    l->set_sum_ns(1'234'567'891);
+  }
   proto::TierStats* dram = r.add_tiers();
   dram->set_tier(proto::TIER_DRAM);
   FillDistinct(dram, &next, expected, {"tier"});
@@ -195,6 +209,65 @@ TEST(PrometheusText, SeriesCarryTheirTierAndNamespace) {
             "1");
 }
 
+TEST(PrometheusText, RequestDurationsAreAPrometheusHistogram) {
+  proto::StatsReply r;
+  proto::RequestLatency* l = r.mutable_server()->add_request_latency();
+  l->set_op("get");
+  // 24 buckets: 3 requests under 1 us, 2 under 4 us, 1 over 2^22 us.
+  for (int i = 0; i < 24; ++i) l->add_bucket_counts(i == 0 ? 3 : i == 2 ? 2 : i == 23 ? 1 : 0);
+  l->set_count(6);
+  l->set_sum_ns(5'000'012'345);
+  const Page p = Parse(RenderPrometheusText(r, "1.2.3"));
+  EXPECT_EQ(p.type.at("kvtier_request_duration_seconds"), "histogram");
+  auto at = [&](const std::string& s) {
+    auto it = p.values.find(s);
+    return it == p.values.end() ? std::string("(absent)") : it->second;
+  };
+  const std::string b = "kvtier_request_duration_seconds_bucket{op=\"get\",le=";
+  EXPECT_EQ(at(b + "\"0.000001\"}"), "3");
+  EXPECT_EQ(at(b + "\"0.000002\"}"), "3");
+  EXPECT_EQ(at(b + "\"0.000004\"}"), "5");  // cumulative
+  EXPECT_EQ(at(b + "\"4.194304\"}"), "5");
+  EXPECT_EQ(at(b + "\"+Inf\"}"), "6");
+  EXPECT_EQ(at("kvtier_request_duration_seconds_count{op=\"get\"}"), "6");
+  EXPECT_EQ(at("kvtier_request_duration_seconds_sum{op=\"get\"}"), "5.000012345");
+  size_t buckets = 0;
+  for (const Sample& s : p.samples) buckets += absl::StrContains(s.series, "_bucket{");
+  EXPECT_EQ(buckets, 24u);
+}
+
+TEST(LatencyHistogram, BucketsAreAtMostPowersOfTwoMicroseconds) {
+  EXPECT_EQ(LatencyHistogram::BucketOf(0), 0);
+  EXPECT_EQ(LatencyHistogram::BucketOf(1000), 0);
+  EXPECT_EQ(LatencyHistogram::BucketOf(1001), 1);
+  EXPECT_EQ(LatencyHistogram::BucketOf(2000), 1);
+  EXPECT_EQ(LatencyHistogram::BucketOf(2001), 2);
+  EXPECT_EQ(LatencyHistogram::BucketOf(3500), 2);
+  EXPECT_EQ(LatencyHistogram::BucketOf(4000), 2);
+  EXPECT_EQ(LatencyHistogram::BucketOf(LatencyHistogram::BoundNanos(22)), 22);
+  EXPECT_EQ(LatencyHistogram::BucketOf(LatencyHistogram::BoundNanos(22) + 1), 23);
+  EXPECT_EQ(LatencyHistogram::BucketOf(~uint64_t{0}), 23);
+  // Every duration lands in the lowest bucket whose bound holds it.
+  for (uint64_t ns = 1; ns < 20'000'000; ns = ns * 3 / 2 + 1) {
+    const int i = LatencyHistogram::BucketOf(ns);
+    ASSERT_LE(ns, LatencyHistogram::BoundNanos(i)) << ns;
+    if (i > 0) ASSERT_GT(ns, LatencyHistogram::BoundNanos(i - 1)) << ns;
+  }
+  LatencyHistogram h;
+  proto::RequestLatency l;
+  EXPECT_FALSE(h.FillProto("get", &l));  // nothing recorded: no entry
+  h.Record(500);
+  h.Record(3000);
+  h.Record(3000);
+  ASSERT_TRUE(h.FillProto("get", &l));
+  EXPECT_EQ(l.op(), "get");
+  EXPECT_EQ(l.count(), 3u);
+  EXPECT_EQ(l.sum_ns(), 6500u);
+  ASSERT_EQ(l.bucket_counts_size(), LatencyHistogram::kBuckets);
+  EXPECT_EQ(l.bucket_counts(0), 1u);
+  EXPECT_EQ(l.bucket_counts(2), 2u);
+}
+
 TEST(PrometheusText, LabelValuesAreEscaped) {
   EXPECT_EQ(EscapeLabelValue("plain"), "plain");
   EXPECT_EQ(EscapeLabelValue("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
@@ -228,7 +301,14 @@ TEST(PrometheusText, DeployFilesNameOnlyMetricsThePageHas) {
     const std::string text((std::istreambuf_iterator<char>(in)), {});
     for (std::sregex_iterator it(text.begin(), text.end(), metric), end; it != end; ++it) {
       ++names;
-      EXPECT_TRUE(p.type.contains(it->str()))
+      std::string name = it->str();
+      // A histogram's series: its family's name and a suffix.
+      for (std::string suffix : {"_bucket", "_sum", "_count"}) {
+        if (!absl::EndsWith(name, suffix)) continue;
+        const std::string base = name.substr(0, name.size() - suffix.size());
+        if (p.type.contains(base) && p.type.at(base) == "histogram") name = base;
+      }
+      EXPECT_TRUE(p.type.contains(name))
           << file << " names " << it->str() << ", which kvtierd does not export";
     }
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -80,9 +81,22 @@ bool RequestMailbox::Serve(Service* service) {
   if (seq == served_seq_) return false;
   served_seq_ = seq;
   ServerCounters& counters = service->counters();
+  const uint32_t op = MailboxWord(base_, MailboxWords::kRequestOpcode).load();
+  // Timed from its pickup to its reply, under the opcode it claims (0 when unknown).
+  struct Timer {
+    ServerCounters& counters;
+    uint32_t op;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~Timer() {
+      counters.RecordLatency(
+          static_cast<proto::Opcode>(op <= proto::kMaxOpcode ? op : 0),
+          static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    std::chrono::steady_clock::now() - start)
+                                    .count()));
+    }
+  } timer{counters, op};
   counters.requests.fetch_add(1, std::memory_order_relaxed);
   counters.mailbox_requests.fetch_add(1, std::memory_order_relaxed);
-  const uint32_t op = MailboxWord(base_, MailboxWords::kRequestOpcode).load();
   const uint32_t len = MailboxWord(base_, MailboxWords::kRequestLen).load();
   if (len > kRequestCapacity) {
     counters.bad_frames.fetch_add(1, std::memory_order_relaxed);

@@ -411,6 +411,12 @@ proto::StatsReply Service::Stats() const {
   s->set_connections_refused(counters_.connections_refused.load(std::memory_order_relaxed));
   s->set_metrics_scrapes(counters_.metrics_scrapes.load(std::memory_order_relaxed));
   s->set_metrics_bad_requests(counters_.metrics_bad_requests.load(std::memory_order_relaxed));
+  for (size_t op = 0; op < counters_.latency.size(); ++op) {
+    proto::RequestLatency l;
+    if (counters_.latency[op].FillProto(proto::OpcodeName(static_cast<proto::Opcode>(op)), &l)) {
+      *s->add_request_latency() = std::move(l);
+    }
+  }
 
   proto::TierStats* t = reply.add_tiers();
   t->set_tier(proto::TIER_DRAM);

@@ -8,6 +8,7 @@
 // so ConnectionClosed() can drop everything a vanished client held. Thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <span>
@@ -17,8 +18,10 @@
 #include "absl/status/statusor.h"
 #include "kvtier.pb.h"
 #include "kvtier/common/clock.h"
+#include "kvtier/proto/frame.h"
 #include "kvtier/server/config.h"
 #include "kvtier/tiers/dram_tier.h"
+#include "latency_histogram.h"
 #include "namespace_registry.h"
 #include "nvme_placement.h"
 
@@ -36,6 +39,12 @@ struct ServerCounters {
   std::atomic<uint64_t> mailboxes_active{0};
   std::atomic<uint64_t> metrics_scrapes{0};
   std::atomic<uint64_t> metrics_bad_requests{0};
+  // Per opcode (index: proto::Opcode; 0 for one the daemon does not know).
+  std::array<LatencyHistogram, proto::kMaxOpcode + 1> latency;
+  void RecordLatency(proto::Opcode op, uint64_t nanos) {
+    const auto i = static_cast<size_t>(op);
+    latency[i < latency.size() ? i : 0].Record(nanos);
+  }
 };
 
 // A get's grant, and which of its blocks were just read from NVMe into DRAM.

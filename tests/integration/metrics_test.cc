@@ -136,6 +136,10 @@ TEST_F(MetricsTest, PageShowsTheDaemonsOwnFigures) {
   if (IsSkipped()) return;
   const NamespaceHandle ns = Open("metrics-model");
   ASSERT_NO_FATAL_FAILURE(Traffic(ns, 12, 5));
+  // A lookup, through the request mailbox where the client has one.
+  const std::vector<BlockKey> keys = {testing::SeededKey(0), testing::SeededKey(1)};
+  auto found = client_->Lookup(ns, keys);
+  ASSERT_TRUE(found.ok()) << found.status();
 
   HttpConnection http(port_);
   const Reply page = http.Get("/metrics");
@@ -165,6 +169,24 @@ TEST_F(MetricsTest, PageShowsTheDaemonsOwnFigures) {
   EXPECT_EQ(at("kvtier_connections_active"), "1");
   EXPECT_EQ(at("kvtier_metrics_scrapes_total"), "1");  // this page counts itself
   EXPECT_FALSE(absl::StrContains(page.body, "kvtier_nvme_")) << "no NVMe tier in this daemon";
+  // Every request the daemon served is in the duration histogram of its kind, once (the client
+  // is idle, so none is in flight), and the +Inf bucket holds them all.
+  uint64_t timed = 0;
+  for (const auto& [name, value] : series) {
+    if (absl::StartsWith(name, "kvtier_request_duration_seconds_count{")) {
+      timed += std::stoull(value);
+      const std::string op = name.substr(name.find('{'));
+      EXPECT_EQ(at(absl::StrCat("kvtier_request_duration_seconds_bucket{",
+                                op.substr(1, op.size() - 2), ",le=\"+Inf\"}")),
+                value)
+          << name;
+    }
+  }
+  EXPECT_EQ(absl::StrCat(timed), at("kvtier_requests_total"));
+  EXPECT_GE(std::stoull(at("kvtier_request_duration_seconds_count{op=\"get\"}")), 17u);
+  EXPECT_EQ(at("kvtier_request_duration_seconds_count{op=\"open_namespace\"}"), "1");
+  EXPECT_EQ(at("kvtier_request_duration_seconds_count{op=\"lookup\"}"), "1");
+  EXPECT_EQ(at("kvtier_mailbox_requests_total"), client_->request_mailbox() ? "1" : "0");
 
   // Keep-alive: the same connection serves the next scrape, which counts the first.
   const Reply again = http.Get("/metrics?x=1");

@@ -1,5 +1,9 @@
 #include "render.h"
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kvtier/common/units.h"
@@ -135,6 +139,35 @@ json NvmeJson(const proto::NvmeStats& n) {
               {"quota_rejections", n.quota_rejections()}};
 }
 
+int64_t LatencyQuantileMicros(const proto::RequestLatency& l, double q) {
+  uint64_t count = 0;
+  for (uint64_t c : l.bucket_counts()) count += c;
+  if (count == 0) return 0;
+  // The rank of the quantile's request, 1-based: the smallest bucket whose cumulative count
+  // reaches it holds it.
+  const auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(count)));
+  uint64_t cumulative = 0;
+  for (int i = 0; i < l.bucket_counts_size(); ++i) {
+    cumulative += l.bucket_counts(i);
+    if (cumulative >= std::max<uint64_t>(rank, 1)) {
+      return i + 1 < l.bucket_counts_size() ? int64_t{1} << i : -1;
+    }
+  }
+  return -1;
+}
+
+std::string FormatLatencyBound(int64_t micros) {
+  if (micros == 0) return "-";
+  auto human = [](double us) {
+    if (us < 1000) return absl::StrCat(static_cast<int64_t>(us), "us");
+    if (us < 1'000'000) return absl::StrFormat("%.1fms", us / 1000);
+    return absl::StrFormat("%.1fs", us / 1e6);
+  };
+  // The last bucket holds what the one before could not.
+  if (micros < 0) return "> " + human(static_cast<double>(int64_t{1} << 22));
+  return "<= " + human(static_cast<double>(micros));
+}
+
 json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                std::string_view uri) {
   const proto::ServerStats& s = stats.server();
@@ -155,6 +188,22 @@ json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                        {"eviction_policy", s.eviction_policy()},
                        {"metrics_scrapes", s.metrics_scrapes()},
                        {"metrics_bad_requests", s.metrics_bad_requests()}};
+  // Quantiles are bucket bounds (us; -1: beyond the last bound), as in the text output.
+  out["server"]["request_latency"] = json::array();
+  for (const proto::RequestLatency& l : s.request_latency()) {
+    out["server"]["request_latency"].push_back(json{
+        {"op", l.op()},
+        {"count", l.count()},
+        {"sum_ns", l.sum_ns()},
+        {"mean_us", l.count() == 0
+                        ? 0.0
+                        : static_cast<double>(l.sum_ns()) / 1e3 / static_cast<double>(l.count())},
+        {"p50_us_at_most", LatencyQuantileMicros(l, 0.5)},
+        {"p99_us_at_most", LatencyQuantileMicros(l, 0.99)},
+        {"p999_us_at_most", LatencyQuantileMicros(l, 0.999)},
+        {"bucket_counts",
+         std::vector<uint64_t>(l.bucket_counts().begin(), l.bucket_counts().end())}});
+  }
   out["tiers"] = json::array();
   for (const proto::TierStats& t : stats.tiers()) {
     json tier = Merge(json{{"tier", TierName(t.tier())},
@@ -275,6 +324,23 @@ void PrintStats(const proto::StatsReply& stats, const proto::HealthReply& health
         << " blocks refused\n"
         << "  this start: " << n.blocks_recovered() << " blocks recovered in " << n.startup_ms()
         << " ms" << (n.index_rebuilt() ? " (index rebuilt)" : "") << "\n";
+  }
+  if (s.request_latency_size() > 0) {
+    // Time in the daemon per kind of request; quantiles are the bounds of power-of-two buckets.
+    out << "\n";
+    Table latency({{"REQUEST", Align::kLeft}, {"COUNT"}, {"MEAN"}, {"P50"}, {"P99"}, {"P99.9"}});
+    for (const proto::RequestLatency& l : s.request_latency()) {
+      const double mean_us =
+          l.count() == 0 ? 0
+                         : static_cast<double>(l.sum_ns()) / 1e3 / static_cast<double>(l.count());
+      latency.AddRow({l.op(), Num(l.count()),
+                      mean_us < 1000 ? absl::StrFormat("%.1fus", mean_us)
+                                     : absl::StrFormat("%.2fms", mean_us / 1000),
+                      FormatLatencyBound(LatencyQuantileMicros(l, 0.5)),
+                      FormatLatencyBound(LatencyQuantileMicros(l, 0.99)),
+                      FormatLatencyBound(LatencyQuantileMicros(l, 0.999))});
+    }
+    latency.Print(out);
   }
   out << "\n";
   if (stats.namespaces().empty()) {

@@ -26,6 +26,12 @@ std::string FormatHitRate(uint64_t hits, uint64_t misses);
 // Compression ratio raw / stored as "1.50x"; "-" when nothing is stored.
 std::string FormatRatio(uint64_t raw, uint64_t stored);
 
+// Upper bound, in microseconds, of the bucket that holds quantile `q` (0 < q <= 1) of a
+// RequestLatency; -1 for the last, unbounded bucket, 0 when it counts nothing.
+int64_t LatencyQuantileMicros(const proto::RequestLatency& l, double q);
+// "<= 64us", "<= 2.1ms", "> 4.2s" for LatencyQuantileMicros' values; "-" for 0.
+std::string FormatLatencyBound(int64_t micros);
+
 nlohmann::json HealthJson(const proto::HealthReply& health, std::string_view uri);
 nlohmann::json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                          std::string_view uri);

@@ -66,6 +66,39 @@ TEST(Render, NvmeTierFiguresAppearInJsonAndTable) {
       << text.str();
 }
 
+TEST(Render, RequestLatencyQuantilesAreBucketBounds) {
+  proto::RequestLatency l;
+  l.set_op("get");
+  // 24 buckets; 90 requests of at most 8 us, 9 of at most 1 ms (2^10 us), 1 beyond 4.2 s.
+  for (int i = 0; i < 24; ++i) l.add_bucket_counts(i == 3 ? 90 : i == 10 ? 9 : i == 23 ? 1 : 0);
+  l.set_count(100);
+  l.set_sum_ns(100'000);
+  EXPECT_EQ(LatencyQuantileMicros(l, 0.5), 8);
+  EXPECT_EQ(LatencyQuantileMicros(l, 0.9), 8);
+  EXPECT_EQ(LatencyQuantileMicros(l, 0.91), 1024);
+  EXPECT_EQ(LatencyQuantileMicros(l, 0.99), 1024);
+  EXPECT_EQ(LatencyQuantileMicros(l, 0.999), -1);
+  EXPECT_EQ(LatencyQuantileMicros(proto::RequestLatency(), 0.5), 0);
+  EXPECT_EQ(FormatLatencyBound(8), "<= 8us");
+  EXPECT_EQ(FormatLatencyBound(1024), "<= 1.0ms");
+  EXPECT_EQ(FormatLatencyBound(-1), "> 4.2s");
+  EXPECT_EQ(FormatLatencyBound(0), "-");
+
+  proto::StatsReply r = SampleStats();
+  *r.mutable_server()->add_request_latency() = l;
+  const auto j = StatsJson(r, proto::HealthReply(), "unix:///x.sock");
+  const auto& g = j["server"]["request_latency"][0];
+  EXPECT_EQ(g["op"], "get");
+  EXPECT_EQ(g["count"], 100);
+  EXPECT_EQ(g["p50_us_at_most"], 8);
+  EXPECT_EQ(g["p99_us_at_most"], 1024);
+  EXPECT_EQ(g["bucket_counts"].size(), 24u);
+  std::ostringstream text;
+  PrintStats(r, proto::HealthReply(), "unix:///x.sock", text);
+  EXPECT_NE(text.str().find("REQUEST"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("<= 1.0ms"), std::string::npos) << text.str();
+}
+
 TEST(Render, Durations) {
   EXPECT_EQ(FormatDuration(12'345), "12.3s");
   EXPECT_EQ(FormatDuration(249'000), "4m 09s");

@@ -5,13 +5,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_split.h"
 #include "kvtier/client/client.h"
+#include "nlohmann/json.hpp"
 #include "tests/testing/daemon_process.h"
 #include "tests/testing/daemon_test.h"
 #include "tests/testing/seeded_blocks.h"
@@ -185,6 +188,51 @@ bool WaitFor(Fn done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return done();
+}
+
+// `kvtierctl top` against the real daemon: one JSON line per interval, with the interval's
+// gets while a thread reads blocks meanwhile.
+TEST_F(MemoryControlsTest, KvtierctlTopShowsTheIntervalsTraffic) {
+  if (access(KVTIERCTL_PATH, X_OK) != 0) GTEST_SKIP() << KVTIERCTL_PATH << " is not built";
+  Start();
+  NamespaceHandle ns = Open("top");
+  Put(ns, 0, 4);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> reads{0};
+  std::thread reader([&] {
+    auto c = client::Client::Connect(daemon_->unix_uri(), {});
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto handle = (*c)->OpenNamespace(Descriptor("top"));
+    ASSERT_TRUE(handle.ok()) << handle.status();
+    std::vector<std::byte> out(kBlockBytes);
+    while (!stop.load()) {
+      const BlockKey key = Key(reads.load() % 4);
+      std::span<std::byte> dst(out);
+      auto r = (*c)->Get(*handle, {&key, 1}, {&dst, 1});
+      ASSERT_TRUE(r.ok() && (*r)[0].status.ok());
+      reads.fetch_add(1);
+    }
+  });
+  std::string out;
+  const int rc =
+      RunCtl("--socket " + daemon_->socket_path() + " --json top --interval 0.3 --count 2", &out);
+  stop = true;
+  reader.join();
+  ASSERT_EQ(rc, 0) << out;
+  std::vector<nlohmann::json> lines;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    lines.push_back(nlohmann::json::parse(std::string(line)));
+  }
+  ASSERT_EQ(lines.size(), 2u) << out;
+  for (const auto& j : lines) {
+    EXPECT_GT(j["seconds"].get<double>(), 0.25);
+    const auto& dram = j["tiers"][0];
+    EXPECT_EQ(dram["tier"], "dram");
+    EXPECT_GT(dram["gets_per_s"].get<double>(), 0) << j.dump();
+    EXPECT_DOUBLE_EQ(dram["hit_rate"].get<double>(), 1.0) << j.dump();  // every read hits
+    EXPECT_TRUE(j["request_p99_us_at_most"].contains("get")) << j.dump();
+  }
+  EXPECT_GT(reads.load(), 0u);
 }
 
 TEST_F(MemoryControlsTest, AnNvmeQuotaDropsTheNamespacesOldestBlocksAndSparesTheOthers) {

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 
 #include "kvtier/client/client.h"
 #include "kvtier/common/units.h"
@@ -50,6 +51,15 @@ int main(int argc, char** argv) {
   auto* health = app.add_subcommand("health", "is the daemon serving? (exit 1 if not)");
   auto* stats = app.add_subcommand("stats", "per-tier, per-namespace and server counters");
   auto* namespaces = app.add_subcommand("namespaces", "the open namespaces and their layout");
+  auto* top = app.add_subcommand(
+      "top", "rates and hit rates per interval, not since start (--json: one object per line)");
+  double interval_s = 1.0;
+  uint64_t intervals = 0;
+  top->add_option("--interval", interval_s, "seconds between snapshots")
+      ->capture_default_str()
+      ->check(CLI::Range(0.05, 3600.0));
+  top->add_option("--count", intervals, "stop after this many intervals; 0: until interrupted")
+      ->capture_default_str();
   auto* limits = app.add_subcommand(
       "limits",
       "set a namespace's DRAM and NVMe quotas, priority and default TTL (replaces them whole)");
@@ -109,6 +119,28 @@ int main(int argc, char** argv) {
     l.set_priority(priority);
     l.set_default_ttl_seconds(ttl_seconds);
     if (absl::Status s = (*client)->SetLimits(limits_ns, l); !s.ok()) return Fail(s);
+    return 0;
+  }
+
+  if (top->parsed()) {
+    auto before = (*client)->Stats();
+    if (!before.ok()) return Fail(before.status());
+    auto taken = std::chrono::steady_clock::now();
+    for (uint64_t i = 0; intervals == 0 || i < intervals; ++i) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+      auto after = (*client)->Stats();
+      if (!after.ok()) return Fail(after.status());
+      const auto now = std::chrono::steady_clock::now();
+      const double seconds = std::chrono::duration<double>(now - taken).count();
+      if (json) {
+        std::cout << kvtier::ctl::IntervalJson(*before, *after, seconds).dump() << std::endl;
+      } else {
+        kvtier::ctl::PrintInterval(*before, *after, seconds, i == 0, std::cout);
+        std::cout.flush();
+      }
+      before = std::move(after);
+      taken = now;
+    }
     return 0;
   }
 

@@ -168,6 +168,124 @@ std::string FormatLatencyBound(int64_t micros) {
   return "<= " + human(static_cast<double>(micros));
 }
 
+namespace {
+
+uint64_t Delta(uint64_t before, uint64_t after) { return after >= before ? after - before : after; }
+
+const proto::TierStats* FindTier(const proto::StatsReply& r, proto::Tier tier) {
+  for (const proto::TierStats& t : r.tiers()) {
+    if (t.tier() == tier) return &t;
+  }
+  return nullptr;
+}
+
+// `after`'s histogram of `op` less `before`'s.
+proto::RequestLatency LatencyDelta(const proto::StatsReply& before, const proto::StatsReply& after,
+                                   const std::string& op) {
+  proto::RequestLatency d;
+  d.set_op(op);
+  const proto::RequestLatency* b = nullptr;
+  const proto::RequestLatency* a = nullptr;
+  for (const auto& l : before.server().request_latency()) b = l.op() == op ? &l : b;
+  for (const auto& l : after.server().request_latency()) a = l.op() == op ? &l : a;
+  if (a == nullptr) return d;
+  uint64_t count = 0;
+  for (int i = 0; i < a->bucket_counts_size(); ++i) {
+    const uint64_t prev = b != nullptr && i < b->bucket_counts_size() ? b->bucket_counts(i) : 0;
+    const uint64_t c = Delta(prev, a->bucket_counts(i));
+    d.add_bucket_counts(c);
+    count += c;
+  }
+  d.set_count(count);
+  d.set_sum_ns(Delta(b != nullptr ? b->sum_ns() : 0, a->sum_ns()));
+  return d;
+}
+
+// Hit rate of an interval's hits and misses, or null when there were none.
+json IntervalRate(uint64_t hits, uint64_t misses) {
+  return hits + misses == 0 ? json(nullptr)
+                            : json(static_cast<double>(hits) / static_cast<double>(hits + misses));
+}
+
+}  // namespace
+
+json IntervalJson(const proto::StatsReply& before, const proto::StatsReply& after, double seconds) {
+  const double s = seconds > 0 ? seconds : 1;
+  auto per_s = [s](uint64_t n) { return static_cast<double>(n) / s; };
+  json out;
+  out["seconds"] = seconds;
+  out["requests_per_s"] = per_s(Delta(before.server().requests(), after.server().requests()));
+  out["tiers"] = json::array();
+  for (const proto::TierStats& t : after.tiers()) {
+    const proto::TierStats* b = FindTier(before, t.tier());
+    const proto::Counters zero;
+    const proto::Counters& cb = b != nullptr ? b->counters() : zero;
+    const proto::Counters& ca = t.counters();
+    const uint64_t hits = Delta(cb.hits(), ca.hits());
+    const uint64_t misses = Delta(cb.misses(), ca.misses());
+    const uint64_t keys = Delta(cb.lookup_keys(), ca.lookup_keys());
+    const uint64_t hit_keys = Delta(cb.lookup_hit_keys(), ca.lookup_hit_keys());
+    out["tiers"].push_back(
+        json{{"tier", TierName(t.tier())},
+             {"gets_per_s", per_s(hits + misses)},
+             {"hit_rate", IntervalRate(hits, misses)},
+             {"lookup_keys_per_s", per_s(keys)},
+             {"lookup_hit_rate", IntervalRate(hit_keys, keys - std::min(keys, hit_keys))},
+             {"puts_per_s", per_s(Delta(cb.puts(), ca.puts()))},
+             {"evictions_per_s", per_s(Delta(cb.evictions(), ca.evictions()))},
+             {"bytes_in_per_s", per_s(Delta(cb.bytes_in(), ca.bytes_in()))},
+             {"bytes_out_per_s", per_s(Delta(cb.bytes_out(), ca.bytes_out()))},
+             {"used_bytes", t.used_bytes()},
+             {"capacity_bytes", t.capacity_bytes()}});
+  }
+  out["request_p99_us_at_most"] = json::object();
+  for (const proto::RequestLatency& l : after.server().request_latency()) {
+    const proto::RequestLatency d = LatencyDelta(before, after, l.op());
+    if (d.count() > 0) out["request_p99_us_at_most"][l.op()] = LatencyQuantileMicros(d, 0.99);
+  }
+  return out;
+}
+
+void PrintInterval(const proto::StatsReply& before, const proto::StatsReply& after, double seconds,
+                   bool header, std::ostream& out) {
+  const json j = IntervalJson(before, after, seconds);
+  auto rate = [](const json& v) {
+    return v.is_null() ? std::string("-") : absl::StrFormat("%.1f%%", 100 * v.get<double>());
+  };
+  auto num = [](double v) { return absl::StrFormat("%.0f", v); };
+  auto bytes = [](double v) { return FormatByteSize(static_cast<uint64_t>(v)) + "/s"; };
+  Table table({{"TIER", Align::kLeft},
+               {"GETS/S"},
+               {"HIT RATE"},
+               {"LOOKUP KEYS/S"},
+               {"PREFIX HIT"},
+               {"PUTS/S"},
+               {"EVICT/S"},
+               {"IN"},
+               {"OUT"},
+               {"USED%"}});
+  for (const json& t : j["tiers"]) {
+    table.AddRow({t["tier"].get<std::string>(), num(t["gets_per_s"].get<double>()),
+                  rate(t["hit_rate"]), num(t["lookup_keys_per_s"].get<double>()),
+                  rate(t["lookup_hit_rate"]), num(t["puts_per_s"].get<double>()),
+                  num(t["evictions_per_s"].get<double>()), bytes(t["bytes_in_per_s"].get<double>()),
+                  bytes(t["bytes_out_per_s"].get<double>()),
+                  Percent(t["used_bytes"].get<uint64_t>(), t["capacity_bytes"].get<uint64_t>())});
+  }
+  if (header) {
+    out << "every " << absl::StrFormat("%.1f", seconds)
+        << " s: rates and hit rates of the interval alone\n";
+  }
+  std::string p99;
+  for (const auto& [op, us] : j["request_p99_us_at_most"].items()) {
+    absl::StrAppend(&p99, p99.empty() ? "" : ", ", op, " ", FormatLatencyBound(us.get<int64_t>()));
+  }
+  out << "\n"
+      << num(j["requests_per_s"].get<double>()) << " requests/s"
+      << (p99.empty() ? "" : "; p99 " + p99) << "\n";
+  table.Print(out);
+}
+
 json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                std::string_view uri) {
   const proto::ServerStats& s = stats.server();

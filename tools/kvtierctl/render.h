@@ -32,6 +32,16 @@ int64_t LatencyQuantileMicros(const proto::RequestLatency& l, double q);
 // "<= 64us", "<= 2.1ms", "> 4.2s" for LatencyQuantileMicros' values; "-" for 0.
 std::string FormatLatencyBound(int64_t micros);
 
+// `kvtierctl top`: what happened between two snapshots taken `seconds` apart -- rates per second
+// and the hit rates of that interval alone, not since start (which a long-running daemon's
+// totals hide), and each request kind's p99 from the histograms' difference. Counters that went
+// down (a restarted daemon) count from zero. JSON: one object per interval.
+nlohmann::json IntervalJson(const proto::StatsReply& before, const proto::StatsReply& after,
+                            double seconds);
+// The same as a table row per tier under a header line (`header` prints the header first).
+void PrintInterval(const proto::StatsReply& before, const proto::StatsReply& after, double seconds,
+                   bool header, std::ostream& out);
+
 nlohmann::json HealthJson(const proto::HealthReply& health, std::string_view uri);
 nlohmann::json StatsJson(const proto::StatsReply& stats, const proto::HealthReply& health,
                          std::string_view uri);

@@ -99,6 +99,49 @@ TEST(Render, RequestLatencyQuantilesAreBucketBounds) {
   EXPECT_NE(text.str().find("<= 1.0ms"), std::string::npos) << text.str();
 }
 
+TEST(Render, TopShowsTheIntervalNotTheTotals) {
+  // Since start: 900 hits and 100 misses (90%); in the last 2 s: 10 hits and 30 misses (25%).
+  proto::StatsReply before = SampleStats();
+  before.mutable_server()->set_requests(1000);
+  proto::Counters* c = before.mutable_tiers(0)->mutable_counters();
+  c->set_hits(890);
+  c->set_misses(70);
+  c->set_lookup_keys(500);
+  c->set_lookup_hit_keys(400);
+  c->set_puts(5);
+  proto::RequestLatency* l = before.mutable_server()->add_request_latency();
+  l->set_op("get");
+  for (int i = 0; i < 24; ++i) l->add_bucket_counts(i == 3 ? 1000 : 0);  // all <= 8 us
+  proto::StatsReply after = before;
+  after.mutable_server()->set_requests(1100);
+  c = after.mutable_tiers(0)->mutable_counters();
+  c->set_hits(900);
+  c->set_misses(100);
+  c->set_lookup_keys(600);
+  c->set_lookup_hit_keys(450);
+  c->set_puts(5);
+  // The interval's 100 gets: 98 within 8 us, 2 within 1 ms: p99 <= 1 ms (totals: <= 8 us).
+  after.mutable_server()->mutable_request_latency(0)->set_bucket_counts(3, 1098);
+  after.mutable_server()->mutable_request_latency(0)->set_bucket_counts(10, 2);
+  const auto j = IntervalJson(before, after, 2.0);
+  EXPECT_DOUBLE_EQ(j["requests_per_s"].get<double>(), 50.0);
+  const auto& dram = j["tiers"][0];
+  EXPECT_EQ(dram["tier"], "dram");
+  EXPECT_DOUBLE_EQ(dram["gets_per_s"].get<double>(), 20.0);
+  EXPECT_DOUBLE_EQ(dram["hit_rate"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(dram["lookup_hit_rate"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(dram["puts_per_s"].get<double>(), 0.0);
+  EXPECT_EQ(j["request_p99_us_at_most"]["get"], 1024);
+  // Nothing happened: no rate, not 0 %.
+  EXPECT_TRUE(IntervalJson(after, after, 1.0)["tiers"][0]["hit_rate"].is_null());
+  // A restarted daemon's counters went down: they count from zero.
+  EXPECT_DOUBLE_EQ(IntervalJson(after, before, 1.0)["tiers"][0]["gets_per_s"].get<double>(), 960.0);
+  std::ostringstream text;
+  PrintInterval(before, after, 2.0, true, text);
+  EXPECT_NE(text.str().find("25.0%"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("50 requests/s; p99 get <= 1.0ms"), std::string::npos) << text.str();
+}
+
 TEST(Render, Durations) {
   EXPECT_EQ(FormatDuration(12'345), "12.3s");
   EXPECT_EQ(FormatDuration(249'000), "4m 09s");

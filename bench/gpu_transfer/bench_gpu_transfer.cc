@@ -12,7 +12,9 @@
 // repetition (which also checks the bytes), in ms and GB/s of original bytes, the ratio of the
 // speeds (on/off > 1: compression is faster), the compression ratio of the frames sent and of
 // the daemon's DRAM (raw_bytes / used_bytes), and for reference a single pinned cudaMemcpy of
-// the batch each way and Client::Put/Get of the same bytes from host memory.
+// the batch each way and Client::Put/Get of the same bytes from host memory. Also the daemon's
+// own time per batch on each kind of request (from its request-duration histograms: request
+// read to reply written), which tells the client's share of a batch from the daemon's.
 #include <cuda_runtime_api.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -149,7 +151,20 @@ struct Mode {
   double dram_ratio = 0;
   uint64_t raw_sent = 0;
   uint64_t bytes_sent = 0;
+  // The daemon's time per batch, ms, on put, put_commit, get and release requests.
+  std::vector<double> daemon_ms[4];
 };
+
+constexpr const char* kDaemonOps[4] = {"put", "put_commit", "get", "release"};
+
+// Nanoseconds the daemon spent on `op` requests between two snapshots.
+double DaemonMs(const proto::StatsReply& before, const proto::StatsReply& after,
+                const std::string& op) {
+  uint64_t b = 0, a = 0;
+  for (const auto& l : before.server().request_latency()) b = l.op() == op ? l.sum_ns() : b;
+  for (const auto& l : after.server().request_latency()) a = l.op() == op ? l.sum_ns() : a;
+  return static_cast<double>(a - b) / 1e6;
+}
 
 struct BlockSizeResult {
   size_t block_bytes;
@@ -270,6 +285,8 @@ class Bench {
     std::vector<BlockKey> keys(blocks.size());
     for (BlockKey& k : keys) k = FreshKey();
     const client::GpuTransferCounters before = gpu_->counters();
+    auto stats_before = client_->Stats();
+    CheckOk(stats_before.status(), "stats");
     const auto t0 = Clock::now();
     auto put = gpu_->PutFromDevice(m.ns, keys, blocks);
     const auto t1 = Clock::now();
@@ -303,6 +320,11 @@ class Bench {
     } else {
       m.put_ms.push_back(Ms(t0, t1));
       m.get_ms.push_back(Ms(t2, t3));
+      auto stats_after = client_->Stats();
+      CheckOk(stats_after.status(), "stats");
+      for (int k = 0; k < 4; ++k) {
+        m.daemon_ms[k].push_back(DaemonMs(*stats_before, *stats_after, kDaemonOps[k]));
+      }
     }
     auto removed = client_->Remove(m.ns, keys);
     CheckOk(removed.status(), "remove");
@@ -420,6 +442,19 @@ int Main(int argc, char** argv) {
         const double sm = Median(row.s), em = Median(row.en), zm = Median(row.z);
         std::printf("| %zu KiB | %s | %s | %.2f | %.2f | %.2f | %.1f | %.2fx |\n",
                     a.block_bytes >> 10, row.dir, row.kvz, sm, em, zm, gbs(zm), sm / zm);
+      }
+    }
+  }
+  if (!zero.empty()) {
+    std::printf(
+        "\n| block | kvz | zero copy: put ms | daemon ms on put / put_commit | get ms | daemon ms "
+        "on get / release |\n|---|---|---|---|---|---|\n");
+    for (const BlockSizeResult& r : zero) {
+      for (const Mode* m : {&r.off, &r.on}) {
+        std::printf("| %zu KiB | %s | %.2f | %.2f / %.2f | %.2f | %.2f / %.2f |\n",
+                    r.block_bytes >> 10, m->name, Median(m->put_ms), Median(m->daemon_ms[0]),
+                    Median(m->daemon_ms[1]), Median(m->get_ms), Median(m->daemon_ms[2]),
+                    Median(m->daemon_ms[3]));
       }
     }
   }

@@ -166,10 +166,14 @@ class PrefixSlru:
             n.parent = p
             p.children.insert(0, n)
             n.depth = p.depth + 1
-        returning = fp != 0 and self.ghost.contains(fp)
+        returning = self.returning(fp)
         self.on_new(n, returning)
         parent_on_prob = n.parent is not None and n.parent.seg == PROB
         self.place(n, PROT if returning and not parent_on_prob else PROB, True)
+
+    def returning(self, fp):
+        """Whether a new block starts protected (its parent permitting): the ghost remembers it."""
+        return fp != 0 and self.ghost.contains(fp)
 
     def on_new(self, n, returning):
         pass
@@ -268,6 +272,8 @@ def replay_hits(reqs, policy_factory, capacity):
     """The hit length of each request (bench/replay/replay.cc, Replay)."""
     pol = policy_factory(capacity)
     begin = getattr(pol, "begin_request", None)  # optional: (request length, hit length)
+    start = getattr(pol, "start_request", None)  # optional: (ids, hit length)
+    end = getattr(pol, "end_request", None)  # optional: (ids), once its blocks are offered
     cache = set()
     hits = []
     for ids in reqs:
@@ -277,6 +283,8 @@ def replay_hits(reqs, policy_factory, capacity):
         hits.append(h)
         if begin:
             begin(len(ids), h)
+        if start:
+            start(ids, h)
         for j in range(h - 1, -1, -1):
             pol.access(ids[j])
         for j in range(h, len(ids)):
@@ -292,6 +300,8 @@ def replay_hits(reqs, policy_factory, capacity):
             parent = ids[j - 1] if j > 0 and ids[j - 1] in cache else None
             cache.add(b)
             pol.insert(b, parent, b + 1)
+        if end:
+            end(ids)
     return hits
 
 

@@ -17,7 +17,7 @@ Usage: tip_continuation.py [--capacity-blocks ...] TRACE.jsonl...
 import argparse
 
 import sim
-from sim import PROB, PROT, Node, PrefixSlru
+from sim import PrefixSlru
 
 
 class TipSlru(PrefixSlru):
@@ -28,14 +28,14 @@ class TipSlru(PrefixSlru):
         self.tips = set()  # cached blocks that ended a request
         self.continuing = False
 
-    def start(self, ids, h):
+    def start_request(self, ids, h):
         self.continuing = h > 0 and ids[h - 1] in self.tips
         # A turn continues its conversation's tip once; the next turn has a tip of its own.
         # A shared document's end that once ended a request stops counting after that.
         if self.continuing:
             self.tips.discard(ids[h - 1])
 
-    def end(self, ids):
+    def end_request(self, ids):
         # The traces end every request in a partial block of its own (a real prompt's last
         # tokens, which a daemon never sees as a key): the tip is the last full block.
         if len(ids) >= 2 and ids[-2] in self.nodes:
@@ -45,54 +45,18 @@ class TipSlru(PrefixSlru):
         self.tips.discard(key)
         super().remove(key)
 
-    def insert(self, key, parent_key, fp):
-        if not self.continuing:
-            return super().insert(key, parent_key, fp)
-        n = Node(key, fp)
-        self.nodes[key] = n
-        if parent_key is not None:
-            p = self.nodes[parent_key]
-            n.parent = p
-            p.children.insert(0, n)
-            n.depth = p.depth + 1
-        parent_on_prob = n.parent is not None and n.parent.seg == PROB
-        self.place(n, PROT if self.to_protected and not parent_on_prob else PROB, True)
+    def returning(self, fp):
+        # A continuing request's new blocks start protected (tip) or on probation (tip-prob),
+        # whatever the ghost says.
+        return self.to_protected if self.continuing else super().returning(fp)
 
 
 class TipProb(TipSlru):
     to_protected = False
 
 
-def replay_hits(reqs, factory, capacity):
-    """sim.replay_hits with the request's ids given to the policy before and after."""
-    pol = factory(capacity)
-    cache, hits = set(), []
-    for ids in reqs:
-        h = 0
-        while h < len(ids) and ids[h] in cache:
-            h += 1
-        hits.append(h)
-        pol.start(ids, h)
-        for j in range(h - 1, -1, -1):
-            pol.access(ids[j])
-        for j in range(h, len(ids)):
-            b = ids[j]
-            if b in cache:
-                pol.access(b)
-                continue
-            if len(cache) >= capacity:
-                v = pol.victim()
-                pol.remove(v)
-                cache.remove(v)
-            parent = ids[j - 1] if j > 0 and ids[j - 1] in cache else None
-            cache.add(b)
-            pol.insert(b, parent, b + 1)
-        pol.end(ids)
-    return hits
-
-
 class Base(TipSlru):
-    def start(self, ids, h):
+    def start_request(self, ids, h):
         self.continuing = False
 
 
@@ -107,10 +71,7 @@ def main():
         total = sum(len(r) for r in reqs)
         for name, f in (("prefix-slru", Base), ("tip", TipSlru), ("tip-prob", TipProb),
                         ("lru", sim.Lru)):
-            if f is sim.Lru:
-                rates = [100 * sim.replay(reqs, f, c)[0] / total for c in caps]
-            else:
-                rates = [100 * sum(replay_hits(reqs, f, c)) / total for c in caps]
+            rates = [100 * sim.replay(reqs, f, c)[0] / total for c in caps]
             print(f"{t.rsplit('/', 1)[-1]:24s} {name:12s}", " ".join(f"{r:6.2f}" for r in rates),
                   flush=True)
 

@@ -36,6 +36,7 @@
 #include "kvtier/client/client.h"
 #include "kvtier/client/gpu_blocks.h"
 #include "kvtier/kernels/cuda_status.h"
+#include "kvtier/proto/messages.h"
 
 namespace kvtier::bench {
 namespace {
@@ -160,10 +161,10 @@ constexpr const char* kDaemonOps[4] = {"put", "put_commit", "get", "release"};
 // Nanoseconds the daemon spent on `op` requests between two snapshots.
 double DaemonMs(const proto::StatsReply& before, const proto::StatsReply& after,
                 const std::string& op) {
-  uint64_t b = 0, a = 0;
-  for (const auto& l : before.server().request_latency()) b = l.op() == op ? l.sum_ns() : b;
-  for (const auto& l : after.server().request_latency()) a = l.op() == op ? l.sum_ns() : a;
-  return static_cast<double>(a - b) / 1e6;
+  const proto::RequestLatency* b = proto::FindRequestLatency(before, op);
+  const proto::RequestLatency* a = proto::FindRequestLatency(after, op);
+  const uint64_t before_ns = b != nullptr ? b->sum_ns() : 0;
+  return a == nullptr ? 0 : static_cast<double>(a->sum_ns() - before_ns) / 1e6;
 }
 
 struct BlockSizeResult {

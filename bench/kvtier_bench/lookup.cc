@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kvtier/client/client.h"
+#include "kvtier/proto/messages.h"
 #include "modes.h"
 #include "nlohmann/json.hpp"
 #include "report.h"
@@ -29,10 +30,8 @@ constexpr int kWarmupLookups = 100;
 std::pair<uint64_t, uint64_t> DaemonLookups(client::Client& c) {
   auto stats = c.Stats();
   if (!stats.ok()) return {0, 0};
-  for (const auto& l : stats->server().request_latency()) {
-    if (l.op() == "lookup") return {l.count(), l.sum_ns()};
-  }
-  return {0, 0};
+  const proto::RequestLatency* l = proto::FindRequestLatency(*stats, "lookup");
+  return l == nullptr ? std::pair<uint64_t, uint64_t>{0, 0} : std::pair{l->count(), l->sum_ns()};
 }
 
 struct ClientState {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "kvtier/proto/messages.h"
+#include "latency_histogram.h"
 
 namespace kvtier::server {
 namespace {
@@ -49,9 +50,10 @@ class Exposition {
       cumulative += l.bucket_counts(i);
       Labels with_le = labels;
       with_le.emplace_back(
-          "le", i + 1 < l.bucket_counts_size()
-                    ? absl::StrFormat("%.6f", static_cast<double>(uint64_t{1} << i) / 1e6)
-                    : std::string("+Inf"));
+          "le",
+          i + 1 < l.bucket_counts_size()
+              ? absl::StrFormat("%.6f", static_cast<double>(LatencyHistogram::BoundNanos(i)) / 1e9)
+              : std::string("+Inf"));
       Add(name, "histogram", help, with_le, absl::StrCat(cumulative), name + "_bucket");
     }
     Add(name, "histogram", help, labels,

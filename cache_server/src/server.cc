@@ -420,17 +420,7 @@ class Server::Impl {
         absl::MutexLock lock(&maintenance_mu_);
         if (maintenance_mu_.AwaitWithTimeout(absl::Condition(&stopping_), pause)) return;
       }
-      switch (dram_->ReclaimAhead()) {
-        case tiers::DramTier::AheadResult::kReclaimed:
-          pause = absl::ZeroDuration();
-          break;
-        case tiers::DramTier::AheadResult::kWaiting:
-          pause = absl::Milliseconds(1);
-          break;
-        case tiers::DramTier::AheadResult::kIdle:
-          pause = absl::Milliseconds(50);
-          break;
-      }
+      pause = absl::FromChrono(tiers::DramTier::AheadPause(dram_->ReclaimAhead()));
     }
   }
 

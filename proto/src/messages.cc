@@ -136,6 +136,13 @@ std::string TierName(Tier tier) {
   }
 }
 
+const RequestLatency* FindRequestLatency(const StatsReply& stats, std::string_view op) {
+  for (const RequestLatency& l : stats.server().request_latency()) {
+    if (l.op() == op) return &l;
+  }
+  return nullptr;
+}
+
 absl::StatusOr<std::string> SerializeBody(const google::protobuf::MessageLite& msg,
                                           const Limits& limits) {
   const size_t size = msg.ByteSizeLong();

@@ -144,16 +144,7 @@ int Main(int argc, char** argv) {
   if (ahead) {
     maintenance = std::thread([&] {
       while (!stop.load(std::memory_order_relaxed)) {
-        switch (tier.ReclaimAhead()) {
-          case DramTier::AheadResult::kReclaimed:
-            break;
-          case DramTier::AheadResult::kWaiting:
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-            break;
-          case DramTier::AheadResult::kIdle:
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            break;
-        }
+        std::this_thread::sleep_for(DramTier::AheadPause(tier.ReclaimAhead()));
       }
     });
   }

@@ -184,10 +184,8 @@ proto::RequestLatency LatencyDelta(const proto::StatsReply& before, const proto:
                                    const std::string& op) {
   proto::RequestLatency d;
   d.set_op(op);
-  const proto::RequestLatency* b = nullptr;
-  const proto::RequestLatency* a = nullptr;
-  for (const auto& l : before.server().request_latency()) b = l.op() == op ? &l : b;
-  for (const auto& l : after.server().request_latency()) a = l.op() == op ? &l : a;
+  const proto::RequestLatency* b = proto::FindRequestLatency(before, op);
+  const proto::RequestLatency* a = proto::FindRequestLatency(after, op);
   if (a == nullptr) return d;
   uint64_t count = 0;
   for (int i = 0; i < a->bucket_counts_size(); ++i) {

@@ -25,6 +25,10 @@ absl::StatusOr<std::string> SerializeBody(const google::protobuf::MessageLite& m
 // "hbm", "dram", "nvme", or "none": a tier's name in kvtierctl's output and metrics labels.
 std::string TierName(Tier tier);
 
+// The daemon's duration histogram of requests of kind `op` ("get", "lookup", ...; OpcodeName),
+// or null when it served none.
+const RequestLatency* FindRequestLatency(const StatsReply& stats, std::string_view op);
+
 // Protobuf-level parse only (no semantic checks); kInvalidArgument on malformed bytes.
 absl::Status ParseBody(std::string_view body, google::protobuf::MessageLite* msg);
 

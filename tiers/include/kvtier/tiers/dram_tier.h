@@ -54,6 +54,7 @@
 // sections, no I/O under it). Nothing here blocks on I/O.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -388,6 +389,12 @@ class DramTier {
   };
   static constexpr int64_t kReclaimDemandWindowNs = 1'000'000'000;
   AheadResult ReclaimAhead();
+  // How long a maintenance thread waits after `r` before it calls ReclaimAhead again.
+  static constexpr std::chrono::microseconds AheadPause(AheadResult r) {
+    return r == AheadResult::kReclaimed ? std::chrono::microseconds(0)
+           : r == AheadResult::kWaiting ? std::chrono::microseconds(1'000)
+                                        : std::chrono::microseconds(50'000);
+  }
 
   // Removes committed blocks. codes[i]: kOk or kNotFound. A pinned block disappears from the
   // index at once; its slot is freed when its last lease ends. A block still being written

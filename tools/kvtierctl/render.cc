@@ -150,7 +150,9 @@ int64_t LatencyQuantileMicros(const proto::RequestLatency& l, double q) {
   for (int i = 0; i < l.bucket_counts_size(); ++i) {
     cumulative += l.bucket_counts(i);
     if (cumulative >= std::max<uint64_t>(rank, 1)) {
-      return i + 1 < l.bucket_counts_size() ? int64_t{1} << i : -1;
+      // The last bucket holds what the one before it could not: more than that one's bound.
+      if (i + 1 == l.bucket_counts_size()) return i == 0 ? -1 : -(int64_t{1} << (i - 1));
+      return int64_t{1} << i;
     }
   }
   return -1;
@@ -163,8 +165,7 @@ std::string FormatLatencyBound(int64_t micros) {
     if (us < 1'000'000) return absl::StrFormat("%.1fms", us / 1000);
     return absl::StrFormat("%.1fs", us / 1e6);
   };
-  // The last bucket holds what the one before could not.
-  if (micros < 0) return "> " + human(static_cast<double>(int64_t{1} << 22));
+  if (micros < 0) return "> " + human(static_cast<double>(-micros));
   return "<= " + human(static_cast<double>(micros));
 }
 

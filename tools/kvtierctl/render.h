@@ -27,9 +27,11 @@ std::string FormatHitRate(uint64_t hits, uint64_t misses);
 std::string FormatRatio(uint64_t raw, uint64_t stored);
 
 // Upper bound, in microseconds, of the bucket that holds quantile `q` (0 < q <= 1) of a
-// RequestLatency; -1 for the last, unbounded bucket, 0 when it counts nothing.
+// RequestLatency; for the last, unbounded bucket, minus the bound of the one before it (the
+// quantile is more than that), whatever the histogram's number of buckets; 0 when it counts
+// nothing. JSON carries the same values (`p99_us_at_most` and the like).
 int64_t LatencyQuantileMicros(const proto::RequestLatency& l, double q);
-// "<= 64us", "<= 2.1ms", "> 4.2s" for LatencyQuantileMicros' values; "-" for 0.
+// "<= 64us", "<= 2.1ms", "> 4.2s" (for -4194304) for LatencyQuantileMicros' values; "-" for 0.
 std::string FormatLatencyBound(int64_t micros);
 
 // `kvtierctl top`: what happened between two snapshots taken `seconds` apart -- rates per second

@@ -77,12 +77,18 @@ TEST(Render, RequestLatencyQuantilesAreBucketBounds) {
   EXPECT_EQ(LatencyQuantileMicros(l, 0.9), 8);
   EXPECT_EQ(LatencyQuantileMicros(l, 0.91), 1024);
   EXPECT_EQ(LatencyQuantileMicros(l, 0.99), 1024);
-  EXPECT_EQ(LatencyQuantileMicros(l, 0.999), -1);
+  EXPECT_EQ(LatencyQuantileMicros(l, 0.999), -(int64_t{1} << 22));
   EXPECT_EQ(LatencyQuantileMicros(proto::RequestLatency(), 0.5), 0);
   EXPECT_EQ(FormatLatencyBound(8), "<= 8us");
   EXPECT_EQ(FormatLatencyBound(1024), "<= 1.0ms");
-  EXPECT_EQ(FormatLatencyBound(-1), "> 4.2s");
+  EXPECT_EQ(FormatLatencyBound(-(int64_t{1} << 22)), "> 4.2s");
   EXPECT_EQ(FormatLatencyBound(0), "-");
+  // The open bucket's bound follows the histogram's length, not a constant: a daemon with
+  // 12 buckets reports the slowest requests as more than 2^10 us.
+  proto::RequestLatency short_histogram;
+  for (int i = 0; i < 12; ++i) short_histogram.add_bucket_counts(i == 11 ? 1 : 0);
+  EXPECT_EQ(LatencyQuantileMicros(short_histogram, 0.5), -1024);
+  EXPECT_EQ(FormatLatencyBound(LatencyQuantileMicros(short_histogram, 0.5)), "> 1.0ms");
 
   proto::StatsReply r = SampleStats();
   *r.mutable_server()->add_request_latency() = l;

@@ -94,6 +94,12 @@ std::map<std::string, std::string> Series(const std::string& page) {
   return out;
 }
 
+// A series' value, or a text naming it as absent (so that a failed expectation says which).
+std::string ValueOf(const std::map<std::string, std::string>& series, const std::string& name) {
+  auto it = series.find(name);
+  return it == series.end() ? "(absent: " + name + ")" : it->second;
+}
+
 class MetricsTest : public testing::DaemonTest {
  protected:
   void SetUp() override {
@@ -168,10 +174,7 @@ TEST_F(MetricsTest, PageShowsTheDaemonsOwnFigures) {
   const proto::TierStats* dram = testing::FindTierStats(*stats, proto::TIER_DRAM);
   ASSERT_NE(dram, nullptr);
   const auto series = Series(page.body);
-  auto at = [&](const std::string& s) {
-    auto it = series.find(s);
-    return it == series.end() ? std::string("(absent: ") + s + ")" : it->second;
-  };
+  auto at = [&](const std::string& name) { return ValueOf(series, name); };
   // The invariant kvtierctl states: hits + misses == blocks asked for by gets.
   EXPECT_EQ(at("kvtier_tier_hits_total{tier=\"dram\"}"), "12");
   EXPECT_EQ(at("kvtier_tier_misses_total{tier=\"dram\"}"), "5");
@@ -282,10 +285,7 @@ TEST_F(MetricsNvmeTest, PageCarriesTheNvmeTierAndPassesPromtool) {
   const proto::TierStats* nvme = testing::FindTierStats(*stats, proto::TIER_NVME);
   ASSERT_NE(nvme, nullptr);
   const auto series = Series(page.body);
-  auto at = [&](const std::string& s) {
-    auto it = series.find(s);
-    return it == series.end() ? std::string("(absent: ") + s + ")" : it->second;
-  };
+  auto at = [&](const std::string& name) { return ValueOf(series, name); };
   EXPECT_EQ(at("kvtier_tier_capacity_bytes{tier=\"nvme\"}"), absl::StrCat(nvme->capacity_bytes()));
   EXPECT_EQ(at("kvtier_nvme_regions"), absl::StrCat(nvme->nvme().regions()));
   EXPECT_EQ(at(absl::StrCat("kvtier_nvme_info{engine=\"", nvme->nvme().engine(),
